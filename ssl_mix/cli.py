@@ -1,0 +1,231 @@
+"""The ``ssl-mix`` command line: one subcommand per job, each a thin layer over the public API.
+
+Every subcommand maps its flags onto the same typed objects that the Python API uses, so the CLI can do
+nothing the API cannot. User errors (bad flags, missing files, invalid values) exit with status 2 and a
+one-line message instead of a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any, Callable, Sequence
+
+from ssl_mix import __version__
+
+
+class UsageError(Exception):
+    """A user error found after argument parsing; reported like an argparse error (exit status 2)."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full ``ssl-mix`` argument parser, with one sub-parser per registered subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="ssl-mix",
+        description="Semi-supervised learning with mixup: ICT[K], mixup, manifold mixup and linearity analysis.",
+    )
+    parser.add_argument("--version", action="version", version=f"ssl-mix {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (help_text, add_arguments, _) in _COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        add_arguments(p)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``ssl-mix`` console script. Returns the process exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    _, _, run = _COMMANDS[args.command]
+    try:
+        return run(args)
+    except (UsageError, ValueError, TypeError, FileNotFoundError) as err:
+        # Library code raises these for bad user input, with a message that says what to do.
+        print(f"ssl-mix {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"ssl-mix {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Subcommands. Each one: an `_add_<name>` that declares its flags and a `_run_<name>` that calls the API.
+# ---------------------------------------------------------------------------------------------------------
+
+
+def _config_flags() -> list[tuple[str, str, str, Any]]:
+    """(flag, section, field, type hint) for every config field."""
+    import typing
+
+    from ssl_mix.config import config_flags, section_type
+
+    return [(flag, section, name, typing.get_type_hints(section_type(section))[name])
+            for flag, (section, name) in config_flags().items()]
+
+
+def _add_config_flags(parser: argparse.ArgumentParser) -> None:
+    import typing
+
+    group = parser.add_argument_group("configuration (each flag overrides the preset and --config file)")
+    for flag, section, name, hint in _config_flags():
+        kwargs: dict[str, Any] = {"dest": f"cfg__{section}__{name}", "default": argparse.SUPPRESS,
+                                  "help": f"{section}.{name}"}
+        origin, args = typing.get_origin(hint), typing.get_args(hint)
+        literal = args if origin is typing.Literal else next(
+            (typing.get_args(a) for a in args if typing.get_origin(a) is typing.Literal), None)
+        if hint is bool:
+            kwargs["action"] = argparse.BooleanOptionalAction
+        elif literal is not None:
+            kwargs["choices"] = list(literal)
+        elif hint is int:
+            kwargs["type"] = int
+        elif hint is float or (type(None) in args and float in args):
+            kwargs["type"] = _optional(float)
+        elif origin is tuple:
+            kwargs["type"] = lambda s: tuple(v.strip() for v in s.split(",") if v.strip())
+            kwargs["metavar"] = "A,B,..."
+        group.add_argument(flag, **kwargs)
+
+
+def _optional(kind: Callable[[str], Any]) -> Callable[[str], Any]:
+    def parse(text: str) -> Any:
+        return None if text.lower() == "none" else kind(text)
+
+    parse.__name__ = kind.__name__
+    return parse
+
+
+def _config_from_args(args: argparse.Namespace):
+    from ssl_mix.config import Config, preset
+
+    cfg = preset(args.preset) if getattr(args, "preset", None) else Config()
+    if getattr(args, "config", None):
+        cfg = Config.from_file(args.config, base=cfg)
+    updates: dict[str, dict[str, Any]] = {}
+    for key, value in vars(args).items():
+        if key.startswith("cfg__"):
+            _, section, name = key.split("__")
+            updates.setdefault(section, {})[name] = value
+    if "split" in updates.get("data", {}) and "num_labels" in updates.get("data", {}):
+        raise UsageError("--split and --num-labels conflict: a saved split fixes the labeled examples; drop one")
+    return cfg.replace(**updates)
+
+
+def _add_train(p: argparse.ArgumentParser) -> None:
+    from ssl_mix.config import PRESETS
+
+    p.add_argument("--preset", choices=sorted(PRESETS), help="start from a named paper recipe")
+    p.add_argument("--config", metavar="FILE", help="JSON file of config sections applied after the preset")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt if it exists")
+    p.add_argument("--print-config", action="store_true", help="print the resolved config as JSON and exit")
+    _add_config_flags(p)
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    import json
+
+    from ssl_mix.experiment import run_experiment
+    from ssl_mix.trainer import NonFiniteLossError
+
+    cfg = _config_from_args(args)
+    if args.print_config:
+        print(json.dumps(cfg.to_dict(), indent=2, sort_keys=True))
+        return 0
+    try:
+        report = run_experiment(cfg, resume=args.resume)
+    except NonFiniteLossError as err:
+        print(f"ssl-mix train: {err}", file=sys.stderr)
+        return 1
+    print(_format_report(report))
+    return 0
+
+
+def _format_report(report: dict[str, Any]) -> str:
+    lines = [f"trained {report['steps']} steps in {report['wall_time_s']:.1f} s; run directory: {report['out_dir']}"]
+    for model_name, sets in report["final"].items():
+        for set_name, m in sets.items():
+            lines.append(f"  {model_name:<8} {set_name:<6} accuracy {m['accuracy']:6.2f}%  nll {m['nll']:.4f}  "
+                         f"ece {m['ece']:.2f}%")
+    best = report.get("best")
+    if best:
+        test = f", test accuracy {best['test']['accuracy']:.2f}%" if best.get("test") else ""
+        lines.append(f"  selected by validation: {best['model']} at step {best['step']} (valid accuracy "
+                     f"{best['valid_accuracy']:.2f}%{test}); saved as best.pt")
+    else:
+        lines.append(f"  model selection: {report['selection']}")
+    return "\n".join(lines)
+
+
+def _add_eval(p: argparse.ArgumentParser) -> None:
+    p.add_argument("checkpoint", help="a checkpoint written by ssl-mix train (last.pt or best.pt)")
+    p.add_argument("--dataset", choices=["cifar10", "cifar100", "svhn", "folder", "digits"],
+                   help="dataset to evaluate on (default: the one the run trained on)")
+    p.add_argument("--data-root", help="where the dataset lives (default: the run's)")
+    p.add_argument("--which", choices=["student", "teacher", "both"], default="both")
+    p.add_argument("--device", default="auto")
+
+
+def _run_eval(args: argparse.Namespace) -> int:
+    from ssl_mix.checkpoint import load_checkpoint
+    from ssl_mix.config import Config
+    from ssl_mix.data import data_spec, eval_batches, load_arrays
+    from ssl_mix.models import create_model
+    from ssl_mix.trainer import evaluate, resolve_device
+
+    state = load_checkpoint(args.checkpoint)
+    cfg = Config.from_dict(state["config"]) if state.get("config") else None
+    if cfg is None:
+        raise UsageError(f"{args.checkpoint} holds no run configuration; it was not written by ssl-mix train")
+    dataset = args.dataset or cfg.data.dataset
+    root = args.data_root if args.data_root is not None else cfg.data.data_root
+    train = load_arrays(dataset, root, "train") if dataset == "folder" else None
+    test = load_arrays(dataset, root, "test")
+    spec = data_spec(dataset, train)
+    device = resolve_device(args.device)
+    model = create_model(cfg.model.name, spec.num_classes, in_channels=test.images.shape[1],
+                         bn_momentum=cfg.model.bn_momentum, dropout=cfg.model.dropout)
+    which = ["student", "teacher"] if args.which == "both" else [args.which]
+    for name in which:
+        weights = state["model"] if name == "student" else {
+            k.removeprefix("module."): v for k, v in state["teacher"].items() if k.startswith("module.")}
+        model.load_state_dict(weights)
+        metrics = evaluate(model.to(device), eval_batches(test, spec, 500, device), device=device)
+        print(f"{name:<8} {dataset} test accuracy {metrics['accuracy']:.2f}%  nll {metrics['nll']:.4f}  "
+              f"ece {metrics['ece']:.2f}%  ({metrics['count']} images, step {state['step']})")
+    return 0
+
+
+def _add_demo(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--seeds", type=int, default=3, help="number of seeds (runs per method)")
+    p.add_argument("--steps", type=int, help="override the demo's training steps")
+    p.add_argument("--num-labels", type=int, help="override the demo's label budget (default 50)")
+    p.add_argument("--out", default="runs/demo", help="where TensorBoard logs and checkpoints go")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=False)
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    import time
+
+    from ssl_mix.demo import format_table, run_demo
+
+    if args.seeds < 1:
+        raise UsageError(f"--seeds must be >= 1, got {args.seeds}")
+    start = time.perf_counter()
+    demo = run_demo(tuple(range(args.seeds)), steps=args.steps, num_labels=args.num_labels, out_dir=args.out,
+                    progress=args.progress, device=args.device)
+    print(format_table(demo))
+    print(f"finished in {time.perf_counter() - start:.0f} s; TensorBoard logs: tensorboard --logdir {demo['out_dir']}")
+    return 0
+
+
+# name -> (one-line help, add_arguments(parser), run(args) -> exit status). Order is the order in --help.
+_COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]] = {
+    "demo": ("Train ERM and ICT on bundled handwritten digits (no download) and print their accuracies.",
+             _add_demo, _run_demo),
+    "train": ("Train a classifier with ERM, mixup, manifold mixup or ICT[K].", _add_train, _run_train),
+    "eval": ("Evaluate a checkpoint's student and teacher on a test set.", _add_eval, _run_eval),
+}

@@ -1,0 +1,186 @@
+"""From a :class:`~ssl_mix.config.Config` to a trained model: data, split, loader, model, method, trainer.
+
+This is what ``ssl-mix train`` runs; the Python API offers the same in one call, :func:`run_experiment`, or piece
+by piece (:func:`load_run_data`, :func:`build_method`, :func:`build_trainer`) for users who swap a part.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ssl_mix.config import Config, MethodConfig
+from ssl_mix.data import (
+    DataSpec,
+    ImageArrays,
+    LabelSplit,
+    TensorDualLoader,
+    TorchDualLoader,
+    arrays_dataset,
+    concat_arrays,
+    data_spec,
+    eval_batches,
+    load_arrays,
+    make_split,
+)
+from ssl_mix.methods import ERM, ICT, ManifoldMixup, Method, Mixup
+from ssl_mix.models import create_model
+from ssl_mix.ramps import ConsistencySchedule
+from ssl_mix.trainer import Trainer, resolve_device
+
+__all__ = ["RunData", "load_run_data", "build_method", "build_loader", "build_trainer", "run_experiment"]
+
+EVAL_BATCH_SIZE = 500
+
+
+@dataclass
+class RunData:
+    """The data of one run, split and held in memory.
+
+    Attributes:
+        spec: dataset constants (classes, normalisation, augmentation).
+        split: the label-budget split used (saved as ``split.json`` in the run directory).
+        labeled, unlabeled: the training streams.
+        valid: the validation subset (None without ``num_valid_per_class``).
+        test: the test set.
+    """
+
+    spec: DataSpec
+    split: LabelSplit
+    labeled: ImageArrays
+    unlabeled: ImageArrays
+    valid: ImageArrays | None
+    test: ImageArrays
+
+
+def load_run_data(cfg: Config) -> RunData:
+    """Load the dataset named in ``cfg.data`` and draw (or load) its label split, seeded by ``cfg.train.seed``."""
+    d = cfg.data
+    train = load_arrays(d.dataset, d.data_root, "train", download=d.download)
+    test = load_arrays(d.dataset, d.data_root, "test", download=d.download)
+    spec = data_spec(d.dataset, train)
+    if d.split is not None:
+        split = LabelSplit.load(d.split, dataset=d.dataset)
+        if max(split.labeled + split.valid + split.unlabeled, default=-1) >= len(train):
+            raise ValueError(f"split {d.split!r} indexes past the {len(train)} training images of {d.dataset!r}; "
+                             "was it made for another data root?")
+    else:
+        split = make_split(train.targets, d.num_labels, seed=cfg.train.seed, dataset=d.dataset,
+                           num_classes=spec.num_classes, num_valid_per_class=d.num_valid_per_class,
+                           labeled_in_unlabeled=d.labeled_in_unlabeled)
+    unlabeled = train.subset(split.unlabeled)
+    extra_sets = []
+    if d.use_extra:
+        if d.dataset != "svhn":
+            raise ValueError(f"use_extra adds SVHN's 'extra' images; it does not apply to dataset {d.dataset!r}")
+        extra_sets.append(load_arrays("svhn", d.data_root, "extra", download=d.download))
+    if d.dataset == "folder":
+        folder_unlabeled = load_arrays("folder", d.data_root, "unlabeled")
+        if len(folder_unlabeled):
+            extra_sets.append(folder_unlabeled)
+    if extra_sets:
+        unlabeled = concat_arrays([unlabeled, *extra_sets])
+    return RunData(spec=spec, split=split, labeled=train.subset(split.labeled), unlabeled=unlabeled,
+                   valid=train.subset(split.valid) if split.valid else None, test=test)
+
+
+def build_method(cfg: MethodConfig, *, num_classes: int, total_steps: int) -> Method:
+    """The :class:`~ssl_mix.methods.Method` a config section describes (ramps sized to ``total_steps``)."""
+    if cfg.name == "erm":
+        return ERM()
+    if cfg.name == "mixup":
+        return Mixup(cfg.k, cfg.alpha, per_sample=cfg.per_sample, cutmix_alpha=cfg.cutmix_alpha,
+                     switch_prob=cfg.cutmix_switch_prob, num_classes=num_classes)
+    if cfg.name == "manifold-mixup":
+        return ManifoldMixup(cfg.mix_layers, cfg.k, cfg.alpha, per_sample=cfg.per_sample)
+    schedule = ConsistencySchedule(max_weight=cfg.consistency_weight, ramp=cfg.ramp,
+                                   ramp_steps=round(cfg.ramp_fraction * total_steps))
+    return ICT(cfg.k, cfg.alpha, per_sample=cfg.per_sample, schedule=schedule, supervised=cfg.supervised,
+               sup_alpha=cfg.sup_alpha, target=cfg.consistency_target, distance=cfg.consistency_distance,
+               teacher_mode=cfg.teacher_mode)
+
+
+def build_loader(cfg: Config, data: RunData, device: torch.device):
+    """The dual labeled/unlabeled loader ``cfg.data.loader`` names, seeded by ``cfg.train.seed``."""
+    d = cfg.data
+    if d.loader == "tensor":
+        return TensorDualLoader(data.labeled, data.unlabeled, data.spec, batch_size=d.batch_size,
+                                unlabeled_batch_size=d.unlabeled_batch_size, seed=cfg.train.seed, device=device,
+                                augment=d.augment)
+    return TorchDualLoader(arrays_dataset(data.labeled, data.spec, augment=d.augment),
+                           arrays_dataset(data.unlabeled, data.spec, augment=d.augment, labeled=False),
+                           batch_size=d.batch_size, unlabeled_batch_size=d.unlabeled_batch_size, seed=cfg.train.seed,
+                           num_workers=d.num_workers, device=device)
+
+
+def build_trainer(cfg: Config, data: RunData | None = None) -> Trainer:
+    """Everything :func:`run_experiment` builds, without training: data, model, method, loader, trainer."""
+    data = data if data is not None else load_run_data(cfg)
+    device = resolve_device(cfg.train.device)
+    torch.manual_seed(cfg.train.seed)  # initial weights
+    model = create_model(cfg.model.name, data.spec.num_classes, in_channels=data.labeled.images.shape[1],
+                         bn_momentum=cfg.model.bn_momentum, dropout=cfg.model.dropout)
+    if cfg.model.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    method = build_method(cfg.method, num_classes=data.spec.num_classes, total_steps=cfg.train.steps)
+    loader = build_loader(cfg, data, device)
+    eval_sets: dict[str, Any] = {"test": lambda: eval_batches(data.test, data.spec, EVAL_BATCH_SIZE, device)}
+    if data.valid is not None:
+        eval_sets["valid"] = lambda: eval_batches(data.valid, data.spec, EVAL_BATCH_SIZE, device)
+    linearity = None
+    if cfg.train.linearity_every:
+        from ssl_mix.analysis import linearity_probe
+
+        held_out = data.valid if data.valid is not None else data.test
+        linearity = linearity_probe(held_out, data.spec, num_pairs=cfg.train.linearity_pairs, seed=cfg.train.seed,
+                                    device=device)
+    return Trainer(model, method, loader, train=cfg.train, optim=cfg.optim, ema_decay=cfg.method.ema_decay,
+                   ema_warmup=cfg.method.ema_warmup, eval_sets=eval_sets, config=cfg.to_dict(), linearity=linearity)
+
+
+def run_experiment(cfg: Config, *, resume: bool = False, data: RunData | None = None) -> dict[str, Any]:
+    """Train one run end to end and return its report.
+
+    Args:
+        cfg: the run's configuration.
+        resume: continue from ``out_dir/last.pt`` if it exists (the checkpoint's config must match ``cfg``,
+            except for ``train.steps``, which may be raised to train longer).
+        data: pre-loaded data (skips loading; used when several runs share one dataset).
+
+    Returns:
+        The report of :meth:`Trainer.fit`, with the split saved as ``out_dir/split.json``.
+    """
+    out_dir = Path(cfg.train.out_dir)
+    checkpoint = out_dir / "last.pt"
+    if resume and checkpoint.exists():
+        _check_resume_config(cfg, out_dir / "config.json")
+    data = data if data is not None else load_run_data(cfg)
+    trainer = build_trainer(cfg, data)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    data.split.save(out_dir / "split.json")
+    (out_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2, sort_keys=True) + "\n")
+    if resume and checkpoint.exists():
+        trainer.resume(checkpoint)
+    return trainer.fit()
+
+
+def _check_resume_config(cfg: Config, saved_path: Path) -> None:
+    if not saved_path.exists():
+        return
+    saved = json.loads(saved_path.read_text())
+    current = cfg.to_dict()
+    diffs = []
+    for section, values in current.items():
+        for key, value in values.items():
+            if (section, key) in {("train", "steps"), ("train", "progress")}:
+                continue
+            old = saved.get(section, {}).get(key)
+            if old != value:
+                diffs.append(f"{section}.{key}: checkpoint has {old!r}, now {value!r}")
+    if diffs:
+        raise ValueError("cannot resume: the configuration differs from the run being resumed ("
+                         + "; ".join(diffs) + "). Use the same flags, or a new --out directory.")

@@ -1,0 +1,269 @@
+"""Training methods: each computes one step's loss from a labeled and an unlabeled batch.
+
+A method is a small class with one entry point, :meth:`Method.loss`; the :class:`~ssl_mix.Trainer` owns the loop
+(backward, optimiser step, teacher update). Methods never call ``.item()``: what they return for logging stays on
+the device and is read by the trainer every ``log_every`` steps.
+
+- :class:`ERM`: cross-entropy on labeled data only.
+- :class:`Mixup`: supervised mixup (Zhang et al. 2018) with K-point Dirichlet weights; CutMix and the
+  Mixup/CutMix switch through timm's implementation.
+- :class:`ManifoldMixup`: supervised mixup of hidden states at a layer drawn each step from a set S
+  (Verma et al. 2019, "Manifold Mixup").
+- :class:`ICT`: supervised loss + w(t) * ICT[K] consistency against the EMA teacher (Verma et al. 2019,
+  "Interpolation Consistency Training"; K-point form: Chaudhry et al., eq. 2).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import ClassVar, Literal, NamedTuple, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ssl_mix.losses import ict_consistency, soft_target_cross_entropy
+from ssl_mix.mixing import MixPlan, sample_mix_plan
+from ssl_mix.models import LayerId, forward_mixed
+from ssl_mix.ramps import ConsistencySchedule
+
+__all__ = ["Batch", "StepContext", "StepOutput", "Method", "ERM", "Mixup", "ManifoldMixup", "ICT"]
+
+
+class Batch(NamedTuple):
+    """One training step's data, already on the device.
+
+    Attributes:
+        x_l: (B_l, ...) labeled inputs, normalised.
+        y_l: (B_l,) int64 class indices.
+        x_u: (B_u, ...) unlabeled inputs (methods that use no unlabeled data ignore it).
+    """
+
+    x_l: torch.Tensor
+    y_l: torch.Tensor
+    x_u: torch.Tensor
+
+
+@dataclass
+class StepContext:
+    """What a method may need besides the batch and the student.
+
+    Attributes:
+        step: the step being taken (0-based).
+        total_steps: the run's length (for ramps).
+        generator: random generator on the training device (mixing weights, permutations).
+        host_generator: CPU generator for host-side choices (manifold mixup's layer), so no device sync.
+        teacher: the EMA teacher, for methods that use one.
+    """
+
+    step: int
+    total_steps: int
+    generator: torch.Generator | None = None
+    host_generator: torch.Generator | None = None
+    teacher: nn.Module | None = None
+
+
+@dataclass
+class StepOutput:
+    """A method's result for one step.
+
+    Attributes:
+        loss: the scalar to back-propagate.
+        logs: detached 0-dim tensors (or floats) worth logging, e.g. ``{"loss/supervised": ...}``.
+    """
+
+    loss: torch.Tensor
+    logs: dict[str, torch.Tensor | float] = field(default_factory=dict)
+
+
+class Method:
+    """Base class of training methods. Subclasses implement :meth:`loss`.
+
+    Attributes:
+        name: the method's name as used in configs and on the command line.
+        uses_unlabeled: whether ``batch.x_u`` is used (loaders may skip unlabeled batches otherwise).
+        uses_teacher: whether ``ctx.teacher`` must be given.
+    """
+
+    name: ClassVar[str] = "method"
+    uses_unlabeled: ClassVar[bool] = False
+    uses_teacher: ClassVar[bool] = False
+
+    def loss(self, student: nn.Module, batch: Batch, ctx: StepContext) -> StepOutput:
+        """Compute this step's loss. Called under the trainer's autocast context."""
+        raise NotImplementedError
+
+
+def _check_mixing(k: int, alpha: float) -> None:
+    if isinstance(k, bool) or not isinstance(k, int) or k < 2:
+        raise ValueError(f"k (number of points mixed) must be an integer >= 2, got {k!r}")
+    if not alpha >= 0:  # also rejects NaN
+        raise ValueError(f"alpha (Dirichlet concentration) must be >= 0, got {alpha!r}")
+
+
+def _mixup_loss(student: nn.Module, x: torch.Tensor, y: torch.Tensor, plan: MixPlan,
+                layer: LayerId = "input") -> torch.Tensor:
+    """Soft-target cross-entropy of the student on a mix of ``x`` (at ``layer``) against the same mix of one-hot ``y``."""
+    if layer == "input":
+        logits = student(plan.apply(x))
+    else:
+        logits = forward_mixed(student, x, plan, layer)
+    targets = plan.apply(F.one_hot(y, logits.shape[1]).to(torch.float32))
+    return soft_target_cross_entropy(logits, targets)
+
+
+class ERM(Method):
+    """Empirical risk minimisation: cross-entropy on the labeled batch only (the supervised-only baseline)."""
+
+    name = "erm"
+
+    def loss(self, student: nn.Module, batch: Batch, ctx: StepContext) -> StepOutput:
+        loss = F.cross_entropy(student(batch.x_l).float(), batch.y_l)
+        return StepOutput(loss, {"loss/supervised": loss.detach()})
+
+
+class Mixup(Method):
+    """Supervised mixup (Zhang et al. 2018): mix labeled inputs and their one-hot targets with one plan.
+
+    Args:
+        k: points per mix (K=2 is classic mixup; K>2 uses Dirichlet(α, ..., α) weights).
+        alpha: mixing concentration; 0 disables mixing.
+        per_sample: one weight vector per example instead of one per batch.
+        cutmix_alpha: > 0 enables CutMix (K=2 only) via ``timm.data.Mixup``; with ``alpha`` > 0 too, each step is
+            mixup or CutMix, CutMix with probability ``switch_prob``.
+        switch_prob: see ``cutmix_alpha``.
+        num_classes: required with CutMix (timm builds the soft targets).
+
+    Note:
+        The CutMix path draws its random numbers from NumPy's global generator (timm's implementation); the
+        trainer checkpoints that state too, so resumed runs stay exact.
+    """
+
+    name = "mixup"
+
+    def __init__(self, k: int = 2, alpha: float = 1.0, *, per_sample: bool = False, cutmix_alpha: float = 0.0,
+                 switch_prob: float = 0.5, num_classes: int | None = None) -> None:
+        _check_mixing(k, alpha)
+        if not cutmix_alpha >= 0:
+            raise ValueError(f"cutmix_alpha must be >= 0, got {cutmix_alpha!r}")
+        self.k, self.alpha, self.per_sample = k, alpha, per_sample
+        self._cutmix = None
+        if cutmix_alpha > 0:
+            if k != 2:
+                raise ValueError(f"CutMix mixes two images; k must be 2 with cutmix_alpha > 0, got k={k}")
+            if num_classes is None:
+                raise ValueError("num_classes is required when cutmix_alpha > 0 (timm builds the soft targets)")
+            from timm.data import Mixup as TimmMixup
+
+            self._cutmix = TimmMixup(mixup_alpha=alpha, cutmix_alpha=cutmix_alpha, switch_prob=switch_prob,
+                                     mode="batch", label_smoothing=0.0, num_classes=num_classes)
+
+    def loss(self, student: nn.Module, batch: Batch, ctx: StepContext) -> StepOutput:
+        if self._cutmix is not None:
+            x, targets = self._cutmix(batch.x_l.clone(), batch.y_l)
+            loss = soft_target_cross_entropy(student(x), targets)
+        else:
+            plan = sample_mix_plan(batch.x_l.shape[0], self.k, self.alpha, per_sample=self.per_sample,
+                                   generator=ctx.generator, device=batch.x_l.device)
+            loss = _mixup_loss(student, batch.x_l, batch.y_l, plan)
+        return StepOutput(loss, {"loss/supervised": loss.detach()})
+
+
+class ManifoldMixup(Method):
+    """Manifold mixup (Verma et al. 2019): mix hidden states at a layer drawn uniformly from ``layers`` each step.
+
+    Args:
+        layers: the set S of layer ids (``"input"`` = raw input, integers = stage outputs of a staged model).
+        k, alpha, per_sample: as in :class:`Mixup`.
+
+    Note:
+        The layer is drawn on the host (``ctx.host_generator``) so the step needs no device synchronisation.
+    """
+
+    name = "manifold-mixup"
+
+    def __init__(self, layers: Sequence[LayerId] = ("input", 0, 1, 2), k: int = 2, alpha: float = 2.0, *,
+                 per_sample: bool = False) -> None:
+        _check_mixing(k, alpha)
+        layers = tuple(layers)
+        if not layers:
+            raise ValueError("layers must name at least one layer, e.g. ('input', 0, 1, 2)")
+        self.layers, self.k, self.alpha, self.per_sample = layers, k, alpha, per_sample
+
+    def loss(self, student: nn.Module, batch: Batch, ctx: StepContext) -> StepOutput:
+        pick = int(torch.randint(len(self.layers), (), generator=ctx.host_generator))
+        layer = self.layers[pick]
+        plan = sample_mix_plan(batch.x_l.shape[0], self.k, self.alpha, per_sample=self.per_sample,
+                               generator=ctx.generator, device=batch.x_l.device)
+        loss = _mixup_loss(student, batch.x_l, batch.y_l, plan, layer)
+        return StepOutput(loss, {"loss/supervised": loss.detach()})
+
+
+class ICT(Method):
+    """Interpolation Consistency Training with K-point mixes (ICT[K]).
+
+    loss = supervised + w(t) * d(student(Mix_λ(u_1..u_K)), Mix_λ(teacher(u_1), ..., teacher(u_K)))
+
+    Args:
+        k: points per mix (K=2 with Beta(α, α) is classic ICT; K=3..5 follow Chaudhry et al.).
+        alpha: Dirichlet concentration of the consistency mixes.
+        per_sample: one weight vector per example instead of one per batch.
+        schedule: the consistency weight w(t) (default: 100 with no ramp; build one with a ramp for real runs).
+        supervised: ``plain`` cross-entropy or ``mixup`` on the labeled batch (the official ICT code's choice).
+        sup_alpha: α of the supervised mixup (default: ``alpha``).
+        target: ``probs`` (paper's equation, default) or ``logits`` (official code): see
+            :func:`ssl_mix.ict_consistency`.
+        distance: ``mse`` (ICT) or ``kl``.
+        teacher_mode: ``train`` runs the teacher with batch statistics (official ICT code); ``eval`` with the
+            running statistics copied from the student.
+    """
+
+    name = "ict"
+    uses_unlabeled = True
+    uses_teacher = True
+
+    def __init__(self, k: int = 2, alpha: float = 1.0, *, per_sample: bool = False,
+                 schedule: ConsistencySchedule | None = None, supervised: Literal["plain", "mixup"] = "plain",
+                 sup_alpha: float | None = None, target: Literal["probs", "logits"] = "probs",
+                 distance: Literal["mse", "kl"] = "mse", teacher_mode: Literal["train", "eval"] = "train") -> None:
+        _check_mixing(k, alpha)
+        for arg, value, allowed in (("supervised", supervised, ("plain", "mixup")),
+                                    ("target", target, ("probs", "logits")),
+                                    ("distance", distance, ("mse", "kl")),
+                                    ("teacher_mode", teacher_mode, ("train", "eval"))):
+            if value not in allowed:
+                raise ValueError(f"{arg} must be one of {allowed}, got {value!r}")
+        self.k, self.alpha, self.per_sample = k, alpha, per_sample
+        self.schedule = schedule if schedule is not None else ConsistencySchedule(max_weight=100.0, ramp="none")
+        self.supervised, self.target, self.distance, self.teacher_mode = supervised, target, distance, teacher_mode
+        self.sup_alpha = alpha if sup_alpha is None else sup_alpha
+        _check_mixing(2, self.sup_alpha)
+
+    def loss(self, student: nn.Module, batch: Batch, ctx: StepContext) -> StepOutput:
+        if ctx.teacher is None:
+            raise ValueError("ICT needs the EMA teacher in StepContext.teacher")
+        x_l, y_l, x_u = batch
+        device = x_u.device
+
+        if self.supervised == "mixup":
+            sup_plan = sample_mix_plan(x_l.shape[0], 2, self.sup_alpha, generator=ctx.generator, device=device)
+            sup = _mixup_loss(student, x_l, y_l, sup_plan)
+        else:
+            sup = F.cross_entropy(student(x_l).float(), y_l)
+
+        ctx.teacher.train(self.teacher_mode == "train")
+        with torch.no_grad():
+            teacher_logits = ctx.teacher(x_u)
+        plan = sample_mix_plan(x_u.shape[0], self.k, self.alpha, per_sample=self.per_sample,
+                               generator=ctx.generator, device=device)
+        student_logits = student(plan.apply(x_u))
+        consistency = ict_consistency(student_logits, teacher_logits, plan, target=self.target,
+                                      distance=self.distance)
+
+        weight = self.schedule(ctx.step)
+        loss = sup + weight * consistency
+        return StepOutput(loss, {
+            "loss/supervised": sup.detach(),
+            "loss/consistency": consistency.detach(),
+            "consistency_weight": weight,
+        })

@@ -1,0 +1,95 @@
+"""Classification metrics for evaluation: accuracy, negative log-likelihood and expected calibration error.
+
+Mixup's calibration gains (Thulasidasan et al. 2019) are one reason people use it, so every evaluation reports
+ECE next to accuracy. Metrics accumulate as device tensors across batches and are read once at the end, so an
+evaluation pass costs one host round trip.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+
+__all__ = ["ClassificationMetrics", "expected_calibration_error"]
+
+
+def expected_calibration_error(confidence: torch.Tensor, correct: torch.Tensor, num_bins: int = 15) -> torch.Tensor:
+    """ECE with equal-width confidence bins (Guo et al. 2017).
+
+    Args:
+        confidence: (N,) max softmax probability per example, in [0, 1].
+        correct: (N,) bool or {0, 1}: whether the arg-max prediction was right.
+        num_bins: number of equal-width bins on [0, 1].
+
+    Returns:
+        A 0-dim tensor: sum over bins of (bin size / N) * |accuracy(bin) - mean confidence(bin)|.
+    """
+    if confidence.shape != correct.shape or confidence.ndim != 1:
+        raise ValueError(
+            f"confidence and correct must be 1-D of the same length, got {tuple(confidence.shape)} "
+            f"and {tuple(correct.shape)}"
+        )
+    if num_bins < 1:
+        raise ValueError(f"num_bins must be >= 1, got {num_bins}")
+    counts, conf_sum, correct_sum = _bin_sums(confidence, correct, num_bins)
+    return _ece_from_sums(counts, conf_sum, correct_sum)
+
+
+def _bin_sums(confidence: torch.Tensor, correct: torch.Tensor, num_bins: int):
+    # Bin b holds confidences in (b/num_bins, (b+1)/num_bins]; a confidence of exactly 0 goes to bin 0.
+    bins = (confidence.float() * num_bins).ceil().long().clamp(1, num_bins) - 1
+    counts = torch.zeros(num_bins, device=confidence.device).index_add_(0, bins, torch.ones_like(confidence.float()))
+    conf_sum = torch.zeros(num_bins, device=confidence.device).index_add_(0, bins, confidence.float())
+    correct_sum = torch.zeros(num_bins, device=confidence.device).index_add_(0, bins, correct.float())
+    return counts, conf_sum, correct_sum
+
+
+def _ece_from_sums(counts: torch.Tensor, conf_sum: torch.Tensor, correct_sum: torch.Tensor) -> torch.Tensor:
+    total = counts.sum().clamp_min(1)
+    return (conf_sum - correct_sum).abs().sum() / total
+
+
+@dataclass
+class ClassificationMetrics:
+    """Accumulates accuracy, NLL and ECE over batches of logits; call :meth:`compute` once at the end.
+
+    Args:
+        num_bins: ECE bins.
+    """
+
+    num_bins: int = 15
+    _count: torch.Tensor | None = field(default=None, repr=False)
+    _correct: torch.Tensor | None = field(default=None, repr=False)
+    _nll: torch.Tensor | None = field(default=None, repr=False)
+    _bins: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = field(default=None, repr=False)
+
+    @torch.no_grad()
+    def update(self, logits: torch.Tensor, targets: torch.Tensor) -> None:
+        """Add a batch: ``logits`` (B, C), ``targets`` (B,) int64 class indices."""
+        if logits.ndim != 2 or targets.shape != logits.shape[:1]:
+            raise ValueError(f"expected logits (B, C) and targets (B,), got {tuple(logits.shape)} and {tuple(targets.shape)}")
+        logp = F.log_softmax(logits.float(), dim=1)
+        conf, pred = logp.max(dim=1)
+        correct = pred == targets
+        nll = F.nll_loss(logp, targets, reduction="sum")
+        bins = _bin_sums(conf.exp(), correct, self.num_bins)
+        if self._count is None:
+            self._count = torch.zeros((), device=logits.device)
+            self._correct = torch.zeros((), device=logits.device)
+            self._nll = torch.zeros((), device=logits.device)
+            self._bins = tuple(torch.zeros_like(b) for b in bins)
+        self._count += targets.numel()
+        self._correct += correct.sum()
+        self._nll += nll
+        self._bins = tuple(a + b for a, b in zip(self._bins, bins))
+
+    def compute(self) -> dict[str, float]:
+        """``{"accuracy": %, "nll": mean nats, "ece": %, "count": N}`` (one host round trip)."""
+        if self._count is None:
+            raise ValueError("no batches were added before compute()")
+        ece = _ece_from_sums(*self._bins)
+        values = torch.stack([self._count, self._correct, self._nll, ece]).cpu().tolist()
+        count, correct, nll, ece = values
+        return {"accuracy": 100.0 * correct / count, "nll": nll / count, "ece": 100.0 * ece, "count": int(count)}

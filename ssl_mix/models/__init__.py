@@ -1,0 +1,39 @@
+"""Networks with addressable layers: WRN-28-k, CNN-13, a small CPU model, and a timm adapter.
+
+Every model is a chain of stages (:mod:`ssl_mix.models.stages`), so one mechanism serves all of them:
+:func:`forward_layers` reads layer outputs for analysis, :func:`forward_mixed` mixes hidden states at a
+layer (manifold mixup, ICT), :func:`run_stages` runs part of the chain.
+"""
+
+from ssl_mix.models.cnn13 import CNN13
+from ssl_mix.models.factory import ModelName, available_models, create_model
+from ssl_mix.models.small import SmallCNN
+from ssl_mix.models.stages import (
+    LayerId,
+    StagedModel,
+    forward_layers,
+    forward_mixed,
+    get_stages,
+    layer_names,
+    run_stages,
+)
+from ssl_mix.models.timm_adapter import TimmStaged
+from ssl_mix.models.wrn import PreActBlock, WideResNet
+
+__all__ = [
+    "CNN13",
+    "LayerId",
+    "ModelName",
+    "PreActBlock",
+    "SmallCNN",
+    "StagedModel",
+    "TimmStaged",
+    "WideResNet",
+    "available_models",
+    "create_model",
+    "forward_layers",
+    "forward_mixed",
+    "get_stages",
+    "layer_names",
+    "run_stages",
+]

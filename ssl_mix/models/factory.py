@@ -1,0 +1,97 @@
+"""Build the benchmark networks by name: ``create_model("wrn28-2", num_classes=10)``.
+
+Names and where they are used: ``wrn28-2`` (CIFAR-10, SVHN), ``wrn28-8`` (CIFAR-100), ``wrn28-10``
+(the supervised WRN reference) — see :mod:`ssl_mix.models.wrn`; ``cnn13`` (the ICT / mean-teacher CIFAR-10
+network, :mod:`ssl_mix.models.cnn13`); ``cnn-small`` (a fast CPU model for demos and tests,
+:mod:`ssl_mix.models.small`). Every model follows the staged-model protocol of :mod:`ssl_mix.models.stages`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Literal
+
+from torch import nn
+
+from ssl_mix.models._common import check_dropout
+from ssl_mix.models.cnn13 import CNN13
+from ssl_mix.models.small import SmallCNN
+from ssl_mix.models.wrn import WideResNet
+
+__all__ = ["ModelName", "available_models", "create_model"]
+
+ModelName = Literal["wrn28-2", "wrn28-8", "wrn28-10", "cnn13", "cnn-small"]
+
+
+def _wrn(widen_factor: int) -> Callable[..., nn.Module]:
+    def build(num_classes: int, **kwargs: Any) -> nn.Module:
+        return WideResNet(num_classes, depth=28, widen_factor=widen_factor, **kwargs)
+    return build
+
+
+# name -> (builder, architecture's own dropout default, extra options the builder accepts)
+_MODELS: dict[str, tuple[Callable[..., nn.Module], float, tuple[str, ...]]] = {
+    "wrn28-2": (_wrn(2), 0.0, ()),
+    "wrn28-8": (_wrn(8), 0.0, ()),
+    "wrn28-10": (_wrn(10), 0.0, ()),
+    "cnn13": (CNN13, 0.5, ("weight_norm",)),
+    "cnn-small": (SmallCNN, 0.0, ("widths",)),
+}
+
+
+def available_models() -> tuple[str, ...]:
+    """The names :func:`create_model` accepts."""
+    return tuple(_MODELS)
+
+
+def create_model(
+    name: ModelName,
+    num_classes: int,
+    *,
+    in_channels: int = 3,
+    bn_momentum: float = 0.001,
+    leaky_slope: float = 0.1,
+    dropout: float | None = None,
+    **options: Any,
+) -> nn.Module:
+    """Build a freshly initialised network by name.
+
+    Args:
+        name: one of :func:`available_models`: ``"wrn28-2"``, ``"wrn28-8"``, ``"wrn28-10"``, ``"cnn13"``,
+            ``"cnn-small"``.
+        num_classes: number of classes (outputs), >= 1.
+        in_channels: input channels, >= 1 (3 for RGB, 1 for grey images such as 28x28 digits).
+        bn_momentum: PyTorch batch-norm momentum in (0, 1]; 0.001 is the FixMatch/MixMatch code's TensorFlow
+            decay 0.999 (PyTorch: ``running = (1 - momentum) * running + momentum * batch``).
+        leaky_slope: negative slope of the leaky ReLUs, in [0, 1) (0.1 in the ICT/FixMatch code).
+        dropout: drop probability in [0, 1), or ``None`` for the architecture's published value. WRN: inside
+            each block between the convolutions (default 0); CNN-13: after the two max-pooling layers
+            (default 0.5, as in the papers); cnn-small: on the pooled features (default 0).
+        **options: model-specific options: ``weight_norm: bool`` (cnn13, default False);
+            ``widths: Sequence[int]`` (cnn-small, default (32, 64, 128)).
+
+    Returns:
+        An ``nn.Module`` in train mode whose ``forward(x)`` maps ``(B, in_channels, H, W)`` to logits
+        ``(B, num_classes)``, with ``stages`` and ``layer_names`` (see :mod:`ssl_mix.models.stages`).
+
+    Raises:
+        ValueError: unknown ``name`` (the message lists the valid names) or an argument out of range.
+        TypeError: an option the chosen model does not take, or an argument of the wrong type.
+    """
+    if name not in _MODELS:
+        raise ValueError(
+            f"name must be one of {', '.join(repr(n) for n in _MODELS)}; got {name!r}. "
+            "For another network, follow the staged-model protocol in ssl_mix.models.stages."
+        )
+    builder, default_dropout, extra = _MODELS[name]
+    unknown = sorted(set(options) - set(extra))
+    if unknown:
+        raise TypeError(
+            f"create_model({name!r}) got unknown option(s) {unknown}; valid options for {name!r}: "
+            f"{list(extra) if extra else 'none'} (besides in_channels, bn_momentum, leaky_slope, dropout)."
+        )
+    dropout = default_dropout if dropout is None else check_dropout(dropout)
+    return builder(
+        num_classes, in_channels=in_channels, bn_momentum=bn_momentum, leaky_slope=leaky_slope,
+        dropout=dropout, **options,
+    )

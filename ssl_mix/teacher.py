@@ -1,0 +1,111 @@
+"""Exponential-moving-average (mean) teacher.
+
+Mean teacher (Tarvainen & Valpola 2017, eq. 1), used by ICT (Verma et al. 2019) and ICT[K]: after every
+optimiser step the teacher's parameters follow the student's,
+
+    theta'_t = d_t theta'_{t-1} + (1 - d_t) theta_t,   d_t = min(1 - 1 / (t + 1), decay)  (warm-up),
+
+and its buffers (batch-norm running statistics) are copied from the student. The warm-up makes the teacher
+the plain average of the student's parameters over the first steps, when ``1 - 1/(t+1) < decay``.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import numbers
+
+import torch
+from torch import nn
+
+__all__ = ["EMATeacher"]
+
+
+def _unwrap(model: nn.Module) -> nn.Module:
+    # DistributedDataParallel / DataParallel keep the real model in .module, torch.compile in ._orig_mod.
+    while True:
+        if isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
+            model = model.module
+        elif isinstance(getattr(model, "_orig_mod", None), nn.Module):
+            model = model._orig_mod
+        else:
+            return model
+
+
+class EMATeacher(nn.Module):
+    """A teacher model whose parameters are an exponential moving average of the student's.
+
+    Args:
+        student: the model to follow; may be wrapped in DistributedDataParallel or ``torch.compile``.
+        decay: EMA decay in ``[0, 1]``; 0 copies the student, 1 freezes the teacher (without warm-up).
+        warmup: use the mean-teacher warm-up decay ``min(1 - 1/(step + 1), decay)``.
+
+    Attributes:
+        module: a deep copy of the (unwrapped) student with ``requires_grad=False`` everywhere.
+
+    Note:
+        The teacher's train/eval mode is left to the caller (copied from the student at construction and not
+        changed by :meth:`update`). ``state_dict``/``load_state_dict`` hold the teacher's weights only;
+        ``decay`` and ``warmup`` are constructor arguments and the step is passed to :meth:`update`.
+    """
+
+    def __init__(self, student: nn.Module, decay: float = 0.999, warmup: bool = True) -> None:
+        super().__init__()
+        if not isinstance(student, nn.Module):
+            raise TypeError(f"student must be a torch.nn.Module, got {type(student).__name__}.")
+        if isinstance(decay, bool) or not isinstance(decay, numbers.Real):
+            raise TypeError(f"decay must be a number in [0, 1], got {type(decay).__name__} ({decay!r}).")
+        if not (math.isfinite(decay) and 0.0 <= decay <= 1.0):
+            raise ValueError(f"decay must be in [0, 1] (typically 0.99 to 0.9999), got {decay}.")
+        if not isinstance(warmup, bool):
+            raise TypeError(f"warmup must be a bool, got {type(warmup).__name__} ({warmup!r}).")
+        self.decay = float(decay)
+        self.warmup = warmup
+        self.module = copy.deepcopy(_unwrap(student)).requires_grad_(False)
+
+    def decay_at(self, step: int) -> float:
+        """Decay used by the update at ``step`` (>= 0): ``min(1 - 1/(step + 1), decay)`` with warm-up."""
+        if isinstance(step, bool) or not isinstance(step, numbers.Integral):
+            raise TypeError(f"step must be an int, got {type(step).__name__} ({step!r}).")
+        if step < 0:
+            raise ValueError(f"step must be >= 0, got {step}.")
+        if not self.warmup:
+            return self.decay
+        return min(1.0 - 1.0 / (step + 1), self.decay)
+
+    @torch.no_grad()
+    def update(self, student: nn.Module, step: int) -> None:
+        """Move the teacher towards ``student``: ``p_t <- d p_t + (1 - d) p_s`` with ``d = decay_at(step)``.
+
+        Buffers (batch-norm running statistics and counters) are copied from the student, not averaged.
+
+        Args:
+            student: the model being trained, with the architecture the teacher was built from (possibly
+                wrapped in DistributedDataParallel or ``torch.compile``), on the teacher's device.
+            step: update counter, >= 0, fed to :meth:`decay_at`. With warm-up, ``step = 0`` copies the
+                student outright; the mean-teacher code increments its counter first, so its first update
+                uses ``step = 1`` (decay 0.5).
+        """
+        if not isinstance(student, nn.Module):
+            raise TypeError(f"student must be a torch.nn.Module, got {type(student).__name__}.")
+        decay = self.decay_at(step)
+        student = _unwrap(student)
+        teacher_params = list(self.module.parameters())
+        student_params = list(student.parameters())
+        teacher_buffers = list(self.module.buffers())
+        student_buffers = list(student.buffers())
+        if len(teacher_params) != len(student_params) or len(teacher_buffers) != len(student_buffers):
+            raise ValueError(
+                f"student has {len(student_params)} parameters and {len(student_buffers)} buffers but the "
+                f"teacher has {len(teacher_params)} and {len(teacher_buffers)}; pass the model the teacher "
+                "was built from."
+            )
+        # lerp_(end, w) computes self + w (end - self) = (1 - w) self + w end, one fused call for all tensors.
+        if teacher_params:
+            torch._foreach_lerp_(teacher_params, student_params, 1.0 - decay)
+        if teacher_buffers:
+            torch._foreach_copy_(teacher_buffers, student_buffers)
+
+    def forward(self, *args, **kwargs):
+        """Run the teacher model: ``self.module(*args, **kwargs)``."""
+        return self.module(*args, **kwargs)

@@ -1,0 +1,115 @@
+import pytest
+import torch
+import torch.nn.functional as F
+
+from ssl_mix.losses import ict_consistency, soft_target_cross_entropy
+from ssl_mix.methods import ERM, ICT, Batch, ManifoldMixup, Mixup, StepContext
+from ssl_mix.mixing import sample_mix_plan
+from ssl_mix.models import create_model, forward_mixed
+from ssl_mix.ramps import ConsistencySchedule
+from ssl_mix.teacher import EMATeacher
+
+
+def _batch(seed=0, b_l=6, b_u=8):
+    g = torch.Generator().manual_seed(seed)
+    return Batch(torch.randn(b_l, 1, 8, 8, generator=g), torch.randint(0, 10, (b_l,), generator=g),
+                 torch.randn(b_u, 1, 8, 8, generator=g))
+
+
+def _model(seed=0):
+    torch.manual_seed(seed)
+    return create_model("cnn-small", 10, in_channels=1, bn_momentum=0.1).eval()
+
+
+def _ctx(seed=0, teacher=None, step=0):
+    return StepContext(step=step, total_steps=100, generator=torch.Generator().manual_seed(seed),
+                       host_generator=torch.Generator().manual_seed(seed + 1), teacher=teacher)
+
+
+def test_erm_is_cross_entropy_on_labeled_data():
+    model, batch = _model(), _batch()
+    out = ERM().loss(model, batch, _ctx())
+    assert torch.allclose(out.loss, F.cross_entropy(model(batch.x_l), batch.y_l))
+    assert set(out.logs) == {"loss/supervised"}
+
+
+def test_mixup_equals_soft_target_loss_on_the_same_plan():
+    model, batch = _model(), _batch()
+    out = Mixup(k=3, alpha=0.5).loss(model, batch, _ctx(seed=4))
+    plan = sample_mix_plan(6, 3, 0.5, generator=torch.Generator().manual_seed(4))
+    expected = soft_target_cross_entropy(model(plan.apply(batch.x_l)), plan.apply(F.one_hot(batch.y_l, 10).float()))
+    assert torch.allclose(out.loss, expected)
+
+
+def test_mixup_with_alpha_zero_is_erm():
+    model, batch = _model(), _batch()
+    assert torch.allclose(Mixup(alpha=0.0).loss(model, batch, _ctx()).loss, ERM().loss(model, batch, _ctx()).loss,
+                          atol=1e-6)
+
+
+def test_cutmix_path_runs_through_timm():
+    model, batch = _model(), _batch()
+    out = Mixup(alpha=0.0, cutmix_alpha=1.0, num_classes=10).loss(model, batch, _ctx())
+    assert torch.isfinite(out.loss)
+
+
+def test_manifold_mixup_uses_the_drawn_layer():
+    model, batch = _model(), _batch()
+    method = ManifoldMixup(layers=(1,), k=2, alpha=1.0)
+    out = method.loss(model, batch, _ctx(seed=2))
+    plan = sample_mix_plan(6, 2, 1.0, generator=torch.Generator().manual_seed(2))
+    logits = forward_mixed(model, batch.x_l, plan, 1)
+    expected = soft_target_cross_entropy(logits, plan.apply(F.one_hot(batch.y_l, 10).float()))
+    assert torch.allclose(out.loss, expected)
+
+
+def test_ict_loss_is_supervised_plus_weighted_consistency():
+    model, batch = _model(), _batch()
+    teacher = EMATeacher(_model(seed=1))
+    method = ICT(k=2, alpha=1.0, schedule=ConsistencySchedule(max_weight=7.0, ramp="none"), teacher_mode="eval")
+    out = method.loss(model, batch, _ctx(seed=3, teacher=teacher))
+    plan = sample_mix_plan(8, 2, 1.0, generator=torch.Generator().manual_seed(3))
+    sup = F.cross_entropy(model(batch.x_l), batch.y_l)
+    cons = ict_consistency(model(plan.apply(batch.x_u)), teacher(batch.x_u), plan)
+    assert torch.allclose(out.loss, sup + 7.0 * cons)
+    assert out.logs["consistency_weight"] == 7.0
+
+
+def test_ict_gradient_reaches_only_the_student():
+    model, batch = _model(), _batch()
+    teacher = EMATeacher(_model(seed=1))
+    ICT(k=4, alpha=0.5).loss(model, batch, _ctx(teacher=teacher)).loss.backward()
+    assert all(p.grad is not None for p in model.parameters())
+    assert all(p.grad is None for p in teacher.parameters())
+
+
+def test_ict_weight_follows_the_ramp():
+    model, batch = _model(), _batch()
+    teacher = EMATeacher(_model(seed=1))
+    method = ICT(schedule=ConsistencySchedule(max_weight=10.0, ramp="linear", ramp_steps=10))
+    weights = [method.loss(model, batch, _ctx(teacher=teacher, step=s)).logs["consistency_weight"] for s in (0, 5, 20)]
+    assert weights == pytest.approx([0.0, 5.0, 10.0])
+
+
+@pytest.mark.parametrize(
+    "make, match",
+    [
+        (lambda: Mixup(k=1), r"k \(number of points mixed\) must be an integer >= 2"),
+        (lambda: Mixup(alpha=-1.0), r"alpha \(Dirichlet concentration\) must be >= 0"),
+        (lambda: Mixup(alpha=float("nan")), r"alpha \(Dirichlet concentration\) must be >= 0"),
+        (lambda: Mixup(k=3, cutmix_alpha=1.0, num_classes=10), r"k must be 2 with cutmix_alpha > 0"),
+        (lambda: Mixup(cutmix_alpha=1.0), r"num_classes is required"),
+        (lambda: ManifoldMixup(layers=()), r"layers must name at least one layer"),
+        (lambda: ICT(target="soft"), r"target must be one of \('probs', 'logits'\)"),
+        (lambda: ICT(distance="l1"), r"distance must be one of"),
+        (lambda: ICT(teacher_mode="frozen"), r"teacher_mode must be one of"),
+    ],
+)
+def test_bad_arguments(make, match):
+    with pytest.raises(ValueError, match=match):
+        make()
+
+
+def test_ict_without_teacher_is_an_error():
+    with pytest.raises(ValueError, match="ICT needs the EMA teacher"):
+        ICT().loss(_model(), _batch(), _ctx())

@@ -1,0 +1,141 @@
+import math
+import os
+import signal
+
+import pytest
+import torch
+
+from ssl_mix.checkpoint import load_checkpoint
+from ssl_mix.config import Config, preset
+from ssl_mix.experiment import build_trainer, load_run_data, run_experiment
+from ssl_mix.methods import ERM, StepOutput
+from ssl_mix.trainer import NonFiniteLossError, Trainer, lr_multiplier
+
+
+def _cfg(tmp_path, method="ict", steps=12, **train):
+    return preset("demo").replace(
+        method={"name": method},
+        train={"steps": steps, "eval_every": 6, "log_every": 3, "checkpoint_every": 4, "progress": False,
+               "out_dir": str(tmp_path / "run"), "device": "cpu", **train},
+    )
+
+
+@pytest.fixture(scope="module")
+def digits_data():
+    return load_run_data(preset("demo"))
+
+
+def _weights(model):
+    return torch.cat([p.detach().flatten() for p in model.state_dict().values() if p.is_floating_point()])
+
+
+@pytest.mark.parametrize("method", ["erm", "mixup", "manifold-mixup", "ict"])
+def test_each_method_trains_a_few_steps(tmp_path, digits_data, method):
+    trainer = build_trainer(_cfg(tmp_path, method, steps=4), digits_data)
+    before = _weights(trainer.teacher.module).clone()
+    report = trainer.fit()
+    assert report["steps"] == 4
+    for sets in report["final"].values():
+        assert math.isfinite(sets["test"]["nll"]) and 0 <= sets["test"]["accuracy"] <= 100
+    assert not torch.equal(before, _weights(trainer.teacher.module))  # the teacher followed the student
+
+
+def test_teacher_changes_only_through_the_ema(tmp_path, digits_data):
+    trainer = build_trainer(_cfg(tmp_path, "ict", steps=1), digits_data)
+    student_before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    teacher_before = {k: v.clone() for k, v in trainer.teacher.module.state_dict().items()}
+    trainer.fit()
+    d = trainer.teacher.decay_at(1)
+    for name, param in trainer.teacher.module.named_parameters():
+        expected = d * teacher_before[name] + (1 - d) * trainer.model.state_dict()[name]
+        assert torch.allclose(param, expected, atol=1e-6), name
+    assert any(not torch.equal(student_before[k], v) for k, v in trainer.model.state_dict().items())
+
+
+class _Interrupting:
+    """Wraps a method; at step ``at`` it either dies (like kill -9) or sends SIGINT to the process (Ctrl-C)."""
+
+    def __init__(self, method, at, how):
+        self.method, self.at, self.how = method, at, how
+        self.uses_unlabeled, self.uses_teacher = method.uses_unlabeled, method.uses_teacher
+
+    def loss(self, student, batch, ctx):
+        if ctx.step == self.at:
+            if self.how == "crash":
+                raise KeyboardInterrupt
+            os.kill(os.getpid(), signal.SIGINT)
+        return self.method.loss(student, batch, ctx)
+
+
+@pytest.mark.parametrize("interrupt_at, how, resumes_from", [(5, "crash", 4), (8, "crash", 8), (6, "sigint", 7)])
+def test_resumed_run_equals_uninterrupted_run(tmp_path, digits_data, interrupt_at, how, resumes_from):
+    full = build_trainer(_cfg(tmp_path / "full", "ict"), digits_data)
+    full.fit()
+
+    first = build_trainer(_cfg(tmp_path / "part", "ict"), digits_data)
+    first.method = _Interrupting(first.method, interrupt_at, how)
+    with pytest.raises(KeyboardInterrupt):
+        first.fit()
+    resumed = build_trainer(_cfg(tmp_path / "part", "ict"), digits_data)
+    assert resumed.resume() == resumes_from
+    resumed.fit()
+    for (name, a), b in zip(full.model.state_dict().items(), resumed.model.state_dict().values()):
+        assert torch.equal(a, b), name
+    for a, b in zip(full.teacher.state_dict().values(), resumed.teacher.state_dict().values()):
+        assert torch.equal(a, b)
+    assert [r["step"] for r in resumed.history] == [r["step"] for r in full.history]
+
+
+def test_checkpoints_and_report_are_written(tmp_path, digits_data):
+    cfg = _cfg(tmp_path, "ict", steps=8).replace(data={"num_valid_per_class": 5})
+    report = run_experiment(cfg, data=load_run_data(cfg))
+    run = tmp_path / "run"
+    for name in ("last.pt", "best.pt", "report.json", "split.json", "config.json"):
+        assert (run / name).exists(), name
+    assert list((run / "tensorboard").glob("events.out.tfevents.*"))
+    assert report["best"]["model"] in ("student", "teacher")
+    assert report["selection"] == "validation split"
+    state = load_checkpoint(run / "last.pt")
+    assert state["step"] == 8 and Config.from_dict(state["config"]) == cfg
+
+
+class _ExplodingERM(ERM):
+    def __init__(self, bad_step):
+        self.bad_step = bad_step
+
+    def loss(self, student, batch, ctx):
+        out = super().loss(student, batch, ctx)
+        if ctx.step >= self.bad_step:
+            return StepOutput(out.loss * float("nan"), out.logs)
+        return out
+
+
+def test_non_finite_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_path, digits_data):
+    trainer = build_trainer(_cfg(tmp_path, "erm", steps=12), digits_data)
+    trainer.method = _ExplodingERM(bad_step=6)
+    with pytest.raises(NonFiniteLossError, match=r"non-finite \(NaN or inf\) at step 6; .*step 4\) is kept"):
+        trainer.fit()
+    state = load_checkpoint(tmp_path / "run" / "last.pt")
+    assert state["step"] == 4
+    assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
+
+
+def test_lr_schedule_is_cosine_with_warmup():
+    cfg = preset("demo").optim
+    assert lr_multiplier(0, 100, cfg) == pytest.approx(1.0)
+    end = lr_multiplier(100, 100, cfg.__class__(lr_rampdown_factor=1.0))
+    assert end == pytest.approx(0.0, abs=1e-12)
+    warm = cfg.__class__(warmup_steps=10, lr_schedule="constant")
+    assert lr_multiplier(5, 100, warm) == pytest.approx(0.5)
+
+
+def test_trainer_rejects_bad_arguments(digits_data, tmp_path):
+    trainer = build_trainer(_cfg(tmp_path), digits_data)
+    with pytest.raises(TypeError, match="model must be a torch.nn.Module"):
+        Trainer("model", trainer.method, trainer.loader)
+    with pytest.raises(TypeError, match="method must be an ssl_mix Method"):
+        Trainer(trainer.model, "ict", trainer.loader)
+    with pytest.raises(TypeError, match="loader must be a dual loader"):
+        Trainer(trainer.model, trainer.method, [1, 2])
+    with pytest.raises(ValueError, match="eval_sets keys must be 'test' and/or 'valid'"):
+        Trainer(trainer.model, trainer.method, trainer.loader, eval_sets={"train": []})
