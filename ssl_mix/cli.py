@@ -222,10 +222,183 @@ def _run_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_analyze(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run", metavar="RUN_DIR_OR_CHECKPOINT",
+                   help="a run directory written by ssl-mix train (its last.pt is analysed) or a checkpoint file")
+    p.add_argument("--linearity", action="store_true",
+                   help="per-layer non-linearity (Chaudhry et al. eq. 3); with neither flag, both analyses run")
+    p.add_argument("--flattening", action="store_true",
+                   help="per-class singular values of the representations at --layer")
+    p.add_argument("--layer", default=None,
+                   help="layer for --flattening: a stage index or 'input' (default: the pooled features, n-2)")
+    p.add_argument("--num-pairs", type=int, help="held-out mixes for non-linearity (default: the run's "
+                   "--linearity-pairs, so the final value extends the logged curves)")
+    p.add_argument("--k", type=int, default=2, help="points per mix (default 2: pairs)")
+    p.add_argument("--alpha", type=float, default=1.0, help="Dirichlet concentration of the mixing weights")
+    p.add_argument("--num-images", type=int, default=1000, help="test images used for flattening")
+    p.add_argument("--seed", type=int, help="seed of the held-out sample (default: the run's seed)")
+    p.add_argument("--dataset", choices=["cifar10", "cifar100", "svhn", "folder", "digits"],
+                   help="dataset whose test set is used (default: the one the run trained on)")
+    p.add_argument("--data-root", help="where the dataset lives (default: the run's)")
+    p.add_argument("--out", help="output directory for analysis.json and the PNG plots (default: RUN_DIR/analysis)")
+    p.add_argument("--device", default="auto")
+
+
+def _run_analyze(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    import torch
+
+    from ssl_mix.analysis import (
+        flattening,
+        flattening_summary,
+        linearity_probe,
+        plot_linearity_comparison,
+        plot_linearity_curves,
+        plot_spectra,
+        read_linearity_history,
+    )
+    from ssl_mix.checkpoint import load_checkpoint
+    from ssl_mix.config import Config
+    from ssl_mix.data import data_spec, load_arrays, normalize
+    from ssl_mix.models import create_model, layer_names
+    from ssl_mix.trainer import resolve_device
+
+    target = Path(args.run)
+    if target.is_dir():
+        run_dir, checkpoint = target, target / "last.pt"
+        if not checkpoint.is_file():
+            raise UsageError(f"{str(target)!r} holds no last.pt; pass a run directory of ssl-mix train or a checkpoint")
+    else:
+        run_dir, checkpoint = target.parent, target
+    state = load_checkpoint(checkpoint)
+    cfg = Config.from_dict(state["config"]) if state.get("config") else None
+    if cfg is None:
+        raise UsageError(f"{checkpoint} holds no run configuration; it was not written by ssl-mix train")
+    do_linearity = args.linearity or not args.flattening
+    do_flattening = args.flattening or not args.linearity
+    num_pairs = args.num_pairs if args.num_pairs is not None else cfg.train.linearity_pairs
+    seed = args.seed if args.seed is not None else cfg.train.seed
+    if num_pairs < 1 or args.num_images < 1:
+        raise UsageError(f"--num-pairs and --num-images must be >= 1, got {num_pairs} and {args.num_images}")
+
+    dataset = args.dataset or cfg.data.dataset
+    root = args.data_root if args.data_root is not None else cfg.data.data_root
+    train = load_arrays(dataset, root, "train") if dataset == "folder" else None
+    test = load_arrays(dataset, root, "test")
+    spec = data_spec(dataset, train)
+    device = resolve_device(args.device)
+    models = {}
+    for name in ("teacher", "student"):
+        model = create_model(cfg.model.name, spec.num_classes, in_channels=test.images.shape[1],
+                             bn_momentum=cfg.model.bn_momentum, dropout=cfg.model.dropout)
+        model.load_state_dict(state["model"] if name == "student" else {
+            k.removeprefix("module."): v for k, v in state["teacher"].items() if k.startswith("module.")})
+        models[name] = model.to(device)
+    names = layer_names(models["teacher"])
+    if args.layer in (None, "input"):
+        layer = args.layer or max(len(names) - 2, 0)
+    elif args.layer.isdigit() and int(args.layer) < len(names):
+        layer = int(args.layer)
+    else:
+        listing = ", ".join(f"{i} ({n})" for i, n in enumerate(names))
+        raise UsageError(f"--layer must be 'input' or one of {listing}; got {args.layer!r}")
+
+    out = Path(args.out) if args.out else run_dir / "analysis"
+    out.mkdir(parents=True, exist_ok=True)
+    result: dict[str, Any] = {"checkpoint": str(checkpoint), "step": state["step"], "dataset": dataset,
+                              "model": cfg.model.name, "method": cfg.method.name}
+    written: list[Path] = []
+    lines = [f"{checkpoint} (step {state['step']}, {cfg.method.name}, {cfg.model.name}, {dataset} test set)"]
+    if do_linearity:
+        probe = linearity_probe(test, spec, num_pairs=num_pairs, seed=seed, device=device, k=args.k,
+                                alpha=args.alpha)
+        final = {name: probe(model) for name, model in models.items()}
+        log_dir = run_dir / "tensorboard"
+        history = read_linearity_history(log_dir) if log_dir.is_dir() else {}
+        result["linearity"] = {
+            "settings": {"num_pairs": num_pairs, "seed": seed, "k": args.k, "alpha": args.alpha,
+                         "normalization": "shared", "held_out": "test", "reduction": "mean"},
+            "final": final,
+            "history": {key: [[step, value] for step, value in points] for key, points in history.items()},
+        }
+        written.append(plot_linearity_comparison(
+            final, out / "linearity_final.png",
+            title=f"Per-layer non-linearity at step {state['step']} ({cfg.method.name})"))
+        if history:
+            written.append(plot_linearity_curves(
+                history, out / "linearity_curves.png",
+                title=f"Per-layer non-linearity of the teacher during training ({cfg.method.name})"))
+        lines.append(f"non-linearity, mean over {num_pairs} test mixes of k={args.k} (alpha {args.alpha}):")
+        lines.append(f"  {'layer':<16} {'teacher':>9} {'student':>9}")
+        for key in final["teacher"]:
+            lines.append(f"  {key:<16} {final['teacher'][key]:9.4f} {final['student'][key]:9.4f}")
+    if do_flattening:
+        order = torch.randperm(len(test), generator=torch.Generator().manual_seed(seed))[:args.num_images]
+        images = normalize(test.images[order].to(device), spec.mean, spec.std)
+        labels = test.targets[order]
+        layer_label = "input" if layer == "input" else f"{layer} ({names[layer]})"
+        result["flattening"] = {"layer": layer, "layer_name": "input" if layer == "input" else names[layer],
+                                "num_images": len(order)}
+        for name, model in models.items():
+            spectra = flattening(model, images, labels, layer)
+            summary = flattening_summary(spectra)
+            result["flattening"][name] = summary
+            written.append(plot_spectra(spectra, out / f"spectra_{name}.png", class_names=test.classes,
+                                        title=f"Class spectra of the {name} at layer {layer_label}"))
+            lines.append(f"flattening of the {name} at layer {layer_label}: {summary['mean_num_significant']:.1f} "
+                         f"significant directions per class (singular values > {summary['threshold']} of the "
+                         f"largest; {len(order)} test images)")
+    json_path = out / "analysis.json"
+    json_path.write_text(json.dumps(result, indent=2) + "\n")
+    lines.append(f"wrote {json_path}" + "".join(f", {p.name}" for p in written))
+    print("\n".join(lines))
+    return 0
+
+
+def _add_split(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dataset", required=True, choices=["cifar10", "cifar100", "svhn", "folder", "digits"],
+                   help="the dataset whose training set is split (folder: DATA_ROOT/train/<class>/*)")
+    p.add_argument("--data-root", help="where the dataset lives (not needed for digits)")
+    p.add_argument("--download", action="store_true", help="let torchvision download CIFAR/SVHN into --data-root")
+    p.add_argument("--num-labels", type=int, required=True,
+                   help="label budget N: labeled examples in total, N / num_classes per class")
+    p.add_argument("--seed", type=int, required=True, help="seed of the draw (same seed, same split, any machine)")
+    p.add_argument("--num-valid-per-class", type=int, default=0,
+                   help="labeled examples per class held out for validation (default 0)")
+    p.add_argument("--labeled-not-in-unlabeled", action="store_true",
+                   help="remove the labeled examples from the unlabeled pool (MixMatch); by default they stay in "
+                        "it (FixMatch, USB)")
+    p.add_argument("--out", required=True, help="the JSON file to write")
+
+
+def _run_split(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from ssl_mix.data import load_targets, make_split, split_summary
+
+    targets, classes = load_targets(args.dataset, args.data_root, "train", download=args.download)
+    split = make_split(targets, args.num_labels, seed=args.seed, dataset=args.dataset, num_classes=len(classes),
+                       num_valid_per_class=args.num_valid_per_class,
+                       labeled_in_unlabeled=not args.labeled_not_in_unlabeled)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    split.save(out)
+    print(split_summary(split, targets, classes))
+    print(f"wrote {out}: {args.dataset}, seed {split.seed}, {len(split.labeled)} labeled, {len(split.valid)} "
+          f"validation, {len(split.unlabeled)} unlabeled (labeled examples "
+          f"{'kept in' if split.labeled_in_unlabeled else 'removed from'} the unlabeled pool)")
+    return 0
+
+
 # name -> (one-line help, add_arguments(parser), run(args) -> exit status). Order is the order in --help.
 _COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]] = {
     "demo": ("Train ERM and ICT on bundled handwritten digits (no download) and print their accuracies.",
              _add_demo, _run_demo),
     "train": ("Train a classifier with ERM, mixup, manifold mixup or ICT[K].", _add_train, _run_train),
     "eval": ("Evaluate a checkpoint's student and teacher on a test set.", _add_eval, _run_eval),
+    "analyze": ("Measure per-layer non-linearity and flattening of a trained run; write JSON and PNG plots.",
+                _add_analyze, _run_analyze),
+    "split": ("Draw a class-balanced label-budget split and save it as JSON.", _add_split, _run_split),
 }

@@ -134,20 +134,21 @@ class ModelConfig:
             ``cnn-small``).
         bn_momentum: batch-norm momentum in PyTorch's convention (0.001 as in the FixMatch/ICT WRN code; short
             runs want a larger value so that running statistics catch up).
-        dropout: dropout probability where the architecture has dropout.
+        dropout: dropout probability where the architecture has dropout (None: the published value, e.g. 0.5
+            after CNN-13's pooling layers, 0 for WRN).
         channels_last: store activations in NHWC (faster convolutions on GPUs).
     """
 
     name: str = "wrn28-2"
     bn_momentum: float = 0.001
-    dropout: float = 0.0
+    dropout: float | None = None
     channels_last: bool = False
 
     def __post_init__(self) -> None:
         _check_fields(self)
         if not 0.0 < self.bn_momentum <= 1.0:
             raise ValueError(f"ModelConfig.bn_momentum must be in (0, 1], got {self.bn_momentum!r}")
-        if not 0.0 <= self.dropout < 1.0:
+        if self.dropout is not None and not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"ModelConfig.dropout must be in [0, 1), got {self.dropout!r}")
 
 
@@ -434,12 +435,12 @@ PRESETS: dict[str, Config] = {
         train=TrainConfig(steps=2000, eval_every=1000, log_every=50, checkpoint_every=500),
     ),
     "demo": Config(
-        data=DataConfig(dataset="digits", num_labels=50, batch_size=32, unlabeled_batch_size=64, augment=False),
+        data=DataConfig(dataset="digits", num_labels=30, batch_size=32, unlabeled_batch_size=128, augment=True),
         model=ModelConfig(name="cnn-small", bn_momentum=0.1),
-        method=MethodConfig(name="ict", k=2, alpha=1.0, consistency_weight=10.0, ramp="sigmoid",
+        method=MethodConfig(name="ict", k=2, alpha=1.0, consistency_weight=100.0, ramp="sigmoid",
                             ramp_fraction=0.25, ema_decay=0.99),
         optim=OptimConfig(optimizer="sgd", lr=0.05, weight_decay=5e-4),
-        train=TrainConfig(steps=300, eval_every=300, log_every=25, checkpoint_every=0),
+        train=TrainConfig(steps=400, eval_every=400, log_every=25, checkpoint_every=0),
     ),
 }
 

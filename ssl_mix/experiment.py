@@ -64,10 +64,7 @@ def load_run_data(cfg: Config) -> RunData:
     test = load_arrays(d.dataset, d.data_root, "test", download=d.download)
     spec = data_spec(d.dataset, train)
     if d.split is not None:
-        split = LabelSplit.load(d.split, dataset=d.dataset)
-        if max(split.labeled + split.valid + split.unlabeled, default=-1) >= len(train):
-            raise ValueError(f"split {d.split!r} indexes past the {len(train)} training images of {d.dataset!r}; "
-                             "was it made for another data root?")
+        split = LabelSplit.load(d.split, dataset=d.dataset, targets=train.targets)
     else:
         split = make_split(train.targets, d.num_labels, seed=cfg.train.seed, dataset=d.dataset,
                            num_classes=spec.num_classes, num_valid_per_class=d.num_valid_per_class,

@@ -1,0 +1,52 @@
+"""Data for semi-supervised training: label-budget splits, datasets in memory, augmentation and dual loaders."""
+
+from ssl_mix.data.augment import crop_flip, normalize, random_crop_flip
+from ssl_mix.data.datasets import (
+    IMAGE_EXTENSIONS,
+    ArrayDataset,
+    DataSpec,
+    ImageArrays,
+    arrays_dataset,
+    arrays_from_dataset,
+    arrays_from_tensors,
+    channel_stats,
+    concat_arrays,
+    data_spec,
+    load_arrays,
+    load_targets,
+    spec_from_arrays,
+    eval_transform,
+    train_transform,
+)
+from ssl_mix.data.loaders import DualLoader, TensorDualLoader, TorchDualLoader, derive_seed, eval_batches
+from ssl_mix.data.splits import SPLIT_FORMAT_VERSION, LabelSplit, make_split, split_summary
+
+__all__ = [
+    "LabelSplit",
+    "make_split",
+    "split_summary",
+    "SPLIT_FORMAT_VERSION",
+    "ImageArrays",
+    "DataSpec",
+    "IMAGE_EXTENSIONS",
+    "load_arrays",
+    "load_targets",
+    "data_spec",
+    "spec_from_arrays",
+    "channel_stats",
+    "concat_arrays",
+    "arrays_from_tensors",
+    "arrays_from_dataset",
+    "arrays_dataset",
+    "ArrayDataset",
+    "train_transform",
+    "eval_transform",
+    "crop_flip",
+    "random_crop_flip",
+    "normalize",
+    "DualLoader",
+    "TensorDualLoader",
+    "TorchDualLoader",
+    "eval_batches",
+    "derive_seed",
+]

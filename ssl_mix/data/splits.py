@@ -87,7 +87,8 @@ class LabelSplit:
                 raise ValueError(f"LabelSplit.{name} must be sorted, non-negative and without repeats")
             object.__setattr__(self, name, indices)
         if self.num_labels % self.num_classes:
-            raise ValueError(f"LabelSplit.num_labels={self.num_labels} is not a multiple of num_classes={self.num_classes}")
+            raise ValueError(f"LabelSplit.num_labels={self.num_labels} is not a multiple of "
+                             f"num_classes={self.num_classes}")
         if len(self.labeled) != self.num_labels:
             raise ValueError(f"LabelSplit has num_labels={self.num_labels} but {len(self.labeled)} labeled indices")
         if len(self.valid) != self.num_classes * self.num_valid_per_class:
@@ -299,8 +300,9 @@ def make_split(targets: Sequence[int] | torch.Tensor | np.ndarray, num_labels: i
     inferred = int(array.max()) + 1
     if num_classes is None:
         num_classes = inferred
-    elif isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < inferred:
+    elif isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) or num_classes < inferred:
         raise ValueError(f"num_classes must be an int >= max(targets) + 1 = {inferred}, got {num_classes!r}")
+    num_classes = int(num_classes)
     if isinstance(num_labels, bool) or not isinstance(num_labels, (int, np.integer)):
         raise ValueError(f"num_labels must be an int, got {num_labels!r}")
     if num_labels <= 0:
@@ -309,8 +311,10 @@ def make_split(targets: Sequence[int] | torch.Tensor | np.ndarray, num_labels: i
     if num_labels % num_classes:
         raise ValueError(f"num_labels={num_labels} is not divisible by the number of classes ({num_classes}), so "
                          f"the split cannot be class-balanced; use {_nearest_multiples(num_labels, num_classes)}")
-    if isinstance(num_valid_per_class, bool) or not isinstance(num_valid_per_class, int) or num_valid_per_class < 0:
+    if (isinstance(num_valid_per_class, bool) or not isinstance(num_valid_per_class, (int, np.integer))
+            or num_valid_per_class < 0):
         raise ValueError(f"num_valid_per_class must be an int >= 0, got {num_valid_per_class!r}")
+    num_valid_per_class = int(num_valid_per_class)
     if not isinstance(labeled_in_unlabeled, bool):
         raise ValueError(f"labeled_in_unlabeled must be a bool, got {labeled_in_unlabeled!r}")
 

@@ -16,23 +16,26 @@ def check_int(name: str, value: object, minimum: int) -> int:
     return int(value)
 
 
-def check_float(name: str, value: object, low: float, high: float, *, high_inclusive: bool, hint: str) -> float:
-    """A real number in ``[low, high]`` (or ``[low, high)``), with ``hint`` appended to the error message."""
+def check_float(
+    name: str, value: object, low: float, high: float, *, low_inclusive: bool = True, high_inclusive: bool, hint: str
+) -> float:
+    """A real number between ``low`` and ``high``, with ``hint`` appended to the error message."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a real number, got {type(value).__name__} ({value!r}).")
     value = float(value)
-    inside = math.isfinite(value) and low <= value and (value <= high if high_inclusive else value < high)
-    if not inside:
-        interval = f"[{low}, {high}{']' if high_inclusive else ')'}"
+    above = low <= value if low_inclusive else low < value
+    below = value <= high if high_inclusive else value < high
+    if not (math.isfinite(value) and above and below):
+        interval = f"{'[' if low_inclusive else '('}{low}, {high}{']' if high_inclusive else ')'}"
         raise ValueError(f"{name} must be in {interval}, got {value}; {hint}")
     return value
 
 
 def check_bn_momentum(value: object) -> float:
     return check_float(
-        "bn_momentum", value, 0.0, 1.0, high_inclusive=True,
-        hint="PyTorch convention: running = (1 - momentum) * running + momentum * batch, so a TensorFlow/Keras "
-        "decay of 0.999 is momentum 0.001.",
+        "bn_momentum", value, 0.0, 1.0, low_inclusive=False, high_inclusive=True,
+        hint="0 would freeze the running statistics. PyTorch convention: running = (1 - momentum) * running "
+        "+ momentum * batch, so a TensorFlow/Keras decay of 0.999 is momentum 0.001.",
     )
 
 

@@ -19,6 +19,8 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
+from ssl_mix.models._common import check_int
+
 __all__ = ["TimmStaged"]
 
 
@@ -59,8 +61,8 @@ class TimmStaged(nn.Module):
     Args:
         model: a timm classification model (``timm.create_model(...)``) with ``feature_info``,
             ``forward_features``, ``forward_head`` and ``get_classifier``.
-        probe_size: spatial size of the random input used once at construction to check the split; it must
-            be valid for the model (at least its total stride, 32 for most models).
+        probe_size: spatial size of the random input (batch 2) used once at construction to find and check
+            the split; any size the model accepts (64 suits the convolutional families).
 
     Attributes:
         model: the wrapped timm model; its state dict appears under ``model.`` (load timm weights into it).
@@ -71,6 +73,7 @@ class TimmStaged(nn.Module):
     Raises:
         TypeError: ``model`` lacks the timm interface, or its forward pass is not a chain of its child
             modules (e.g. vision transformers).
+        ValueError: the model cannot process the probe input (choose another ``probe_size``).
 
     Note:
         ``forward`` runs the stage chain; it equals ``model(x)``. The construction check runs in eval mode
@@ -94,6 +97,7 @@ class TimmStaged(nn.Module):
             raise TypeError(f"{type(model).__name__}: feature_info modules {missing} are not child modules; "
                             "TimmStaged cannot split this model.")
 
+        probe_size = check_int("probe_size", probe_size, 1)
         probe = torch.randn(2, _first_conv_channels(model), probe_size, probe_size,
                             generator=torch.Generator().manual_seed(0))
         param = next(model.parameters(), None)
@@ -107,6 +111,12 @@ class TimmStaged(nn.Module):
         try:
             with _eval_mode(model):
                 features = model.forward_features(probe)
+        except Exception as error:
+            raise ValueError(
+                f"{type(model).__name__}.forward_features failed on the probe input of shape "
+                f"{tuple(probe.shape)} (probe_size={probe_size}): {error}. Pass a probe_size the model accepts, "
+                "e.g. its training image size."
+            ) from error
         finally:
             for hook in hooks:
                 hook.remove()
@@ -135,7 +145,6 @@ class TimmStaged(nn.Module):
                 chained_logits = stages[-1](stages[-2](chained_features))
             reproduced = _close(chained_features, features) and _close(chained_logits, logits)
         except Exception:  # noqa: BLE001 - any failure of the chain means the split is wrong; reported below
-
             reproduced = False
         if not reproduced:
             raise TypeError(

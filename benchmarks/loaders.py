@@ -1,0 +1,162 @@
+"""Throughput of the two dual loaders on this machine: tensor-resident (batched augmentation) vs DataLoader.
+
+Both produce the same thing per step: a labeled batch and an unlabeled batch of CIFAR-shaped images
+(3x32x32 uint8), randomly cropped with 4-pixel reflect padding, flipped and normalised. The tensor path keeps
+all images in one tensor on the device and augments whole batches; the DataLoader path applies torchvision's
+per-image transforms (optionally in worker processes). Reports batches (steps) per second, mean ± std over
+seeds, and writes a JSON record with the command, commit, hardware, versions and wall time.
+
+    python benchmarks/loaders.py --steps 50 --repeats 3 --workers 0 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from itertools import islice
+from pathlib import Path
+
+import torch
+import torchvision
+
+from ssl_mix.data import (
+    ImageArrays,
+    TensorDualLoader,
+    TorchDualLoader,
+    arrays_dataset,
+    data_spec,
+    load_arrays,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+CIFAR10_JPEG = REPO.parent / "shared/data/cifar10-jpeg/cifar10-jpeg.tar.xz"
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True)
+        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=REPO, capture_output=True, text=True).stdout
+        return out.stdout.strip() + ("+dirty" if dirty.strip() else "")
+    except (OSError, subprocess.CalledProcessError):
+        return None  # not a git checkout, or no commit yet
+
+
+def _images(source: str, num_images: int) -> ImageArrays:
+    if source == "random":
+        g = torch.Generator().manual_seed(0)
+        images = torch.randint(0, 256, (num_images, 3, 32, 32), generator=g, dtype=torch.uint8)
+        return ImageArrays(images, torch.arange(num_images) % 10, [str(c) for c in range(10)])
+    if not CIFAR10_JPEG.is_file():
+        raise SystemExit(f"--source cifar10-jpeg needs {CIFAR10_JPEG}")
+    with tempfile.TemporaryDirectory() as tmp:
+        if shutil.which("tar"):
+            subprocess.run(["tar", "-xJf", str(CIFAR10_JPEG), "-C", tmp, "train"], check=True)
+        else:
+            import tarfile
+
+            with tarfile.open(CIFAR10_JPEG) as tf:
+                tf.extractall(tmp, members=[m for m in tf if m.name.startswith("train/")], filter="data")
+        return load_arrays("folder", tmp, "train").subset(range(min(num_images, 50_000)))
+
+
+def _rate(loader, steps: int, warmup: int) -> float:
+    batches = iter(loader)
+    for _ in islice(batches, warmup):  # worker start-up and first-epoch permutations
+        pass
+    start = time.perf_counter()
+    for _ in islice(batches, steps):
+        pass
+    return steps / (time.perf_counter() - start)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--source", choices=["random", "cifar10-jpeg"], default="random",
+                        help="random uint8 images, or the CIFAR-10 JPEG copy in ../shared/data")
+    parser.add_argument("--num-images", type=int, default=50_000, help="unlabeled pool size")
+    parser.add_argument("--num-labels", type=int, default=4000, help="labeled set size")
+    parser.add_argument("--batch-size", type=int, default=64, help="labeled batch size B_l")
+    parser.add_argument("--unlabeled-batch-size", type=int, default=64, help="unlabeled batch size B_u")
+    parser.add_argument("--steps", type=int, default=50, help="timed steps per measurement")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed steps first")
+    parser.add_argument("--repeats", type=int, default=3, help="seeds per loader")
+    parser.add_argument("--workers", type=int, nargs="+", default=[0, 2], help="DataLoader worker counts to try")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch intra-op threads in the main process (default: torch's own choice)")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--out", default=str(REPO / "benchmarks/results/loaders_cpu.json"))
+    args = parser.parse_args(argv)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    wall = time.perf_counter()
+    data = _images(args.source, args.num_images)
+    spec = data_spec("cifar10")
+    labeled, unlabeled = data.subset(range(args.num_labels)), data
+    sizes = dict(batch_size=args.batch_size, unlabeled_batch_size=args.unlabeled_batch_size)
+    seeds = list(range(args.repeats))
+    rates: dict[str, list[float]] = {"tensor": []}
+    for seed in seeds:
+        fast = TensorDualLoader(labeled, unlabeled, spec, seed=seed, device=args.device, **sizes)
+        rates["tensor"].append(_rate(fast, args.steps, args.warmup))
+    labeled_ds = arrays_dataset(labeled, spec)
+    unlabeled_ds = arrays_dataset(unlabeled, spec, labeled=False)
+    for workers in args.workers:
+        name = f"dataloader_workers{workers}"
+        rates[name] = []
+        for seed in seeds:
+            slow = TorchDualLoader(labeled_ds, unlabeled_ds, seed=seed, num_workers=workers, device=args.device,
+                                   **sizes)
+            rates[name].append(_rate(slow, args.steps, args.warmup))
+    results = {name: {"batches_per_s": [round(r, 2) for r in values], "mean": round(statistics.mean(values), 2),
+                      "std": round(statistics.stdev(values), 2) if len(values) > 1 else 0.0}
+               for name, values in rates.items()}
+    best_slow = max((k for k in results if k != "tensor"), key=lambda k: results[k]["mean"], default=None)
+    record = {
+        "benchmark": "dual loader throughput (one step = one labeled + one unlabeled batch)",
+        "command": " ".join(["python", *sys.argv]) if argv is None else " ".join(["python", __file__, *argv]),
+        "git_commit": _git_commit(),
+        "hardware": {"cpu": _cpu_model(), "logical_cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+                     "device": args.device},
+        "torch_version": torch.__version__,
+        "torchvision_version": torchvision.__version__,
+        "python_version": platform.python_version(),
+        "config": {k: v for k, v in vars(args).items() if k != "out"},
+        "seeds": seeds,
+        "images": {"labeled": len(labeled), "unlabeled": len(unlabeled), "shape": list(data.image_shape)},
+        "augmentation": {"crop_padding": spec.crop_padding, "padding_mode": spec.padding_mode, "flip": spec.flip},
+        "results": results,
+        "speedup_tensor_vs_best_dataloader": (round(results["tensor"]["mean"] / results[best_slow]["mean"], 1)
+                                              if best_slow else None),
+        "wall_time_s": round(time.perf_counter() - wall, 1),
+        "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(record, indent=2) + "\n")
+    summary = ", ".join(f"{k} {v['mean']:.1f} ± {v['std']:.1f}" for k, v in results.items())
+    print(f"loaders on {record['hardware']['cpu']} ({args.device}, B_l={args.batch_size}, "
+          f"B_u={args.unlabeled_batch_size}, {args.source}): batches/s {summary}; tensor path "
+          f"{record['speedup_tensor_vs_best_dataloader']}x the best DataLoader; wrote {out}")
+    return record
+
+
+if __name__ == "__main__":
+    main()

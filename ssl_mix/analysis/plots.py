@@ -1,0 +1,198 @@
+"""PNG figures of the linearity and flattening analyses, and reading logged non-linearity back.
+
+- :func:`plot_linearity_curves`: per-layer non-linearity over training steps, one line per layer (the layout
+  of Chaudhry et al., Figure 1).
+- :func:`plot_linearity_comparison`: final per-layer non-linearity of several models or methods side by side.
+- :func:`plot_spectra`: per-class singular-value spectra at a layer (the flattening of Verma et al., Figure 4).
+- :func:`read_linearity_history`: the ``linearity/<layer key>`` scalars a training run logged to TensorBoard.
+
+Figures are built on :class:`matplotlib.figure.Figure` with an Agg canvas, never through ``pyplot``, so
+plotting neither selects a global backend nor keeps figures alive in pyplot's registry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import torch
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+__all__ = [
+    "plot_linearity_curves",
+    "plot_linearity_comparison",
+    "plot_spectra",
+    "read_linearity_history",
+    "sort_layer_keys",
+]
+
+
+def sort_layer_keys(keys: Sequence[str] | Mapping[str, object]) -> list[str]:
+    """Order layer keys (``"input"``, ``"0_conv1"``, ``"1_group1"``, ..., ``"10_x"``) by layer index.
+
+    Keys without an index prefix (other than ``"input"``, which comes first) follow, alphabetically.
+    """
+    def order(key: str) -> tuple[int, int, str]:
+        if key == "input":
+            return (0, -1, key)
+        prefix = key.split("_", 1)[0]
+        return (1, int(prefix), key) if prefix.isdigit() else (2, 0, key)
+
+    return sorted(keys, key=order)
+
+
+def _new_figure(width: float = 7.0, height: float = 4.5) -> Figure:
+    figure = Figure(figsize=(width, height), dpi=100, layout="constrained")
+    FigureCanvasAgg(figure)
+    return figure
+
+
+def _save(figure: Figure, path: str | Path) -> Path:
+    path = Path(path)
+    if path.suffix.lower() != ".png":
+        raise ValueError(f"path must name a .png file, got {str(path)!r}.")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, format="png")
+    return path
+
+
+def plot_linearity_curves(
+    history: Mapping[str, Sequence[tuple[int, float]]],
+    path: str | Path,
+    *,
+    title: str = "Per-layer non-linearity during training",
+) -> Path:
+    """Plot non-linearity against training step, one line per layer.
+
+    Args:
+        history: ``{layer key: [(step, value), ...]}``, e.g. from :func:`read_linearity_history`.
+        path: where to write the PNG (parent directories are created).
+        title: figure title.
+
+    Returns:
+        The path written.
+    """
+    if not isinstance(history, Mapping) or not history or not all(len(v) for v in history.values()):
+        raise ValueError("history must be a non-empty mapping {layer key: [(step, value), ...]} with at least one "
+                         f"point per layer, got {history!r:.100}.")
+    figure = _new_figure()
+    ax = figure.add_subplot()
+    for key in sort_layer_keys(history):
+        steps, values = zip(*history[key])
+        ax.plot(steps, values, marker="o" if len(steps) < 20 else None, markersize=3, label=key)
+    ax.set_xlabel("training step")
+    ax.set_ylabel("non-linearity (mean over mixes)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(title="layer", fontsize="small")
+    return _save(figure, path)
+
+
+def plot_linearity_comparison(
+    results: Mapping[str, Mapping[str, float]],
+    path: str | Path,
+    *,
+    title: str = "Per-layer non-linearity",
+) -> Path:
+    """Plot per-layer non-linearity of several models side by side: one line per model, x = layer.
+
+    Args:
+        results: ``{model or method name: {layer key: value}}``; the layers shown are the union of the keys,
+            in layer order (a model missing a layer has a gap there).
+        path: where to write the PNG.
+        title: figure title.
+
+    Returns:
+        The path written.
+    """
+    if not isinstance(results, Mapping) or not results or not all(results.values()):
+        raise ValueError("results must be a non-empty mapping {name: {layer key: value}} with at least one layer "
+                         f"per name, got {results!r:.100}.")
+    keys = sort_layer_keys({key for values in results.values() for key in values})
+    figure = _new_figure(max(6.0, 1.0 + 0.9 * len(keys)), 4.5)
+    ax = figure.add_subplot()
+    positions = range(len(keys))
+    for name, values in results.items():
+        ax.plot(positions, [values.get(key, float("nan")) for key in keys], marker="o", label=name)
+    ax.set_xticks(list(positions), keys, rotation=30, ha="right")
+    ax.set_xlabel("layer")
+    ax.set_ylabel("non-linearity (mean over mixes)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
+    return _save(figure, path)
+
+
+def plot_spectra(
+    singular_values: Mapping[int, torch.Tensor | Sequence[float]],
+    path: str | Path,
+    *,
+    normalize: bool = True,
+    class_names: Sequence[str] | None = None,
+    title: str = "Singular values of centred class representations",
+) -> Path:
+    """Plot each class's singular-value spectrum on a log scale, one line per class.
+
+    Args:
+        singular_values: ``{class: descending singular values}``, e.g. from
+            :func:`ssl_mix.analysis.class_singular_values`.
+        path: where to write the PNG.
+        normalize: divide each spectrum by its largest value (``s / s_1``), so classes of different scale
+            share one axis.
+        class_names: names indexed by class, for the legend (default: the class numbers).
+        title: figure title.
+
+    Returns:
+        The path written.
+
+    Note:
+        Values that are zero (or normalise to zero) cannot be drawn on a log axis and are left out.
+    """
+    if not isinstance(singular_values, Mapping) or not singular_values:
+        raise ValueError("singular_values must be a non-empty mapping {class: singular values}, "
+                         f"got {singular_values!r:.100}.")
+    figure = _new_figure()
+    ax = figure.add_subplot()
+    for c in sorted(singular_values):
+        s = torch.as_tensor(singular_values[c], dtype=torch.float64).flatten().cpu()
+        if normalize and s.numel() and s[0] > 0:
+            s = s / s[0]
+        index = torch.arange(1, s.numel() + 1)
+        keep = s > 0
+        label = class_names[c] if class_names is not None and 0 <= c < len(class_names) else str(c)
+        ax.plot(index[keep].tolist(), s[keep].tolist(), linewidth=1.2, label=label)
+    ax.set_yscale("log")
+    ax.set_xlabel("direction (singular value index)")
+    ax.set_ylabel("singular value / largest" if normalize else "singular value")
+    ax.set_title(title)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(title="class", fontsize="small", ncol=2 if len(singular_values) > 10 else 1)
+    return _save(figure, path)
+
+
+def read_linearity_history(log_dir: str | Path, *, prefix: str = "linearity/") -> dict[str, list[tuple[int, float]]]:
+    """Read the non-linearity a run logged to TensorBoard: ``{layer key: [(step, value), ...]}``.
+
+    Args:
+        log_dir: the directory holding the event files (``RUN_DIR/tensorboard`` for ``ssl-mix train``).
+        prefix: tag prefix to read; the key is the tag without it.
+
+    Returns:
+        One sorted list of ``(step, value)`` per tag, empty if the run logged none. When a resumed run logged
+        a step twice, the value written last is kept.
+    """
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    log_dir = Path(log_dir)
+    if not log_dir.is_dir():
+        raise FileNotFoundError(f"TensorBoard log directory {str(log_dir)!r} does not exist.")
+    # size_guidance 0 = keep every scalar, not a reservoir sample of them.
+    accumulator = EventAccumulator(str(log_dir), size_guidance={"scalars": 0})
+    accumulator.Reload()
+    history: dict[str, list[tuple[int, float]]] = {}
+    for tag in accumulator.Tags().get("scalars", []):
+        if tag.startswith(prefix):
+            by_step = {event.step: event.value for event in accumulator.Scalars(tag)}
+            history[tag[len(prefix):]] = sorted(by_step.items())
+    return {key: history[key] for key in sort_layer_keys(history)}

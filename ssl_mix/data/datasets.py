@@ -1,0 +1,799 @@
+"""Image datasets held in memory as uint8 tensors, with their per-dataset constants.
+
+Built in: CIFAR-10 and CIFAR-100 (Krizhevsky 2009) and SVHN (Netzer et al. 2011) through
+``torchvision.datasets``; scikit-learn's bundled handwritten digits (no download, used by the demo and tests);
+and the user's own data as an image folder, tensors, NumPy arrays or any ``torch.utils.data.Dataset``.
+
+Everything becomes an :class:`ImageArrays` (uint8 ``(N, C, H, W)`` images, int64 targets with -1 for
+unlabeled examples, class names), the form the fast tensor-resident loader needs. :class:`DataSpec` holds what
+training needs to know about a dataset: class count, normalisation constants and the standard augmentation
+(CIFAR: random crop with 4-pixel reflect padding and horizontal flip, as in Laine & Aila 2017, Tarvainen &
+Valpola 2017 and ICT; SVHN: the same crop without flip, as digits are not mirror-symmetric).
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+__all__ = [
+    "ImageArrays",
+    "DataSpec",
+    "DatasetName",
+    "IMAGE_EXTENSIONS",
+    "load_arrays",
+    "load_targets",
+    "data_spec",
+    "spec_from_arrays",
+    "channel_stats",
+    "concat_arrays",
+    "arrays_from_tensors",
+    "arrays_from_dataset",
+    "arrays_dataset",
+    "ArrayDataset",
+    "train_transform",
+    "eval_transform",
+]
+
+DatasetName = Literal["cifar10", "cifar100", "svhn", "folder", "digits"]
+SplitName = Literal["train", "test", "extra", "unlabeled"]
+PaddingMode = Literal["reflect", "constant", "replicate"]
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff", ".ppm", ".pgm", ".pbm")
+"""File extensions (case-insensitive) read as images in an image folder; other files are ignored."""
+
+_DATASETS = ("cifar10", "cifar100", "svhn", "folder", "digits")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Containers
+# ---------------------------------------------------------------------------------------------------------
+
+
+@dataclass(eq=False)  # tensors have no single truth value; compare fields explicitly
+class ImageArrays:
+    """A whole image set held in memory.
+
+    Args:
+        images: uint8 ``(N, C, H, W)`` tensor, values 0..255.
+        targets: int64 ``(N,)`` tensor of class indices in ``[0, len(classes))``, or -1 for unlabeled examples.
+        classes: class names; index i names class i. May be empty for a purely unlabeled set.
+
+    Note:
+        An empty set (N = 0, e.g. a missing ``unlabeled/`` folder) has images of shape ``(0, 0, 0, 0)`` when its
+        image size is unknown; :func:`concat_arrays` skips empty parts.
+    """
+
+    images: torch.Tensor
+    targets: torch.Tensor
+    classes: list[str]
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.images, torch.Tensor) or self.images.dtype != torch.uint8 or self.images.dim() != 4:
+            got = (f"{self.images.dtype} tensor of shape {tuple(self.images.shape)}"
+                   if isinstance(self.images, torch.Tensor) else type(self.images).__name__)
+            raise ValueError(f"ImageArrays.images must be a uint8 tensor of shape (N, C, H, W), got {got}; "
+                             "use arrays_from_tensors to convert other layouts and dtypes")
+        if (not isinstance(self.targets, torch.Tensor) or self.targets.dtype != torch.int64
+                or self.targets.shape != (self.images.shape[0],)):
+            got = (f"{self.targets.dtype} tensor of shape {tuple(self.targets.shape)}"
+                   if isinstance(self.targets, torch.Tensor) else type(self.targets).__name__)
+            raise ValueError(f"ImageArrays.targets must be an int64 tensor of shape ({self.images.shape[0]},), "
+                             f"got {got}")
+        self.classes = [str(c) for c in self.classes]
+        if len(self.targets) and (int(self.targets.min()) < -1 or int(self.targets.max()) >= len(self.classes)):
+            raise ValueError(f"ImageArrays.targets must lie in [-1, {len(self.classes)}) for {len(self.classes)} "
+                             f"classes, got [{int(self.targets.min())}, {int(self.targets.max())}]")
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+    @property
+    def num_classes(self) -> int:
+        """Number of classes (``len(classes)``)."""
+        return len(self.classes)
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        """``(C, H, W)`` of every image."""
+        return tuple(self.images.shape[1:])  # type: ignore[return-value]
+
+    def subset(self, indices: Sequence[int] | torch.Tensor | np.ndarray) -> ImageArrays:
+        """The examples at ``indices`` (in that order; repeats allowed), as a new :class:`ImageArrays`.
+
+        Args:
+            indices: integer positions in ``[0, len(self))``.
+        """
+        index = torch.as_tensor(np.asarray(indices, dtype=np.int64) if not isinstance(indices, torch.Tensor)
+                                else indices, dtype=torch.int64).reshape(-1)
+        if index.numel() and (int(index.min()) < 0 or int(index.max()) >= len(self)):
+            raise ValueError(f"subset indices must lie in [0, {len(self)}), got [{int(index.min())}, "
+                             f"{int(index.max())}]; were they made for another dataset?")
+        index = index.to(self.images.device)
+        return ImageArrays(self.images[index], self.targets[index], list(self.classes))
+
+    def to(self, device: torch.device | str) -> ImageArrays:
+        """A copy with images and targets on ``device``."""
+        return ImageArrays(self.images.to(device), self.targets.to(device), list(self.classes))
+
+
+def concat_arrays(parts: Sequence[ImageArrays]) -> ImageArrays:
+    """Concatenate image sets (e.g. an unlabeled pool and extra unlabeled images).
+
+    Args:
+        parts: image sets with the same ``(C, H, W)`` and the same classes; empty parts and parts without
+            classes (purely unlabeled) are accepted alongside.
+
+    Returns:
+        One :class:`ImageArrays` with the parts in order.
+    """
+    parts = list(parts)
+    if not parts or not all(isinstance(p, ImageArrays) for p in parts):
+        raise ValueError("concat_arrays needs a non-empty list of ImageArrays")
+    nonempty = [p for p in parts if len(p)] or parts[:1]
+    shapes = {p.image_shape for p in nonempty}
+    if len(shapes) > 1:
+        raise ValueError(f"concat_arrays: parts have different image shapes (C, H, W) {sorted(shapes)}; load them "
+                         "with the same image_size and channels")
+    class_lists = [p.classes for p in parts if p.classes]
+    if any(c != class_lists[0] for c in class_lists):
+        raise ValueError("concat_arrays: parts have different class lists; give every part the same classes "
+                         "(or none, for purely unlabeled parts)")
+    classes = list(class_lists[0]) if class_lists else []
+    targets = [p.targets if p.classes or not len(p) or int(p.targets.max()) < 0 else None for p in nonempty]
+    if any(t is None for t in targets):
+        raise ValueError("concat_arrays: a part without classes has labeled targets")
+    return ImageArrays(torch.cat([p.images for p in nonempty]), torch.cat(targets), classes)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """Per-dataset constants for training.
+
+    Args:
+        name: dataset name.
+        num_classes: number of classes.
+        mean: per-channel mean of the training images, in [0, 1] units (one entry per channel).
+        std: per-channel standard deviation, same units, > 0.
+        crop_padding: pixels of padding for the random crop back to the original size (0: no crop).
+        flip: random horizontal flip with probability 1/2.
+        padding_mode: ``"reflect"`` (mirror without repeating the edge), ``"constant"`` (zeros) or
+            ``"replicate"`` (repeat the edge pixel).
+    """
+
+    name: str
+    num_classes: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    crop_padding: int = 4
+    flip: bool = True
+    padding_mode: PaddingMode = "reflect"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "mean", tuple(float(m) for m in self.mean))
+        object.__setattr__(self, "std", tuple(float(s) for s in self.std))
+        if isinstance(self.num_classes, bool) or not isinstance(self.num_classes, int) or self.num_classes < 1:
+            raise ValueError(f"DataSpec.num_classes must be a positive int, got {self.num_classes!r}")
+        if not self.mean or len(self.mean) != len(self.std):
+            raise ValueError(f"DataSpec.mean and std need one entry per channel, got {len(self.mean)} and "
+                             f"{len(self.std)}")
+        if not all(s > 0 and np.isfinite(s) for s in self.std) or not all(np.isfinite(m) for m in self.mean):
+            raise ValueError(f"DataSpec.std must be positive and finite and mean finite, got mean={self.mean}, "
+                             f"std={self.std}")
+        if isinstance(self.crop_padding, bool) or not isinstance(self.crop_padding, int) or self.crop_padding < 0:
+            raise ValueError(f"DataSpec.crop_padding must be an int >= 0, got {self.crop_padding!r}")
+        if not isinstance(self.flip, bool):
+            raise ValueError(f"DataSpec.flip must be a bool, got {self.flip!r}")
+        if self.padding_mode not in ("reflect", "constant", "replicate"):
+            raise ValueError(f"DataSpec.padding_mode must be 'reflect', 'constant' or 'replicate', got "
+                             f"{self.padding_mode!r}")
+
+    @property
+    def channels(self) -> int:
+        """Number of image channels (length of ``mean``)."""
+        return len(self.mean)
+
+
+# Per-channel mean and std of the training images, in [0, 1] units (population statistics over all pixels of
+# the standard training split, as torchvision loads it).
+_BUILTIN_SPECS = {
+    "cifar10": DataSpec("cifar10", 10, (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
+    "cifar100": DataSpec("cifar100", 100, (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
+    "svhn": DataSpec("svhn", 10, (0.4377, 0.4438, 0.4728), (0.1980, 0.2010, 0.1970), flip=False),
+}
+
+
+def data_spec(name: DatasetName | str, train: ImageArrays | None = None, *, root: str | Path | None = None
+              ) -> DataSpec:
+    """The :class:`DataSpec` of a dataset.
+
+    Args:
+        name: ``"cifar10"``, ``"cifar100"``, ``"svhn"``, ``"digits"`` (fixed constants) or ``"folder"``.
+        train: for ``"folder"``: its training images, from which mean and std are computed (see
+            :func:`spec_from_arrays`). Ignored for the built-in datasets.
+        root: for ``"folder"`` without ``train``: the folder, whose ``train/`` images are loaded.
+
+    Returns:
+        The spec. ``"digits"``: 2-pixel zero-padded crop, no flip (digits are not mirror-symmetric), mean and
+        std of its training partition. ``"folder"``: the CIFAR recipe scaled to the image size (padding
+        ``round(H / 8)``, reflect, flip); use ``dataclasses.replace`` to change it.
+    """
+    if name in _BUILTIN_SPECS:
+        return _BUILTIN_SPECS[name]
+    if name == "digits":
+        digits = load_arrays("digits", None, "train")
+        return spec_from_arrays(digits, "digits", crop_padding=2, flip=False, padding_mode="constant")
+    if name == "folder":
+        if train is None:
+            if root is None:
+                raise ValueError("data_spec('folder') needs the training images (train=) or the folder (root=) to "
+                                 "compute the normalisation constants")
+            train = load_arrays("folder", root, "train")
+        return spec_from_arrays(train, "folder")
+    raise ValueError(f"unknown dataset {name!r}; expected one of {', '.join(_DATASETS)}")
+
+
+def channel_stats(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and standard deviation of uint8 images, in [0, 1] units.
+
+    Args:
+        images: uint8 ``(N, C, H, W)``.
+
+    Returns:
+        ``(mean, std)``, one float per channel (population std, accumulated in float64).
+    """
+    if images.dtype != torch.uint8 or images.dim() != 4 or images.shape[0] == 0:
+        raise ValueError(f"channel_stats needs non-empty uint8 (N, C, H, W) images, got {images.dtype} "
+                         f"{tuple(images.shape)}")
+    c = images.shape[1]
+    total = torch.zeros(c, dtype=torch.int64, device=images.device)
+    total_sq = torch.zeros_like(total)
+    for chunk in images.split(4096):  # exact integer sums; int32 squares (<= 255^2) bound the temporaries
+        x = chunk.to(torch.int32)
+        total += x.sum(dim=(0, 2, 3), dtype=torch.int64)
+        total_sq += (x * x).sum(dim=(0, 2, 3), dtype=torch.int64)
+    count = images.shape[0] * images.shape[2] * images.shape[3]
+    mean = total.double() / count
+    std = (total_sq.double() / count - mean.square()).clamp_min(0).sqrt()
+    return tuple((mean / 255).tolist()), tuple((std / 255).tolist())
+
+
+def spec_from_arrays(arrays: ImageArrays, name: str = "custom", *, crop_padding: int | None = None,
+                     flip: bool = True, padding_mode: PaddingMode = "reflect") -> DataSpec:
+    """A :class:`DataSpec` for custom data, with mean and std computed from ``arrays``.
+
+    Args:
+        arrays: the training images (labeled and unlabeled alike contribute to the statistics).
+        name: the name to record.
+        crop_padding: default ``round(H / 8)`` (4 for 32x32 images, the CIFAR recipe).
+        flip: random horizontal flip (turn off for digits, text, or anything with handedness).
+        padding_mode: see :class:`DataSpec`.
+
+    Returns:
+        The spec; a channel with zero variance gets std 1 so that normalisation stays finite.
+    """
+    mean, std = channel_stats(arrays.images)
+    std = tuple(s if s > 0 else 1.0 for s in std)
+    if crop_padding is None:
+        crop_padding = max(1, round(arrays.images.shape[2] / 8))
+    return DataSpec(name, max(1, arrays.num_classes), mean, std, crop_padding=crop_padding, flip=flip,
+                    padding_mode=padding_mode)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Loading
+# ---------------------------------------------------------------------------------------------------------
+
+
+def load_arrays(name: DatasetName, root: str | Path | None, split: SplitName, *, download: bool = False,
+                image_size: int | tuple[int, int] | None = None, channels: Literal[1, 3] | None = None,
+                num_threads: int | None = None) -> ImageArrays:
+    """Load a whole dataset split into memory.
+
+    Args:
+        name: ``"cifar10"``, ``"cifar100"``, ``"svhn"`` (through torchvision), ``"folder"`` (an image folder,
+            see below) or ``"digits"`` (scikit-learn's bundled digits, no files needed).
+        root: the data directory (unused for ``"digits"``). CIFAR/SVHN: where torchvision keeps its files.
+        split: ``"train"`` or ``"test"``; ``"extra"`` for SVHN's 531k extra images; ``"unlabeled"`` for a
+            folder's ``unlabeled/`` directory.
+        download: let torchvision download missing CIFAR/SVHN files into ``root`` (needs internet).
+        image_size: folder only: resize every image to ``(H, W)`` (an int means square), with antialiasing.
+        channels: folder only: force 1 (grayscale) or 3 (RGB) channels.
+        num_threads: folder only: decoding threads (default ``min(8, os.cpu_count())``).
+
+    Returns:
+        The images and targets; unlabeled examples have target -1.
+
+    Raises:
+        FileNotFoundError: files are missing (the message lists the files expected, where, and how to get
+            them), or a download failed.
+        ValueError: unknown name or split, or a folder whose images cannot be combined.
+
+    Note:
+        Image folder layout: ``root/train/<class>/*``, ``root/test/<class>/*`` and optionally
+        ``root/unlabeled/**`` (images in any layout, all unlabeled). Class names are the sorted
+        sub-directory names of ``root/train``; files are read in sorted path order, so indices are the same on
+        every machine. Alpha channels are dropped. All images become RGB if any image in the split is in
+        colour, else grayscale (``channels`` forces one; use it so that all splits agree). All images must
+        share one size unless ``image_size`` is given. Nothing is cached on disk; images are decoded with PIL in
+        a thread pool (about 5 s for CIFAR-10's 50,000 JPEGs on 2 cores). A missing ``unlabeled/`` gives an
+        empty set.
+    """
+    if name not in _DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; expected one of {', '.join(_DATASETS)}")
+    if name != "folder" and (image_size is not None or channels is not None):
+        raise ValueError(f"image_size and channels apply to name='folder' only, not {name!r}")
+    if name == "digits":
+        return _load_digits(split)
+    if name == "folder":
+        return _load_folder(_require_root(name, root), split, image_size=image_size, channels=channels,
+                            num_threads=num_threads)
+    return _load_torchvision(name, _require_root(name, root), split, download)
+
+
+def load_targets(name: DatasetName, root: str | Path | None, split: SplitName = "train", *,
+                 download: bool = False) -> tuple[torch.Tensor, list[str]]:
+    """The targets and class names of a dataset split, without decoding a folder's images.
+
+    Args:
+        name, root, split, download: as in :func:`load_arrays`.
+
+    Returns:
+        ``(targets, classes)``: int64 ``(N,)`` targets and the class names, in the order
+        :func:`load_arrays` would load the images.
+    """
+    if name == "folder":
+        _, targets, classes = _list_folder(_require_root(name, root), split)
+        return targets, classes
+    arrays = load_arrays(name, root, split, download=download)
+    return arrays.targets, arrays.classes
+
+
+def _require_root(name: str, root: str | Path | None) -> Path:
+    if root is None or str(root) == "":
+        what = ("the image folder (with train/<class>/ inside)" if name == "folder"
+                else f"the directory that holds (or will receive, with download) the {name} files")
+        raise ValueError(f"root (--data-root) is required for dataset {name!r}: {what}")
+    return Path(root).expanduser()
+
+
+def _load_digits(split: str) -> ImageArrays:
+    from sklearn.datasets import load_digits
+
+    if split not in ("train", "test"):
+        raise ValueError(f"dataset 'digits' has splits 'train' and 'test', not {split!r}")
+    digits = load_digits()
+    targets = np.asarray(digits.target, dtype=np.int64)
+    # Values 0..16 rescaled to 0..255, then each pixel doubled to 16x16 (nearest): small CNNs with two
+    # downsamplings still see a 4x4 map.
+    images = (np.asarray(digits.images, dtype=np.int64) * 255 + 8) // 16
+    images = np.repeat(np.repeat(images, 2, axis=1), 2, axis=2).astype(np.uint8)[:, None]
+    # Fixed stratified partition: in each class, the 20% with the smallest PCG64(0) keys are the test set.
+    keys = np.random.Generator(np.random.PCG64(0)).random(len(targets))
+    is_test = np.zeros(len(targets), dtype=bool)
+    for c in range(10):
+        members = np.flatnonzero(targets == c)
+        is_test[members[np.argsort(keys[members], kind="stable")[: round(0.2 * len(members))]]] = True
+    keep = is_test if split == "test" else ~is_test
+    return ImageArrays(torch.from_numpy(np.ascontiguousarray(images[keep])), torch.from_numpy(targets[keep]),
+                       [str(i) for i in range(10)])
+
+
+# --- torchvision datasets -------------------------------------------------------------------------------
+
+
+def _torchvision_files(name: str, split: str) -> tuple[Any, dict[str, Any], list[str], str, str]:
+    """(dataset class, constructor kwargs, expected files relative to root, archive name, archive url)."""
+    from torchvision import datasets
+
+    if name in ("cifar10", "cifar100"):
+        cls = datasets.CIFAR10 if name == "cifar10" else datasets.CIFAR100
+        if split not in ("train", "test"):
+            raise ValueError(f"dataset {name!r} has splits 'train' and 'test', not {split!r}; draw the unlabeled "
+                             "pool from 'train' with make_split")
+        listed = cls.train_list if split == "train" else cls.test_list
+        files = [f"{cls.base_folder}/{f}" for f, _ in listed] + [f"{cls.base_folder}/{cls.meta['filename']}"]
+        return cls, {"train": split == "train"}, files, cls.filename, cls.url
+    if split not in ("train", "test", "extra"):
+        raise ValueError(f"dataset 'svhn' has splits 'train', 'test' and 'extra', not {split!r}")
+    url, filename, _ = datasets.SVHN.split_list[split]
+    return datasets.SVHN, {"split": split}, [filename], filename, url
+
+
+def _load_torchvision(name: str, root: Path, split: str, download: bool) -> ImageArrays:
+    cls, kwargs, files, archive, url = _torchvision_files(name, split)
+    folder = os.path.dirname(files[0])
+    names = [os.path.basename(f) for f in files]
+    expected = f"{folder}/{{{', '.join(names)}}}" if folder else ", ".join(names)
+    if archive.endswith(".tar.gz"):
+        offline = (f"fetch {url} on a machine that has internet access, copy it into {root} and rerun with "
+                   "--download (download=True), which then only extracts it (or unpack it there yourself)")
+    else:
+        offline = f"fetch {url} on a machine that has internet access and copy it into {root}"
+    if download:
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+            ds = cls(str(root), download=True, **kwargs)
+        except (OSError, RuntimeError) as err:  # urllib's URLError is an OSError
+            raise FileNotFoundError(f"could not download {name} {split!r} into {root} ({type(err).__name__}: "
+                                    f"{err}). To provide {expected} without a download here: {offline}.") from None
+    else:
+        missing = [n for f, n in zip(files, names) if not (root / f).is_file()]
+        if missing:
+            which = "all missing" if len(missing) == len(files) else f"missing: {', '.join(missing)}"
+            raise FileNotFoundError(f"{name} {split!r} not found under {root}: expected {expected} there ({which}). "
+                                    "To provide them: rerun with --download (download=True) on a machine with "
+                                    f"internet access; or {offline}.")
+        try:
+            ds = cls(str(root), download=False, **kwargs)
+        except RuntimeError:
+            raise ValueError(f"{name} {split!r} files under {root} are present but corrupted (checksum mismatch): "
+                             f"delete {expected} there and provide them again") from None
+    if name == "svhn":
+        images = torch.from_numpy(np.ascontiguousarray(ds.data))  # already (N, 3, 32, 32)
+        targets = torch.from_numpy(np.asarray(ds.labels, dtype=np.int64))
+        classes = [str(i) for i in range(10)]
+    else:
+        images = torch.from_numpy(np.ascontiguousarray(ds.data)).permute(0, 3, 1, 2).contiguous()
+        targets = torch.as_tensor(ds.targets, dtype=torch.int64)
+        classes = list(ds.classes)
+    return ImageArrays(images, targets, classes)
+
+
+# --- image folders --------------------------------------------------------------------------------------
+
+
+def _image_files(directory: Path) -> list[Path]:
+    found = []
+    for dirpath, dirnames, filenames in os.walk(directory):
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        found.extend(Path(dirpath) / f for f in filenames
+                     if not f.startswith(".") and os.path.splitext(f)[1].lower() in IMAGE_EXTENSIONS)
+    return sorted(found, key=lambda p: p.relative_to(directory).as_posix())
+
+
+def _folder_classes(root: Path) -> list[str]:
+    train = root / "train"
+    if not train.is_dir():
+        raise FileNotFoundError(f"image folder {root} has no train/ directory: expected {train}/<class>/<images> "
+                                "(one sub-directory per class; they define the class names), optionally "
+                                f"{root}/test/<class>/ and {root}/unlabeled/")
+    classes = sorted(d.name for d in train.iterdir() if d.is_dir() and not d.name.startswith("."))
+    if not classes:
+        raise ValueError(f"{train} has no class sub-directories: put the images of class c in {train}/c/")
+    return classes
+
+
+def _list_folder(root: Path, split: str) -> tuple[list[Path], torch.Tensor, list[str]]:
+    if split not in ("train", "test", "unlabeled"):
+        raise ValueError(f"dataset 'folder' has splits 'train', 'test' and 'unlabeled', not {split!r}")
+    if not root.is_dir():
+        raise FileNotFoundError(f"image folder {root} does not exist: expected {root}/train/<class>/<images>")
+    classes = _folder_classes(root)
+    directory = root / split
+    if split == "unlabeled":
+        files = _image_files(directory) if directory.is_dir() else []
+        return files, torch.full((len(files),), -1, dtype=torch.int64), classes
+    if not directory.is_dir():
+        raise FileNotFoundError(f"image folder {root} has no {split}/ directory: expected {directory}/<class>/"
+                                f"<images> with class folders among {', '.join(classes)}")
+    present = sorted(d.name for d in directory.iterdir() if d.is_dir() and not d.name.startswith("."))
+    unknown = [c for c in present if c not in classes]
+    if unknown:
+        raise ValueError(f"{directory} has class folder(s) {', '.join(unknown)} that {root}/train lacks; the "
+                         "classes are defined by train/")
+    files: list[Path] = []
+    targets: list[int] = []
+    for index, name in enumerate(classes):
+        found = _image_files(directory / name) if (directory / name).is_dir() else []
+        if split == "train" and not found:
+            raise ValueError(f"class folder {directory / name} holds no images (extensions: "
+                             f"{', '.join(IMAGE_EXTENSIONS)})")
+        files.extend(found)
+        targets.extend([index] * len(found))
+    if not files:
+        raise ValueError(f"{directory} holds no images in its class folders")
+    return files, torch.tensor(targets, dtype=torch.int64), classes
+
+
+def _decode(path: Path, size: tuple[int, int] | None, channels: int | None) -> torch.Tensor:
+    """One image file as a uint8 (C, H, W) tensor with C in {1, 3} (``channels`` if given), resized to ``size``."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            if im.mode.startswith("I;16"):  # 16-bit grayscale: keep the 8 most significant bits
+                im = Image.fromarray((np.asarray(im).astype(np.uint16) >> 8).astype(np.uint8))
+            elif im.mode not in ("L", "RGB"):  # palette, alpha, CMYK, 1-bit, ...: drop alpha, keep colour
+                im = im.convert("L" if im.mode in ("1", "LA", "La", "I", "F") else "RGB")
+            if channels is not None and im.mode != ("L" if channels == 1 else "RGB"):
+                im = im.convert("L" if channels == 1 else "RGB")
+            if size is not None and (im.height, im.width) != size:
+                im = im.resize((size[1], size[0]), Image.Resampling.BILINEAR)  # antialiased when shrinking
+            array = np.array(im, dtype=np.uint8)  # a writable copy: torch refuses read-only arrays
+    except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as err:
+        raise ValueError(f"cannot read image {path}: {err}; remove or replace the file") from None
+    array = array[:, :, None] if array.ndim == 2 else array
+    return torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1)))
+
+
+def _load_folder(root: Path, split: str, *, image_size: int | tuple[int, int] | None,
+                 channels: int | None, num_threads: int | None) -> ImageArrays:
+    size: tuple[int, int] | None = None
+    if image_size is not None:
+        pair = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
+        if len(pair) != 2 or any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in pair):
+            raise ValueError(f"image_size must be a positive int or a pair (H, W) of them, got {image_size!r}")
+        size = (int(pair[0]), int(pair[1]))
+    if channels not in (None, 1, 3):
+        raise ValueError(f"channels must be 1, 3 or None (automatic), got {channels!r}")
+    files, targets, classes = _list_folder(root, split)
+    if not files:
+        return ImageArrays(torch.zeros((0, 0, 0, 0), dtype=torch.uint8), targets, classes)
+    threads = num_threads if num_threads is not None else min(8, os.cpu_count() or 1)
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise ValueError(f"num_threads must be a positive int, got {num_threads!r}")
+    # Chunks amortise the thread hand-off over many small files; PIL's decoders release the GIL, which
+    # pays off for large images (for CIFAR-sized JPEGs, Python-level header parsing dominates).
+    chunk = max(1, min(1024, -(-len(files) // (4 * threads))))
+    batches = [files[i:i + chunk] for i in range(0, len(files), chunk)]
+    decode_chunk = lambda paths: [_decode(p, size, channels) for p in paths]  # noqa: E731
+    if threads == 1 or len(batches) == 1:
+        decoded = [img for b in batches for img in decode_chunk(b)]
+    else:
+        with ThreadPoolExecutor(threads) as pool:
+            decoded = [img for imgs in pool.map(decode_chunk, batches) for img in imgs]
+    sizes = {tuple(img.shape[1:]) for img in decoded}
+    if len(sizes) > 1:
+        first = tuple(decoded[0].shape[1:])
+        other = next(i for i, img in enumerate(decoded) if tuple(img.shape[1:]) != first)
+        raise ValueError(f"images in {root / split} have different sizes, e.g. {files[0]} is {first[0]}x{first[1]} "
+                         f"and {files[other]} is {decoded[other].shape[1]}x{decoded[other].shape[2]} "
+                         f"({len(sizes)} sizes in all); pass image_size=(H, W) to load_arrays to resize them all, or "
+                         "resize the files to one size")
+    out_channels = channels or (3 if any(img.shape[0] == 3 for img in decoded) else 1)
+    height, width = next(iter(sizes))
+    images = torch.empty((len(decoded), out_channels, height, width), dtype=torch.uint8)
+    for i, img in enumerate(decoded):
+        images[i].copy_(img)  # broadcasts grayscale to RGB when the split is in colour
+    return ImageArrays(images, targets, classes)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Custom data: tensors, arrays and datasets
+# ---------------------------------------------------------------------------------------------------------
+
+
+def _from_numpy(array: np.ndarray) -> torch.Tensor:
+    array = np.ascontiguousarray(array)
+    return torch.from_numpy(array if array.flags.writeable else array.copy())  # torch refuses read-only memory
+
+
+def _to_uint8(images: torch.Tensor, what: str) -> torch.Tensor:
+    if images.dtype == torch.uint8:
+        return images
+    if images.dtype == torch.bool or images.is_complex():
+        raise ValueError(f"{what} must be uint8 (0..255) or float (0..1), got {images.dtype}")
+    if images.is_floating_point():
+        if images.numel() and (not bool(torch.isfinite(images).all()) or float(images.min()) < 0
+                               or float(images.max()) > 1):
+            raise ValueError(f"float {what} must lie in [0, 1], got values in [{float(images.min()):.4g}, "
+                             f"{float(images.max()):.4g}]; divide by 255 first if they are 0..255")
+        return (images.to(torch.float32) * 255).round_().to(torch.uint8)
+    if images.numel() and (int(images.min()) < 0 or int(images.max()) > 255):
+        raise ValueError(f"integer {what} must lie in [0, 255], got [{int(images.min())}, {int(images.max())}]")
+    return images.to(torch.uint8)
+
+
+def arrays_from_tensors(images: torch.Tensor | np.ndarray, targets: torch.Tensor | np.ndarray | Sequence[int] |
+                        None = None, classes: Sequence[str] | None = None, *, channels_last: bool | None = None
+                        ) -> ImageArrays:
+    """An :class:`ImageArrays` from in-memory images (tensor or NumPy array).
+
+    Args:
+        images: ``(N, C, H, W)`` or ``(N, H, W, C)`` with C in 1..4, or ``(N, H, W)`` for grayscale; uint8
+            0..255, other integers 0..255, or floats in [0, 1] (rounded to uint8).
+        targets: ``(N,)`` class indices, -1 for unlabeled; None means all unlabeled.
+        classes: class names; default ``["0", ..., str(max(targets))]`` (the class count is inferred).
+        channels_last: the layout of 4-D input. None guesses: the channel axis is the one of dims 1 and 3 with
+            size <= 4; when both are (e.g. ``(N, 3, 4, 4)``) it assumes channels first (``(N, C, H, W)``).
+
+    Returns:
+        The images as uint8 ``(N, C, H, W)`` (contiguous, on the input's device) with int64 targets.
+    """
+    if isinstance(images, np.ndarray):
+        images = _from_numpy(images)
+    if not isinstance(images, torch.Tensor):
+        raise TypeError(f"images must be a torch.Tensor or numpy.ndarray, got {type(images).__name__}")
+    if images.dim() == 3:
+        images = images.unsqueeze(1)
+    elif images.dim() == 4:
+        first, last = images.shape[1] <= 4, images.shape[3] <= 4
+        if channels_last is None:
+            if not first and not last:
+                raise ValueError(f"images of shape {tuple(images.shape)} have no channel axis of size 1..4 in "
+                                 "dim 1 (N, C, H, W) or dim 3 (N, H, W, C)")
+            channels_last = last and not first
+        if channels_last:
+            images = images.permute(0, 3, 1, 2)
+        if not 1 <= images.shape[1] <= 4:
+            raise ValueError(f"images must have 1 to 4 channels, got shape {tuple(images.shape)} "
+                             f"(channels_last={channels_last})")
+    else:
+        raise ValueError(f"images must be (N, C, H, W), (N, H, W, C) or (N, H, W), got shape {tuple(images.shape)}")
+    images = _to_uint8(images, "images").contiguous()
+    n = images.shape[0]
+    if targets is None:
+        target_tensor = torch.full((n,), -1, dtype=torch.int64)
+    else:
+        target_array = torch.as_tensor(np.asarray(targets) if not isinstance(targets, torch.Tensor) else targets)
+        if target_array.is_floating_point() or target_array.dtype == torch.bool or target_array.dim() != 1:
+            raise ValueError(f"targets must be a 1-D sequence of integer class indices, got "
+                             f"{target_array.dtype} of shape {tuple(target_array.shape)}")
+        if target_array.shape[0] != n:
+            raise ValueError(f"targets has {target_array.shape[0]} entries but images has {n}")
+        target_tensor = target_array.to(torch.int64).cpu()
+        if n and int(target_tensor.min()) < -1:
+            raise ValueError(f"targets must be class indices >= 0, or -1 for unlabeled, got {int(target_tensor.min())}")
+    if classes is None:
+        num = int(target_tensor.max()) + 1 if n else 0
+        classes = [str(i) for i in range(num)]
+    elif n and int(target_tensor.max()) >= len(classes):
+        raise ValueError(f"targets go up to {int(target_tensor.max())} but only {len(classes)} classes were named")
+    return ImageArrays(images, target_tensor.to(images.device), list(classes))
+
+
+def _item_to_uint8(x: Any, index: int) -> torch.Tensor:
+    """One dataset item (PIL image, tensor or array) as uint8 (C, H, W)."""
+    if isinstance(x, torch.Tensor):
+        image = x
+    elif isinstance(x, np.ndarray):
+        image = _from_numpy(x)
+        if image.dim() == 3 and image.shape[2] <= 4 and image.shape[0] > 4:  # HWC, as PIL and OpenCV give
+            image = image.permute(2, 0, 1)
+    elif hasattr(x, "mode") and hasattr(x, "size"):  # PIL image
+        from torchvision.transforms.v2 import functional as TF
+
+        mode = "L" if x.mode in ("1", "L", "I", "I;16", "F") else "RGB"
+        image = TF.pil_to_tensor(x.convert(mode) if x.mode != mode else x)
+    else:
+        raise TypeError(f"dataset item {index} is a {type(x).__name__}; expected a PIL image, tensor or array")
+    if image.dim() == 2:
+        image = image.unsqueeze(0)
+    if image.dim() != 3 or not 1 <= image.shape[0] <= 4:
+        raise ValueError(f"dataset item {index} has shape {tuple(image.shape)}; expected (C, H, W) with C in 1..4")
+    return _to_uint8(image, f"dataset item {index}")
+
+
+def arrays_from_dataset(dataset: Dataset, *, labeled: bool = True, classes: Sequence[str] | None = None
+                        ) -> ImageArrays:
+    """Materialise a map-style dataset into an :class:`ImageArrays` (for the fast tensor-resident loader).
+
+    Args:
+        dataset: a ``torch.utils.data.Dataset`` with ``__len__``; items ``(x, y)`` when ``labeled``, ``x`` or
+            ``(x, anything)`` otherwise. ``x`` is a PIL image, a ``(C, H, W)`` tensor or an ``(H, W, C)`` array,
+            uint8 or float in [0, 1]; ``y`` an int class index. Give the dataset no random transform: it is
+            read once.
+        labeled: whether the items carry targets.
+        classes: class names (default ``dataset.classes`` if it has them, else inferred from the targets).
+
+    Returns:
+        The images (all the same size and channel count) and targets (-1 when not ``labeled``).
+    """
+    try:
+        n = len(dataset)  # type: ignore[arg-type]
+    except TypeError:
+        raise TypeError(f"arrays_from_dataset needs a map-style dataset with __len__, got "
+                        f"{type(dataset).__name__}") from None
+    images, targets = [], []
+    for i in range(n):
+        item = dataset[i]
+        if labeled:
+            if not isinstance(item, (tuple, list)) or len(item) < 2:
+                raise ValueError(f"labeled dataset item {i} must be a pair (x, y), got {type(item).__name__}")
+            x, y = item[0], item[1]
+            targets.append(int(y))
+        else:
+            x = item[0] if isinstance(item, (tuple, list)) else item
+        images.append(_item_to_uint8(x, i))
+    shapes = {tuple(img.shape) for img in images}
+    if len(shapes) > 1:
+        raise ValueError(f"dataset items have different shapes {sorted(shapes)[:3]}; resize them to one size "
+                         "(e.g. with a torchvision Resize transform in the dataset)")
+    stacked = torch.stack(images) if images else torch.zeros((0, 0, 0, 0), dtype=torch.uint8)
+    if classes is None and getattr(dataset, "classes", None) is not None:
+        classes = list(dataset.classes)  # type: ignore[attr-defined]
+    return arrays_from_tensors(stacked, targets if labeled else None, classes)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Per-image transforms (the DataLoader path)
+# ---------------------------------------------------------------------------------------------------------
+
+
+_TORCHVISION_PADDING = {"reflect": "reflect", "constant": "constant", "replicate": "edge"}
+
+
+def train_transform(spec: DataSpec, image_size: int | tuple[int, int]) -> Any:
+    """The standard per-image training transform of a dataset, as torchvision ``transforms.v2``.
+
+    Random crop back to ``image_size`` after ``spec.crop_padding`` pixels of padding, random horizontal flip
+    if ``spec.flip``, scaling to [0, 1] and normalisation. The batched :func:`ssl_mix.data.random_crop_flip`
+    draws from the same distribution.
+
+    Args:
+        spec: the dataset's constants.
+        image_size: ``(H, W)`` of the images (an int means square).
+
+    Returns:
+        A callable mapping a PIL image or uint8 ``(C, H, W)`` tensor to a normalised float32 tensor.
+    """
+    from torchvision.transforms import v2
+
+    size = [image_size, image_size] if isinstance(image_size, int) else list(image_size)
+    steps: list[Any] = [v2.ToImage()]
+    if spec.crop_padding:
+        steps.append(v2.RandomCrop(size, padding=spec.crop_padding,
+                                   padding_mode=_TORCHVISION_PADDING[spec.padding_mode]))
+    if spec.flip:
+        steps.append(v2.RandomHorizontalFlip(0.5))
+    steps += [v2.ToDtype(torch.float32, scale=True), v2.Normalize(list(spec.mean), list(spec.std)),
+              v2.ToPureTensor()]
+    return v2.Compose(steps)
+
+
+def eval_transform(spec: DataSpec) -> Any:
+    """The plain per-image evaluation transform: scaling to [0, 1] and normalisation (no augmentation)."""
+    from torchvision.transforms import v2
+
+    return v2.Compose([v2.ToImage(), v2.ToDtype(torch.float32, scale=True),
+                       v2.Normalize(list(spec.mean), list(spec.std)), v2.ToPureTensor()])
+
+
+class ArrayDataset(Dataset):
+    """A map-style dataset over an :class:`ImageArrays`, applying a per-image transform.
+
+    Items are ``(transform(image), target)`` when ``labeled``, else ``transform(image)``; ``image`` is the
+    uint8 ``(C, H, W)`` tensor. Use :func:`arrays_dataset` to build one with the standard transforms.
+    """
+
+    def __init__(self, arrays: ImageArrays, transform: Any = None, *, labeled: bool = True) -> None:
+        if labeled and len(arrays) and int(arrays.targets.min()) < 0:
+            raise ValueError(f"a labeled ArrayDataset needs every target >= 0, but {int((arrays.targets < 0).sum())} "
+                             "examples are unlabeled (-1); pass labeled=False or select the labeled subset")
+        self.arrays, self.transform, self.labeled = arrays, transform, labeled
+
+    def __len__(self) -> int:
+        return len(self.arrays)
+
+    def __getitem__(self, index: int) -> Any:
+        image = self.arrays.images[index]
+        x = self.transform(image) if self.transform is not None else image
+        return (x, int(self.arrays.targets[index])) if self.labeled else x
+
+
+def arrays_dataset(arrays: ImageArrays, spec: DataSpec, *, augment: bool = True, labeled: bool = True
+                   ) -> ArrayDataset:
+    """A dataset over ``arrays`` with the standard per-image transform of ``spec``, for the DataLoader path.
+
+    Args:
+        arrays: the images.
+        spec: the dataset's constants.
+        augment: training augmentation (:func:`train_transform`) or just normalisation (:func:`eval_transform`).
+        labeled: items are ``(x, y)`` (all targets must be >= 0) or ``x``.
+
+    Returns:
+        An :class:`ArrayDataset` yielding normalised float32 ``(C, H, W)`` tensors.
+    """
+    if len(arrays) and arrays.images.shape[1] != spec.channels:
+        raise ValueError(f"images have {arrays.images.shape[1]} channels but spec {spec.name!r} has "
+                         f"{spec.channels}")
+    transform = train_transform(spec, tuple(arrays.images.shape[2:])) if augment else eval_transform(spec)
+    return ArrayDataset(arrays, transform, labeled=labeled)

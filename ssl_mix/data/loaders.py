@@ -1,0 +1,459 @@
+"""Dual loaders: an endless stream of (labeled batch, unlabeled batch) pairs, resumable to the exact batch.
+
+Semi-supervised training draws a labeled batch of ``B_l`` examples and an unlabeled batch of ``B_u = mu * B_l``
+at every step (Sohn et al. 2020, FixMatch §3, for the ratio mu; ICT uses ``B_u = B_l``) and counts training in
+steps. Each stream walks through its own random permutation of its examples, epoch after epoch; a batch that
+reaches the end of a permutation continues at the start of the next, so every example is seen once per epoch
+and every batch is full.
+
+Every random choice is a function of ``(seed, stream, epoch)`` (permutations) or ``(seed, stream, step)`` /
+``(seed, stream, epoch, position)`` (augmentation), never of a running generator. The position of a loader is
+therefore one counter, the step: :meth:`state_dict` saves it and :meth:`load_state_dict` on a fresh loader
+resumes with exactly the batches an uninterrupted loader would have produced, whatever the number of worker
+processes.
+
+Two implementations share this interface:
+
+* :class:`TensorDualLoader`, the fast path for data that fits in memory (all of CIFAR and SVHN): uint8 images
+  live as one tensor on the training device; gathering, crop, flip and normalisation run batched there.
+* :class:`TorchDualLoader`, the standard ``torch.utils.data.DataLoader`` path (worker processes, pinned memory,
+  per-image torchvision transforms) for arbitrary datasets.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from contextlib import contextmanager
+from functools import partial
+from typing import Any, Callable, Iterator, Protocol, runtime_checkable
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from ssl_mix.data.augment import normalize, random_crop_flip
+from ssl_mix.data.datasets import DataSpec, ImageArrays
+
+__all__ = ["DualLoader", "TensorDualLoader", "TorchDualLoader", "eval_batches", "derive_seed"]
+
+_LABELED, _UNLABELED = 0, 1
+_PERMUTATION, _AUGMENT, _SAMPLE, _WORKERS = 0, 1, 2, 3
+_MASK64 = (1 << 64) - 1
+_STATE_VERSION = 1
+
+
+@runtime_checkable
+class DualLoader(Protocol):
+    """What the trainer needs from a loader.
+
+    ``iter(loader)`` yields ``(x_l, y_l, x_u)`` forever: normalised float labeled images ``(B_l, C, H, W)``,
+    their int64 targets ``(B_l,)`` and normalised unlabeled images ``(B_u, C, H, W)``, already on the training
+    device. ``state_dict()`` is a small dict of plain Python values; ``load_state_dict(state)`` makes the next
+    batch the one after the saved position.
+    """
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]: ...
+
+    def state_dict(self) -> dict: ...
+
+    def load_state_dict(self, state: dict) -> None: ...
+
+
+def _splitmix64(x: int) -> int:
+    x = (x + 0x9E3779B97F4A7C15) & _MASK64
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _MASK64
+    return x ^ (x >> 31)
+
+
+def derive_seed(*values: int) -> int:
+    """A 63-bit seed from a tuple of non-negative ints (SplitMix64 chained), the same on every platform.
+
+    Used to give every permutation and augmentation draw its own generator state, keyed by what it is for.
+    """
+    h = 0
+    for v in values:
+        h = _splitmix64(h ^ (int(v) & _MASK64))
+    return h >> 1
+
+
+def _batch_sizes(batch_size: int, unlabeled_batch_size: int | None, mu: float | None) -> tuple[int, int]:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    if unlabeled_batch_size is not None and mu is not None:
+        raise ValueError(f"give unlabeled_batch_size or mu (= unlabeled_batch_size / batch_size), not both; got "
+                         f"unlabeled_batch_size={unlabeled_batch_size!r}, mu={mu!r}")
+    if mu is not None:
+        if isinstance(mu, bool) or not isinstance(mu, (int, float)) or not math.isfinite(mu) or mu <= 0:
+            raise ValueError(f"mu must be a positive number, got {mu!r}")
+        unlabeled = round(mu * batch_size)
+        if unlabeled < 1 or abs(mu * batch_size - unlabeled) > 1e-6:
+            raise ValueError(f"mu * batch_size must be a positive integer (the unlabeled batch size), got "
+                             f"{mu} * {batch_size} = {mu * batch_size:g}; change mu or give unlabeled_batch_size")
+        return batch_size, unlabeled
+    if unlabeled_batch_size is None:
+        return batch_size, batch_size
+    if isinstance(unlabeled_batch_size, bool) or not isinstance(unlabeled_batch_size, int) or unlabeled_batch_size < 1:
+        raise ValueError(f"unlabeled_batch_size must be a positive int, got {unlabeled_batch_size!r}")
+    return batch_size, unlabeled_batch_size
+
+
+def _check_seed(seed: int) -> int:
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+    return int(seed)
+
+
+class _Stream:
+    """Which examples a stream (labeled or unlabeled) takes at each step: a pure function of the step."""
+
+    def __init__(self, size: int, batch: int, seed: int, stream: int) -> None:
+        self.size, self.batch, self.seed, self.stream = size, batch, seed, stream
+
+    def permutation(self, epoch: int) -> torch.Tensor:
+        # Drawn on the CPU so that a run sees the same examples on any device.
+        generator = torch.Generator().manual_seed(derive_seed(self.seed, self.stream, _PERMUTATION, epoch))
+        return torch.randperm(self.size, generator=generator)
+
+    def segments(self, step: int) -> list[tuple[int, int, int]]:
+        """``(epoch, start, stop)`` slices of epoch permutations that make up the batch of ``step``."""
+        consumed, need, out = step * self.batch, self.batch, []
+        while need:
+            epoch, start = divmod(consumed, self.size)
+            stop = min(self.size, start + need)
+            out.append((epoch, start, stop))
+            consumed, need = consumed + (stop - start), need - (stop - start)
+        return out
+
+
+def _state(loader: Any) -> dict:
+    return {"version": _STATE_VERSION, "step": loader.step, "seed": loader.seed,
+            "sizes": [loader._streams[0].size, loader._streams[1].size],
+            "batch_sizes": [loader.batch_size, loader.unlabeled_batch_size]}
+
+
+def _check_state(loader: Any, state: dict) -> int:
+    if not isinstance(state, dict) or state.get("version") != _STATE_VERSION or not isinstance(state.get("step"), int):
+        raise ValueError(f"not a dual-loader state (expected a dict with version {_STATE_VERSION} and an int step), "
+                         f"got {state!r:.200}")
+    expected = _state(loader)
+    for key in ("seed", "sizes", "batch_sizes"):
+        if list(np.atleast_1d(state.get(key))) != list(np.atleast_1d(expected[key])):
+            raise ValueError(f"cannot resume: the saved loader had {key}={state.get(key)!r} but this one has "
+                             f"{expected[key]!r}; resuming needs the same data, batch sizes and seed")
+    if state["step"] < 0:
+        raise ValueError(f"loader state has a negative step {state['step']}")
+    return state["step"]
+
+
+class TensorDualLoader:
+    """The fast dual loader: uint8 images held on the training device, augmented there in batches.
+
+    Args:
+        labeled: the labeled examples (every target >= 0).
+        unlabeled: the unlabeled pool (targets ignored); same ``(C, H, W)`` as ``labeled``.
+        spec: normalisation and augmentation constants (``crop_padding``, ``flip``, ``padding_mode``).
+        batch_size: ``B_l``, labeled examples per step.
+        unlabeled_batch_size: ``B_u``; or give ``mu`` (``B_u = mu * B_l``, must be an integer). Neither: B_u = B_l.
+        seed: non-negative int; all randomness derives from it, the stream and the step.
+        device: where images are held and batches are produced.
+        augment: random crop + flip of both streams (False: normalisation only).
+
+    Note:
+        The loader holds its position; every ``iter(loader)`` continues from it (and iterators share it).
+        Batch order and content depend only on ``seed`` and the data, not on the device: permutations are
+        drawn on the CPU; augmentation is drawn on ``device`` (so CPU and CUDA runs differ in crops and flips).
+    """
+
+    def __init__(self, labeled: ImageArrays, unlabeled: ImageArrays, spec: DataSpec, *, batch_size: int,
+                 unlabeled_batch_size: int | None = None, mu: float | None = None, seed: int,
+                 device: torch.device | str = "cpu", augment: bool = True) -> None:
+        if not isinstance(labeled, ImageArrays) or not isinstance(unlabeled, ImageArrays):
+            raise TypeError(f"labeled and unlabeled must be ImageArrays (see arrays_from_tensors / load_arrays), got "
+                            f"{type(labeled).__name__} and {type(unlabeled).__name__}; use TorchDualLoader for "
+                            "torch Datasets")
+        if not isinstance(spec, DataSpec):
+            raise TypeError(f"spec must be a DataSpec, got {type(spec).__name__}")
+        if len(labeled) == 0 or len(unlabeled) == 0:
+            raise ValueError(f"labeled and unlabeled sets must be non-empty, got {len(labeled)} and {len(unlabeled)}")
+        if int(labeled.targets.min()) < 0:
+            raise ValueError(f"labeled has {int((labeled.targets < 0).sum())} unlabeled examples (target -1); pass "
+                             "only labeled examples (e.g. train.subset(split.labeled))")
+        if labeled.image_shape != unlabeled.image_shape:
+            raise ValueError(f"labeled and unlabeled images differ in shape (C, H, W): {labeled.image_shape} vs "
+                             f"{unlabeled.image_shape}")
+        if labeled.image_shape[0] != spec.channels:
+            raise ValueError(f"images have {labeled.image_shape[0]} channels but spec {spec.name!r} has "
+                             f"{spec.channels} (mean {spec.mean})")
+        if not isinstance(augment, bool):
+            raise ValueError(f"augment must be a bool, got {augment!r}")
+        self.batch_size, self.unlabeled_batch_size = _batch_sizes(batch_size, unlabeled_batch_size, mu)
+        self.seed = _check_seed(seed)
+        self.spec, self.augment = spec, augment
+        self.device = torch.device(device)
+        self._images = (labeled.images.to(self.device), unlabeled.images.to(self.device))
+        self._targets = labeled.targets.to(self.device)
+        self._mean = torch.tensor(spec.mean, dtype=torch.float32, device=self.device)
+        self._std = torch.tensor(spec.std, dtype=torch.float32, device=self.device)
+        self._streams = (_Stream(len(labeled), self.batch_size, self.seed, _LABELED),
+                         _Stream(len(unlabeled), self.unlabeled_batch_size, self.seed, _UNLABELED))
+        self._permutations: list[dict[int, torch.Tensor]] = [{}, {}]
+        self._generator = torch.Generator(device=self.device)
+        self.step = 0
+
+    def _permutation(self, stream: int, epoch: int) -> torch.Tensor:
+        cache = self._permutations[stream]
+        if epoch not in cache:
+            if len(cache) > 2:  # keep the current and next epochs
+                del cache[min(cache)]
+            cache[epoch] = self._streams[stream].permutation(epoch).to(self.device)
+        return cache[epoch]
+
+    def _indices(self, stream: int, step: int) -> torch.Tensor:
+        parts = [self._permutation(stream, e)[a:b] for e, a, b in self._streams[stream].segments(step)]
+        return parts[0] if len(parts) == 1 else torch.cat(parts)
+
+    def _prepare(self, images: torch.Tensor, stream: int, step: int) -> torch.Tensor:
+        if self.augment:
+            self._generator.manual_seed(derive_seed(self.seed, stream, _AUGMENT, step))
+            images = random_crop_flip(images, self.spec.crop_padding, self.spec.flip, generator=self._generator,
+                                      padding_mode=self.spec.padding_mode)
+        return normalize(images, self._mean, self._std)
+
+    def batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The batch of a given step, without moving the loader's position (iteration yields ``batch(step)``)."""
+        index_l = self._indices(_LABELED, step)
+        index_u = self._indices(_UNLABELED, step)
+        x_l = self._prepare(self._images[_LABELED][index_l], _LABELED, step)
+        x_u = self._prepare(self._images[_UNLABELED][index_u], _UNLABELED, step)
+        return x_l, self._targets[index_l], x_u
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        while True:
+            step = self.step
+            out = self.batch(step)
+            self.step = step + 1
+            yield out
+
+    def state_dict(self) -> dict:
+        """``{"version", "step", "seed", "sizes", "batch_sizes"}``: the position and what it is valid for."""
+        return _state(self)
+
+    def load_state_dict(self, state: dict) -> None:
+        """Continue from a saved position; the seed, data sizes and batch sizes must match."""
+        self.step = _check_state(self, state)
+
+
+# --- the DataLoader path -----------------------------------------------------------------------------------
+
+
+@contextmanager
+def _restored_global_rngs() -> Iterator[None]:
+    """Restore torch's CPU generator, ``random`` and NumPy's global generator on exit."""
+    torch_state, py_state, np_state = torch.get_rng_state(), random.getstate(), np.random.get_state()
+    try:
+        yield
+    finally:
+        torch.set_rng_state(torch_state)
+        random.setstate(py_state)
+        np.random.set_state(np_state)
+
+
+def _seed_global_rngs(seed: int) -> None:
+    # Per-image transforms (torchvision's, and most third-party ones) draw from these global generators;
+    # seeding them from the sample's key makes the result independent of which worker handles the sample.
+    torch.random.default_generator.manual_seed(seed)
+    random.seed(seed)
+    np.random.seed(seed & 0xFFFFFFFF)
+
+
+class _DualDataset(Dataset):
+    """Both streams behind one map-style dataset whose keys are ``(stream, index, sample_seed)``.
+
+    Each sample is loaded and transformed with the global generators seeded from its key; their previous
+    states are restored after each batch (saving NumPy's state costs ~50 us, so once per batch, not per image).
+    """
+
+    def __init__(self, labeled: Dataset, unlabeled: Dataset, transform: Callable[[Any], Any] | None) -> None:
+        self.datasets = (labeled, unlabeled)
+        self.transform = transform
+
+    def _load(self, key: tuple[int, int, int]) -> tuple[Any, int]:
+        stream, index, seed = key
+        _seed_global_rngs(seed)
+        item = self.datasets[stream][index]
+        if stream == _LABELED:
+            if not isinstance(item, (tuple, list)) or len(item) < 2:
+                raise ValueError(f"labeled dataset item {index} must be a pair (x, y), got {type(item).__name__}")
+            x, y = item[0], int(item[1])
+        else:
+            x, y = (item[0] if isinstance(item, (tuple, list)) else item), -1
+        if self.transform is not None:
+            x = self.transform(x)
+        return x, y
+
+    def __getitem__(self, key: tuple[int, int, int]) -> tuple[Any, int]:
+        with _restored_global_rngs():
+            return self._load(key)
+
+    def __getitems__(self, keys: list[tuple[int, int, int]]) -> list[tuple[Any, int]]:
+        with _restored_global_rngs():
+            return [self._load(key) for key in keys]
+
+    def __len__(self) -> int:
+        return sum(len(d) for d in self.datasets)  # type: ignore[arg-type]
+
+
+def _collate(batch: list[tuple[Any, int]], num_labeled: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    xs = [x for x, _ in batch]
+    if not all(isinstance(x, torch.Tensor) for x in xs):
+        bad = next(type(x).__name__ for x in xs if not isinstance(x, torch.Tensor))
+        raise TypeError(f"TorchDualLoader needs tensors after the transform, got {bad}; pass transform= (e.g. "
+                        "ssl_mix.data.train_transform(spec, image_size)) or use arrays_dataset")
+    xs = [x.as_subclass(torch.Tensor) for x in xs]
+    y_l = torch.tensor([y for _, y in batch[:num_labeled]], dtype=torch.int64)
+    return torch.stack(xs[:num_labeled]), y_l, torch.stack(xs[num_labeled:])
+
+
+class _StepBatchSampler:
+    """Yields, from ``start`` on, forever, the keys of each step's labeled and unlabeled examples."""
+
+    def __init__(self, streams: tuple[_Stream, _Stream], seed: int, start: int) -> None:
+        self.streams, self.seed, self.start = streams, seed, start
+
+    def __iter__(self) -> Iterator[list[tuple[int, int, int]]]:
+        step, cache = self.start, {}
+        while True:
+            keys = []
+            for s, stream in enumerate(self.streams):
+                for epoch, a, b in stream.segments(step):
+                    if (s, epoch) not in cache:
+                        for old in [k for k in cache if k[0] == s and k[1] < epoch]:
+                            del cache[old]
+                        cache[(s, epoch)] = stream.permutation(epoch).tolist()
+                    perm = cache[(s, epoch)]
+                    keys += [(s, perm[p], derive_seed(self.seed, s, _SAMPLE, epoch, p)) for p in range(a, b)]
+            yield keys
+            step += 1
+
+
+class TorchDualLoader:
+    """The standard dual loader: a ``torch.utils.data.DataLoader`` with workers over arbitrary datasets.
+
+    Args:
+        labeled: a map-style dataset of ``(x, y)`` pairs.
+        unlabeled: a map-style dataset of ``x`` or ``(x, anything)``.
+        batch_size: ``B_l``.
+        unlabeled_batch_size: ``B_u``; or give ``mu`` (``B_u = mu * B_l``). Neither: B_u = B_l.
+        seed: non-negative int.
+        transform: applied to every ``x`` (both streams) in the worker, e.g.
+            :func:`~ssl_mix.data.train_transform`; None when the datasets already return normalised tensors
+            (as :func:`~ssl_mix.data.arrays_dataset` does).
+        num_workers: worker processes (0: load in the main process).
+        device: where batches are delivered.
+        pin_memory: pin batches for fast asynchronous copies; default True when ``device`` is CUDA.
+        prefetch_factor: batches each worker loads ahead (DataLoader's default when None).
+
+    Note:
+        Each sample is loaded and transformed with torch's CPU generator, ``random`` and NumPy's global
+        generator seeded from ``(seed, stream, epoch, position)`` (and restored afterwards), so the batches
+        do not depend on ``num_workers`` or on which worker loads what, and a resumed loader matches an
+        uninterrupted one. For the same seed and data it takes the same examples in the same order as
+        :class:`TensorDualLoader`; only the augmentation draws differ (same distribution).
+    """
+
+    def __init__(self, labeled: Dataset, unlabeled: Dataset, *, batch_size: int,
+                 unlabeled_batch_size: int | None = None, mu: float | None = None, seed: int,
+                 transform: Callable[[Any], Any] | None = None, num_workers: int = 0,
+                 device: torch.device | str = "cpu", pin_memory: bool | None = None,
+                 prefetch_factor: int | None = None) -> None:
+        sizes = []
+        for name, ds in (("labeled", labeled), ("unlabeled", unlabeled)):
+            try:
+                sizes.append(len(ds))  # type: ignore[arg-type]
+            except TypeError:
+                raise TypeError(f"{name} must be a map-style dataset with __len__ and __getitem__, got "
+                                f"{type(ds).__name__}") from None
+            if sizes[-1] == 0:
+                raise ValueError(f"the {name} dataset is empty")
+        if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
+            raise ValueError(f"num_workers must be an int >= 0, got {num_workers!r}")
+        if transform is not None and not callable(transform):
+            raise TypeError(f"transform must be callable, got {type(transform).__name__}")
+        self.batch_size, self.unlabeled_batch_size = _batch_sizes(batch_size, unlabeled_batch_size, mu)
+        self.seed = _check_seed(seed)
+        self.device = torch.device(device)
+        self.num_workers = num_workers
+        self.pin_memory = self.device.type == "cuda" if pin_memory is None else bool(pin_memory)
+        self.prefetch_factor = prefetch_factor
+        self._dataset = _DualDataset(labeled, unlabeled, transform)
+        self._streams = (_Stream(sizes[0], self.batch_size, self.seed, _LABELED),
+                         _Stream(sizes[1], self.unlabeled_batch_size, self.seed, _UNLABELED))
+        self._version = 0
+        self.step = 0
+
+    def _data_loader(self, start: int) -> DataLoader:
+        # An explicit generator keeps DataLoader from drawing its worker base seed from the global RNG.
+        generator = torch.Generator().manual_seed(derive_seed(self.seed, _WORKERS, start))
+        sampler = _StepBatchSampler(self._streams, self.seed, start)
+        return DataLoader(self._dataset, batch_sampler=sampler,  # type: ignore[arg-type]
+                          num_workers=self.num_workers, collate_fn=partial(_collate, num_labeled=self.batch_size),
+                          pin_memory=self.pin_memory, generator=generator,
+                          prefetch_factor=self.prefetch_factor if self.num_workers else None)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        while True:
+            version = self._version
+            batches = iter(self._data_loader(self.step))
+            try:
+                for x_l, y_l, x_u in batches:
+                    if self._version != version:
+                        break  # load_state_dict moved the position: restart the workers from there
+                    self.step += 1
+                    yield (x_l.to(self.device, non_blocking=self.pin_memory),
+                           y_l.to(self.device, non_blocking=self.pin_memory),
+                           x_u.to(self.device, non_blocking=self.pin_memory))
+            finally:
+                del batches  # shuts the worker processes down
+
+    def state_dict(self) -> dict:
+        """``{"version", "step", "seed", "sizes", "batch_sizes"}``: the position and what it is valid for."""
+        return _state(self)
+
+    def load_state_dict(self, state: dict) -> None:
+        """Continue from a saved position; the seed, dataset sizes and batch sizes must match."""
+        self.step = _check_state(self, state)
+        self._version += 1
+
+
+def eval_batches(data: ImageArrays, spec: DataSpec, batch_size: int, device: torch.device | str
+                 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Plain evaluation batches in dataset order: normalised images and targets, on ``device``.
+
+    Args:
+        data: the images (e.g. the test set).
+        spec: normalisation constants.
+        batch_size: images per batch; the last batch may be smaller.
+        device: where batches are delivered.
+
+    Returns:
+        An iterator of ``(x, y)``: float32 ``(b, C, H, W)`` and int64 ``(b,)``. One pass, no augmentation.
+    """
+    if not isinstance(data, ImageArrays):
+        raise TypeError(f"data must be ImageArrays, got {type(data).__name__}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    if len(data) and data.images.shape[1] != spec.channels:
+        raise ValueError(f"images have {data.images.shape[1]} channels but spec {spec.name!r} has {spec.channels}")
+    device = torch.device(device)
+    mean = torch.tensor(spec.mean, dtype=torch.float32, device=device)
+    std = torch.tensor(spec.std, dtype=torch.float32, device=device)
+
+    def batches() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        for start in range(0, len(data), batch_size):
+            x = data.images[start:start + batch_size].to(device, non_blocking=True)
+            y = data.targets[start:start + batch_size].to(device, non_blocking=True)
+            yield normalize(x, mean, std), y
+
+    return batches()

@@ -1,0 +1,95 @@
+"""Tests for ``ssl-mix split`` (ssl_mix/cli.py): writing label-budget splits from the command line."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ssl_mix.cli import main
+from ssl_mix.data import LabelSplit, load_targets
+
+CIFAR10_JPEG = Path(__file__).resolve().parents[2] / "shared/data/cifar10-jpeg/cifar10-jpeg.tar.xz"
+
+
+def test_split_digits_writes_file_and_summary(tmp_path, capsys):
+    out = tmp_path / "nested" / "split.json"
+    assert main(["split", "--dataset", "digits", "--num-labels", "50", "--seed", "3", "--num-valid-per-class", "2",
+                 "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    lines = printed.splitlines()
+    assert lines[0].split() == ["class", "examples", "labeled", "valid", "unlabeled"]
+    assert [line.split()[2] for line in lines[1:11]] == ["5"] * 10
+    assert lines[11].split()[:4] == ["total", "1438", "50", "20"]
+    assert f"wrote {out}" in printed and "kept in the unlabeled pool" in printed
+    targets, _ = load_targets("digits", None)
+    split = LabelSplit.load(out, dataset="digits", targets=targets)
+    assert split.seed == 3 and split.num_valid_per_class == 2 and split.labeled_in_unlabeled
+
+
+def test_split_labeled_not_in_unlabeled(tmp_path):
+    out = tmp_path / "split.json"
+    assert main(["split", "--dataset", "digits", "--num-labels", "20", "--seed", "0", "--labeled-not-in-unlabeled",
+                 "--out", str(out)]) == 0
+    data = json.loads(out.read_text())
+    assert data["labeled_in_unlabeled"] is False and not set(data["labeled"]) & set(data["unlabeled"])
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--dataset", "digits", "--num-labels", "55", "--seed", "0"],
+     "not divisible by the number of classes \\(10\\).*use 50 or 60"),
+    (["--dataset", "digits", "--num-labels", "0", "--seed", "0"], "positive multiple"),
+    (["--dataset", "digits", "--num-labels", "2000", "--seed", "0"], "at most num_labels=1390"),
+    (["--dataset", "digits", "--num-labels", "10", "--seed", "-1"], "seed must be a non-negative int"),
+    (["--dataset", "cifar10", "--num-labels", "250", "--seed", "0"], "--data-root\\) is required"),
+])
+def test_split_bad_input_exits_2(tmp_path, capsys, flags, message):
+    assert main(["split", *flags, "--out", str(tmp_path / "s.json")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("ssl-mix split: error: ") and len(err.strip().splitlines()) == 1
+    assert re.search(message, err), err
+    assert not (tmp_path / "s.json").exists()
+
+
+def test_split_offline_missing_cifar_exits_2(tmp_path, capsys):
+    assert main(["split", "--dataset", "cifar10", "--data-root", str(tmp_path), "--num-labels", "250", "--seed", "0",
+                 "--out", str(tmp_path / "s.json")]) == 2
+    err = capsys.readouterr().err
+    assert "data_batch_1" in err and "--download" in err and "Traceback" not in err
+
+
+@pytest.fixture(scope="module")
+def cifar10_jpeg_train(tmp_path_factory) -> Path:
+    """The CIFAR-10 JPEG training images, extracted once for this module (about 1.5 s with GNU tar)."""
+    if not CIFAR10_JPEG.is_file():
+        pytest.skip(f"CIFAR-10 JPEG copy not found at {CIFAR10_JPEG}")
+    root = tmp_path_factory.mktemp("cifar10-jpeg")
+    if shutil.which("tar"):
+        subprocess.run(["tar", "-xJf", str(CIFAR10_JPEG), "-C", str(root), "train"], check=True)
+    else:
+        with tarfile.open(CIFAR10_JPEG, "r|xz") as tf:
+            for member in tf:
+                if member.name.startswith("train/"):
+                    tf.extract(member, root, filter="data")
+    return root
+
+
+def test_split_real_cifar10_folder_is_reproducible(cifar10_jpeg_train, tmp_path, capsys):
+    paths = [tmp_path / "a.json", tmp_path / "b.json", tmp_path / "c.json"]
+    for path, seed in zip(paths, ["0", "0", "1"]):
+        assert main(["split", "--dataset", "folder", "--data-root", str(cifar10_jpeg_train), "--num-labels", "250",
+                     "--seed", seed, "--out", str(path)]) == 0
+    printed = capsys.readouterr().out
+    assert "airplane        5000       25       0       5000" in printed
+    assert paths[0].read_bytes() == paths[1].read_bytes()  # two invocations, identical files
+    assert paths[0].read_bytes() != paths[2].read_bytes()
+    targets, classes = load_targets("folder", cifar10_jpeg_train)
+    assert len(targets) == 50_000 and classes[0] == "airplane"
+    split = LabelSplit.load(paths[0], dataset="folder", targets=targets)
+    assert np.bincount(targets.numpy()[list(split.labeled)]).tolist() == [25] * 10

@@ -1,0 +1,283 @@
+"""Tests for ssl_mix/data/loaders.py: dual loaders (tensor-resident and DataLoader) and evaluation batches."""
+
+from __future__ import annotations
+
+import random
+from itertools import islice
+
+import numpy as np
+import pytest
+import torch
+
+from ssl_mix.data import (
+    DataSpec,
+    DualLoader,
+    ImageArrays,
+    TensorDualLoader,
+    TorchDualLoader,
+    arrays_dataset,
+    crop_flip,
+    derive_seed,
+    eval_batches,
+    train_transform,
+)
+
+
+@pytest.fixture(autouse=True)
+def _one_intra_op_thread():
+    # Per-image transforms run on tiny tensors; on a shared 2-core machine, intra-op threads waiting for a busy
+    # core make each small op take milliseconds. DataLoader workers run single-threaded for the same reason.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _identity_spec(channels: int, padding: int = 0, flip: bool = False) -> DataSpec:
+    # mean 0 and std 1/255 make the normalised values equal the uint8 pixel values, so batches can be read back.
+    return DataSpec("id", 10, (0.0,) * channels, (1 / 255,) * channels, crop_padding=padding, flip=flip)
+
+
+def _indexed(n: int, size: int = 4) -> ImageArrays:
+    """Image i is filled with the value i; target i % 10."""
+    images = torch.arange(n, dtype=torch.uint8).view(n, 1, 1, 1).expand(n, 1, size, size).contiguous()
+    return ImageArrays(images, torch.arange(n) % 10, [str(c) for c in range(10)])
+
+
+def _coordinates(n: int, size: int = 32) -> ImageArrays:
+    """Channel 0 holds the row index, channel 1 the column index, so crops and flips can be read back."""
+    rows = torch.arange(size).view(size, 1).expand(size, size)
+    cols = torch.arange(size).view(1, size).expand(size, size)
+    images = torch.stack([rows, cols]).unsqueeze(0).expand(n, 2, size, size).to(torch.uint8).contiguous()
+    return ImageArrays(images, torch.arange(n) % 10, [str(c) for c in range(10)])
+
+
+def _ids(x: torch.Tensor) -> list[int]:
+    return x[:, 0, 0, 0].round().long().tolist()
+
+
+def _take(loader, steps):
+    return list(islice(iter(loader), steps))
+
+
+def _same(a, b) -> bool:
+    return all(torch.equal(u, v) for batch_a, batch_b in zip(a, b, strict=True) for u, v in zip(batch_a, batch_b))
+
+
+def test_batch_shapes_and_mu():
+    labeled, unlabeled = _indexed(20), _indexed(50)
+    loader = TensorDualLoader(labeled, unlabeled, _identity_spec(1, 1, True), batch_size=4, mu=3, seed=0)
+    assert isinstance(loader, DualLoader)
+    x_l, y_l, x_u = next(iter(loader))
+    assert x_l.shape == (4, 1, 4, 4) and x_u.shape == (12, 1, 4, 4) and y_l.shape == (4,)
+    assert x_l.dtype == torch.float32 and y_l.dtype == torch.int64
+    assert TensorDualLoader(labeled, unlabeled, _identity_spec(1), batch_size=4, seed=0).unlabeled_batch_size == 4
+
+
+def test_every_epoch_is_a_permutation_and_targets_follow_images():
+    loader = TensorDualLoader(_indexed(10), _indexed(7), _identity_spec(1), batch_size=4, unlabeled_batch_size=4,
+                              seed=3, augment=False)
+    batches = _take(loader, 7)  # 28 labeled draws (2.8 epochs), 28 unlabeled draws (4 epochs)
+    labeled = [i for x_l, _, _ in batches for i in _ids(x_l)]
+    unlabeled = [i for _, _, x_u in batches for i in _ids(x_u)]
+    assert sorted(labeled[:10]) == list(range(10)) and sorted(labeled[10:20]) == list(range(10))
+    assert all(sorted(unlabeled[e * 7:(e + 1) * 7]) == list(range(7)) for e in range(4))
+    assert labeled[:10] != labeled[10:20]  # reshuffled each epoch
+    assert all(y_l.tolist() == [i % 10 for i in _ids(x_l)] for x_l, y_l, _ in batches)
+    tiny = TensorDualLoader(_indexed(3), _indexed(7), _identity_spec(1), batch_size=8, seed=0, augment=False)
+    draws = [i for x_l, _, _ in _take(tiny, 3) for i in _ids(x_l)]  # batches larger than the labeled set
+    assert all(sorted(draws[e * 3:(e + 1) * 3]) == [0, 1, 2] for e in range(8))
+
+
+def test_seed_determines_batches():
+    labeled, unlabeled = _coordinates(30, 8), _coordinates(40, 8)
+    spec = _identity_spec(2, 2, True)
+    make = lambda seed: TensorDualLoader(labeled, unlabeled, spec, batch_size=5, seed=seed)  # noqa: E731
+    assert _same(_take(make(1), 4), _take(make(1), 4))
+    assert not _same(_take(make(1), 4), _take(make(2), 4))
+
+
+def test_tensor_loader_resumes_exactly():
+    labeled, unlabeled = _coordinates(30, 8), _coordinates(45, 8)
+    spec = _identity_spec(2, 2, True)
+    make = lambda: TensorDualLoader(labeled, unlabeled, spec, batch_size=8, mu=2, seed=11)  # noqa: E731
+    straight = _take(make(), 12)
+    first = make()
+    _take(first, 5)
+    state = first.state_dict()
+    assert state["step"] == 5 and state["sizes"] == [30, 45] and state["batch_sizes"] == [8, 16]
+    resumed = make()
+    resumed.load_state_dict(state)
+    assert _same(_take(resumed, 7), straight[5:])
+
+
+def test_torch_loader_resumes_exactly_and_follows_load_state_dict_mid_iteration():
+    labeled, unlabeled = _coordinates(20, 8), _coordinates(30, 8)
+    spec = _identity_spec(2, 2, True)
+    make = lambda: TorchDualLoader(labeled_ds, unlabeled_ds, batch_size=4, mu=2, seed=5)  # noqa: E731
+    labeled_ds, unlabeled_ds = arrays_dataset(labeled, spec), arrays_dataset(unlabeled, spec, labeled=False)
+    straight = _take(make(), 8)
+    first = make()
+    _take(first, 3)
+    resumed = make()
+    resumed.load_state_dict(first.state_dict())
+    assert _same(_take(resumed, 5), straight[3:])
+    loader = make()
+    batches = iter(loader)
+    _ = [next(batches) for _ in range(4)]
+    loader.load_state_dict({**loader.state_dict(), "step": 1})
+    assert _same([next(batches), next(batches)], straight[1:3])
+
+
+def test_worker_processes_do_not_change_batches():
+    labeled, unlabeled = _coordinates(16, 8), _coordinates(24, 8)
+    spec = _identity_spec(2, 2, True)
+    transform = train_transform(spec, 8)
+    datasets = [(img, int(t)) for img, t in zip(labeled.images, labeled.targets)], list(unlabeled.images)
+    in_process = _take(TorchDualLoader(*datasets, batch_size=4, seed=9, transform=transform), 4)
+    workers = _take(TorchDualLoader(*datasets, batch_size=4, seed=9, transform=transform, num_workers=2), 4)
+    assert _same(in_process, workers)
+
+
+def test_both_paths_take_the_same_examples():
+    labeled, unlabeled = _indexed(13), _indexed(29)
+    spec = _identity_spec(1)
+    fast = _take(TensorDualLoader(labeled, unlabeled, spec, batch_size=5, mu=2, seed=4, augment=False), 6)
+    slow = _take(TorchDualLoader(arrays_dataset(labeled, spec, augment=False),
+                                 arrays_dataset(unlabeled, spec, augment=False, labeled=False),
+                                 batch_size=5, mu=2, seed=4), 6)
+    for a, b in zip(fast, slow, strict=True):
+        torch.testing.assert_close(a[0], b[0])
+        assert torch.equal(a[1], b[1])
+        torch.testing.assert_close(a[2], b[2])
+
+
+def _read_back(x: torch.Tensor, padding: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Crop offsets and flips of batches of `_coordinates` images (identity normalisation)."""
+    out = x.round().long()
+    size = out.shape[-1]
+    mid = size // 2
+    oy = out[:, 0, mid, mid] - mid + padding
+    a, b = out[:, 1, mid, mid], out[:, 1, mid, mid + 1]
+    flipped = b < a
+    ox = torch.where(flipped, a - (size - 1 - mid), a - mid) + padding
+    return oy, ox, flipped
+
+
+def test_both_paths_draw_the_same_augmentation_distribution():
+    padding, steps = 4, 40
+    labeled, unlabeled = _coordinates(64), _coordinates(64)
+    spec = _identity_spec(2, padding, True)
+    fast = TensorDualLoader(labeled, unlabeled, spec, batch_size=32, seed=0)
+    slow = TorchDualLoader(arrays_dataset(labeled, spec), arrays_dataset(unlabeled, spec, labeled=False),
+                           batch_size=32, seed=0)
+    stats = {}
+    for name, loader in (("tensor", fast), ("torch", slow)):
+        x = torch.cat([torch.cat([x_l, x_u]) for x_l, _, x_u in _take(loader, steps)])  # 2,560 crops
+        oy, ox, flipped = _read_back(x, padding)
+        # Every output is exactly a reflect-padded crop (and mirror) of its source image.
+        assert torch.equal(x.round().to(torch.uint8), crop_flip(_coordinates(len(x)).images, oy, ox, flipped, padding))
+        offsets = torch.cat([oy, ox])
+        assert offsets.min() >= 0 and offsets.max() <= 2 * padding
+        stats[name] = (torch.bincount(offsets, minlength=9).double() / len(offsets), flipped.double().mean())
+    for freq, flip_rate in stats.values():
+        assert torch.all((freq - 1 / 9).abs() < 0.03), freq  # uniform on 0..8; sd of each frequency ~ 0.0044
+        assert abs(flip_rate.item() - 0.5) < 0.04  # sd ~ 0.0099
+    assert torch.all((stats["tensor"][0] - stats["torch"][0]).abs() < 0.04)
+    assert abs(stats["tensor"][1] - stats["torch"][1]) < 0.06
+
+
+def test_torch_loader_leaves_global_random_state_alone():
+    labeled, unlabeled = _coordinates(8, 8), _coordinates(8, 8)
+    spec = _identity_spec(2, 2, True)
+    states = torch.get_rng_state(), np.random.get_state()[1].copy(), random.getstate()
+    _take(TorchDualLoader(arrays_dataset(labeled, spec), arrays_dataset(unlabeled, spec, labeled=False),
+                          batch_size=4, seed=0), 2)
+    assert torch.equal(torch.get_rng_state(), states[0])
+    assert np.array_equal(np.random.get_state()[1], states[1]) and random.getstate() == states[2]
+
+
+def test_loader_argument_errors():
+    labeled, unlabeled, spec = _indexed(10), _indexed(12), _identity_spec(1)
+    with pytest.raises(ValueError, match="give unlabeled_batch_size or mu"):
+        TensorDualLoader(labeled, unlabeled, spec, batch_size=4, unlabeled_batch_size=4, mu=1, seed=0)
+    with pytest.raises(ValueError, match="mu \\* batch_size must be a positive integer.*2.5 \\* 3 = 7.5"):
+        TensorDualLoader(labeled, unlabeled, spec, batch_size=3, mu=2.5, seed=0)
+    with pytest.raises(ValueError, match="batch_size must be a positive int"):
+        TensorDualLoader(labeled, unlabeled, spec, batch_size=0, seed=0)
+    with pytest.raises(ValueError, match="seed must be a non-negative int"):
+        TensorDualLoader(labeled, unlabeled, spec, batch_size=2, seed=-3)
+    with pytest.raises(ValueError, match="labeled has 10 unlabeled examples"):
+        TensorDualLoader(ImageArrays(labeled.images, torch.full((10,), -1), []), unlabeled, spec, batch_size=2,
+                         seed=0)
+    with pytest.raises(ValueError, match="differ in shape"):
+        TensorDualLoader(labeled, _indexed(12, size=5), spec, batch_size=2, seed=0)
+    with pytest.raises(ValueError, match="images have 1 channels but spec 'id' has 3"):
+        TensorDualLoader(labeled, unlabeled, _identity_spec(3), batch_size=2, seed=0)
+    with pytest.raises(ValueError, match="must be non-empty"):
+        TensorDualLoader(labeled.subset([]), unlabeled, spec, batch_size=2, seed=0)
+    with pytest.raises(TypeError, match="use TorchDualLoader for torch Datasets"):
+        TensorDualLoader(arrays_dataset(labeled, spec), unlabeled, spec, batch_size=2, seed=0)
+    with pytest.raises(TypeError, match="map-style dataset"):
+        TorchDualLoader(iter([]), unlabeled, batch_size=2, seed=0)
+    with pytest.raises(ValueError, match="num_workers must be an int >= 0"):
+        TorchDualLoader(arrays_dataset(labeled, spec), arrays_dataset(unlabeled, spec), batch_size=2, seed=0,
+                        num_workers=-1)
+    untransformed = TorchDualLoader([("not a tensor", 0)] * 3, [("x", 1)] * 3, batch_size=2, seed=0)
+    with pytest.raises(TypeError, match="needs tensors after the transform"):
+        next(iter(untransformed))
+
+
+def test_load_state_dict_errors():
+    labeled, unlabeled, spec = _indexed(10), _indexed(12), _identity_spec(1)
+    loader = TensorDualLoader(labeled, unlabeled, spec, batch_size=2, seed=0)
+    state = loader.state_dict()
+    for key, value, message in [("seed", 1, "had seed=1"), ("sizes", [10, 13], "had sizes=\\[10, 13\\]"),
+                                ("batch_sizes", [2, 4], "had batch_sizes")]:
+        with pytest.raises(ValueError, match=f"cannot resume: the saved loader {message}"):
+            loader.load_state_dict({**state, key: value})
+    with pytest.raises(ValueError, match="not a dual-loader state"):
+        loader.load_state_dict({"step": "3"})
+    with pytest.raises(ValueError, match="negative step"):
+        loader.load_state_dict({**state, "step": -1})
+
+
+def test_eval_batches_in_order_with_last_partial_batch():
+    data = _indexed(11)
+    spec = DataSpec("half", 10, (0.5,), (0.5,))
+    batches = list(eval_batches(data, spec, 4, "cpu"))
+    assert [len(y) for _, y in batches] == [4, 4, 3]
+    x = torch.cat([x for x, _ in batches])
+    torch.testing.assert_close(x[:, 0, 0, 0], (torch.arange(11) / 255 - 0.5) / 0.5)
+    assert torch.cat([y for _, y in batches]).tolist() == data.targets.tolist()
+    with pytest.raises(ValueError, match="batch_size must be a positive int"):
+        eval_batches(data, spec, 0, "cpu")
+    with pytest.raises(ValueError, match="images have 1 channels but spec 'id' has 3"):
+        eval_batches(data, _identity_spec(3), 4, "cpu")
+
+
+def test_derive_seed_is_pinned():
+    assert derive_seed(0) == 8147104208329303767
+    assert derive_seed(1, 2, 3) == 7510213797696614745
+    assert len({derive_seed(0, s, 0, e) for s in range(2) for e in range(100)}) == 200
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_tensor_loader_on_cuda_stays_on_device_without_host_syncs():
+    labeled, unlabeled = _coordinates(40, 8), _coordinates(400, 8)
+    spec = _identity_spec(2, 2, True)
+    make = lambda: TensorDualLoader(labeled, unlabeled, spec, batch_size=8, seed=1, device="cuda")  # noqa: E731
+    loader = make()
+    batches = iter(loader)
+    _ = [next(batches) for _ in range(2)]  # the first permutations are copied to the device here
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        x_l, y_l, x_u = next(batches)  # steps inside the current epochs: no host-device synchronisation
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert x_l.is_cuda and y_l.is_cuda and x_u.is_cuda
+    oy, ox, flipped = _read_back(x_l.cpu(), 2)
+    assert torch.equal(x_l.cpu().round().to(torch.uint8), crop_flip(_coordinates(8, 8).images, oy, ox, flipped, 2))
+    resumed = make()
+    resumed.load_state_dict({**loader.state_dict(), "step": 2})
+    assert _same([next(iter(resumed))], [(x_l, y_l, x_u)])
