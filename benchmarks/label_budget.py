@@ -1,0 +1,334 @@
+"""Label-budget curves: test accuracy against the number of labels for ERM, mixup and ICT[K].
+
+Runs a grid of methods x label budgets x seeds through the public ``ssl_mix`` API and appends one JSON record per
+run to a JSON-lines file. A run that already has a record is skipped, so an interrupted grid continues where it
+stopped. ``summarize`` turns the records into a Markdown table (mean ± std over seeds) and a PNG plot, with
+published points (``benchmarks/REFERENCE.md``) marked beside ours.
+
+Scales:
+    cpu    the ``cpu-cifar10`` preset (the small CNN, 32+32 batches) for a fixed number of steps, sized so that
+           the default grid (6 methods x 3 budgets x 3 seeds) takes about two hours on 2 CPU cores.
+    paper  the official ICT recipe (``ict-cifar10``/``ict-svhn``: WRN-28-2, 180k steps; WRN-28-8 for CIFAR-100),
+           for users with a GPU.
+
+Examples:
+    # CPU scale on the CIFAR-10 JPEG copy (extract it once):
+    python benchmarks/label_budget.py extract --archive ../shared/data/cifar10-jpeg/cifar10-jpeg.tar.xz --to data/c10
+    python benchmarks/label_budget.py run --scale cpu --dataset folder --data-root data/c10 \
+        --records benchmarks/results/label_budget_cpu.jsonl
+    python benchmarks/label_budget.py summarize --records benchmarks/results/label_budget_cpu.jsonl \
+        --title "CIFAR-10 (JPEG copy), CPU scale"
+    # Paper scale on a GPU:
+    python benchmarks/label_budget.py run --scale paper --dataset cifar10 --data-root data/cifar10 --download \
+        --budgets 1000,2000,4000 --records runs/label_budget_paper.jsonl
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import shlex
+import statistics
+import subprocess
+import sys
+import tarfile
+import time
+from pathlib import Path
+
+import torch
+
+import ssl_mix
+from ssl_mix import Config, load_run_data, preset, run_experiment
+
+METHODS = {
+    "erm": {"name": "erm"},
+    "mixup": {"name": "mixup", "k": 2},
+    "ict2": {"name": "ict", "k": 2},
+    "ict3": {"name": "ict", "k": 3},
+    "ict4": {"name": "ict", "k": 4},
+    "ict5": {"name": "ict", "k": 5},
+}
+CPU_STEPS = 6000
+
+# Published test error (%) -> accuracy, WRN-28-2 unless stated; see benchmarks/REFERENCE.md for sources.
+PUBLISHED = {
+    "cifar10": {
+        "ICT (Verma et al. 2019, WRN-28-2)": {4000: 100 - 7.66},
+        "ICT (Verma et al. 2019, CNN-13)": {1000: 100 - 15.48, 2000: 100 - 9.26, 4000: 100 - 7.29},
+        "MixMatch (Berthelot et al. 2019)": {250: 100 - 11.08, 1000: 100 - 7.75, 4000: 100 - 6.24},
+        "FixMatch (RA) (Sohn et al. 2020)": {250: 100 - 5.07, 4000: 100 - 4.26},
+        "Supervised (Oliver et al. 2018)": {4000: 100 - 20.26},
+    },
+    "svhn": {
+        "ICT (Verma et al. 2019, WRN-28-2)": {1000: 100 - 3.53},
+        "ICT (Verma et al. 2019, CNN-13)": {1000: 100 - 3.89},
+        "MixMatch (Berthelot et al. 2019)": {250: 100 - 3.78, 1000: 100 - 3.27, 4000: 100 - 2.89},
+        "FixMatch (RA) (Sohn et al. 2020)": {250: 100 - 2.48, 1000: 100 - 2.28},
+        "Supervised (Oliver et al. 2018)": {1000: 100 - 12.83},
+    },
+}
+
+
+def scale_config(scale: str, dataset: str) -> Config:
+    """The base config of a scale for a dataset."""
+    if scale == "cpu":
+        cfg = preset("cpu-cifar10").replace(data={"dataset": dataset}, train={"steps": CPU_STEPS, "eval_every": 2000})
+        return cfg
+    if dataset == "svhn":
+        return preset("ict-svhn")
+    cfg = preset("ict-cifar10").replace(data={"dataset": dataset})
+    if dataset == "cifar100":
+        cfg = cfg.replace(model={"name": "wrn28-8"})
+    return cfg
+
+
+def run_config(base: Config, method: str, budget: int, seed: int, steps: int | None, runs_dir: Path) -> Config:
+    """The config of one grid cell."""
+    updates = {
+        "method": METHODS[method],
+        "data": {"num_labels": budget},
+        "train": {"seed": seed, "out_dir": str(runs_dir / f"{method}_n{budget}_s{seed}"), "progress": False},
+    }
+    if steps is not None:
+        updates["train"]["steps"] = steps
+    return base.replace(**updates)
+
+
+def _key(record: dict) -> tuple:
+    return (record["dataset"], record["scale"], record["method"], record["num_labels"], record["seed"], record["steps"])
+
+
+def read_records(path: Path) -> list[dict]:
+    """All records of a JSON-lines file (an unfinished last line, from a kill mid-write, is ignored)."""
+    if not path.exists():
+        return []
+    records = []
+    for line in path.read_text().splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return records
+
+
+def hardware() -> str:
+    if torch.cuda.is_available():
+        return torch.cuda.get_device_name(0)
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return f"{line.split(':', 1)[1].strip()} ({torch.get_num_threads()} threads)"
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def git_commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                              cwd=Path(__file__).parent, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    records_path = Path(args.records)
+    records_path.parent.mkdir(parents=True, exist_ok=True)
+    base = scale_config(args.scale, args.dataset).replace(
+        data={"data_root": args.data_root, "download": args.download}, train={"device": args.device})
+    steps = args.steps if args.steps is not None else base.train.steps
+    done = {_key(r) for r in read_records(records_path)}
+    grid = [(b, s, m) for b in args.budgets for s in args.seeds for m in args.methods]
+    todo = [(b, s, m) for b, s, m in grid if (args.dataset, args.scale, m, b, s, steps) not in done]
+    print(f"{len(grid) - len(todo)} of {len(grid)} runs already recorded in {records_path}; {len(todo)} to go",
+          flush=True)
+    data_cache: dict[tuple[int, int], object] = {}
+    grid_start = time.perf_counter()
+    for i, (budget, seed, method) in enumerate(todo, 1):
+        cfg = run_config(base, method, budget, seed, steps, Path(args.runs_dir))
+        if (budget, seed) not in data_cache:
+            data_cache.clear()  # one split in memory at a time; the dataset itself is cached by the OS
+            data_cache[(budget, seed)] = load_run_data(cfg)
+        start = time.perf_counter()
+        report = run_experiment(cfg, data=data_cache[(budget, seed)])
+        wall = time.perf_counter() - start
+        record = make_record(args, cfg, method, report, wall)
+        with records_path.open("a") as f:
+            f.write(json.dumps(record, sort_keys=True) + "\n")
+        elapsed = time.perf_counter() - grid_start
+        eta = elapsed / i * (len(todo) - i)
+        print(f"[{i}/{len(todo)}] {method:<5} labels={budget:<5} seed={seed}: teacher {record['teacher_final']:.2f}%"
+              f" student {record['student_final']:.2f}% in {wall:.0f} s; ETA {eta / 60:.0f} min", flush=True)
+    return 0
+
+
+def make_record(args: argparse.Namespace, cfg: Config, method: str, report: dict, wall: float) -> dict:
+    """One run's record: what ran, where, and what it scored."""
+    history = [(h["step"], h["models"]) for h in _history(cfg)]
+    best = {m: max((models[m]["test"]["accuracy"] for _, models in history), default=float("nan"))
+            for m in ("student", "teacher")}
+    final = report["final"]
+    images = cfg.data.batch_size + (cfg.data.unlabeled_batch_size if cfg.method.name == "ict" else 0)
+    return {
+        "dataset": args.dataset, "scale": args.scale, "method": method, "k": cfg.method.k,
+        "alpha": cfg.method.alpha, "model": cfg.model.name, "num_labels": cfg.data.num_labels, "seed": cfg.train.seed,
+        "steps": cfg.train.steps,
+        "student_final": final["student"]["test"]["accuracy"], "teacher_final": final["teacher"]["test"]["accuracy"],
+        "student_best": best["student"], "teacher_best": best["teacher"],
+        "selected": report.get("best"),
+        "wall_time_s": wall, "images_per_s": images * cfg.train.steps / wall,
+        "hardware": hardware(), "torch": torch.__version__, "ssl_mix": ssl_mix.__version__, "commit": git_commit(),
+        "command": shlex.join([sys.executable, *sys.argv]),
+        "data_note": args.data_note,
+    }
+
+
+def _history(cfg: Config) -> list[dict]:
+    state = ssl_mix.load_checkpoint(Path(cfg.train.out_dir) / "last.pt")
+    return state["history"]
+
+
+def cmd_summarize(args: argparse.Namespace) -> int:
+    records = read_records(Path(args.records))
+    if not records:
+        raise SystemExit(f"no records in {args.records}; run the grid first")
+    table, cells = summary_table(records, metric=args.metric)
+    out_md = Path(args.out_md or Path(args.records).with_suffix(".md"))
+    out_png = Path(args.out_png or Path(args.records).with_suffix(".png"))
+    header = [f"# {args.title}", "",
+              f"Test accuracy (%) of the {args.metric.split('_')[0]} ({args.metric.split('_')[1]}), mean ± std over "
+              f"seeds (n = seeds). Source: `{args.records}`."]
+    if any(r.get("data_note") for r in records):
+        header.append(f"Data: {records[0]['data_note']}")
+    first = records[0]
+    header.append(f"Hardware: {first['hardware']}; torch {first['torch']}; commit {first['commit']}; "
+                  f"{first['steps']} steps per run; total wall time {sum(r['wall_time_s'] for r in records) / 60:.0f} "
+                  f"min for {len(records)} runs.")
+    out_md.write_text("\n".join(header) + "\n\n" + table + "\n" + published_table(first["dataset"]) + "\n")
+    plot(cells, first["dataset"], out_png, args.title, with_published=args.published)
+    print(table)
+    print(f"wrote {out_md} and {out_png}")
+    return 0
+
+
+def summary_table(records: list[dict], metric: str = "teacher_final") -> tuple[str, dict]:
+    """Markdown table (rows: methods, columns: budgets) and the cells {method: {budget: [values]}}."""
+    cells: dict[str, dict[int, list[float]]] = {}
+    for r in records:
+        cells.setdefault(r["method"], {}).setdefault(r["num_labels"], []).append(r[metric])
+    budgets = sorted({b for per in cells.values() for b in per})
+    order = [m for m in METHODS if m in cells]
+    lines = ["| method | " + " | ".join(f"{b} labels" for b in budgets) + " |",
+             "|---|" + "---|" * len(budgets)]
+    for method in order:
+        row = []
+        for b in budgets:
+            values = cells[method].get(b, [])
+            if not values:
+                row.append("–")
+            else:
+                std = statistics.stdev(values) if len(values) > 1 else 0.0
+                row.append(f"{statistics.fmean(values):.2f} ± {std:.2f} (n={len(values)})")
+        lines.append(f"| {method} | " + " | ".join(row) + " |")
+    return "\n".join(lines) + "\n", cells
+
+
+def published_table(dataset: str) -> str:
+    points = PUBLISHED.get("cifar10" if dataset == "folder" else dataset, {})
+    if not points:
+        return ""
+    lines = ["Published test accuracy (%) at full scale (original images, full training; see benchmarks/REFERENCE.md):",
+             "", "| method | labels: accuracy |", "|---|---|"]
+    for name, by_budget in points.items():
+        lines.append(f"| {name} | " + ", ".join(f"{b}: {a:.2f}" for b, a in sorted(by_budget.items())) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(cells: dict, dataset: str, path: Path, title: str, *, with_published: bool) -> None:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(7, 4.5))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    for method in [m for m in METHODS if m in cells]:
+        budgets = sorted(cells[method])
+        means = [statistics.fmean(cells[method][b]) for b in budgets]
+        stds = [statistics.stdev(cells[method][b]) if len(cells[method][b]) > 1 else 0 for b in budgets]
+        ax.errorbar(budgets, means, yerr=stds, marker="o", capsize=3, label=method)
+    if with_published:
+        for name, by_budget in PUBLISHED.get("cifar10" if dataset == "folder" else dataset, {}).items():
+            b = sorted(by_budget)
+            ax.plot(b, [by_budget[x] for x in b], linestyle=":", marker="x", label=f"published: {name}")
+    ax.set_xscale("log")
+    ax.set_xlabel("labels")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title(title)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+
+
+def cmd_extract(args: argparse.Namespace) -> int:
+    dest = Path(args.to)
+    if (dest / "train").is_dir() and (dest / "test").is_dir():
+        print(f"{dest} already holds train/ and test/")
+        return 0
+    archive = Path(args.archive)
+    if not archive.is_file():
+        raise SystemExit(f"archive {archive} not found")
+    dest.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(archive) as tar:
+        tar.extractall(dest, filter="data")
+    print(f"extracted {archive} to {dest}")
+    return 0
+
+
+def _ints(text: str) -> list[int]:
+    return [int(v) for v in text.split(",") if v.strip()]
+
+
+def _methods(text: str) -> list[str]:
+    methods = [v.strip() for v in text.split(",") if v.strip()]
+    bad = [m for m in methods if m not in METHODS]
+    if bad:
+        raise argparse.ArgumentTypeError(f"unknown method(s) {bad}; choose from {list(METHODS)}")
+    return methods
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run (or continue) a grid")
+    run.add_argument("--scale", choices=["cpu", "paper"], default="cpu")
+    run.add_argument("--dataset", choices=["cifar10", "cifar100", "svhn", "folder"], default="folder")
+    run.add_argument("--data-root", required=True)
+    run.add_argument("--download", action="store_true")
+    run.add_argument("--methods", type=_methods, default=list(METHODS))
+    run.add_argument("--budgets", type=_ints, default=[250, 1000, 4000])
+    run.add_argument("--seeds", type=_ints, default=[0, 1, 2])
+    run.add_argument("--steps", type=int, help="override the scale's steps per run")
+    run.add_argument("--device", default="auto")
+    run.add_argument("--records", default="benchmarks/results/label_budget_cpu.jsonl")
+    run.add_argument("--runs-dir", default="runs/label_budget")
+    run.add_argument("--data-note", default="", help="a note stored in every record, e.g. which copy of the data")
+    summ = sub.add_parser("summarize", help="table + plot from records")
+    summ.add_argument("--records", required=True)
+    summ.add_argument("--metric", choices=["teacher_final", "student_final", "teacher_best", "student_best"],
+                      default="teacher_final")
+    summ.add_argument("--title", default="Label-budget curve")
+    summ.add_argument("--out-md")
+    summ.add_argument("--out-png")
+    summ.add_argument("--published", action=argparse.BooleanOptionalAction, default=True)
+    ext = sub.add_parser("extract", help="extract an image-folder archive (e.g. the CIFAR-10 JPEG copy)")
+    ext.add_argument("--archive", required=True)
+    ext.add_argument("--to", required=True)
+    args = parser.parse_args(argv)
+    return {"run": cmd_run, "summarize": cmd_summarize, "extract": cmd_extract}[args.command](args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,118 @@
+"""Per-layer non-linearity after ERM, mixup, ICT[2] and ICT[4] (Chaudhry et al. eq. 3), at CPU scale.
+
+Trains each method with the ``cpu-cifar10`` preset at one label budget (logging non-linearity during training),
+then measures the EMA teacher's per-layer non-linearity on held-out test images, for both normalisations that
+``ssl_mix.measure_linearity`` offers (``shared``: zero for any linear map, the library default; ``example``: the
+paper's per-example unit normalisation). Writes a JSON results file and two plots.
+
+Example (CIFAR-10 JPEG copy, extracted with ``benchmarks/label_budget.py extract``):
+    python benchmarks/linearity.py --data-root data/c10 --out benchmarks/results/linearity_cpu
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+import ssl_mix
+from ssl_mix import (
+    load_run_data,
+    measure_linearity,
+    normalize,
+    plot_linearity_comparison,
+    plot_linearity_curves,
+    preset,
+    read_linearity_history,
+    run_experiment,
+)
+
+METHODS = {"erm": {"name": "erm"}, "mixup": {"name": "mixup", "k": 2}, "ict2": {"name": "ict", "k": 2},
+           "ict4": {"name": "ict", "k": 4}}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data-root", required=True, help="image folder with train/ and test/ (e.g. CIFAR-10 JPEGs)")
+    parser.add_argument("--dataset", default="folder", choices=["folder", "cifar10", "cifar100", "svhn"])
+    parser.add_argument("--num-labels", type=int, default=1000)
+    parser.add_argument("--steps", type=int, default=6000)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--num-pairs", type=int, default=1000)
+    parser.add_argument("--methods", default=",".join(METHODS))
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--out", default="benchmarks/results/linearity_cpu")
+    parser.add_argument("--runs-dir", default="runs/linearity")
+    args = parser.parse_args(argv)
+    methods = [m for m in args.methods.split(",") if m]
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        parser.error(f"unknown method(s) {unknown}; choose from {list(METHODS)}")
+
+    base = preset("cpu-cifar10").replace(
+        data={"dataset": args.dataset, "data_root": args.data_root, "num_labels": args.num_labels},
+        train={"steps": args.steps, "seed": args.seed, "device": args.device, "progress": False,
+               "eval_every": args.steps, "linearity_every": max(args.steps // 6, 1), "linearity_pairs": 256},
+    )
+    data = load_run_data(base)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    results: dict[str, dict] = {}
+    start = time.perf_counter()
+    for method in methods:
+        cfg = base.replace(method=METHODS[method], train={"out_dir": str(Path(args.runs_dir) / method)})
+        t0 = time.perf_counter()
+        report = run_experiment(cfg, data=data)
+        trainer_state = ssl_mix.load_checkpoint(Path(cfg.train.out_dir) / "last.pt")
+        model = ssl_mix.create_model(cfg.model.name, data.spec.num_classes, in_channels=data.test.images.shape[1],
+                                     bn_momentum=cfg.model.bn_momentum)
+        model.load_state_dict({k.removeprefix("module."): v for k, v in trainer_state["teacher"].items()
+                               if k.startswith("module.")})
+        images = normalize(data.test.images, data.spec.mean, data.spec.std)
+        values = {norm: measure_linearity(model, images, num_pairs=args.num_pairs, seed=args.seed, normalization=norm)
+                  for norm in ("shared", "example")}
+        curves = read_linearity_history(Path(cfg.train.out_dir) / "tensorboard")
+        plot_linearity_curves(curves, out / f"curves_{method}.png", title=f"{method}: non-linearity during training")
+        results[method] = {"teacher_test_accuracy": report["final"]["teacher"]["test"]["accuracy"],
+                           "nonlinearity": values, "curves": curves, "wall_time_s": time.perf_counter() - t0}
+        print(f"{method}: accuracy {results[method]['teacher_test_accuracy']:.2f}%  "
+              + "  ".join(f"{k}={v:.4f}" for k, v in values["shared"].items()), flush=True)
+    for norm in ("shared", "example"):
+        plot_linearity_comparison({m: r["nonlinearity"][norm] for m, r in results.items()}, out / f"final_{norm}.png",
+                                  title=f"Per-layer non-linearity of the EMA teacher ({norm} normalisation)")
+    record = {
+        "command": shlex.join([sys.executable, *sys.argv]),
+        "commit": _commit(), "torch": torch.__version__, "hardware": _hardware(),
+        "dataset": args.dataset, "data_root": args.data_root, "num_labels": args.num_labels, "steps": args.steps,
+        "seed": args.seed, "num_pairs": args.num_pairs, "wall_time_s": time.perf_counter() - start,
+        "results": results,
+    }
+    (out / "results.json").write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+    print(f"wrote {out}/results.json and plots")
+    return 0
+
+
+def _commit() -> str:
+    import subprocess
+
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                              cwd=Path(__file__).parent, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def _hardware() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []:
+        if line.startswith("model name"):
+            return f"{line.split(':', 1)[1].strip()} ({torch.get_num_threads()} threads)"
+    return "unknown"
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,83 @@
+"""Smoke tests of the benchmark scripts on a tiny generated image folder (the real runs are benchmarks)."""
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _load(name):
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def tiny_folder(tmp_path_factory):
+    root = tmp_path_factory.mktemp("folder")
+    rng = np.random.default_rng(0)
+    for split, per_class in (("train", 12), ("test", 4)):
+        for c in range(10):
+            d = root / split / f"class{c}"
+            d.mkdir(parents=True)
+            for i in range(per_class):
+                pixels = rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)
+                pixels[..., c % 3] = 40 * (c // 3) + 20  # a class-dependent colour, so there is something to learn
+                Image.fromarray(pixels).save(d / f"{i}.png")
+    return root
+
+
+def test_label_budget_grid_records_skips_and_summarizes(tiny_folder, tmp_path, capsys):
+    lb = _load("label_budget")
+    records = tmp_path / "records.jsonl"
+    argv = ["run", "--data-root", str(tiny_folder), "--methods", "erm,ict3", "--budgets", "10,20", "--seeds", "0",
+            "--steps", "2", "--device", "cpu", "--records", str(records), "--runs-dir", str(tmp_path / "runs"),
+            "--data-note", "generated test images"]
+    assert lb.main(argv) == 0
+    rows = [json.loads(line) for line in records.read_text().splitlines()]
+    assert len(rows) == 4
+    assert {(r["method"], r["num_labels"]) for r in rows} == {("erm", 10), ("erm", 20), ("ict3", 10), ("ict3", 20)}
+    for key in ("student_final", "teacher_final", "student_best", "teacher_best", "wall_time_s", "images_per_s",
+                "hardware", "torch", "commit", "command", "k", "alpha"):
+        assert key in rows[0]
+    assert [r["k"] for r in rows if r["method"] == "ict3"] == [3, 3]
+
+    with records.open("a") as f:
+        f.write('{"truncated')  # a run killed mid-write leaves a partial line
+    assert lb.main(argv) == 0
+    assert "4 of 4 runs already recorded" in capsys.readouterr().out
+
+    assert lb.main(["summarize", "--records", str(records), "--title", "test"]) == 0
+    table = records.with_suffix(".md").read_text()
+    assert "| erm |" in table and "10 labels" in table and "(n=1)" in table and "generated test images" in table
+    assert records.with_suffix(".png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_label_budget_rejects_unknown_methods(capsys):
+    lb = _load("label_budget")
+    with pytest.raises(SystemExit):
+        lb.main(["run", "--data-root", "x", "--methods", "fixmatch"])
+    assert "unknown method(s) ['fixmatch']" in capsys.readouterr().err
+
+
+def test_linearity_benchmark_writes_results_and_plots(tiny_folder, tmp_path):
+    lin = _load("linearity")
+    out = tmp_path / "out"
+    assert lin.main(["--data-root", str(tiny_folder), "--num-labels", "10", "--steps", "6", "--num-pairs", "8",
+                     "--methods", "erm,ict4", "--device", "cpu", "--out", str(out),
+                     "--runs-dir", str(tmp_path / "runs")]) == 0
+    results = json.loads((out / "results.json").read_text())["results"]
+    assert set(results) == {"erm", "ict4"}
+    layers = results["erm"]["nonlinearity"]["shared"]
+    assert len(layers) == 5 and all(v >= 0 for v in layers.values())
+    assert results["ict4"]["curves"], "non-linearity logged during training"
+    for name in ("final_shared.png", "final_example.png", "curves_erm.png"):
+        assert (out / name).read_bytes()[:4] == b"\x89PNG"

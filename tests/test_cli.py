@@ -1,0 +1,91 @@
+import json
+import subprocess
+import sys
+
+import pytest
+
+from ssl_mix import __version__
+from ssl_mix.cli import main
+
+TINY = ["--dataset", "digits", "--model", "cnn-small", "--num-labels", "30", "--steps", "6", "--eval-every", "3",
+        "--log-every", "3", "--checkpoint-every", "3", "--no-progress", "--device", "cpu"]
+
+
+def test_version_and_help_from_the_console_script():
+    out = subprocess.run(["ssl-mix", "--version"], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == f"ssl-mix {__version__}"
+    out = subprocess.run([sys.executable, "-m", "ssl_mix", "--help"], capture_output=True, text=True, check=True)
+    for command in ("demo", "train", "eval", "split", "analyze"):
+        assert command in out.stdout
+
+
+def test_train_then_eval(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", *TINY, "--method", "ict", "--k", "3", "--alpha", "0.5", "--out", str(run)]) == 0
+    out = capsys.readouterr().out
+    assert "trained 6 steps" in out and "teacher  test" in out
+    saved = json.loads((run / "config.json").read_text())
+    assert saved["method"]["k"] == 3 and saved["method"]["alpha"] == 0.5 and saved["data"]["dataset"] == "digits"
+
+    assert main(["eval", str(run / "last.pt"), "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    assert "student  digits test accuracy" in out and "teacher  digits test accuracy" in out and "step 6" in out
+
+
+def test_resume_continues_and_refuses_a_changed_config(tmp_path, capsys):
+    run = str(tmp_path / "run")
+    assert main(["train", *TINY, "--out", run]) == 0
+    longer = [a if a != "6" else "9" for a in TINY]
+    assert main(["train", *longer, "--out", run, "--resume"]) == 0
+    assert "trained 9 steps" in capsys.readouterr().out
+    assert main(["train", *longer, "--out", run, "--resume", "--k", "4"]) == 2
+    assert "cannot resume: the configuration differs" in capsys.readouterr().err
+
+
+def test_print_config_applies_preset_then_file_then_flags(tmp_path, capsys):
+    cfg_file = tmp_path / "c.json"
+    cfg_file.write_text(json.dumps({"method": {"k": 4, "alpha": 0.3}}))
+    assert main(["train", "--preset", "chaudhry-svhn", "--config", str(cfg_file), "--alpha", "0.7",
+                 "--print-config"]) == 0
+    cfg = json.loads(capsys.readouterr().out)
+    assert cfg["optim"]["optimizer"] == "adam" and cfg["method"]["k"] == 4 and cfg["method"]["alpha"] == 0.7
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["train", "--method", "fixmatch"], "invalid choice: 'fixmatch'"),
+        (["train", "--steps", "ten"], "invalid int value: 'ten'"),
+        (["train", "--no-such-flag"], "unrecognized arguments: --no-such-flag"),
+    ],
+)
+def test_argparse_errors_exit_2(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["train", "--k", "1", "--print-config"], "k (points mixed) must be an integer >= 2"),
+        (["train", "--split", "s.json", "--num-labels", "10"], "--split and --num-labels conflict"),
+        (["train", "--dataset", "cifar10", "--use-extra", "--print-config"], "use_extra adds SVHN"),
+        (["train", "--preset", "demo", "--num-labels", "4000", "--no-progress"], "use at most num_labels=1390"),
+        (["train", "--dataset", "cifar10", "--data-root", "/nonexistent/c10", "--no-progress"], "cifar-10"),
+        (["eval", "/nonexistent/last.pt"], "does not exist"),
+        (["demo", "--seeds", "0"], "--seeds must be >= 1"),
+    ],
+)
+def test_user_errors_exit_2_with_a_message(argv, message, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"ssl-mix {argv[0]}: error:")
+    assert message.lower() in err.lower()
+
+
+def test_demo_prints_a_table(tmp_path, capsys):
+    assert main(["demo", "--seeds", "2", "--steps", "4", "--out", str(tmp_path), "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    assert "erm" in out and "ict" in out and "±" in out and f"tensorboard --logdir {tmp_path}" in out
