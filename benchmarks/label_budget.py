@@ -139,7 +139,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         data={"data_root": args.data_root, "download": args.download}, train={"device": args.device})
     steps = args.steps if args.steps is not None else base.train.steps
     done = {_key(r) for r in read_records(records_path)}
-    grid = [(b, s, m) for b in args.budgets for s in args.seeds for m in args.methods]
+    # Seeds outermost: an interrupted grid still covers every budget with the seeds it finished.
+    grid = [(b, s, m) for s in args.seeds for b in args.budgets for m in args.methods]
     todo = [(b, s, m) for b, s, m in grid if (args.dataset, args.scale, m, b, s, steps) not in done]
     print(f"{len(grid) - len(todo)} of {len(grid)} runs already recorded in {records_path}; {len(todo)} to go",
           flush=True)

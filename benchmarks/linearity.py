@@ -48,6 +48,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--out", default="benchmarks/results/linearity_cpu")
     parser.add_argument("--runs-dir", default="runs/linearity")
+    parser.add_argument("--from-runs", metavar="DIR",
+                        help="measure finished runs of benchmarks/label_budget.py (DIR/<method>_n<labels>_s<seed>/last.pt) "
+                             "instead of training; their non-linearity was not logged during training")
     args = parser.parse_args(argv)
     methods = [m for m in args.methods.split(",") if m]
     unknown = [m for m in methods if m not in METHODS]
@@ -65,19 +68,24 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, dict] = {}
     start = time.perf_counter()
     for method in methods:
-        cfg = base.replace(method=METHODS[method], train={"out_dir": str(Path(args.runs_dir) / method)})
         t0 = time.perf_counter()
-        report = run_experiment(cfg, data=data)
-        trainer_state = ssl_mix.load_checkpoint(Path(cfg.train.out_dir) / "last.pt")
-        model = ssl_mix.create_model(cfg.model.name, data.spec.num_classes, in_channels=data.test.images.shape[1],
-                                     bn_momentum=cfg.model.bn_momentum)
-        model.load_state_dict({k.removeprefix("module."): v for k, v in trainer_state["teacher"].items()
-                               if k.startswith("module.")})
+        if args.from_runs:
+            run_dir = Path(args.from_runs) / f"{method}_n{args.num_labels}_s{args.seed}"
+            cfg = ssl_mix.Config.from_dict(ssl_mix.load_checkpoint(run_dir / "last.pt")["config"])
+            report = json.loads((run_dir / "report.json").read_text())
+        else:
+            cfg = base.replace(method=METHODS[method], train={"out_dir": str(Path(args.runs_dir) / method)})
+            report = run_experiment(cfg, data=data)
+        model = ssl_mix.trained_models(ssl_mix.load_checkpoint(Path(cfg.train.out_dir) / "last.pt"),
+                                       num_classes=data.spec.num_classes, in_channels=data.test.images.shape[1],
+                                       device=args.device)["teacher"]
         images = normalize(data.test.images, data.spec.mean, data.spec.std)
         values = {norm: measure_linearity(model, images, num_pairs=args.num_pairs, seed=args.seed, normalization=norm)
                   for norm in ("shared", "example")}
         curves = read_linearity_history(Path(cfg.train.out_dir) / "tensorboard")
-        plot_linearity_curves(curves, out / f"curves_{method}.png", title=f"{method}: non-linearity during training")
+        if curves:
+            plot_linearity_curves(curves, out / f"curves_{method}.png",
+                                  title=f"{method}: non-linearity during training")
         results[method] = {"teacher_test_accuracy": report["final"]["teacher"]["test"]["accuracy"],
                            "nonlinearity": values, "curves": curves, "wall_time_s": time.perf_counter() - t0}
         print(f"{method}: accuracy {results[method]['teacher_test_accuracy']:.2f}%  "
@@ -90,6 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         "commit": _commit(), "torch": torch.__version__, "hardware": _hardware(),
         "dataset": args.dataset, "data_root": args.data_root, "num_labels": args.num_labels, "steps": args.steps,
         "seed": args.seed, "num_pairs": args.num_pairs, "wall_time_s": time.perf_counter() - start,
+        "from_runs": args.from_runs,
         "results": results,
     }
     (out / "results.json").write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")

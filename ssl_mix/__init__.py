@@ -54,7 +54,17 @@ from ssl_mix.data import (
     split_summary,
 )
 from ssl_mix.demo import run_demo
-from ssl_mix.experiment import RunData, build_loader, build_method, build_trainer, load_run_data, run_experiment
+from ssl_mix.experiment import (
+    RunData,
+    TrainedRun,
+    build_loader,
+    build_method,
+    build_trainer,
+    load_run_data,
+    load_trained,
+    run_experiment,
+    trained_models,
+)
 from ssl_mix.losses import ict_consistency, kl_consistency, mse_consistency, soft_target_cross_entropy
 from ssl_mix.methods import ERM, ICT, Batch, ManifoldMixup, Method, Mixup, StepContext, StepOutput
 from ssl_mix.metrics import ClassificationMetrics, expected_calibration_error
@@ -90,6 +100,7 @@ __all__ = [
     "Trainer", "NonFiniteLossError", "evaluate", "ClassificationMetrics", "expected_calibration_error",
     "save_checkpoint", "load_checkpoint",
     "RunData", "load_run_data", "build_method", "build_loader", "build_trainer", "run_experiment", "run_demo",
+    "TrainedRun", "load_trained", "trained_models",
     # data
     "LabelSplit", "make_split", "split_summary", "ImageArrays", "DataSpec", "load_arrays", "data_spec",
     "spec_from_arrays", "concat_arrays", "arrays_from_tensors", "arrays_from_dataset", "arrays_dataset",

@@ -127,6 +127,7 @@ def _add_train(p: argparse.ArgumentParser) -> None:
 def _run_train(args: argparse.Namespace) -> int:
     import json
 
+    from ssl_mix import distributed
     from ssl_mix.experiment import run_experiment
     from ssl_mix.trainer import NonFiniteLossError
 
@@ -134,12 +135,15 @@ def _run_train(args: argparse.Namespace) -> int:
     if args.print_config:
         print(json.dumps(cfg.to_dict(), indent=2, sort_keys=True))
         return 0
-    try:
-        report = run_experiment(cfg, resume=args.resume)
-    except NonFiniteLossError as err:
-        print(f"ssl-mix train: {err}", file=sys.stderr)
-        return 1
-    print(_format_report(report))
+    # Under torchrun (several processes) this joins the process group for the run; otherwise it does nothing.
+    with distributed.session(cfg.train.device, timeout=cfg.train.dist_timeout):
+        try:
+            report = run_experiment(cfg, resume=args.resume)
+        except (NonFiniteLossError, distributed.DistributedError) as err:
+            print(f"ssl-mix train: {err}", file=sys.stderr)
+            return 1
+        if distributed.is_main():
+            print(_format_report(report))
     return 0
 
 
@@ -169,39 +173,25 @@ def _add_eval(p: argparse.ArgumentParser) -> None:
 
 
 def _run_eval(args: argparse.Namespace) -> int:
-    from ssl_mix.checkpoint import load_checkpoint
-    from ssl_mix.config import Config
-    from ssl_mix.data import data_spec, eval_batches, load_arrays
-    from ssl_mix.models import create_model
-    from ssl_mix.trainer import evaluate, resolve_device
+    from ssl_mix.data import eval_batches
+    from ssl_mix.experiment import load_trained
+    from ssl_mix.trainer import evaluate
 
-    state = load_checkpoint(args.checkpoint)
-    cfg = Config.from_dict(state["config"]) if state.get("config") else None
-    if cfg is None:
-        raise UsageError(f"{args.checkpoint} holds no run configuration; it was not written by ssl-mix train")
-    dataset = args.dataset or cfg.data.dataset
-    root = args.data_root if args.data_root is not None else cfg.data.data_root
-    train = load_arrays(dataset, root, "train") if dataset == "folder" else None
-    test = load_arrays(dataset, root, "test")
-    spec = data_spec(dataset, train)
-    device = resolve_device(args.device)
-    model = create_model(cfg.model.name, spec.num_classes, in_channels=test.images.shape[1],
-                         bn_momentum=cfg.model.bn_momentum, dropout=cfg.model.dropout)
+    run = load_trained(args.checkpoint, dataset=args.dataset, data_root=args.data_root, device=args.device)
     which = ["student", "teacher"] if args.which == "both" else [args.which]
     for name in which:
-        weights = state["model"] if name == "student" else {
-            k.removeprefix("module."): v for k, v in state["teacher"].items() if k.startswith("module.")}
-        model.load_state_dict(weights)
-        metrics = evaluate(model.to(device), eval_batches(test, spec, 500, device), device=device)
-        print(f"{name:<8} {dataset} test accuracy {metrics['accuracy']:.2f}%  nll {metrics['nll']:.4f}  "
-              f"ece {metrics['ece']:.2f}%  ({metrics['count']} images, step {state['step']})")
+        model = run.models[name]
+        device = next(model.parameters()).device
+        metrics = evaluate(model, eval_batches(run.test, run.spec, 500, device), device=device)
+        print(f"{name:<8} {run.dataset} test accuracy {metrics['accuracy']:.2f}%  nll {metrics['nll']:.4f}  "
+              f"ece {metrics['ece']:.2f}%  ({metrics['count']} images, step {run.step})")
     return 0
 
 
 def _add_demo(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seeds", type=int, default=3, help="number of seeds (runs per method)")
     p.add_argument("--steps", type=int, help="override the demo's training steps")
-    p.add_argument("--num-labels", type=int, help="override the demo's label budget (default 50)")
+    p.add_argument("--num-labels", type=int, help="override the demo's label budget (default: the demo preset's)")
     p.add_argument("--out", default="runs/demo", help="where TensorBoard logs and checkpoints go")
     p.add_argument("--device", default="auto")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=False)
@@ -259,11 +249,9 @@ def _run_analyze(args: argparse.Namespace) -> int:
         plot_spectra,
         read_linearity_history,
     )
-    from ssl_mix.checkpoint import load_checkpoint
-    from ssl_mix.config import Config
-    from ssl_mix.data import data_spec, load_arrays, normalize
-    from ssl_mix.models import create_model, layer_names
-    from ssl_mix.trainer import resolve_device
+    from ssl_mix.data import normalize
+    from ssl_mix.experiment import load_trained
+    from ssl_mix.models import layer_names
 
     target = Path(args.run)
     if target.is_dir():
@@ -272,10 +260,10 @@ def _run_analyze(args: argparse.Namespace) -> int:
             raise UsageError(f"{str(target)!r} holds no last.pt; pass a run directory of ssl-mix train or a checkpoint")
     else:
         run_dir, checkpoint = target.parent, target
-    state = load_checkpoint(checkpoint)
-    cfg = Config.from_dict(state["config"]) if state.get("config") else None
-    if cfg is None:
-        raise UsageError(f"{checkpoint} holds no run configuration; it was not written by ssl-mix train")
+    run = load_trained(checkpoint, dataset=args.dataset, data_root=args.data_root, device=args.device)
+    cfg, models, test, spec, dataset = run.config, run.models, run.test, run.spec, run.dataset
+    device = next(models["teacher"].parameters()).device
+    state = {"step": run.step}
     do_linearity = args.linearity or not args.flattening
     do_flattening = args.flattening or not args.linearity
     num_pairs = args.num_pairs if args.num_pairs is not None else cfg.train.linearity_pairs
@@ -283,19 +271,6 @@ def _run_analyze(args: argparse.Namespace) -> int:
     if num_pairs < 1 or args.num_images < 1:
         raise UsageError(f"--num-pairs and --num-images must be >= 1, got {num_pairs} and {args.num_images}")
 
-    dataset = args.dataset or cfg.data.dataset
-    root = args.data_root if args.data_root is not None else cfg.data.data_root
-    train = load_arrays(dataset, root, "train") if dataset == "folder" else None
-    test = load_arrays(dataset, root, "test")
-    spec = data_spec(dataset, train)
-    device = resolve_device(args.device)
-    models = {}
-    for name in ("teacher", "student"):
-        model = create_model(cfg.model.name, spec.num_classes, in_channels=test.images.shape[1],
-                             bn_momentum=cfg.model.bn_momentum, dropout=cfg.model.dropout)
-        model.load_state_dict(state["model"] if name == "student" else {
-            k.removeprefix("module."): v for k, v in state["teacher"].items() if k.startswith("module.")})
-        models[name] = model.to(device)
     names = layer_names(models["teacher"])
     if args.layer in (None, "input"):
         layer = args.layer or max(len(names) - 2, 0)

@@ -2,17 +2,24 @@
 
 This is what ``ssl-mix train`` runs; the Python API offers the same in one call, :func:`run_experiment`, or piece
 by piece (:func:`load_run_data`, :func:`build_method`, :func:`build_trainer`) for users who swap a part.
+
+Under torchrun every process runs the same code: :func:`run_experiment` joins the process group, the loader takes
+this process's shard, and only process 0 writes files (see :mod:`ssl_mix.distributed`).
 """
 
 from __future__ import annotations
 
 import json
+import os
+import random
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
+from ssl_mix import distributed
 from ssl_mix.config import Config, MethodConfig
 from ssl_mix.data import (
     DataSpec,
@@ -32,7 +39,8 @@ from ssl_mix.models import create_model
 from ssl_mix.ramps import ConsistencySchedule
 from ssl_mix.trainer import Trainer, resolve_device
 
-__all__ = ["RunData", "load_run_data", "build_method", "build_loader", "build_trainer", "run_experiment"]
+__all__ = ["RunData", "load_run_data", "build_method", "build_loader", "build_trainer", "run_experiment", "TrainedRun",
+           "load_trained", "trained_models"]
 
 EVAL_BATCH_SIZE = 500
 
@@ -98,20 +106,22 @@ def build_method(cfg: MethodConfig, *, num_classes: int, total_steps: int) -> Me
                                    ramp_steps=round(cfg.ramp_fraction * total_steps))
     return ICT(cfg.k, cfg.alpha, per_sample=cfg.per_sample, schedule=schedule, supervised=cfg.supervised,
                sup_alpha=cfg.sup_alpha, target=cfg.consistency_target, distance=cfg.consistency_distance,
-               teacher_mode=cfg.teacher_mode)
+               teacher_mode=cfg.teacher_mode, joint_forward=cfg.joint_forward)
 
 
 def build_loader(cfg: Config, data: RunData, device: torch.device):
-    """The dual labeled/unlabeled loader ``cfg.data.loader`` names, seeded by ``cfg.train.seed``."""
+    """The dual labeled/unlabeled loader ``cfg.data.loader`` names, seeded by ``cfg.train.seed``; in a distributed
+    run, this process's shard (the batch sizes are per process)."""
     d = cfg.data
+    shard = {"rank": distributed.rank(), "world_size": distributed.world_size()}
     if d.loader == "tensor":
         return TensorDualLoader(data.labeled, data.unlabeled, data.spec, batch_size=d.batch_size,
                                 unlabeled_batch_size=d.unlabeled_batch_size, seed=cfg.train.seed, device=device,
-                                augment=d.augment)
+                                augment=d.augment, **shard)
     return TorchDualLoader(arrays_dataset(data.labeled, data.spec, augment=d.augment),
                            arrays_dataset(data.unlabeled, data.spec, augment=d.augment, labeled=False),
                            batch_size=d.batch_size, unlabeled_batch_size=d.unlabeled_batch_size, seed=cfg.train.seed,
-                           num_workers=d.num_workers, device=device)
+                           num_workers=d.num_workers, device=device, **shard)
 
 
 def build_trainer(cfg: Config, data: RunData | None = None) -> Trainer:
@@ -123,6 +133,12 @@ def build_trainer(cfg: Config, data: RunData | None = None) -> Trainer:
                          bn_momentum=cfg.model.bn_momentum, dropout=cfg.model.dropout)
     if cfg.model.channels_last:
         model = model.to(memory_format=torch.channels_last)
+    if distributed.world_size() > 1:
+        # Same initial weights everywhere (above), then one stream per process for dropout masks and timm's CutMix.
+        seed = distributed.rank_seed(cfg.train.seed)
+        torch.manual_seed(seed)
+        np.random.seed(seed & 0xFFFFFFFF)
+        random.seed(seed)
     method = build_method(cfg.method, num_classes=data.spec.num_classes, total_steps=cfg.train.steps)
     loader = build_loader(cfg, data, device)
     eval_sets: dict[str, Any] = {"test": lambda: eval_batches(data.test, data.spec, EVAL_BATCH_SIZE, device)}
@@ -148,21 +164,40 @@ def run_experiment(cfg: Config, *, resume: bool = False, data: RunData | None = 
             except for ``train.steps``, which may be raised to train longer).
         data: pre-loaded data (skips loading; used when several runs share one dataset).
 
+    Under torchrun it joins the process group for the run (and leaves it afterwards) unless the caller already
+    did; call it on every process.
+
     Returns:
         The report of :meth:`Trainer.fit`, with the split saved as ``out_dir/split.json``.
     """
-    out_dir = Path(cfg.train.out_dir)
-    checkpoint = out_dir / "last.pt"
-    if resume and checkpoint.exists():
-        _check_resume_config(cfg, out_dir / "config.json")
-    data = data if data is not None else load_run_data(cfg)
-    trainer = build_trainer(cfg, data)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    data.split.save(out_dir / "split.json")
-    (out_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2, sort_keys=True) + "\n")
-    if resume and checkpoint.exists():
-        trainer.resume(checkpoint)
-    return trainer.fit()
+    with distributed.session(cfg.train.device, timeout=cfg.train.dist_timeout):
+        out_dir = Path(cfg.train.out_dir)
+        checkpoint = out_dir / "last.pt"
+        resuming = resume and _exists_everywhere(checkpoint)
+        if resuming:
+            _check_resume_config(cfg, out_dir / "config.json")
+        data = data if data is not None else load_run_data(cfg)
+        trainer = build_trainer(cfg, data)
+        if distributed.is_main():
+            out_dir.mkdir(parents=True, exist_ok=True)
+            data.split.save(out_dir / "split.json")
+            # Written atomically: the other processes may be reading the previous one in _check_resume_config.
+            tmp = out_dir / "config.json.tmp"
+            tmp.write_text(json.dumps(cfg.to_dict(), indent=2, sort_keys=True) + "\n")
+            os.replace(tmp, out_dir / "config.json")
+        if resuming:
+            trainer.resume(checkpoint)
+        return trainer.fit()
+
+
+def _exists_everywhere(path: Path) -> bool:
+    found = distributed.all_gather_objects(path.exists())
+    if any(found) and not all(found):
+        missing = [r for r, ok in enumerate(found) if not ok]
+        raise FileNotFoundError(f"cannot resume: {path} exists for some processes but not for process(es) {missing}; "
+                                "every process reads it, so put the run directory on a file system all nodes share "
+                                "(or copy last.pt and config.json there)")
+    return found[0]
 
 
 def _check_resume_config(cfg: Config, saved_path: Path) -> None:
@@ -173,7 +208,7 @@ def _check_resume_config(cfg: Config, saved_path: Path) -> None:
     diffs = []
     for section, values in current.items():
         for key, value in values.items():
-            if (section, key) in {("train", "steps"), ("train", "progress")}:
+            if (section, key) in {("train", "steps"), ("train", "progress"), ("train", "dist_timeout")}:
                 continue
             old = saved.get(section, {}).get(key)
             if old != value:
@@ -181,3 +216,67 @@ def _check_resume_config(cfg: Config, saved_path: Path) -> None:
     if diffs:
         raise ValueError("cannot resume: the configuration differs from the run being resumed ("
                          + "; ".join(diffs) + "). Use the same flags, or a new --out directory.")
+
+
+@dataclass
+class TrainedRun:
+    """A finished (or checkpointed) run, loaded back for evaluation or analysis.
+
+    Attributes:
+        config: the run's configuration.
+        step: the step the checkpoint was written at.
+        models: ``{"student": ..., "teacher": ...}`` in eval mode on the requested device.
+        test: the test images of ``dataset`` (the run's dataset unless overridden).
+        spec: that dataset's constants.
+        dataset: the dataset the test images come from.
+    """
+
+    config: Config
+    step: int
+    models: dict[str, torch.nn.Module]
+    test: ImageArrays
+    spec: DataSpec
+    dataset: str
+
+
+def load_trained(checkpoint: str | Path, *, dataset: str | None = None, data_root: str | None = None,
+                 device: str = "auto") -> TrainedRun:
+    """Rebuild the student and the EMA teacher of a checkpoint written by :class:`~ssl_mix.Trainer`.
+
+    Args:
+        checkpoint: ``last.pt`` or ``best.pt`` of a run.
+        dataset: evaluate on this dataset's test set instead of the run's (same classes expected).
+        data_root: where that dataset lives (default: the run's ``data_root``).
+        device: ``auto``, ``cpu``, ``cuda``...
+
+    Raises:
+        ValueError: the checkpoint holds no run configuration (not written by ``ssl-mix train``).
+    """
+    from ssl_mix.checkpoint import load_checkpoint
+
+    state = load_checkpoint(checkpoint)
+    if not state.get("config"):
+        raise ValueError(f"{checkpoint} holds no run configuration; it was not written by ssl-mix train")
+    cfg = Config.from_dict(state["config"])
+    dataset = dataset or cfg.data.dataset
+    root = data_root if data_root is not None else cfg.data.data_root
+    train = load_arrays(dataset, root, "train") if dataset == "folder" else None
+    test = load_arrays(dataset, root, "test")
+    spec = data_spec(dataset, train)
+    models = trained_models(state, num_classes=spec.num_classes, in_channels=test.images.shape[1], device=device)
+    return TrainedRun(config=cfg, step=int(state["step"]), models=models, test=test, spec=spec, dataset=dataset)
+
+
+def trained_models(state: dict[str, Any], *, num_classes: int, in_channels: int,
+                   device: str = "auto") -> dict[str, torch.nn.Module]:
+    """``{"teacher": ..., "student": ...}`` rebuilt from a loaded checkpoint dict, in eval mode on ``device``."""
+    cfg = Config.from_dict(state["config"])
+    weights = {"teacher": {k.removeprefix("module."): v for k, v in state["teacher"].items() if k.startswith("module.")},
+               "student": state["model"]}
+    models = {}
+    for name, state_dict in weights.items():
+        model = create_model(cfg.model.name, num_classes, in_channels=in_channels,
+                             bn_momentum=cfg.model.bn_momentum, dropout=cfg.model.dropout)
+        model.load_state_dict(state_dict)
+        models[name] = model.to(resolve_device(device)).eval()
+    return models

@@ -2,7 +2,8 @@
 
 Mixup's calibration gains (Thulasidasan et al. 2019) are one reason people use it, so every evaluation reports
 ECE next to accuracy. Metrics accumulate as device tensors across batches and are read once at the end, so an
-evaluation pass costs one host round trip.
+evaluation pass costs one host round trip. In distributed training each process accumulates its shard of the
+evaluation set and :meth:`ClassificationMetrics.all_reduce` adds the sums up, so all processes get the same numbers.
 """
 
 from __future__ import annotations
@@ -84,6 +85,30 @@ class ClassificationMetrics:
         self._correct += correct.sum()
         self._nll += nll
         self._bins = tuple(a + b for a, b in zip(self._bins, bins))
+
+    @torch.no_grad()
+    def all_reduce(self, device: torch.device | str | None = None) -> None:
+        """Add up the statistics of every process of a distributed run (each process ends with the totals).
+
+        Every process must call it, also one that added no batches (its shard of a small evaluation set may be
+        empty); outside a distributed run it does nothing.
+
+        Args:
+            device: where a process that added no batches creates its zero statistics (the evaluation device;
+                CUDA under NCCL). Ignored once a batch was added.
+        """
+        from ssl_mix import distributed
+
+        if not distributed.is_distributed():
+            return
+        if self._count is None:
+            zeros = torch.zeros(self.num_bins, device=device)
+            self._count, self._correct, self._nll = (torch.zeros((), device=device) for _ in range(3))
+            self._bins = (zeros, zeros.clone(), zeros.clone())
+        flat = torch.cat([torch.stack([self._count, self._correct, self._nll]), *self._bins])
+        distributed.all_reduce_sum_(flat)
+        self._count, self._correct, self._nll = flat[0], flat[1], flat[2]
+        self._bins = tuple(flat[3:].split(self.num_bins))
 
     def compute(self) -> dict[str, float]:
         """``{"accuracy": %, "nll": mean nats, "ece": %, "count": N}`` (one host round trip)."""

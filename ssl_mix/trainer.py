@@ -9,6 +9,11 @@ Checkpoints (``last.pt``, and ``best.pt`` when a validation split exists) hold e
 student, teacher, optimiser, scheduler, loader position, every random state, step, config and evaluation
 history. A run interrupted at any step and resumed ends with the same weights as an uninterrupted run on CPU.
 Model selection uses the validation split only, never the test set.
+
+Launched by torchrun with several processes (and the process group joined, e.g. by
+:func:`ssl_mix.distributed.session`), the trainer wraps the student in ``DistributedDataParallel``, evaluates a
+shard of each evaluation set per process and adds the sums up, agrees on non-finite losses and stop signals at
+every log read, and writes logs and checkpoints from process 0 only; see :mod:`ssl_mix.distributed`.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from typing import Any, Iterable, Mapping
 import torch
 from torch import nn
 
+from ssl_mix import distributed
 from ssl_mix.checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
 from ssl_mix.config import OptimConfig, TrainConfig
 from ssl_mix.metrics import ClassificationMetrics
@@ -41,21 +47,41 @@ class NonFiniteLossError(RuntimeError):
 
 
 def resolve_device(name: str) -> torch.device:
-    """``auto`` -> CUDA when available, else CPU; anything else is passed to :class:`torch.device`."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        return torch.device(name)
-    except RuntimeError as err:
-        raise ValueError(f"device must be 'auto' or a torch device such as 'cpu' or 'cuda:0', got {name!r}") from err
+    """``auto`` -> CUDA when available, else CPU; anything else is passed to :class:`torch.device`.
+
+    Under torchrun with several processes, CUDA means ``cuda:LOCAL_RANK`` (see
+    :func:`ssl_mix.distributed.local_device`).
+    """
+    return distributed.local_device(name)
 
 
-def build_optimizer(params: Iterable[nn.Parameter], cfg: OptimConfig) -> torch.optim.Optimizer:
-    """SGD (momentum, optional Nesterov) or Adam with multi-tensor (foreach) kernels."""
+# Devices with fused SGD and Adam kernels in every torch version ssl_mix supports (>= 2.4).
+_FUSED_DEVICES = ("cpu", "cuda")
+
+
+def build_optimizer(params: Iterable[nn.Parameter], cfg: OptimConfig, *,
+                    fused: bool | None = None) -> torch.optim.Optimizer:
+    """SGD (momentum, optional Nesterov) or Adam, with fused or multi-tensor (foreach) kernels.
+
+    Args:
+        params: the parameters to optimise.
+        cfg: optimiser settings.
+        fused: use PyTorch's fused kernels (one kernel for the whole update); ``None`` picks them when every
+            parameter is a floating-point tensor on the CPU or a CUDA device, and the foreach kernels otherwise.
+
+    Returns:
+        The optimiser. Fused and foreach updates compute the same formula; they can differ in the last bits
+        because the fused kernels order the floating-point operations differently (measured on CPU: 3x faster for
+        SGD on WRN-28-2, see ``benchmarks/throughput.py``).
+    """
+    params = list(params)
+    if fused is None:
+        fused = all(p.is_floating_point() and p.device.type in _FUSED_DEVICES for p in params)
+    kernels = {"fused": True} if fused else {"foreach": True}
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov and cfg.momentum > 0,
-                               weight_decay=cfg.weight_decay, foreach=True)
-    return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay, foreach=True)
+                               weight_decay=cfg.weight_decay, **kernels)
+    return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay, **kernels)
 
 
 def lr_multiplier(step: int, total_steps: int, cfg: OptimConfig) -> float:
@@ -69,23 +95,44 @@ def lr_multiplier(step: int, total_steps: int, cfg: OptimConfig) -> float:
 
 @torch.no_grad()
 def evaluate(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]], *,
-             device: torch.device | str = "cpu", precision: str = "fp32") -> dict[str, float]:
+             device: torch.device | str = "cpu", precision: str = "fp32", rank: int = 0,
+             world_size: int = 1) -> dict[str, float]:
     """Accuracy (%), mean NLL (nats) and ECE (%) of ``model`` in eval mode over ``(x, y)`` batches.
 
-    The model's train/eval mode is restored afterwards.
+    Args:
+        model: the classifier; its train/eval mode is restored afterwards.
+        batches: ``(x, y)`` batches: inputs ``(B, ...)`` and int64 targets ``(B,)``.
+        device: where the model runs.
+        precision: ``bf16`` runs the forward passes under bfloat16 autocast.
+        rank, world_size: with ``world_size > 1`` (the process group's size; every process calls this), process
+            ``rank`` evaluates batches ``rank, rank + world_size, ...`` and the sums are added across processes,
+            so every process returns the metrics of the whole set. The skipped batches are still drawn from
+            ``batches``. The default evaluates everything in this process alone.
+
+    Returns:
+        ``{"accuracy", "nll", "ece", "count"}`` as :meth:`ClassificationMetrics.compute` gives them.
     """
+    if (rank, world_size) != (0, 1) and (rank, world_size) != (distributed.rank(), distributed.world_size()):
+        raise ValueError(f"evaluate got rank={rank!r}, world_size={world_size!r} but this process is rank "
+                         f"{distributed.rank()} of {distributed.world_size()}; pass ssl_mix.distributed.rank() and "
+                         "ssl_mix.distributed.world_size() to shard the evaluation, or leave both at their defaults "
+                         "to evaluate everything in this process")
     device = torch.device(device)
     was_training = model.training
     model.eval()
     metrics = ClassificationMetrics()
     try:
-        for x, y in batches:
+        for i, (x, y) in enumerate(batches):
+            if i % world_size != rank:
+                continue
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
                 logits = model(x)
             metrics.update(logits, y)
     finally:
         model.train(was_training)
+    if world_size > 1:
+        metrics.all_reduce(device)
     return metrics.compute()
 
 
@@ -114,10 +161,15 @@ class _GracefulStop:
 
 
 class _LogAccumulator:
-    """Sums logged values on the device between reads, and remembers the first step with a non-finite loss."""
+    """Sums logged values on the device between reads, and remembers the first step with a non-finite loss.
 
-    def __init__(self, device: torch.device) -> None:
+    In a distributed run a read is collective: the means are averaged over processes, the first bad step is the
+    earliest of any process, and a stop request of any process counts, so all processes act alike.
+    """
+
+    def __init__(self, device: torch.device, distributed_run: bool = False) -> None:
         self.device = device
+        self.distributed_run = distributed_run
         self.sums: dict[str, torch.Tensor | float] = {}
         self.count = 0
         self.first_bad = torch.full((), -1, dtype=torch.long, device=device)
@@ -130,14 +182,23 @@ class _LogAccumulator:
             self.sums[key] = self.sums[key] + value if key in self.sums else value
         self.count += 1
 
-    def read(self) -> tuple[dict[str, float], int]:
-        """Means since the last read, and the first bad step (-1 if none). One host round trip."""
+    def read(self, stop_requested: bool = False) -> tuple[dict[str, float], int, bool]:
+        """Means since the last read, the first bad step (-1 if none) and whether a stop was requested (here, or
+        by any process of a distributed run). One host round trip (and one all-gather when distributed)."""
         keys = list(self.sums)
         tensors = [torch.as_tensor(self.sums[k], dtype=torch.float32, device=self.device) for k in keys]
-        values = torch.stack([*tensors, self.first_bad.float()]).cpu().tolist() if keys else [float(self.first_bad)]
-        means = {k: v / max(self.count, 1) for k, v in zip(keys, values[:-1])}
+        stop = torch.tensor(float(stop_requested), device=self.device)
+        row = torch.stack([*tensors, self.first_bad.float(), stop])
+        if self.distributed_run:
+            rows = distributed.all_gather_rows(row)  # (world_size, keys + 2), identical on every process
+            bad = rows[:, -2]
+            first_bad = torch.where(bad >= 0, bad, torch.full_like(bad, math.inf)).min()
+            first_bad = torch.where(torch.isinf(first_bad), torch.full_like(first_bad, -1.0), first_bad)
+            row = torch.cat([rows[:, :-2].mean(dim=0), first_bad.view(1), rows[:, -1].max().view(1)])
+        values = row.cpu().tolist()
+        means = {k: v / max(self.count, 1) for k, v in zip(keys, values[:-2])}
         self.sums, self.count = {}, 0
-        return means, int(values[-1])
+        return means, int(values[-2]), values[-1] > 0
 
 
 class Trainer:
@@ -162,6 +223,12 @@ class Trainer:
         Logged values are read from the device every ``log_every`` steps, so a non-finite loss is reported up to
         ``log_every`` steps after it happened (the message names the exact step); checkpoints are only written
         after such a read, so a checkpoint never holds weights updated by a non-finite loss.
+
+        In a distributed run (process group initialised, more than one process) build the trainer on every
+        process with a loader sharded by ``rank``/``world_size``; the student is wrapped in
+        ``DistributedDataParallel`` (``train.sync_bn`` converts its batch norms to ``SyncBatchNorm`` first), each
+        process draws its own mixing weights (generators seeded from ``(seed, rank)``), and :meth:`fit`,
+        :meth:`evaluate`, :meth:`save` and :meth:`state_dict` must be called on every process.
     """
 
     def __init__(self, model: nn.Module, method: Method, loader: Any, *, train: TrainConfig | None = None,
@@ -187,51 +254,89 @@ class Trainer:
         self.linearity = linearity
         self.out_dir = Path(self.cfg.out_dir)
 
+        self.distributed = distributed.is_distributed()
+        self.rank, self.world_size = distributed.rank(), distributed.world_size()
+        self.is_main = self.rank == 0
+        if distributed.launched_by_torchrun() and not self.distributed:
+            raise ValueError("this process was started by torchrun as one of several, but the process group is not "
+                             "initialised, so every process would train alone and write the same files; wrap the "
+                             "training in `with ssl_mix.distributed.session(device):` (run_experiment does this) "
+                             "or call ssl_mix.distributed.init(device) before building the Trainer")
+        if self.distributed:
+            _check_sharded(loader, self.rank, self.world_size)
+            if self.cfg.sync_bn and self.device.type == "cpu":
+                raise ValueError("sync_bn needs GPUs (SyncBatchNorm has no CPU implementation); drop --sync-bn or "
+                                 "train on CUDA devices")
+
         self.model = model.to(self.device)
-        if self.cfg.compile:
-            self.student = _try_compile(self.model)
+        if self.distributed:
+            if self.cfg.sync_bn:
+                self.model = nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
+            # Copies process 0's weights everywhere, so the teacher built below starts identical on every process.
+            self.student = distributed.wrap_ddp(self.model, self.device)
         else:
             self.student = self.model
+        if self.cfg.compile:
+            self.student = _try_compile(self.student)
         self.teacher = EMATeacher(self.model, decay=ema_decay, warmup=ema_warmup).to(self.device)
         self.optimizer = build_optimizer(self.model.parameters(), self.optim_cfg)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda s: lr_multiplier(s, self.cfg.steps, self.optim_cfg))
-        self.generator = torch.Generator(device=self.device).manual_seed(self.cfg.seed + 1)
-        self.host_generator = torch.Generator().manual_seed(self.cfg.seed + 2)
+        # Each process mixes its own shard with its own draws; rank 0 keeps the one-process seeds.
+        self.generator = torch.Generator(device=self.device).manual_seed(distributed.rank_seed(self.cfg.seed + 1))
+        self.host_generator = torch.Generator().manual_seed(distributed.rank_seed(self.cfg.seed + 2))
 
         self.step = 0
         self.history: list[dict[str, Any]] = []
         self.best: dict[str, Any] | None = None
         self._last_checkpoint_step: int | None = None
         self._writer = None
+        self._stop_signal: _GracefulStop | None = None
+        self._stop_agreed = False
 
     # ------------------------------------------------------------------------------------------------ loop
     def fit(self) -> dict[str, Any]:
-        """Train until ``train.steps``; returns the final report (also written to ``out_dir/report.json``)."""
+        """Train until ``train.steps``; returns the final report (also written to ``out_dir/report.json``).
+
+        In a distributed run every process calls it and gets the same report, after process 0 wrote its files."""
         from tqdm.auto import tqdm
 
-        self.out_dir.mkdir(parents=True, exist_ok=True)
+        if self.is_main:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
         writer = self._tensorboard()
-        logs = _LogAccumulator(self.device)
+        logs = _LogAccumulator(self.device, distributed_run=self.distributed)
         batches = iter(self.loader)
         self.model.train()
-        progress = tqdm(total=self.cfg.steps, initial=self.step, disable=not self.cfg.progress, unit="step",
-                        dynamic_ncols=True, leave=True)
+        progress = tqdm(total=self.cfg.steps, initial=self.step, disable=not (self.cfg.progress and self.is_main),
+                        unit="step", dynamic_ncols=True, leave=True)
         start = time.perf_counter()
         start_step = self.step
-        stop = _GracefulStop()
+        stop = self._stop_signal = _GracefulStop()
+        self._stop_agreed = False
         try:
             with stop:
                 self._loop(batches, logs, writer, progress, stop)
+        except RuntimeError as err:
+            if self.distributed and not isinstance(err, NonFiniteLossError) and distributed.is_collective_failure(err):
+                raise distributed.DistributedError(
+                    f"process {self.rank} of {self.world_size} stopped after step {self.step}: a collective operation "
+                    f"failed ({str(err).strip().splitlines()[0][:300]}). Another process most likely crashed or was "
+                    f"killed (see its error above), or stopped responding for longer than the timeout "
+                    f"(--dist-timeout, train.dist_timeout). Fix that and continue with --resume from "
+                    f"{self.out_dir / 'last.pt'} (step {self._last_checkpoint_step})."
+                ) from err
+            raise
         finally:
             progress.close()
             writer.flush()
         wall = time.perf_counter() - start
         report = self._report(wall, self.step - start_step)
-        _write_json(self.out_dir / "report.json", report)
+        if self.is_main:
+            _write_json(self.out_dir / "report.json", report)
         self._log_hparams(writer, report)
         writer.close()
         self._writer = None
+        distributed.barrier()  # every process returns once process 0 has written the final files
         return report
 
     def _loop(self, batches, logs: _LogAccumulator, writer, progress, stop: _GracefulStop) -> None:
@@ -242,7 +347,8 @@ class Trainer:
                           x_u.to(self.device, non_blocking=True))
             out = self.train_step(batch)
             logs.add(self.step - 1, out.loss, out.logs)
-            window_images += batch.x_l.shape[0] + (batch.x_u.shape[0] if self.method.uses_unlabeled else 0)
+            window_images += self.world_size * (
+                batch.x_l.shape[0] + (batch.x_u.shape[0] if self.method.uses_unlabeled else 0))
             done = self.step == self.cfg.steps
 
             if self.step % self.cfg.log_every == 0 or done:
@@ -256,7 +362,7 @@ class Trainer:
                                      refresh=False)
                 progress.update(self.step - progress.n)
                 window_start, window_images = now, 0
-            if self.linearity is not None and self.cfg.linearity_every and (
+            if self.linearity is not None and self.cfg.linearity_every and self.is_main and (
                     self.step % self.cfg.linearity_every == 0 or done):
                 for key, value in self.linearity(self.teacher.module).items():
                     writer.add_scalar(f"linearity/{key}", value, self.step)
@@ -272,10 +378,12 @@ class Trainer:
             if (self.cfg.checkpoint_every and self.step % self.cfg.checkpoint_every == 0) or done:
                 self._read_logs(logs)
                 self.save(self.out_dir / "last.pt")
-            if stop.requested is not None:
+            # Processes may see a signal at different steps; they agree at the log reads and stop together there.
+            if (self._stop_agreed if self.distributed else stop.requested is not None):
                 self._read_logs(logs)
                 path = self.save(self.out_dir / "last.pt")
-                raise KeyboardInterrupt(f"training interrupted by signal {stop.requested} after step {self.step}; "
+                by = f"signal {stop.requested}" if stop.requested is not None else "a signal to another process"
+                raise KeyboardInterrupt(f"training interrupted by {by} after step {self.step}; "
                                         f"state saved to {path}; continue with --resume (Trainer.resume())")
 
     def train_step(self, batch: Batch) -> StepOutput:
@@ -289,18 +397,25 @@ class Trainer:
         self.optimizer.step()
         self.scheduler.step()
         self.step += 1
+        if self.distributed:
+            # Batch-norm statistics were updated from each process's own batch: take process 0's everywhere, so
+            # the teacher copies the same buffers on every process.
+            distributed.broadcast_buffers_(self.model)
         self.teacher.update(self.model, self.step)
         return out
 
     # ------------------------------------------------------------------------------------------ evaluation
     def evaluate(self) -> dict[str, dict[str, dict[str, float]]]:
-        """Evaluate student and teacher on every eval set: ``{model: {set: metrics}}``."""
+        """Evaluate student and teacher on every eval set: ``{model: {set: metrics}}``.
+
+        In a distributed run each process evaluates its shard of each set and all get the totals."""
         out: dict[str, dict[str, dict[str, float]]] = {}
         for model_name, model in (("student", self.model), ("teacher", self.teacher.module)):
             out[model_name] = {}
             for set_name, data in self.eval_sets.items():
                 batches = data() if callable(data) else data
-                out[model_name][set_name] = evaluate(model, batches, device=self.device, precision=self.cfg.precision)
+                out[model_name][set_name] = evaluate(model, batches, device=self.device, precision=self.cfg.precision,
+                                                     rank=self.rank, world_size=self.world_size)
         return out
 
     def _evaluate_all(self) -> dict[str, Any]:
@@ -317,7 +432,8 @@ class Trainer:
 
     # -------------------------------------------------------------------------------------------- logging
     def _read_logs(self, logs: _LogAccumulator) -> dict[str, float]:
-        means, first_bad = logs.read()
+        means, first_bad, stop = logs.read(self._stop_signal is not None and self._stop_signal.requested is not None)
+        self._stop_agreed = self._stop_agreed or stop
         if first_bad >= 0:
             kept = (f"the last good checkpoint ({self.out_dir / 'last.pt'}, step {self._last_checkpoint_step}) is "
                     "kept" if self._last_checkpoint_step is not None else "no checkpoint had been written yet")
@@ -328,6 +444,8 @@ class Trainer:
         return means
 
     def _tensorboard(self):
+        if not self.is_main:
+            return _NullWriter()
         if self._writer is None:
             with warnings.catch_warnings():
                 # tensorboard's import path emits deprecation warnings from its dependencies on some versions.
@@ -357,8 +475,12 @@ class Trainer:
 
     # ------------------------------------------------------------------------------------------ checkpoints
     def state_dict(self) -> dict[str, Any]:
-        """Everything needed to continue training exactly where it stopped."""
-        return {
+        """Everything needed to continue training exactly where it stopped.
+
+        In a distributed run this is collective (call it on every process): the top-level random states are
+        process 0's and ``"rank_rng"`` holds every process's, in rank order; the rest is the same everywhere.
+        """
+        state = {
             "format": CHECKPOINT_FORMAT,
             "step": self.step,
             "model": self.model.state_dict(),
@@ -373,27 +495,41 @@ class Trainer:
             "history": self.history,
             "best": self.best,
         }
+        if self.distributed:
+            state["rank_rng"] = distributed.all_gather_objects(
+                {"generator": self.generator.get_state(), "host_generator": self.host_generator.get_state(),
+                 "rng": capture_rng_state()})
+        return state
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Restore a state from :meth:`state_dict` (e.g. a loaded checkpoint)."""
         if state.get("format") != CHECKPOINT_FORMAT:
             raise ValueError(f"unsupported checkpoint format {state.get('format')!r}; expected {CHECKPOINT_FORMAT}")
+        rank_rng = state.get("rank_rng")
+        saved_world = len(rank_rng) if rank_rng is not None else 1
+        if saved_world != self.world_size:
+            raise ValueError(f"cannot resume: the checkpoint was written by a run of {saved_world} process(es) but "
+                             f"this run has {self.world_size}; resume with the same number of processes (torchrun "
+                             "--nproc_per_node and --nnodes), since the data order and random streams depend on it")
+        random_state = rank_rng[self.rank] if rank_rng is not None else state
         self.model.load_state_dict(state["model"])
         self.teacher.load_state_dict(state["teacher"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.loader.load_state_dict(state["loader"])
-        self.generator.set_state(state["generator"].cpu())
-        self.host_generator.set_state(state["host_generator"].cpu())
-        restore_rng_state(state["rng"])
+        self.generator.set_state(random_state["generator"].cpu())
+        self.host_generator.set_state(random_state["host_generator"].cpu())
+        restore_rng_state(random_state["rng"])
         self.step = int(state["step"])
         self.history = list(state.get("history", []))
         self.best = state.get("best")
         self._last_checkpoint_step = self.step
 
     def save(self, path: str | Path) -> Path:
-        """Atomically write a checkpoint of the whole training state."""
-        path = save_checkpoint(self.state_dict(), path)
+        """Atomically write a checkpoint of the whole training state (in a distributed run: call on every process;
+        process 0 writes)."""
+        state = self.state_dict()
+        path = save_checkpoint(state, path) if self.is_main else Path(path)
         if Path(path).name == "last.pt":
             self._last_checkpoint_step = self.step
         return path
@@ -405,13 +541,92 @@ class Trainer:
         return self.step
 
 
+class _NullWriter:
+    """Stands in for the TensorBoard writer on processes other than 0, which log nothing."""
+
+    def add_scalar(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def add_hparams(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _check_sharded(loader: Any, rank: int, world_size: int) -> None:
+    # Loaders without these attributes (user-written) are trusted to shard the data themselves.
+    loader_world, loader_rank = getattr(loader, "world_size", None), getattr(loader, "rank", None)
+    if loader_world is not None and (loader_world, loader_rank) != (world_size, rank):
+        raise ValueError(f"the loader is shard {loader_rank} of {loader_world} but this process is rank {rank} of "
+                         f"{world_size}; build it with rank=ssl_mix.distributed.rank(), "
+                         "world_size=ssl_mix.distributed.world_size() so each process gets its own shard")
+
+
+class _CompiledModel(nn.Module):
+    """A model run through ``torch.compile``, falling back to eager execution when compilation fails.
+
+    ``torch.compile`` only wraps the model; the graph is traced and compiled at the first call with each new
+    input signature, so that is where a missing C++ compiler or an unsupported backend shows up. Such a call is
+    retried eagerly on the same input; if the eager call succeeds, the failure was the compiler's: a
+    ``RuntimeWarning`` says so once and every later call runs eagerly. If the eager call fails too, its error
+    (the model's or the input's fault) propagates. Batch-norm buffers are restored before the retry while
+    calls may still compile, so a compiled graph that ran partly before failing (a graph break) leaves no trace.
+
+    Attribute access reaches the original model (``stages`` for manifold mixup), which is stored as ``_orig_mod``
+    like ``torch.compile``'s own wrapper, so :class:`~ssl_mix.EMATeacher` and checkpoints see the plain model.
+    """
+
+    # Calls that snapshot buffers: covers the compilations of the labeled, unlabeled and mixed batch shapes and
+    # the dynamic-shape recompilation that follows them.
+    GUARDED_CALLS = 8
+
+    def __init__(self, model: nn.Module, compiled: Any) -> None:
+        super().__init__()
+        self._orig_mod = model
+        object.__setattr__(self, "_compiled", compiled)  # not a submodule: parameters stay registered once
+        self.eager = False
+        self._calls = 0
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            return getattr(self._modules["_orig_mod"], name)
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        if self.eager:
+            return self._orig_mod(*args, **kwargs)
+        snapshot = None
+        if self._calls < self.GUARDED_CALLS:
+            snapshot = [b.detach().clone() for b in self._orig_mod.buffers()]
+        self._calls += 1
+        try:
+            return self._compiled(*args, **kwargs)
+        except Exception as err:  # noqa: BLE001 - decided by the eager retry below
+            if snapshot is not None:
+                with torch.no_grad():
+                    for buffer, saved in zip(self._orig_mod.buffers(), snapshot):
+                        buffer.copy_(saved)
+            out = self._orig_mod(*args, **kwargs)  # raises if the fault is not the compiler's
+            self.eager = True
+            warnings.warn(f"torch.compile failed ({type(err).__name__}: {str(err).strip()[:300]}); training "
+                          "eagerly instead", RuntimeWarning, stacklevel=2)
+            return out
+
+
 def _try_compile(model: nn.Module) -> nn.Module:
+    """``model`` behind :class:`_CompiledModel`, or ``model`` itself (with a warning) if wrapping fails."""
     try:
-        return torch.compile(model)
-    except Exception as err:  # noqa: BLE001 - any backend failure means "run eagerly"
+        compiled = torch.compile(model)
+    except Exception as err:  # noqa: BLE001 - any failure to wrap means "run eagerly"
         warnings.warn(f"torch.compile is unavailable here ({err}); training eagerly instead", RuntimeWarning,
                       stacklevel=3)
         return model
+    return _CompiledModel(model, compiled)
 
 
 def _short_accuracy(record: dict[str, Any]) -> str:

@@ -81,3 +81,17 @@ def test_linearity_benchmark_writes_results_and_plots(tiny_folder, tmp_path):
     assert results["ict4"]["curves"], "non-linearity logged during training"
     for name in ("final_shared.png", "final_example.png", "curves_erm.png"):
         assert (out / name).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_linearity_benchmark_measures_finished_grid_runs(tiny_folder, tmp_path):
+    lb, lin = _load("label_budget"), _load("linearity")
+    runs = tmp_path / "runs"
+    assert lb.main(["run", "--data-root", str(tiny_folder), "--methods", "erm,ict2", "--budgets", "10", "--seeds", "1",
+                    "--steps", "2", "--device", "cpu", "--records", str(tmp_path / "r.jsonl"),
+                    "--runs-dir", str(runs)]) == 0
+    out = tmp_path / "out"
+    assert lin.main(["--data-root", str(tiny_folder), "--num-labels", "10", "--seed", "1", "--num-pairs", "8",
+                     "--methods", "erm,ict2", "--device", "cpu", "--out", str(out), "--from-runs", str(runs)]) == 0
+    record = json.loads((out / "results.json").read_text())
+    assert record["from_runs"] == str(runs) and set(record["results"]) == {"erm", "ict2"}
+    assert not record["results"]["erm"]["curves"]

@@ -95,3 +95,15 @@ def test_from_file(tmp_path):
         Config.from_file(path)
     with pytest.raises(FileNotFoundError, match="does not exist"):
         Config.from_file(tmp_path / "missing.json")
+
+
+def test_joint_forward_is_an_ict_option_plumbed_to_the_method():
+    from ssl_mix.experiment import build_method
+
+    method = build_method(MethodConfig(name="ict", joint_forward=True), num_classes=10, total_steps=10)
+    assert method.joint_forward is True
+    assert build_method(MethodConfig(), num_classes=10, total_steps=10).joint_forward is False
+    with pytest.raises(ValueError, match="joint_forward applies to the ict method"):
+        MethodConfig(name="mixup", joint_forward=True)
+    with pytest.raises(TypeError, match="joint_forward must be a bool"):
+        MethodConfig(joint_forward=1)

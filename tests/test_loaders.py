@@ -281,3 +281,43 @@ def test_tensor_loader_on_cuda_stays_on_device_without_host_syncs():
     resumed = make()
     resumed.load_state_dict({**loader.state_dict(), "step": 2})
     assert _same([next(iter(resumed))], [(x_l, y_l, x_u)])
+
+
+@pytest.mark.parametrize("kind", ["tensor", "torch"])
+def test_shards_are_disjoint_and_together_form_the_batch_of_one_process(kind):
+    labeled, unlabeled, spec = _indexed(10), _indexed(13), _identity_spec(1)
+
+    def make(batch_size, rank=0, world_size=1):
+        if kind == "tensor":
+            return TensorDualLoader(labeled, unlabeled, spec, batch_size=batch_size, mu=2, seed=4, augment=False,
+                                    rank=rank, world_size=world_size)
+        return TorchDualLoader(arrays_dataset(labeled, spec), arrays_dataset(unlabeled, spec, labeled=False),
+                               batch_size=batch_size, mu=2, seed=4, rank=rank, world_size=world_size)
+
+    steps = 6  # 3 x 6 x 3 = 54 labeled draws: several epochs, with batches across epoch boundaries
+    shards = [_take(make(3, r, 3), steps) for r in range(3)]
+    whole = _take(make(9), steps)
+    for s in range(steps):
+        for stream in (0, 1, 2):
+            assert torch.equal(torch.cat([shards[r][s][stream] for r in range(3)]), whole[s][stream])
+    for e in range(5):  # each labeled epoch is split among the ranks without overlap
+        epoch = [i for s in range(steps) for r in range(3) for i in _ids(shards[r][s][0])][e * 10:(e + 1) * 10]
+        assert sorted(epoch) == list(range(10))
+
+
+def test_shard_arguments_and_resume_are_checked():
+    labeled, unlabeled, spec = _indexed(10), _indexed(12), _identity_spec(1)
+    for rank, world_size in [(2, 2), (0, 0), (-1, 2)]:
+        with pytest.raises(ValueError, match="need world_size >= 1 and 0 <= rank < world_size"):
+            TensorDualLoader(labeled, unlabeled, spec, batch_size=2, seed=0, rank=rank, world_size=world_size)
+    with pytest.raises(TypeError, match="rank must be an int"):
+        TorchDualLoader(arrays_dataset(labeled, spec), arrays_dataset(unlabeled, spec), batch_size=2, seed=0,
+                        rank="0")
+    shard = TensorDualLoader(labeled, unlabeled, spec, batch_size=2, seed=0, rank=1, world_size=2)
+    single = TensorDualLoader(labeled, unlabeled, spec, batch_size=2, seed=0)
+    assert shard.state_dict()["world_size"] == 2
+    with pytest.raises(ValueError, match=r"one of 1 process\(es\) but this one is one of 2; .* resume with the same"):
+        shard.load_state_dict(single.state_dict())
+    old = {k: v for k, v in single.state_dict().items() if k != "world_size"}  # written before sharding existed
+    single.load_state_dict({**old, "step": 3})
+    assert single.step == 3

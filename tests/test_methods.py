@@ -113,3 +113,33 @@ def test_bad_arguments(make, match):
 def test_ict_without_teacher_is_an_error():
     with pytest.raises(ValueError, match="ICT needs the EMA teacher"):
         ICT().loss(_model(), _batch(), _ctx())
+
+
+@pytest.mark.parametrize("supervised", ["plain", "mixup"])
+def test_ict_joint_forward_equals_separate_forwards_in_eval_mode(supervised):
+    # Without batch statistics every example's logits depend on that example alone, so one pass on the
+    # concatenation is the same computation as two passes; the random draws happen in the same order too.
+    model, batch = _model(), _batch()
+    teacher = EMATeacher(_model(seed=1))
+    losses = [ICT(k=3, supervised=supervised, teacher_mode="eval", joint_forward=joint).loss(
+        model, batch, _ctx(seed=3, teacher=teacher)) for joint in (False, True)]
+    assert torch.equal(losses[0].loss, losses[1].loss)
+    assert torch.equal(losses[0].logs["loss/consistency"], losses[1].logs["loss/consistency"])
+
+
+def test_ict_joint_forward_in_train_mode_normalises_with_shared_batch_statistics():
+    model, batch = _model().train(), _batch()
+    teacher = EMATeacher(_model(seed=1))
+    separate = ICT(k=2, teacher_mode="eval").loss(model, batch, _ctx(seed=3, teacher=teacher)).loss
+    joint = ICT(k=2, teacher_mode="eval", joint_forward=True).loss(model, batch, _ctx(seed=3, teacher=teacher)).loss
+    # Batch norm sees the union of the labeled and mixed batches: a different function, so a different loss.
+    assert not torch.allclose(separate, joint)
+    plan = sample_mix_plan(8, 2, 1.0, generator=torch.Generator().manual_seed(3))
+    logits = model(torch.cat([batch.x_l, plan.apply(batch.x_u)]))
+    expected = F.cross_entropy(logits[:6], batch.y_l) + 100.0 * ict_consistency(logits[6:], teacher(batch.x_u), plan)
+    assert torch.allclose(joint, expected)
+
+
+def test_ict_joint_forward_must_be_a_bool():
+    with pytest.raises(TypeError, match="joint_forward must be a bool"):
+        ICT(joint_forward="yes")

@@ -6,6 +6,12 @@ steps. Each stream walks through its own random permutation of its examples, epo
 reaches the end of a permutation continues at the start of the next, so every example is seen once per epoch
 and every batch is full.
 
+Distributed training shards both streams: with ``world_size`` processes, each step draws one global batch of
+``world_size * B`` positions from the stream and process ``rank`` takes positions ``rank * B`` to
+``(rank + 1) * B`` of it. Every process computes the same permutations from the seed, so the shards are disjoint,
+no process needs to talk to another, and the union of the shards of a step, in rank order, is the batch of a
+single loader with batch size ``world_size * B``.
+
 Every random choice is a function of ``(seed, stream, epoch)`` (permutations) or ``(seed, stream, step)`` /
 ``(seed, stream, epoch, position)`` (augmentation), never of a running generator. The position of a loader is
 therefore one counter, the step: :meth:`state_dict` saves it and :meth:`load_state_dict` on a fresh loader
@@ -105,11 +111,27 @@ def _check_seed(seed: int) -> int:
     return int(seed)
 
 
-class _Stream:
-    """Which examples a stream (labeled or unlabeled) takes at each step: a pure function of the step."""
+def _check_shard(rank: int, world_size: int) -> tuple[int, int]:
+    for name, value in (("rank", rank), ("world_size", world_size)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+            raise TypeError(f"{name} must be an int, got {type(value).__name__} ({value!r})")
+    if world_size < 1 or not 0 <= rank < world_size:
+        raise ValueError(f"need world_size >= 1 and 0 <= rank < world_size, got rank={rank!r}, "
+                         f"world_size={world_size!r}; under torchrun pass ssl_mix.distributed.rank() and "
+                         "ssl_mix.distributed.world_size()")
+    return int(rank), int(world_size)
 
-    def __init__(self, size: int, batch: int, seed: int, stream: int) -> None:
+
+class _Stream:
+    """Which examples a stream (labeled or unlabeled) takes at each step: a pure function of the step.
+
+    With ``world_size`` processes, step ``s`` of process ``rank`` takes ``batch`` positions starting at
+    ``(s * world_size + rank) * batch`` of the endless sequence of epoch permutations.
+    """
+
+    def __init__(self, size: int, batch: int, seed: int, stream: int, rank: int = 0, world_size: int = 1) -> None:
         self.size, self.batch, self.seed, self.stream = size, batch, seed, stream
+        self.rank, self.world_size = rank, world_size
 
     def permutation(self, epoch: int) -> torch.Tensor:
         # Drawn on the CPU so that a run sees the same examples on any device.
@@ -118,7 +140,7 @@ class _Stream:
 
     def segments(self, step: int) -> list[tuple[int, int, int]]:
         """``(epoch, start, stop)`` slices of epoch permutations that make up the batch of ``step``."""
-        consumed, need, out = step * self.batch, self.batch, []
+        consumed, need, out = (step * self.world_size + self.rank) * self.batch, self.batch, []
         while need:
             epoch, start = divmod(consumed, self.size)
             stop = min(self.size, start + need)
@@ -130,7 +152,7 @@ class _Stream:
 def _state(loader: Any) -> dict:
     return {"version": _STATE_VERSION, "step": loader.step, "seed": loader.seed,
             "sizes": [loader._streams[0].size, loader._streams[1].size],
-            "batch_sizes": [loader.batch_size, loader.unlabeled_batch_size]}
+            "batch_sizes": [loader.batch_size, loader.unlabeled_batch_size], "world_size": loader.world_size}
 
 
 def _check_state(loader: Any, state: dict) -> int:
@@ -142,6 +164,11 @@ def _check_state(loader: Any, state: dict) -> int:
         if list(np.atleast_1d(state.get(key))) != list(np.atleast_1d(expected[key])):
             raise ValueError(f"cannot resume: the saved loader had {key}={state.get(key)!r} but this one has "
                              f"{expected[key]!r}; resuming needs the same data, batch sizes and seed")
+    saved_world = state.get("world_size", 1)  # states written before sharding existed come from one process
+    if saved_world != loader.world_size:
+        raise ValueError(f"cannot resume: the saved loader was one of {saved_world} process(es) but this one is one of "
+                         f"{loader.world_size}; the data order depends on the number of processes, so resume with "
+                         f"the same number (torchrun --nproc_per_node / --nnodes)")
     if state["step"] < 0:
         raise ValueError(f"loader state has a negative step {state['step']}")
     return state["step"]
@@ -159,16 +186,21 @@ class TensorDualLoader:
         seed: non-negative int; all randomness derives from it, the stream and the step.
         device: where images are held and batches are produced.
         augment: random crop + flip of both streams (False: normalisation only).
+        rank, world_size: this process's shard in distributed training (default: the whole stream). Each step
+            yields ``batch_size`` labeled and ``unlabeled_batch_size`` unlabeled examples per process, so the
+            global batch is ``world_size`` times larger; the shards are disjoint (see the module docstring).
 
     Note:
         The loader holds its position; every ``iter(loader)`` continues from it (and iterators share it).
         Batch order and content depend only on ``seed`` and the data, not on the device: permutations are
-        drawn on the CPU; augmentation is drawn on ``device`` (so CPU and CUDA runs differ in crops and flips).
+        drawn on the CPU; augmentation is drawn on ``device`` (so CPU and CUDA runs differ in crops and flips)
+        and, with ``world_size > 1``, also depends on ``rank``.
     """
 
     def __init__(self, labeled: ImageArrays, unlabeled: ImageArrays, spec: DataSpec, *, batch_size: int,
                  unlabeled_batch_size: int | None = None, mu: float | None = None, seed: int,
-                 device: torch.device | str = "cpu", augment: bool = True) -> None:
+                 device: torch.device | str = "cpu", augment: bool = True, rank: int = 0,
+                 world_size: int = 1) -> None:
         if not isinstance(labeled, ImageArrays) or not isinstance(unlabeled, ImageArrays):
             raise TypeError(f"labeled and unlabeled must be ImageArrays (see arrays_from_tensors / load_arrays), got "
                             f"{type(labeled).__name__} and {type(unlabeled).__name__}; use TorchDualLoader for "
@@ -190,14 +222,16 @@ class TensorDualLoader:
             raise ValueError(f"augment must be a bool, got {augment!r}")
         self.batch_size, self.unlabeled_batch_size = _batch_sizes(batch_size, unlabeled_batch_size, mu)
         self.seed = _check_seed(seed)
+        self.rank, self.world_size = _check_shard(rank, world_size)
         self.spec, self.augment = spec, augment
         self.device = torch.device(device)
         self._images = (labeled.images.to(self.device), unlabeled.images.to(self.device))
         self._targets = labeled.targets.to(self.device)
         self._mean = torch.tensor(spec.mean, dtype=torch.float32, device=self.device)
         self._std = torch.tensor(spec.std, dtype=torch.float32, device=self.device)
-        self._streams = (_Stream(len(labeled), self.batch_size, self.seed, _LABELED),
-                         _Stream(len(unlabeled), self.unlabeled_batch_size, self.seed, _UNLABELED))
+        self._streams = (_Stream(len(labeled), self.batch_size, self.seed, _LABELED, self.rank, self.world_size),
+                         _Stream(len(unlabeled), self.unlabeled_batch_size, self.seed, _UNLABELED, self.rank,
+                                 self.world_size))
         self._permutations: list[dict[int, torch.Tensor]] = [{}, {}]
         self._generator = torch.Generator(device=self.device)
         self.step = 0
@@ -207,7 +241,12 @@ class TensorDualLoader:
         if epoch not in cache:
             if len(cache) > 2:  # keep the current and next epochs
                 del cache[min(cache)]
-            cache[epoch] = self._streams[stream].permutation(epoch).to(self.device)
+            permutation = self._streams[stream].permutation(epoch)
+            if self.device.type == "cuda":
+                # A pageable host-to-device copy waits for the device to drain: with few labels (a new epoch every
+                # few steps) that is a host round trip every few steps. From pinned memory the copy is queued.
+                permutation = permutation.pin_memory()
+            cache[epoch] = permutation.to(self.device, non_blocking=True)
         return cache[epoch]
 
     def _indices(self, stream: int, step: int) -> torch.Tensor:
@@ -216,7 +255,9 @@ class TensorDualLoader:
 
     def _prepare(self, images: torch.Tensor, stream: int, step: int) -> torch.Tensor:
         if self.augment:
-            self._generator.manual_seed(derive_seed(self.seed, stream, _AUGMENT, step))
+            # One process keeps the single-process key; shards key their draws by rank too.
+            key = (step,) if self.world_size == 1 else (step, self.rank)
+            self._generator.manual_seed(derive_seed(self.seed, stream, _AUGMENT, *key))
             images = random_crop_flip(images, self.spec.crop_padding, self.spec.flip, generator=self._generator,
                                       padding_mode=self.spec.padding_mode)
         return normalize(images, self._mean, self._std)
@@ -225,9 +266,10 @@ class TensorDualLoader:
         """The batch of a given step, without moving the loader's position (iteration yields ``batch(step)``)."""
         index_l = self._indices(_LABELED, step)
         index_u = self._indices(_UNLABELED, step)
-        x_l = self._prepare(self._images[_LABELED][index_l], _LABELED, step)
-        x_u = self._prepare(self._images[_UNLABELED][index_u], _UNLABELED, step)
-        return x_l, self._targets[index_l], x_u
+        # index_select, not advanced indexing: on the CPU, images[index] costs ~10x more for a batch of rows.
+        x_l = self._prepare(self._images[_LABELED].index_select(0, index_l), _LABELED, step)
+        x_u = self._prepare(self._images[_UNLABELED].index_select(0, index_u), _UNLABELED, step)
+        return x_l, self._targets.index_select(0, index_l), x_u
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
         while True:
@@ -237,11 +279,12 @@ class TensorDualLoader:
             yield out
 
     def state_dict(self) -> dict:
-        """``{"version", "step", "seed", "sizes", "batch_sizes"}``: the position and what it is valid for."""
+        """``{"version", "step", "seed", "sizes", "batch_sizes", "world_size"}``: the position and what it is valid
+        for. The step is the same on every process of a distributed run, so any process's state resumes all."""
         return _state(self)
 
     def load_state_dict(self, state: dict) -> None:
-        """Continue from a saved position; the seed, data sizes and batch sizes must match."""
+        """Continue from a saved position; the seed, data sizes, batch sizes and number of processes must match."""
         self.step = _check_state(self, state)
 
 
@@ -354,6 +397,7 @@ class TorchDualLoader:
         device: where batches are delivered.
         pin_memory: pin batches for fast asynchronous copies; default True when ``device`` is CUDA.
         prefetch_factor: batches each worker loads ahead (DataLoader's default when None).
+        rank, world_size: this process's shard in distributed training, as in :class:`TensorDualLoader`.
 
     Note:
         Each sample is loaded and transformed with torch's CPU generator, ``random`` and NumPy's global
@@ -367,7 +411,7 @@ class TorchDualLoader:
                  unlabeled_batch_size: int | None = None, mu: float | None = None, seed: int,
                  transform: Callable[[Any], Any] | None = None, num_workers: int = 0,
                  device: torch.device | str = "cpu", pin_memory: bool | None = None,
-                 prefetch_factor: int | None = None) -> None:
+                 prefetch_factor: int | None = None, rank: int = 0, world_size: int = 1) -> None:
         sizes = []
         for name, ds in (("labeled", labeled), ("unlabeled", unlabeled)):
             try:
@@ -383,13 +427,15 @@ class TorchDualLoader:
             raise TypeError(f"transform must be callable, got {type(transform).__name__}")
         self.batch_size, self.unlabeled_batch_size = _batch_sizes(batch_size, unlabeled_batch_size, mu)
         self.seed = _check_seed(seed)
+        self.rank, self.world_size = _check_shard(rank, world_size)
         self.device = torch.device(device)
         self.num_workers = num_workers
         self.pin_memory = self.device.type == "cuda" if pin_memory is None else bool(pin_memory)
         self.prefetch_factor = prefetch_factor
         self._dataset = _DualDataset(labeled, unlabeled, transform)
-        self._streams = (_Stream(sizes[0], self.batch_size, self.seed, _LABELED),
-                         _Stream(sizes[1], self.unlabeled_batch_size, self.seed, _UNLABELED))
+        self._streams = (_Stream(sizes[0], self.batch_size, self.seed, _LABELED, self.rank, self.world_size),
+                         _Stream(sizes[1], self.unlabeled_batch_size, self.seed, _UNLABELED, self.rank,
+                                 self.world_size))
         self._version = 0
         self.step = 0
 
@@ -418,11 +464,12 @@ class TorchDualLoader:
                 del batches  # shuts the worker processes down
 
     def state_dict(self) -> dict:
-        """``{"version", "step", "seed", "sizes", "batch_sizes"}``: the position and what it is valid for."""
+        """``{"version", "step", "seed", "sizes", "batch_sizes", "world_size"}``: the position and what it is valid
+        for (the same on every process of a distributed run)."""
         return _state(self)
 
     def load_state_dict(self, state: dict) -> None:
-        """Continue from a saved position; the seed, dataset sizes and batch sizes must match."""
+        """Continue from a saved position; the seed, dataset sizes, batch sizes and number of processes must match."""
         self.step = _check_state(self, state)
         self._version += 1
 

@@ -241,8 +241,24 @@ def forward_mixed(model: nn.Module, x: torch.Tensor, plan: MixPlan, layer: Layer
 
     Note:
         With batch norm in train mode the statistics of the stages after ``layer`` are those of the mixed
-        batch, as in manifold mixup. Mix the targets with the same plan.
+        batch, as in manifold mixup. Mix the targets with the same plan. A model wrapped as
+        ``DistributedDataParallel(ssl_mix.distributed.MixableModule(model))`` (as the trainer does under
+        torchrun) runs the mixed pass through the wrapper's ``forward``, so that its gradients are averaged
+        across processes.
     """
+    inner = getattr(model, "_orig_mod", model)  # a torch.compile'd model keeps the original in _orig_mod
+    if isinstance(inner, nn.parallel.DistributedDataParallel):
+        from ssl_mix.distributed import MixableModule
+
+        if not isinstance(inner.module, MixableModule):
+            raise TypeError(
+                "forward_mixed on a DistributedDataParallel model needs it built as DistributedDataParallel("
+                "ssl_mix.distributed.MixableModule(model)) (ssl_mix.distributed.wrap_ddp does this): a pass that "
+                f"runs the stages one by one would bypass DDP's gradient averaging. Got a DDP of "
+                f"{type(inner.module).__name__}."
+            )
+        # DDP averages gradients only for passes through its forward; MixableModule.forward runs this function.
+        return model(x, plan, layer)
     stages = get_stages(model)
     layer = _resolve_layer(model, layer, len(stages))
     if not hasattr(plan, "apply"):
