@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
               + "  ".join(f"{k}={v:.4f}" for k, v in values["shared"].items()), flush=True)
     for norm in ("shared", "example"):
         plot_linearity_comparison({m: r["nonlinearity"][norm] for m, r in results.items()}, out / f"final_{norm}.png",
-                                  title=f"Per-layer non-linearity of the EMA teacher ({norm} normalisation)")
+                                  title=f"EMA teacher, per-layer non-linearity ({norm})")
     record = {
         "command": shlex.join([sys.executable, *sys.argv]),
         "commit": _commit(), "torch": torch.__version__, "hardware": _hardware(),

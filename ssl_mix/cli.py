@@ -189,7 +189,7 @@ def _run_eval(args: argparse.Namespace) -> int:
 
 
 def _add_demo(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--seeds", type=int, default=3, help="number of seeds (runs per method)")
+    p.add_argument("--seeds", type=int, default=5, help="number of seeds (runs per method)")
     p.add_argument("--steps", type=int, help="override the demo's training steps")
     p.add_argument("--num-labels", type=int, help="override the demo's label budget (default: the demo preset's)")
     p.add_argument("--out", default="runs/demo", help="where TensorBoard logs and checkpoints go")

@@ -457,7 +457,7 @@ PRESETS: dict[str, Config] = {
         method=MethodConfig(name="ict", k=2, alpha=1.0, consistency_weight=100.0, ramp="sigmoid",
                             ramp_fraction=0.25, ema_decay=0.99),
         optim=OptimConfig(optimizer="sgd", lr=0.05, weight_decay=5e-4),
-        train=TrainConfig(steps=400, eval_every=400, log_every=25, checkpoint_every=0),
+        train=TrainConfig(steps=800, eval_every=800, log_every=50, checkpoint_every=0),
     ),
 }
 

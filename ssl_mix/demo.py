@@ -19,7 +19,7 @@ __all__ = ["run_demo", "format_table"]
 DEMO_METHODS = ("erm", "ict")
 
 
-def run_demo(seeds: Sequence[int] = (0, 1, 2), *, steps: int | None = None, num_labels: int | None = None,
+def run_demo(seeds: Sequence[int] = (0, 1, 2, 3, 4), *, steps: int | None = None, num_labels: int | None = None,
              out_dir: str | Path = "runs/demo", progress: bool = False, device: str = "auto",
              base: Config | None = None) -> dict[str, Any]:
     """Train ERM and ICT on the digits demo for each seed.

@@ -151,7 +151,8 @@ def test_fused_and_foreach_optimisers_take_the_same_steps(optimizer):
     torch.manual_seed(0)
     models = [create_model("cnn-small", 10, in_channels=1) for _ in range(2)]
     models[1].load_state_dict(models[0].state_dict())
-    optimizers = [build_optimizer(models[0].parameters(), cfg), build_optimizer(models[1].parameters(), cfg, fused=False)]
+    optimizers = [build_optimizer(models[0].parameters(), cfg),
+                  build_optimizer(models[1].parameters(), cfg, fused=False)]
     assert optimizers[0].defaults["fused"] is True  # picked automatically for CPU (and CUDA) parameters
     assert optimizers[1].defaults["foreach"] is True and not optimizers[1].defaults["fused"]
     g = torch.Generator().manual_seed(0)
@@ -184,7 +185,8 @@ def test_compile_falls_back_to_eager_when_compilation_fails_at_the_first_call(tm
     compiled = build_trainer(_cfg(tmp_path / "compiled", "ict", compile=True), digits_data)
     assert compiled.student is not compiled.model and compiled.student.stages is compiled.model.stages
     batch = Batch(*eager.loader.batch(0))
-    with pytest.warns(RuntimeWarning, match=r"torch.compile failed \(RuntimeError: InvalidCxxCompiler.*training eagerly"):
+    expected = r"torch.compile failed \(RuntimeError: InvalidCxxCompiler.*training eagerly"
+    with pytest.warns(RuntimeWarning, match=expected):
         out = compiled.train_step(batch)
     assert torch.equal(out.loss, eager.train_step(batch).loss)
     compiled.train_step(Batch(*eager.loader.batch(1)))  # eager from now on, without another warning
