@@ -27,10 +27,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import shlex
 import statistics
-import subprocess
 import sys
 import tarfile
 import time
@@ -39,6 +37,7 @@ from pathlib import Path
 import torch
 
 import ssl_mix
+from provenance import git_commit, hardware_summary
 from ssl_mix import Config, load_run_data, preset, run_experiment
 
 METHODS = {
@@ -100,36 +99,18 @@ def _key(record: dict) -> tuple:
 
 
 def read_records(path: Path) -> list[dict]:
-    """All records of a JSON-lines file (an unfinished last line, from a kill mid-write, is ignored)."""
+    """The records of a JSON-lines file, one per grid cell (the first one written when grids run in parallel
+    wrote a cell twice); an unfinished line, from a kill mid-write, is ignored."""
     if not path.exists():
         return []
-    records = []
+    records: dict[tuple, dict] = {}
     for line in path.read_text().splitlines():
         try:
-            records.append(json.loads(line))
+            record = json.loads(line)
         except json.JSONDecodeError:
             continue
-    return records
-
-
-def hardware() -> str:
-    if torch.cuda.is_available():
-        return torch.cuda.get_device_name(0)
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return f"{line.split(':', 1)[1].strip()} ({torch.get_num_threads()} threads)"
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def git_commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                              cwd=Path(__file__).parent, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
+        records.setdefault(_key(record), record)
+    return list(records.values())
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -179,7 +160,9 @@ def make_record(args: argparse.Namespace, cfg: Config, method: str, report: dict
         "student_best": best["student"], "teacher_best": best["teacher"],
         "selected": report.get("best"),
         "wall_time_s": wall, "images_per_s": images * cfg.train.steps / wall,
-        "hardware": hardware(), "torch": torch.__version__, "ssl_mix": ssl_mix.__version__, "commit": git_commit(),
+        "hardware": hardware_summary(cfg.train.device if cfg.train.device != "auto" else
+                                      ("cuda" if torch.cuda.is_available() else "cpu")),
+        "torch": torch.__version__, "ssl_mix": ssl_mix.__version__, "commit": git_commit(),
         "command": shlex.join([sys.executable, *sys.argv]),
         "data_note": args.data_note,
     }

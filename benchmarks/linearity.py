@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 
 import ssl_mix
+from provenance import git_commit, hardware_summary
 from ssl_mix import (
     load_run_data,
     measure_linearity,
@@ -95,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
                                   title=f"EMA teacher, per-layer non-linearity ({norm})")
     record = {
         "command": shlex.join([sys.executable, *sys.argv]),
-        "commit": _commit(), "torch": torch.__version__, "hardware": _hardware(),
+        "commit": git_commit(), "torch": torch.__version__, "hardware": hardware_summary(args.device if args.device != "auto" else "cpu"),
         "dataset": args.dataset, "data_root": args.data_root, "num_labels": args.num_labels, "steps": args.steps,
         "seed": args.seed, "num_pairs": args.num_pairs, "wall_time_s": time.perf_counter() - start,
         "from_runs": args.from_runs,
@@ -104,23 +105,6 @@ def main(argv: list[str] | None = None) -> int:
     (out / "results.json").write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
     print(f"wrote {out}/results.json and plots")
     return 0
-
-
-def _commit() -> str:
-    import subprocess
-
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                              cwd=Path(__file__).parent, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
-def _hardware() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []:
-        if line.startswith("model name"):
-            return f"{line.split(':', 1)[1].strip()} ({torch.get_num_threads()} threads)"
-    return "unknown"
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ from pathlib import Path
 import torch
 import torchvision
 
+from provenance import cpu_model, git_commit
 from ssl_mix.data import (
     ImageArrays,
     TensorDualLoader,
@@ -38,25 +39,6 @@ from ssl_mix.data import (
 
 REPO = Path(__file__).resolve().parents[1]
 CIFAR10_JPEG = REPO.parent / "shared/data/cifar10-jpeg/cifar10-jpeg.tar.xz"
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def _git_commit() -> str | None:
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True)
-        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=REPO, capture_output=True, text=True).stdout
-        return out.stdout.strip() + ("+dirty" if dirty.strip() else "")
-    except (OSError, subprocess.CalledProcessError):
-        return None  # not a git checkout, or no commit yet
 
 
 def _images(source: str, num_images: int) -> ImageArrays:
@@ -132,8 +114,8 @@ def main(argv: list[str] | None = None) -> dict:
     record = {
         "benchmark": "dual loader throughput (one step = one labeled + one unlabeled batch)",
         "command": " ".join(["python", *sys.argv]) if argv is None else " ".join(["python", __file__, *argv]),
-        "git_commit": _git_commit(),
-        "hardware": {"cpu": _cpu_model(), "logical_cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+        "git_commit": git_commit(),
+        "hardware": {"cpu": cpu_model(), "logical_cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
                      "device": args.device},
         "torch_version": torch.__version__,
         "torchvision_version": torchvision.__version__,

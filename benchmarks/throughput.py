@@ -48,6 +48,7 @@ from PIL import Image
 from torch import nn
 
 import ssl_mix
+from provenance import git_commit, hardware
 from ssl_mix import (
     Batch,
     ImageArrays,
@@ -65,46 +66,6 @@ from ssl_mix import (
 REPO = Path(__file__).resolve().parents[1]
 CIFAR10_JPEG = REPO.parent / "shared/data/cifar10-jpeg/cifar10-jpeg.tar.xz"
 METHODS = {"erm": ("erm", 2), "mixup": ("mixup", 2), "ict2": ("ict", 2), "ict4": ("ict", 4)}
-
-
-# --------------------------------------------------------------------------------------------- provenance
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def _git_commit() -> str | None:
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True)
-        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=REPO, capture_output=True, text=True).stdout
-        return out.stdout.strip() + ("+dirty" if dirty.strip() else "")
-    except (OSError, subprocess.CalledProcessError):
-        return None  # not a git checkout
-
-
-def _cpu_features() -> list[str]:
-    """The /proc/cpuinfo flags that decide which CPU kernels run (vector width, bfloat16 and AMX units)."""
-    wanted = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                return [f for f in wanted if f in line.split(":", 1)[1].split()]
-    except OSError:
-        pass
-    return []
-
-
-def _hardware(device: torch.device) -> dict:
-    info = {"cpu": _cpu_model(), "cpu_features": _cpu_features(), "logical_cpus": os.cpu_count(),
-            "torch_threads": torch.get_num_threads(), "device": str(device)}
-    if device.type == "cuda":
-        info["gpu"] = torch.cuda.get_device_name(device)
-    return info
 
 
 # ------------------------------------------------------------------------------------------------- data
@@ -415,8 +376,8 @@ def main(argv: list[str] | None = None) -> dict:
     record = {
         "benchmark": "training-step throughput: ours vs floor (model work only) vs naive, interleaved",
         "command": " ".join(["python", *sys.argv]) if argv is None else " ".join(["python", __file__, *argv]),
-        "git_commit": _git_commit(),
-        "hardware": _hardware(device),
+        "git_commit": git_commit(),
+        "hardware": hardware(device),
         "load_average_1_5_15": {"start": [round(v, 2) for v in load_before],
                                 "end": [round(v, 2) for v in os.getloadavg()]},
         "torch_version": torch.__version__,

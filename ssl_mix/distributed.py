@@ -27,9 +27,9 @@ What changes when several processes train
   many examples: the global batch is N x the per-process batch. The learning rate is not rescaled; scale it
   yourself if you keep the number of steps (e.g. linearly with N).
 * Data: every process computes the same per-epoch permutation of each stream from the seed and takes its own
-  slice of each step's global batch (process r: positions r*B to (r+1)*B of the N*B drawn in that step). The
+  slice of each step's global batch (process r: positions ``r*B`` to ``(r+1)*B`` of the ``N*B`` drawn in that step). The
   shards are disjoint, and a run on N processes with batch B sees, step by step, the examples of a one-process
-  run with batch N*B. The tensor loader keys its crop and flip draws by step and rank; the torch loader keys
+  run with batch ``N*B``. The tensor loader keys its crop and flip draws by step and rank; the torch loader keys
   them by position in the stream, as in one process.
 * Device and backend: CUDA runs use ``cuda:LOCAL_RANK`` (one GPU per process) and NCCL; CPU runs use gloo.
 * Gradients are averaged over processes in the backward pass, so every process holds the same student and

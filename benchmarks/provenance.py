@@ -1,0 +1,65 @@
+"""Provenance for benchmark result files: which code, on which hardware, with which software.
+
+Every results file under ``benchmarks/results/`` records the command, git commit, hardware and torch version
+(airbench-style headers), so a number can be traced back and measured again.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def cpu_model() -> str:
+    """The CPU model name from /proc/cpuinfo (or what ``platform`` knows)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def cpu_features() -> list[str]:
+    """The /proc/cpuinfo flags that decide which CPU kernels run (vector width, bfloat16 and AMX units)."""
+    wanted = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                return [f for f in wanted if f in line.split(":", 1)[1].split()]
+    except OSError:
+        pass
+    return []
+
+
+def git_commit() -> str | None:
+    """HEAD of the checkout the benchmark runs from, with ``+dirty`` when the tree has uncommitted changes."""
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True)
+        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=REPO, capture_output=True, text=True).stdout
+        return out.stdout.strip() + ("+dirty" if dirty.strip() else "")
+    except (OSError, subprocess.CalledProcessError):
+        return None  # not a git checkout, or no commit yet
+
+
+def hardware(device: torch.device | str = "cpu") -> dict:
+    """CPU model and features, core and thread counts, and the GPU name when ``device`` is CUDA."""
+    device = torch.device(device)
+    info = {"cpu": cpu_model(), "cpu_features": cpu_features(), "logical_cpus": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(), "device": str(device)}
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+    return info
+
+
+def hardware_summary(device: torch.device | str = "cpu") -> str:
+    """One line: the GPU name on CUDA, else ``CPU model (N threads)``."""
+    info = hardware(device)
+    return info.get("gpu") or f"{info['cpu']} ({info['torch_threads']} threads)"
