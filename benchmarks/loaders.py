@@ -15,11 +15,8 @@ import argparse
 import json
 import os
 import platform
-import shutil
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from itertools import islice
 from pathlib import Path
@@ -27,36 +24,16 @@ from pathlib import Path
 import torch
 import torchvision
 
+from bench_data import benchmark_images
 from provenance import cpu_model, git_commit
 from ssl_mix.data import (
-    ImageArrays,
     TensorDualLoader,
     TorchDualLoader,
     arrays_dataset,
     data_spec,
-    load_arrays,
 )
 
 REPO = Path(__file__).resolve().parents[1]
-CIFAR10_JPEG = REPO.parent / "shared/data/cifar10-jpeg/cifar10-jpeg.tar.xz"
-
-
-def _images(source: str, num_images: int) -> ImageArrays:
-    if source == "random":
-        g = torch.Generator().manual_seed(0)
-        images = torch.randint(0, 256, (num_images, 3, 32, 32), generator=g, dtype=torch.uint8)
-        return ImageArrays(images, torch.arange(num_images) % 10, [str(c) for c in range(10)])
-    if not CIFAR10_JPEG.is_file():
-        raise SystemExit(f"--source cifar10-jpeg needs {CIFAR10_JPEG}")
-    with tempfile.TemporaryDirectory() as tmp:
-        if shutil.which("tar"):
-            subprocess.run(["tar", "-xJf", str(CIFAR10_JPEG), "-C", tmp, "train"], check=True)
-        else:
-            import tarfile
-
-            with tarfile.open(CIFAR10_JPEG) as tf:
-                tf.extractall(tmp, members=[m for m in tf if m.name.startswith("train/")], filter="data")
-        return load_arrays("folder", tmp, "train").subset(range(min(num_images, 50_000)))
 
 
 def _rate(loader, steps: int, warmup: int) -> float:
@@ -89,7 +66,7 @@ def main(argv: list[str] | None = None) -> dict:
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     wall = time.perf_counter()
-    data = _images(args.source, args.num_images)
+    data = benchmark_images(args.source, args.num_images)
     spec = data_spec("cifar10")
     labeled, unlabeled = data.subset(range(args.num_labels)), data
     sizes = dict(batch_size=args.batch_size, unlabeled_batch_size=args.unlabeled_batch_size)

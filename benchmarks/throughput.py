@@ -31,9 +31,7 @@ import copy
 import json
 import os
 import platform
-import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -48,6 +46,7 @@ from PIL import Image
 from torch import nn
 
 import ssl_mix
+from bench_data import benchmark_images
 from provenance import git_commit, hardware
 from ssl_mix import (
     Batch,
@@ -60,33 +59,13 @@ from ssl_mix import (
     build_method,
     create_model,
     data_spec,
-    load_arrays,
 )
 
 REPO = Path(__file__).resolve().parents[1]
-CIFAR10_JPEG = REPO.parent / "shared/data/cifar10-jpeg/cifar10-jpeg.tar.xz"
 METHODS = {"erm": ("erm", 2), "mixup": ("mixup", 2), "ict2": ("ict", 2), "ict4": ("ict", 4)}
 
 
 # ------------------------------------------------------------------------------------------------- data
-def _images(source: str, num_images: int) -> ImageArrays:
-    if source == "random":
-        g = torch.Generator().manual_seed(0)
-        images = torch.randint(0, 256, (num_images, 3, 32, 32), generator=g, dtype=torch.uint8)
-        return ImageArrays(images, torch.arange(num_images) % 10, [str(c) for c in range(10)])
-    if not CIFAR10_JPEG.is_file():
-        raise SystemExit(f"--source cifar10-jpeg needs {CIFAR10_JPEG}")
-    with tempfile.TemporaryDirectory() as tmp:
-        if shutil.which("tar"):
-            subprocess.run(["tar", "-xJf", str(CIFAR10_JPEG), "-C", tmp, "train"], check=True)
-        else:
-            import tarfile
-
-            with tarfile.open(CIFAR10_JPEG) as tf:
-                tf.extractall(tmp, members=[m for m in tf if m.name.startswith("train/")], filter="data")
-        return load_arrays("folder", tmp, "train").subset(range(min(num_images, 50_000)))
-
-
 class _PilDataset(torch.utils.data.Dataset):
     """CIFAR the way torchvision's dataset serves it: an HWC uint8 array, one PIL image per item."""
 
@@ -365,7 +344,7 @@ def main(argv: list[str] | None = None) -> dict:
     out = Path(args.out or REPO / f"benchmarks/results/throughput_{device.type}.json")
     wall = time.perf_counter()
     load_before = os.getloadavg()
-    data = _images(args.source, args.num_images)
+    data = benchmark_images(args.source, args.num_images)
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         for model_name in args.models:
