@@ -48,16 +48,34 @@ def _torchrun(*args: str, cwd: Path) -> tuple[subprocess.CompletedProcess, float
     return proc, time.perf_counter() - start
 
 
+# About one launch in five on this 2-core machine, a process of a run that otherwise succeeds dies in native code
+# with "terminate called without an active exception" (SIGABRT, no Python traceback) inside torch's gloo
+# backend. Runs that must succeed are retried, each in a fresh directory, on that signature only; any other
+# failure, or three native aborts in a row, still fails the test.
+NATIVE_ABORT = "terminate called without an active exception"
+
+
+def _torchrun_expecting_success(*args: str, cwd: Path) -> tuple[subprocess.CompletedProcess, Path]:
+    for attempt in range(3):
+        workdir = cwd / f"attempt{attempt}"
+        workdir.mkdir()
+        proc, _ = _torchrun(*(a.replace("{WORKDIR}", str(workdir)) for a in args), cwd=workdir)
+        if proc.returncode == 0 or NATIVE_ABORT not in proc.stdout + proc.stderr:
+            break
+    return proc, workdir
+
+
 # --- two processes under torchrun ------------------------------------------------------------------------
 
 
 def test_cli_under_torchrun_writes_one_set_of_files(tmp_path):
-    proc, _ = _torchrun("-m", "ssl_mix", "train", "--dataset", "digits", "--model", "cnn-small", "--num-labels", "30",
-                        "--steps", "4", "--eval-every", "2", "--log-every", "2", "--checkpoint-every", "2",
-                        "--no-progress", "--device", "cpu", "--dist-timeout", "30", "--out", "run", cwd=tmp_path)
+    proc, workdir = _torchrun_expecting_success(
+        "-m", "ssl_mix", "train", "--dataset", "digits", "--model", "cnn-small", "--num-labels", "30", "--steps", "4",
+        "--eval-every", "2", "--log-every", "2", "--checkpoint-every", "2", "--no-progress", "--device", "cpu",
+        "--dist-timeout", "30", "--out", "run", cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert proc.stdout.count("trained 4 steps") == 1  # the report is printed by process 0 only
-    run = tmp_path / "run"
+    run = workdir / "run"
     assert sorted(p.name for p in run.iterdir()) == ["config.json", "last.pt", "report.json", "split.json",
                                                      "tensorboard"]
     assert len(list((run / "tensorboard").glob("events.out.tfevents.*"))) == 1
@@ -70,9 +88,10 @@ def test_cli_under_torchrun_writes_one_set_of_files(tmp_path):
 @pytest.fixture(scope="module")
 def checks(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("ddp")
-    proc, _ = _torchrun(str(SCRIPT), "checks", str(tmp / "result.json"), str(tmp / "runs"), cwd=tmp)
+    proc, workdir = _torchrun_expecting_success(str(SCRIPT), "checks", "{WORKDIR}/result.json", "{WORKDIR}/runs",
+                                                cwd=tmp)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    result = json.loads((tmp / "result.json").read_text())
+    result = json.loads((workdir / "result.json").read_text())
     assert result["world_size"] == 2
     return result
 
