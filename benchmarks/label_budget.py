@@ -6,8 +6,8 @@ stopped. ``summarize`` turns the records into a Markdown table (mean ± std over
 published points (``benchmarks/REFERENCE.md``) marked beside ours.
 
 Scales:
-    cpu    the ``cpu-cifar10`` preset (the small CNN, 32+32 batches) for a fixed number of steps, sized so that
-           the default grid (6 methods x 3 budgets x 3 seeds) takes about two hours on 2 CPU cores.
+    cpu    the ``cpu-cifar10`` preset (the small CNN, 32+32 batches) for 12,000 steps in bf16 autocast, sized so
+           that the default grid (6 methods x 3 budgets x 3 seeds) takes about 75 minutes on 2 CPU cores.
     paper  the official ICT recipe (``ict-cifar10``/``ict-svhn``: WRN-28-2, 180k steps; WRN-28-8 for CIFAR-100),
            for users with a GPU.
 
@@ -48,7 +48,12 @@ METHODS = {
     "ict4": {"name": "ict", "k": 4},
     "ict5": {"name": "ict", "k": 5},
 }
-CPU_STEPS = 6000
+# CPU scale: 12,000 steps in bf16 autocast with channels-last. At 6,000 fp32 steps the small CNN was limited by
+# compute, not labels, at 4000 labels: ERM reached 62.5% with 45,000 labels and 63.6% with 4000 labels and twice
+# the steps (seed 0), so no use of unlabeled data could show there. bf16 makes a cnn-small ICT step 1.6x faster on
+# CPUs with bf16 matrix units (AMX); on CPUs without them, pass --precision fp32.
+CPU_STEPS = 12000
+CPU_PRECISION = "bf16"
 
 # Published test error (%) -> accuracy, WRN-28-2 unless stated; see benchmarks/REFERENCE.md for sources.
 PUBLISHED = {
@@ -72,8 +77,9 @@ PUBLISHED = {
 def scale_config(scale: str, dataset: str) -> Config:
     """The base config of a scale for a dataset."""
     if scale == "cpu":
-        cfg = preset("cpu-cifar10").replace(data={"dataset": dataset}, train={"steps": CPU_STEPS, "eval_every": 2000})
-        return cfg
+        return preset("cpu-cifar10").replace(
+            data={"dataset": dataset}, model={"channels_last": True},
+            train={"steps": CPU_STEPS, "eval_every": 4000, "checkpoint_every": 4000, "precision": CPU_PRECISION})
     if dataset == "svhn":
         return preset("ict-svhn")
     cfg = preset("ict-cifar10").replace(data={"dataset": dataset})
@@ -95,7 +101,8 @@ def run_config(base: Config, method: str, budget: int, seed: int, steps: int | N
 
 
 def _key(record: dict) -> tuple:
-    return (record["dataset"], record["scale"], record["method"], record["num_labels"], record["seed"], record["steps"])
+    return (record["dataset"], record["scale"], record["method"], record["num_labels"], record["seed"], record["steps"],
+            record.get("num_valid_per_class", 0), record.get("precision", "fp32"))
 
 
 def read_records(path: Path) -> list[dict]:
@@ -116,13 +123,20 @@ def read_records(path: Path) -> list[dict]:
 def cmd_run(args: argparse.Namespace) -> int:
     records_path = Path(args.records)
     records_path.parent.mkdir(parents=True, exist_ok=True)
-    base = scale_config(args.scale, args.dataset).replace(
-        data={"data_root": args.data_root, "download": args.download}, train={"device": args.device})
+    data = {"data_root": args.data_root, "download": args.download}
+    if args.num_valid_per_class is not None:
+        data["num_valid_per_class"] = args.num_valid_per_class
+    train = {"device": args.device}
+    if args.precision is not None:
+        train["precision"] = args.precision
+    base = scale_config(args.scale, args.dataset).replace(data=data, train=train)
     steps = args.steps if args.steps is not None else base.train.steps
     done = {_key(r) for r in read_records(records_path)}
     # Seeds outermost: an interrupted grid still covers every budget with the seeds it finished.
     grid = [(b, s, m) for s in args.seeds for b in args.budgets for m in args.methods]
-    todo = [(b, s, m) for b, s, m in grid if (args.dataset, args.scale, m, b, s, steps) not in done]
+    valid = base.data.num_valid_per_class
+    cell = (valid, base.train.precision)
+    todo = [(b, s, m) for b, s, m in grid if (args.dataset, args.scale, m, b, s, steps, *cell) not in done]
     print(f"{len(grid) - len(todo)} of {len(grid)} runs already recorded in {records_path}; {len(todo)} to go",
           flush=True)
     data_cache: dict[tuple[int, int], object] = {}
@@ -147,15 +161,15 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def make_record(args: argparse.Namespace, cfg: Config, method: str, report: dict, wall: float) -> dict:
     """One run's record: what ran, where, and what it scored."""
-    history = [(h["step"], h["models"]) for h in _history(cfg)]
-    best = {m: max((models[m]["test"]["accuracy"] for _, models in history), default=float("nan"))
+    best = {m: max((h["models"][m]["test"]["accuracy"] for h in report["history"]), default=float("nan"))
             for m in ("student", "teacher")}
     final = report["final"]
     images = cfg.data.batch_size + (cfg.data.unlabeled_batch_size if cfg.method.name == "ict" else 0)
     return {
         "dataset": args.dataset, "scale": args.scale, "method": method, "k": cfg.method.k,
         "alpha": cfg.method.alpha, "model": cfg.model.name, "num_labels": cfg.data.num_labels, "seed": cfg.train.seed,
-        "steps": cfg.train.steps,
+        "steps": cfg.train.steps, "num_valid_per_class": cfg.data.num_valid_per_class,
+        "precision": cfg.train.precision, "channels_last": cfg.model.channels_last,
         "student_final": final["student"]["test"]["accuracy"], "teacher_final": final["teacher"]["test"]["accuracy"],
         "student_best": best["student"], "teacher_best": best["teacher"],
         "selected": report.get("best"),
@@ -168,9 +182,23 @@ def make_record(args: argparse.Namespace, cfg: Config, method: str, report: dict
     }
 
 
-def _history(cfg: Config) -> list[dict]:
-    state = ssl_mix.load_checkpoint(Path(cfg.train.out_dir) / "last.pt")
-    return state["history"]
+METRICS = {
+    "teacher_final": "the EMA teacher at the last step",
+    "student_final": "the student at the last step",
+    "teacher_best": "the EMA teacher, best test accuracy over evaluations (an optimistic oracle)",
+    "student_best": "the student, best test accuracy over evaluations (an optimistic oracle)",
+    "selected": "the model (student or teacher, at any evaluation) with the best validation accuracy",
+}
+
+
+def metric_value(record: dict, metric: str) -> float | None:
+    """A record's value of a summary metric; ``None`` where the record has none (``selected`` without a
+    validation split)."""
+    if metric == "selected":
+        selected = record.get("selected") or {}
+        test = selected.get("test") or {}
+        return test.get("accuracy")
+    return record[metric]
 
 
 def cmd_summarize(args: argparse.Namespace) -> int:
@@ -180,15 +208,18 @@ def cmd_summarize(args: argparse.Namespace) -> int:
     table, cells = summary_table(records, metric=args.metric)
     out_md = Path(args.out_md or Path(args.records).with_suffix(".md"))
     out_png = Path(args.out_png or Path(args.records).with_suffix(".png"))
+    used = sum(len(v) for per in cells.values() for v in per.values())
     header = [f"# {args.title}", "",
-              f"Test accuracy (%) of the {args.metric.split('_')[0]} ({args.metric.split('_')[1]}), mean ± std over "
-              f"seeds (n = seeds). Source: `{args.records}`."]
+              f"Test accuracy (%) of {METRICS[args.metric]}, mean ± std over seeds (n = seeds). "
+              f"Source: `{args.records}`."]
     if any(r.get("data_note") for r in records):
         header.append(f"Data: {records[0]['data_note']}")
     first = records[0]
     header.append(f"Hardware: {first['hardware']}; torch {first['torch']}; commit {first['commit']}; "
                   f"{first['steps']} steps per run; total wall time {sum(r['wall_time_s'] for r in records) / 60:.0f} "
                   f"min for {len(records)} runs.")
+    if used < len(records):
+        header.append(f"{len(records) - used} of {len(records)} runs have no `{args.metric}` value and are left out.")
     out_md.write_text("\n".join(header) + "\n\n" + table + "\n" + published_table(first["dataset"]) + "\n")
     plot(cells, first["dataset"], out_png, args.title, with_published=args.published)
     print(table)
@@ -197,10 +228,17 @@ def cmd_summarize(args: argparse.Namespace) -> int:
 
 
 def summary_table(records: list[dict], metric: str = "teacher_final") -> tuple[str, dict]:
-    """Markdown table (rows: methods, columns: budgets) and the cells {method: {budget: [values]}}."""
+    """Markdown table (rows: methods, columns: budgets) and the cells {method: {budget: [values]}}.
+
+    Records without a value of ``metric`` are left out; if none has one, ``SystemExit`` says how to get it."""
     cells: dict[str, dict[int, list[float]]] = {}
     for r in records:
-        cells.setdefault(r["method"], {}).setdefault(r["num_labels"], []).append(r[metric])
+        value = metric_value(r, metric)
+        if value is not None:
+            cells.setdefault(r["method"], {}).setdefault(r["num_labels"], []).append(value)
+    if not cells:
+        raise SystemExit(f"no record has a {metric!r} value. The validation-selected result needs a validation split: "
+                         "run the grid with --num-valid-per-class N (the paper scale has one).")
     budgets = sorted({b for per in cells.values() for b in per})
     order = [m for m in METHODS if m in cells]
     lines = ["| method | " + " | ".join(f"{b} labels" for b in budgets) + " |",
@@ -295,14 +333,18 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--budgets", type=_ints, default=[250, 1000, 4000])
     run.add_argument("--seeds", type=_ints, default=[0, 1, 2])
     run.add_argument("--steps", type=int, help="override the scale's steps per run")
+    run.add_argument("--num-valid-per-class", type=int,
+                     help="labeled examples per class held out for model selection (default: the scale's; cpu: 0)")
     run.add_argument("--device", default="auto")
+    run.add_argument("--precision", choices=["fp32", "bf16"],
+                     help="training precision (default: the scale's; cpu: bf16, paper: the preset's)")
     run.add_argument("--records", default="benchmarks/results/label_budget_cpu.jsonl")
     run.add_argument("--runs-dir", default="runs/label_budget")
     run.add_argument("--data-note", default="", help="a note stored in every record, e.g. which copy of the data")
     summ = sub.add_parser("summarize", help="table + plot from records")
     summ.add_argument("--records", required=True)
-    summ.add_argument("--metric", choices=["teacher_final", "student_final", "teacher_best", "student_best"],
-                      default="teacher_final")
+    summ.add_argument("--metric", choices=list(METRICS), default="teacher_final",
+                      help="which accuracy to tabulate; 'selected' needs runs with a validation split")
     summ.add_argument("--title", default="Label-budget curve")
     summ.add_argument("--out-md")
     summ.add_argument("--out-png")

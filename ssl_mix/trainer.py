@@ -467,6 +467,7 @@ class Trainer:
             "steps": self.step,
             "final": final,
             "best": self.best,
+            "history": self.history,
             "selection": "validation split" if "valid" in self.eval_sets else "none (no validation split)",
             "wall_time_s": wall,
             "steps_per_s": steps_run / wall if wall > 0 else float("nan"),

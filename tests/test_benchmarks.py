@@ -61,6 +61,30 @@ def test_label_budget_grid_records_skips_and_summarizes(tiny_folder, tmp_path, c
     assert records.with_suffix(".png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_label_budget_tabulates_the_validation_selected_model(tiny_folder, tmp_path, capsys):
+    lb = _load("label_budget")
+    records = tmp_path / "records.jsonl"
+    base = ["run", "--data-root", str(tiny_folder), "--methods", "erm", "--budgets", "10", "--seeds", "0,1",
+            "--steps", "2", "--device", "cpu", "--records", str(records), "--runs-dir", str(tmp_path / "runs")]
+    assert lb.main(base) == 0
+    with pytest.raises(SystemExit, match="--num-valid-per-class"):
+        lb.main(["summarize", "--records", str(records), "--metric", "selected"])
+
+    # With a validation split the same cells are new runs, and their selected model is tabulated.
+    assert lb.main(base + ["--num-valid-per-class", "1"]) == 0
+    assert "0 of 2 runs already recorded" in capsys.readouterr().out
+    rows = [json.loads(line) for line in records.read_text().splitlines()]
+    selected = [r for r in rows if r["num_valid_per_class"] == 1]
+    assert len(selected) == 2 and all(r["selected"]["step"] == 2 for r in selected)
+    accuracies = [r["selected"]["test"]["accuracy"] for r in selected]
+    out_md = tmp_path / "selected.md"
+    assert lb.main(["summarize", "--records", str(records), "--metric", "selected", "--out-md", str(out_md)]) == 0
+    table = out_md.read_text()
+    mean = sum(accuracies) / 2
+    assert f"| erm | {mean:.2f} ± " in table and "(n=2)" in table
+    assert "2 of 4 runs have no `selected` value" in table and "validation accuracy" in table
+
+
 def test_label_budget_rejects_unknown_methods(capsys):
     lb = _load("label_budget")
     with pytest.raises(SystemExit):
