@@ -7,7 +7,7 @@ published points (``benchmarks/REFERENCE.md``) marked beside ours.
 
 Scales:
     cpu    the ``cpu-cifar10`` preset (the small CNN, 32+32 batches) for 12,000 steps in bf16 autocast, sized so
-           that the default grid (6 methods x 3 budgets x 3 seeds) takes about 75 minutes on 2 CPU cores.
+           that the default grid (6 methods x 3 budgets x 3 seeds) takes under 1.5 hours on 2 CPU cores.
     paper  the official ICT recipe (``ict-cifar10``/``ict-svhn``: WRN-28-2, 180k steps; WRN-28-8 for CIFAR-100),
            for users with a GPU.
 
@@ -216,8 +216,8 @@ def cmd_summarize(args: argparse.Namespace) -> int:
         header.append(f"Data: {records[0]['data_note']}")
     first = records[0]
     header.append(f"Hardware: {first['hardware']}; torch {first['torch']}; commit {first['commit']}; "
-                  f"{first['steps']} steps per run; total wall time {sum(r['wall_time_s'] for r in records) / 60:.0f} "
-                  f"min for {len(records)} runs.")
+                  f"{first['steps']} steps per run; run times add up to "
+                  f"{sum(r['wall_time_s'] for r in records) / 60:.0f} min for {len(records)} runs.")
     if used < len(records):
         header.append(f"{len(records) - used} of {len(records)} runs have no `{args.metric}` value and are left out.")
     out_md.write_text("\n".join(header) + "\n\n" + table + "\n" + published_table(first["dataset"]) + "\n")
@@ -321,7 +321,8 @@ def _methods(text: str) -> list[str]:
     return methods
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line parser, with subcommands ``run``, ``summarize`` and ``extract``."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run (or continue) a grid")
@@ -352,7 +353,11 @@ def main(argv: list[str] | None = None) -> int:
     ext = sub.add_parser("extract", help="extract an image-folder archive (e.g. the CIFAR-10 JPEG copy)")
     ext.add_argument("--archive", required=True)
     ext.add_argument("--to", required=True)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     return {"run": cmd_run, "summarize": cmd_summarize, "extract": cmd_extract}[args.command](args)
 
 

@@ -159,6 +159,38 @@ def test_documented_scripts_exist():
                     assert (ROOT / script).is_file(), f"{block.where}: {command!r} runs {script}, which does not exist"
 
 
+def _table_after(text: str, header_start: str) -> list[list[str]]:
+    """Rows (without header) of the Markdown table whose header line starts with ``header_start``."""
+    lines = text.split("\n" + header_start, 1)[1].splitlines()[1:]
+    rows = []
+    for line in lines:
+        if not line.startswith("|"):
+            break
+        if not set(line) <= set("|- "):
+            rows.append([cell.strip() for cell in line.strip().strip("|").split("|")])
+    return rows
+
+
+def test_label_budget_flag_tables_match_the_script():
+    spec = importlib.util.spec_from_file_location("docs_label_budget", ROOT / "benchmarks" / "label_budget.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    subparsers = next(a for a in module.build_parser()._actions if a.choices and "run" in a.choices).choices
+    text = (PAGES / "label-budget.md").read_text()
+    for command in ("run", "summarize"):
+        documented = set()
+        for row in _table_after(text, f"| `{command}` flag |"):
+            documented |= set(re.findall(r"`(--[\w-]+)`", row[0]))
+        actual = {opt for action in subparsers[command]._actions for opt in action.option_strings
+                  if opt.startswith("--") and opt != "--help"}
+        assert documented == actual, (f"label-budget.md, `{command}` flags: documented but missing "
+                                      f"{sorted(documented - actual)}, undocumented {sorted(actual - documented)}")
+
+
 def _fmt_default(value) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
