@@ -248,7 +248,8 @@ def run_config(model_name: str, method_key: str, args: argparse.Namespace, data:
                               **({"joint_forward": True} if args.joint_forward else {}))
     method = build_method(method_cfg, num_classes=10, total_steps=10**6)
     loader = TensorDualLoader(labeled, unlabeled, spec, batch_size=args.batch_size,
-                              unlabeled_batch_size=args.unlabeled_batch_size, seed=args.seed, device=device)
+                              unlabeled_batch_size=args.unlabeled_batch_size, seed=args.seed, device=device,
+                              with_unlabeled=method.uses_unlabeled)
     train = TrainConfig(steps=10**6, device=str(device), precision=args.precision, compile=args.compile,
                         progress=False, out_dir=out_dir, seed=args.seed)
     trainer = Trainer(model, method, loader, train=train, optim=OptimConfig(), ema_decay=0.999)

@@ -109,19 +109,27 @@ def build_method(cfg: MethodConfig, *, num_classes: int, total_steps: int) -> Me
                teacher_mode=cfg.teacher_mode, joint_forward=cfg.joint_forward)
 
 
-def build_loader(cfg: Config, data: RunData, device: torch.device):
+_METHOD_CLASSES: dict[str, type[Method]] = {"erm": ERM, "mixup": Mixup, "manifold-mixup": ManifoldMixup, "ict": ICT}
+
+
+def build_loader(cfg: Config, data: RunData, device: torch.device, *, with_unlabeled: bool | None = None):
     """The dual labeled/unlabeled loader ``cfg.data.loader`` names, seeded by ``cfg.train.seed``; in a distributed
-    run, this process's shard (the batch sizes are per process)."""
+    run, this process's shard (the batch sizes are per process).
+
+    ``with_unlabeled`` (default: whether ``cfg.method`` uses unlabeled data) False makes the loader skip the
+    unlabeled stream and yield empty unlabeled batches; the labeled batches are the same either way."""
     d = cfg.data
-    shard = {"rank": distributed.rank(), "world_size": distributed.world_size()}
+    if with_unlabeled is None:
+        with_unlabeled = _METHOD_CLASSES[cfg.method.name].uses_unlabeled
+    common = {"rank": distributed.rank(), "world_size": distributed.world_size(), "with_unlabeled": with_unlabeled}
     if d.loader == "tensor":
         return TensorDualLoader(data.labeled, data.unlabeled, data.spec, batch_size=d.batch_size,
                                 unlabeled_batch_size=d.unlabeled_batch_size, seed=cfg.train.seed, device=device,
-                                augment=d.augment, **shard)
+                                augment=d.augment, **common)
     return TorchDualLoader(arrays_dataset(data.labeled, data.spec, augment=d.augment),
                            arrays_dataset(data.unlabeled, data.spec, augment=d.augment, labeled=False),
                            batch_size=d.batch_size, unlabeled_batch_size=d.unlabeled_batch_size, seed=cfg.train.seed,
-                           num_workers=d.num_workers, device=device, **shard)
+                           num_workers=d.num_workers, device=device, **common)
 
 
 def build_trainer(cfg: Config, data: RunData | None = None) -> Trainer:
@@ -140,7 +148,7 @@ def build_trainer(cfg: Config, data: RunData | None = None) -> Trainer:
         np.random.seed(seed & 0xFFFFFFFF)
         random.seed(seed)
     method = build_method(cfg.method, num_classes=data.spec.num_classes, total_steps=cfg.train.steps)
-    loader = build_loader(cfg, data, device)
+    loader = build_loader(cfg, data, device, with_unlabeled=method.uses_unlabeled)
     eval_sets: dict[str, Any] = {"test": lambda: eval_batches(data.test, data.spec, EVAL_BATCH_SIZE, device)}
     if data.valid is not None:
         eval_sets["valid"] = lambda: eval_batches(data.valid, data.spec, EVAL_BATCH_SIZE, device)

@@ -152,6 +152,28 @@ def test_both_paths_take_the_same_examples():
         torch.testing.assert_close(a[2], b[2])
 
 
+def test_skipping_the_unlabeled_stream_keeps_the_labeled_batches():
+    labeled, unlabeled = _coordinates(13, 8), _coordinates(29, 8)
+    spec = _identity_spec(2, 2, True)
+
+    def both(**kwargs):
+        fast = TensorDualLoader(labeled, unlabeled, spec, batch_size=5, mu=2, seed=4, **kwargs)
+        slow = TorchDualLoader(arrays_dataset(labeled, spec), arrays_dataset(unlabeled, spec, labeled=False),
+                               batch_size=5, mu=2, seed=4, **kwargs)
+        return _take(fast, 6), _take(slow, 6)
+
+    for full, labeled_only in zip(both(), both(with_unlabeled=False), strict=True):
+        for a, b in zip(full, labeled_only, strict=True):
+            assert a[2].shape == (10, 2, 8, 8)
+            assert b[2].shape == (0, 2, 8, 8) and b[2].dtype == a[2].dtype
+            assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+    with pytest.raises(TypeError, match="with_unlabeled must be a bool"):
+        TensorDualLoader(labeled, unlabeled, spec, batch_size=2, seed=0, with_unlabeled=0)
+    with pytest.raises(TypeError, match="with_unlabeled must be a bool"):
+        TorchDualLoader(arrays_dataset(labeled, spec), arrays_dataset(unlabeled, spec), batch_size=2, seed=0,
+                        with_unlabeled="no")
+
+
 def _read_back(x: torch.Tensor, padding: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Crop offsets and flips of batches of `_coordinates` images (identity normalisation)."""
     out = x.round().long()

@@ -40,6 +40,22 @@ def test_each_method_trains_a_few_steps(tmp_path, digits_data, method):
     assert not torch.equal(before, _weights(trainer.teacher.module))  # the teacher followed the student
 
 
+@pytest.mark.parametrize("method", ["erm", "mixup"])
+def test_methods_without_unlabeled_data_skip_the_unlabeled_stream_and_train_the_same(tmp_path, digits_data, method):
+    from ssl_mix.experiment import build_loader
+
+    skipping = build_trainer(_cfg(tmp_path / "skip", method, steps=6), digits_data)
+    assert skipping.loader.with_unlabeled is False
+    assert build_trainer(_cfg(tmp_path / "ict", "ict", steps=1), digits_data).loader.with_unlabeled is True
+    cfg = _cfg(tmp_path / "load", method, steps=6)
+    loading = build_trainer(cfg, digits_data)
+    loading.loader = build_loader(cfg, digits_data, torch.device("cpu"), with_unlabeled=True)  # the old behaviour
+    skipping.fit()
+    loading.fit()
+    assert torch.equal(_weights(skipping.model), _weights(loading.model))
+    assert torch.equal(_weights(skipping.teacher.module), _weights(loading.teacher.module))
+
+
 def test_teacher_changes_only_through_the_ema(tmp_path, digits_data):
     trainer = build_trainer(_cfg(tmp_path, "ict", steps=1), digits_data)
     student_before = {k: v.clone() for k, v in trainer.model.state_dict().items()}

@@ -105,6 +105,12 @@ def _batch_sizes(batch_size: int, unlabeled_batch_size: int | None, mu: float | 
     return batch_size, unlabeled_batch_size
 
 
+def _check_bool(name: str, value: bool) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be a bool, got {value!r}")
+    return value
+
+
 def _check_seed(seed: int) -> int:
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"seed must be a non-negative int, got {seed!r}")
@@ -186,6 +192,9 @@ class TensorDualLoader:
         seed: non-negative int; all randomness derives from it, the stream and the step.
         device: where images are held and batches are produced.
         augment: random crop + flip of both streams (False: normalisation only).
+        with_unlabeled: False yields an empty unlabeled batch ``(0, C, H, W)`` every step and does no unlabeled
+            work, for methods that use no unlabeled data (ERM, supervised mixup). The labeled batches are the same
+            either way.
         rank, world_size: this process's shard in distributed training (default: the whole stream). Each step
             yields ``batch_size`` labeled and ``unlabeled_batch_size`` unlabeled examples per process, so the
             global batch is ``world_size`` times larger; the shards are disjoint (see the module docstring).
@@ -199,8 +208,8 @@ class TensorDualLoader:
 
     def __init__(self, labeled: ImageArrays, unlabeled: ImageArrays, spec: DataSpec, *, batch_size: int,
                  unlabeled_batch_size: int | None = None, mu: float | None = None, seed: int,
-                 device: torch.device | str = "cpu", augment: bool = True, rank: int = 0,
-                 world_size: int = 1) -> None:
+                 device: torch.device | str = "cpu", augment: bool = True, with_unlabeled: bool = True,
+                 rank: int = 0, world_size: int = 1) -> None:
         if not isinstance(labeled, ImageArrays) or not isinstance(unlabeled, ImageArrays):
             raise TypeError(f"labeled and unlabeled must be ImageArrays (see arrays_from_tensors / load_arrays), got "
                             f"{type(labeled).__name__} and {type(unlabeled).__name__}; use TorchDualLoader for "
@@ -220,6 +229,7 @@ class TensorDualLoader:
                              f"{spec.channels} (mean {spec.mean})")
         if not isinstance(augment, bool):
             raise ValueError(f"augment must be a bool, got {augment!r}")
+        self.with_unlabeled = _check_bool("with_unlabeled", with_unlabeled)
         self.batch_size, self.unlabeled_batch_size = _batch_sizes(batch_size, unlabeled_batch_size, mu)
         self.seed = _check_seed(seed)
         self.rank, self.world_size = _check_shard(rank, world_size)
@@ -234,6 +244,7 @@ class TensorDualLoader:
                                  self.world_size))
         self._permutations: list[dict[int, torch.Tensor]] = [{}, {}]
         self._generator = torch.Generator(device=self.device)
+        self._no_unlabeled = torch.empty((0, *labeled.image_shape), device=self.device)
         self.step = 0
 
     def _permutation(self, stream: int, epoch: int) -> torch.Tensor:
@@ -265,10 +276,12 @@ class TensorDualLoader:
     def batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The batch of a given step, without moving the loader's position (iteration yields ``batch(step)``)."""
         index_l = self._indices(_LABELED, step)
-        index_u = self._indices(_UNLABELED, step)
         # index_select, not advanced indexing: on the CPU, images[index] costs ~10x more for a batch of rows.
         x_l = self._prepare(self._images[_LABELED].index_select(0, index_l), _LABELED, step)
-        x_u = self._prepare(self._images[_UNLABELED].index_select(0, index_u), _UNLABELED, step)
+        x_u = self._no_unlabeled
+        if self.with_unlabeled:
+            index_u = self._indices(_UNLABELED, step)
+            x_u = self._prepare(self._images[_UNLABELED].index_select(0, index_u), _UNLABELED, step)
         return x_l, self._targets.index_select(0, index_l), x_u
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
@@ -349,6 +362,8 @@ class _DualDataset(Dataset):
 
 
 def _collate(batch: list[tuple[Any, int]], num_labeled: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Stack a step's samples into ``(x_l, y_l, x_u)``; ``x_u`` is ``(0, ...)`` when the step has no unlabeled
+    samples."""
     xs = [x for x, _ in batch]
     if not all(isinstance(x, torch.Tensor) for x in xs):
         bad = next(type(x).__name__ for x in xs if not isinstance(x, torch.Tensor))
@@ -356,7 +371,9 @@ def _collate(batch: list[tuple[Any, int]], num_labeled: int) -> tuple[torch.Tens
                         "ssl_mix.data.train_transform(spec, image_size)) or use arrays_dataset")
     xs = [x.as_subclass(torch.Tensor) for x in xs]
     y_l = torch.tensor([y for _, y in batch[:num_labeled]], dtype=torch.int64)
-    return torch.stack(xs[:num_labeled]), y_l, torch.stack(xs[num_labeled:])
+    x_l = torch.stack(xs[:num_labeled])
+    x_u = torch.stack(xs[num_labeled:]) if len(xs) > num_labeled else x_l.new_empty((0, *x_l.shape[1:]))
+    return x_l, y_l, x_u
 
 
 class _StepBatchSampler:
@@ -397,6 +414,8 @@ class TorchDualLoader:
         device: where batches are delivered.
         pin_memory: pin batches for fast asynchronous copies; default True when ``device`` is CUDA.
         prefetch_factor: batches each worker loads ahead (DataLoader's default when None).
+        with_unlabeled: False loads no unlabeled samples and yields an empty unlabeled batch, as in
+            :class:`TensorDualLoader`.
         rank, world_size: this process's shard in distributed training, as in :class:`TensorDualLoader`.
 
     Note:
@@ -411,7 +430,8 @@ class TorchDualLoader:
                  unlabeled_batch_size: int | None = None, mu: float | None = None, seed: int,
                  transform: Callable[[Any], Any] | None = None, num_workers: int = 0,
                  device: torch.device | str = "cpu", pin_memory: bool | None = None,
-                 prefetch_factor: int | None = None, rank: int = 0, world_size: int = 1) -> None:
+                 prefetch_factor: int | None = None, with_unlabeled: bool = True, rank: int = 0,
+                 world_size: int = 1) -> None:
         sizes = []
         for name, ds in (("labeled", labeled), ("unlabeled", unlabeled)):
             try:
@@ -426,6 +446,7 @@ class TorchDualLoader:
         if transform is not None and not callable(transform):
             raise TypeError(f"transform must be callable, got {type(transform).__name__}")
         self.batch_size, self.unlabeled_batch_size = _batch_sizes(batch_size, unlabeled_batch_size, mu)
+        self.with_unlabeled = _check_bool("with_unlabeled", with_unlabeled)
         self.seed = _check_seed(seed)
         self.rank, self.world_size = _check_shard(rank, world_size)
         self.device = torch.device(device)
@@ -442,7 +463,9 @@ class TorchDualLoader:
     def _data_loader(self, start: int) -> DataLoader:
         # An explicit generator keeps DataLoader from drawing its worker base seed from the global RNG.
         generator = torch.Generator().manual_seed(derive_seed(self.seed, _WORKERS, start))
-        sampler = _StepBatchSampler(self._streams, self.seed, start)
+        # The labeled stream comes first, so dropping the unlabeled one leaves every labeled key as it was.
+        streams = self._streams if self.with_unlabeled else (self._streams[_LABELED],)
+        sampler = _StepBatchSampler(streams, self.seed, start)
         return DataLoader(self._dataset, batch_sampler=sampler,  # type: ignore[arg-type]
                           num_workers=self.num_workers, collate_fn=partial(_collate, num_labeled=self.batch_size),
                           pin_memory=self.pin_memory, generator=generator,
