@@ -85,6 +85,26 @@ def test_label_budget_tabulates_the_validation_selected_model(tiny_folder, tmp_p
     assert "2 of 4 runs have no `selected` value" in table and "validation accuracy" in table
 
 
+def test_label_budget_paper_scale_is_the_official_recipe(tiny_folder, tmp_path):
+    lb = _load("label_budget")
+    cifar10, cifar100, svhn = (lb.scale_config("paper", d) for d in ("cifar10", "cifar100", "svhn"))
+    assert (cifar10.model.name, cifar10.train.steps, cifar10.data.num_valid_per_class) == ("wrn28-2", 180_000, 500)
+    assert (cifar10.data.batch_size, cifar10.data.unlabeled_batch_size, cifar10.method.name) == (100, 100, "ict")
+    assert cifar100.model.name == "wrn28-8" and cifar100.data.dataset == "cifar100"
+    assert svhn.model.name == "wrn28-2" and svhn.data.dataset == "svhn"
+    cpu = lb.scale_config("cpu", "folder")
+    assert (cpu.model.name, cpu.train.steps, cpu.train.precision) == ("cnn-small", lb.CPU_STEPS, "bf16")
+
+    # Two steps of the paper scale on the tiny folder: WRN-28-2, a validation split, the selected model recorded.
+    records = tmp_path / "paper.jsonl"
+    assert lb.main(["run", "--scale", "paper", "--data-root", str(tiny_folder), "--methods", "ict2", "--budgets", "10",
+                    "--seeds", "0", "--steps", "2", "--num-valid-per-class", "1", "--device", "cpu",
+                    "--records", str(records), "--runs-dir", str(tmp_path / "runs")]) == 0
+    (row,) = [json.loads(line) for line in records.read_text().splitlines()]
+    assert (row["model"], row["scale"], row["num_valid_per_class"], row["precision"]) == ("wrn28-2", "paper", 1, "fp32")
+    assert row["selected"]["step"] == 2 and 0 <= row["selected"]["test"]["accuracy"] <= 100
+
+
 def test_label_budget_rejects_unknown_methods(capsys):
     lb = _load("label_budget")
     with pytest.raises(SystemExit):
