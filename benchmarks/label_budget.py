@@ -134,8 +134,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     done = {_key(r) for r in read_records(records_path)}
     # Seeds outermost: an interrupted grid still covers every budget with the seeds it finished.
     grid = [(b, s, m) for s in args.seeds for b in args.budgets for m in args.methods]
-    valid = base.data.num_valid_per_class
-    cell = (valid, base.train.precision)
+    cell = (base.data.num_valid_per_class, base.train.precision)
     todo = [(b, s, m) for b, s, m in grid if (args.dataset, args.scale, m, b, s, steps, *cell) not in done]
     print(f"{len(grid) - len(todo)} of {len(grid)} runs already recorded in {records_path}; {len(todo)} to go",
           flush=True)
