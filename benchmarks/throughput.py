@@ -19,6 +19,11 @@ Times are medians of per-step times. On CUDA a step's time is read from CUDA eve
 host synchronisation inside a timed block), so the host can run ahead of the device as it does in training.
 Images per second count the labeled batch, plus the unlabeled batch for methods that use it.
 
+Each record also counts the ATen operators one step of ``ours`` and of ``floor`` runs (``ops_per_step``; views
+and bare allocations left out; not counted with ``--compile``). The count does not depend on the device or the
+batch size, so it is measured on the CPU too: on a GPU an eager step launches at least about that many kernels,
+which is what limits small, fast steps there.
+
     python benchmarks/throughput.py --device cpu --models wrn28-2 --batch-size 32 --unlabeled-batch-size 32 \\
         --threads 2 --out benchmarks/results/throughput_cpu_wrn28-2.json
 """
@@ -44,6 +49,7 @@ import torch.nn.functional as F
 import torchvision
 from PIL import Image
 from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
 
 import ssl_mix
 from bench_data import benchmark_images
@@ -207,6 +213,35 @@ def _time_steps(step: Callable[[], None], n: int, device: torch.device, clock: s
     return times
 
 
+class _OpCounter(TorchDispatchMode):
+    """Counts the ATen operators that reach the kernels, below autograd (so backward ops count too)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.count = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if not (func.is_view or func.overloadpacket in _NO_KERNEL or func.namespace == "profiler"):
+            self.count += 1
+        return func(*args, **(kwargs or {}))
+
+
+# Allocations without a fill: no kernel runs. (Profiler markers, which optimisers emit, are skipped too.)
+_NO_KERNEL = {torch.ops.aten.empty, torch.ops.aten.empty_strided, torch.ops.aten.empty_like}
+
+
+def count_ops(step: Callable[[], None]) -> int:
+    """ATen operators run by one call of ``step``, views, bare allocations and profiler markers left out.
+
+    Device-independent: on a GPU, eager mode launches at least about one kernel for each (foreach ops and some
+    convolutions launch several), so the count times the host's per-launch cost bounds an eager step from below
+    when the GPU outpaces the host.
+    """
+    with _OpCounter() as counter:
+        step()
+    return counter.count
+
+
 def _floor_step(trainer: Trainer, method_name: str, batch: Batch, mixed_u: torch.Tensor,
                 precision: str) -> Callable[[], None]:
     student, teacher = trainer.student, trainer.teacher
@@ -215,6 +250,8 @@ def _floor_step(trainer: Trainer, method_name: str, batch: Batch, mixed_u: torch
     teacher_train = getattr(trainer.method, "teacher_mode", "train") == "train"
 
     def step() -> None:
+        # Cleared first, as the trainer does, so backward writes fresh gradients after a step of any variant.
+        student.zero_grad(set_to_none=True)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
             loss = F.cross_entropy(student(batch.x_l).float(), batch.y_l)
             if ict:
@@ -223,7 +260,6 @@ def _floor_step(trainer: Trainer, method_name: str, batch: Batch, mixed_u: torch
                     teacher(batch.x_u)
                 loss = loss + student(mixed_u).float().square().mean()
         loss.backward()
-        student.zero_grad(set_to_none=True)
 
     return step
 
@@ -273,6 +309,9 @@ def run_config(model_name: str, method_key: str, args: argparse.Namespace, data:
     names = list(steps)
     for name in names:
         _time_steps(steps[name], args.warmup, device, args.clock)
+    # A compiled student runs fused kernels, not the ATen ops a dispatch mode sees; the naive step's count would
+    # mix host-side image decoding with device work.
+    ops = {} if args.compile else {name: count_ops(steps[name]) for name in ("ours", "floor")}
     per_round: dict[str, list[list[float]]] = {name: [] for name in names}
     for r in range(args.rounds):
         for name in names[r % len(names):] + names[:r % len(names)]:
@@ -282,7 +321,7 @@ def run_config(model_name: str, method_key: str, args: argparse.Namespace, data:
     for name in names:
         flat = [t for times in per_round[name] for t in times]
         result[name] = {**_summary(flat), "round_medians_s": [statistics.median(t) for t in per_round[name]],
-                        "images_per_s": images / statistics.median(flat)}
+                        "images_per_s": images / statistics.median(flat), "ops_per_step": ops.get(name)}
     ratios = [o / f for o, f in zip(result["ours"]["round_medians_s"], result["floor"]["round_medians_s"])]
     result["overhead_ratio"] = result["ours"]["median_s"] / result["floor"]["median_s"]
     result["overhead_ratio_rounds"] = {"mean": statistics.mean(ratios),
@@ -301,6 +340,8 @@ def _line(r: dict, args: argparse.Namespace, device: torch.device) -> str:
     text = (f"{r['model']} {r['method']} {sizes} {device.type} {args.precision}: ours "
             f"{r['ours']['median_s'] * 1e3:.2f} ms/step ({r['ours']['images_per_s']:.0f} img/s), floor "
             f"{r['floor']['median_s'] * 1e3:.2f} ms, overhead {r['overhead_ratio']:.3f}x")
+    if r["ours"]["ops_per_step"] is not None:
+        text += f", {r['ours']['ops_per_step']} ops/step (floor {r['floor']['ops_per_step']})"
     if "naive" in r:
         text += f"; naive {r['naive']['median_s'] * 1e3:.2f} ms, speedup {r['speedup_vs_naive']:.2f}x"
     return text

@@ -172,6 +172,8 @@ def test_skipping_the_unlabeled_stream_keeps_the_labeled_batches():
     with pytest.raises(TypeError, match="with_unlabeled must be a bool"):
         TorchDualLoader(arrays_dataset(labeled, spec), arrays_dataset(unlabeled, spec), batch_size=2, seed=0,
                         with_unlabeled="no")
+    with pytest.raises(TypeError, match="augment must be a bool"):
+        TensorDualLoader(labeled, unlabeled, spec, batch_size=2, seed=0, augment="yes")
 
 
 def _read_back(x: torch.Tensor, padding: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -108,10 +108,7 @@ def test_joint_forward_step_matches_separate_forwards_without_batch_statistics(t
 
 
 def test_throughput_benchmark_smoke(tmp_path, capsys):
-    spec = importlib.util.spec_from_file_location("bench_throughput", ROOT / "benchmarks" / "throughput.py")
-    bench = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = bench
-    spec.loader.exec_module(bench)
+    bench = _benchmark_module()
     out = tmp_path / "throughput.json"
     threads = torch.get_num_threads()
     try:
@@ -127,6 +124,45 @@ def test_throughput_benchmark_smoke(tmp_path, capsys):
     ict = record["results"][1]
     assert ict["images_per_step"] == 10 and ict["ours"]["steps"] == 4
     assert ict["overhead_ratio"] > 0 and ict["speedup_vs_naive"] > 0
+    # The step does all the floor's model work plus loading, mixing, the optimiser and the EMA teacher (the floor
+    # clears the gradients the step before it left, or its backward would add to them).
+    for r in record["results"]:
+        assert r["ours"]["ops_per_step"] > r["floor"]["ops_per_step"]
+    assert ict["floor"]["ops_per_step"] > record["results"][0]["floor"]["ops_per_step"]
+    assert ict["naive"]["ops_per_step"] is None
     lines = capsys.readouterr().out.splitlines()
     assert lines[1].startswith("cnn-small ict2 4+6 cpu fp32: ours") and "overhead" in lines[1]
+    assert f"{ict['ours']['ops_per_step']} ops/step" in lines[1]
 
+
+
+def _benchmark_module():
+    spec = importlib.util.spec_from_file_location("bench_throughput", ROOT / "benchmarks" / "throughput.py")
+    bench = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = bench
+    spec.loader.exec_module(bench)
+    return bench
+
+
+def test_op_count_sees_kernels_below_autograd_and_skips_views_and_allocations():
+    bench = _benchmark_module()
+    x = torch.randn(4, 3, requires_grad=True)
+
+    def step():
+        y = (x * 2).sum()  # mul, sum
+        y.backward()  # ones_like (a fill), expand (a view), mul; then x.grad: taken as is, or added in place
+        torch.empty(5)  # an allocation
+        x.detach().view(12)  # views
+
+    assert bench.count_ops(step) == 4  # mul, sum, ones_like, mul: the first gradient becomes x.grad without a copy
+    assert bench.count_ops(step) == 5  # ... and the second is added to it (add_)
+
+
+def test_the_floor_does_the_same_work_whatever_ran_before_it(tmp_path, digits_data):
+    bench = _benchmark_module()
+    trainer = _trainer(tmp_path, digits_data, method={"name": "ict"})
+    batch = Batch(*trainer.loader.batch(0))
+    floor = bench._floor_step(trainer, "ict", batch, batch.x_u.flip(0), "fp32")
+    trainer.train_step(batch)  # leaves the gradients of its backward pass on the parameters
+    after_a_step = bench.count_ops(floor)
+    assert after_a_step == bench.count_ops(floor)

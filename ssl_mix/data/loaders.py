@@ -227,8 +227,7 @@ class TensorDualLoader:
         if labeled.image_shape[0] != spec.channels:
             raise ValueError(f"images have {labeled.image_shape[0]} channels but spec {spec.name!r} has "
                              f"{spec.channels} (mean {spec.mean})")
-        if not isinstance(augment, bool):
-            raise ValueError(f"augment must be a bool, got {augment!r}")
+        augment = _check_bool("augment", augment)
         self.with_unlabeled = _check_bool("with_unlabeled", with_unlabeled)
         self.batch_size, self.unlabeled_batch_size = _batch_sizes(batch_size, unlabeled_batch_size, mu)
         self.seed = _check_seed(seed)
