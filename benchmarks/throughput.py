@@ -213,6 +213,10 @@ def _time_steps(step: Callable[[], None], n: int, device: torch.device, clock: s
     return times
 
 
+# Allocations without a fill: no kernel runs. (Profiler markers, which optimisers emit, are skipped too.)
+_NO_KERNEL = {torch.ops.aten.empty, torch.ops.aten.empty_strided, torch.ops.aten.empty_like}
+
+
 class _OpCounter(TorchDispatchMode):
     """Counts the ATen operators that reach the kernels, below autograd (so backward ops count too)."""
 
@@ -224,10 +228,6 @@ class _OpCounter(TorchDispatchMode):
         if not (func.is_view or func.overloadpacket in _NO_KERNEL or func.namespace == "profiler"):
             self.count += 1
         return func(*args, **(kwargs or {}))
-
-
-# Allocations without a fill: no kernel runs. (Profiler markers, which optimisers emit, are skipped too.)
-_NO_KERNEL = {torch.ops.aten.empty, torch.ops.aten.empty_strided, torch.ops.aten.empty_like}
 
 
 def count_ops(step: Callable[[], None]) -> int:
