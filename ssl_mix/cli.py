@@ -261,9 +261,8 @@ def _run_analyze(args: argparse.Namespace) -> int:
     else:
         run_dir, checkpoint = target.parent, target
     run = load_trained(checkpoint, dataset=args.dataset, data_root=args.data_root, device=args.device)
-    cfg, models, test, spec, dataset = run.config, run.models, run.test, run.spec, run.dataset
+    cfg, models, test, spec, dataset, step = run.config, run.models, run.test, run.spec, run.dataset, run.step
     device = next(models["teacher"].parameters()).device
-    state = {"step": run.step}
     do_linearity = args.linearity or not args.flattening
     do_flattening = args.flattening or not args.linearity
     num_pairs = args.num_pairs if args.num_pairs is not None else cfg.train.linearity_pairs
@@ -282,10 +281,10 @@ def _run_analyze(args: argparse.Namespace) -> int:
 
     out = Path(args.out) if args.out else run_dir / "analysis"
     out.mkdir(parents=True, exist_ok=True)
-    result: dict[str, Any] = {"checkpoint": str(checkpoint), "step": state["step"], "dataset": dataset,
+    result: dict[str, Any] = {"checkpoint": str(checkpoint), "step": step, "dataset": dataset,
                               "model": cfg.model.name, "method": cfg.method.name}
     written: list[Path] = []
-    lines = [f"{checkpoint} (step {state['step']}, {cfg.method.name}, {cfg.model.name}, {dataset} test set)"]
+    lines = [f"{checkpoint} (step {step}, {cfg.method.name}, {cfg.model.name}, {dataset} test set)"]
     if do_linearity:
         probe = linearity_probe(test, spec, num_pairs=num_pairs, seed=seed, device=device, k=args.k,
                                 alpha=args.alpha)
@@ -296,11 +295,11 @@ def _run_analyze(args: argparse.Namespace) -> int:
             "settings": {"num_pairs": num_pairs, "seed": seed, "k": args.k, "alpha": args.alpha,
                          "normalization": "shared", "held_out": "test", "reduction": "mean"},
             "final": final,
-            "history": {key: [[step, value] for step, value in points] for key, points in history.items()},
+            "history": {key: [[at, value] for at, value in points] for key, points in history.items()},
         }
         written.append(plot_linearity_comparison(
             final, out / "linearity_final.png",
-            title=f"Per-layer non-linearity at step {state['step']} ({cfg.method.name})"))
+            title=f"Per-layer non-linearity at step {step} ({cfg.method.name})"))
         if history:
             written.append(plot_linearity_curves(
                 history, out / "linearity_curves.png",
