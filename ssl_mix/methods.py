@@ -268,11 +268,9 @@ class ICT(Method):
         sup_plan = None
         if self.supervised == "mixup":
             sup_plan = sample_mix_plan(x_l.shape[0], 2, self.sup_alpha, generator=ctx.generator, device=device)
+        x_sup = x_l if sup_plan is None else sup_plan.apply(x_l)
         if not self.joint_forward:
-            if sup_plan is not None:
-                sup = _mixup_loss(student, x_l, y_l, sup_plan)
-            else:
-                sup = F.cross_entropy(student(x_l).float(), y_l)
+            sup_logits = student(x_sup)
 
         ctx.teacher.train(self.teacher_mode == "train")
         with torch.no_grad():
@@ -280,15 +278,14 @@ class ICT(Method):
         plan = sample_mix_plan(x_u.shape[0], self.k, self.alpha, per_sample=self.per_sample,
                                generator=ctx.generator, device=device)
         if self.joint_forward:
-            x_sup = x_l if sup_plan is None else sup_plan.apply(x_l)
             sup_logits, student_logits = student(torch.cat([x_sup, plan.apply(x_u)])).split(
                 [x_l.shape[0], x_u.shape[0]])
-            if sup_plan is not None:
-                sup = _mixed_target_loss(sup_logits, y_l, sup_plan)
-            else:
-                sup = F.cross_entropy(sup_logits.float(), y_l)
         else:
             student_logits = student(plan.apply(x_u))
+        if sup_plan is None:
+            sup = F.cross_entropy(sup_logits.float(), y_l)
+        else:
+            sup = _mixed_target_loss(sup_logits, y_l, sup_plan)
         consistency = ict_consistency(student_logits, teacher_logits, plan, target=self.target,
                                       distance=self.distance)
 
