@@ -173,8 +173,7 @@ def make_record(args: argparse.Namespace, cfg: Config, method: str, report: dict
         "student_best": best["student"], "teacher_best": best["teacher"],
         "selected": report.get("best"),
         "wall_time_s": wall, "images_per_s": images * cfg.train.steps / wall,
-        "hardware": hardware_summary(cfg.train.device if cfg.train.device != "auto" else
-                                      ("cuda" if torch.cuda.is_available() else "cpu")),
+        "hardware": hardware_summary(cfg.train.device),
         "torch": torch.__version__, "ssl_mix": ssl_mix.__version__, "commit": git_commit(),
         "command": shlex.join([sys.executable, *sys.argv]),
         "data_note": args.data_note,

@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
                                   title=f"EMA teacher, per-layer non-linearity ({norm})")
     record = {
         "command": shlex.join([sys.executable, *sys.argv]),
-        "commit": git_commit(), "torch": torch.__version__, "hardware": hardware_summary(args.device if args.device != "auto" else "cpu"),
+        "commit": git_commit(), "torch": torch.__version__, "hardware": hardware_summary(args.device),
         "dataset": args.dataset, "data_root": args.data_root, "num_labels": args.num_labels, "steps": args.steps,
         "seed": args.seed, "num_pairs": args.num_pairs, "wall_time_s": time.perf_counter() - start,
         "from_runs": args.from_runs,

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import platform
 import statistics
 import sys
@@ -25,7 +24,7 @@ import torch
 import torchvision
 
 from bench_data import benchmark_images
-from provenance import cpu_model, git_commit
+from provenance import git_commit, hardware
 from ssl_mix.data import (
     TensorDualLoader,
     TorchDualLoader,
@@ -92,8 +91,7 @@ def main(argv: list[str] | None = None) -> dict:
         "benchmark": "dual loader throughput (one step = one labeled + one unlabeled batch)",
         "command": " ".join(["python", *sys.argv]) if argv is None else " ".join(["python", __file__, *argv]),
         "git_commit": git_commit(),
-        "hardware": {"cpu": cpu_model(), "logical_cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-                     "device": args.device},
+        "hardware": hardware(args.device),
         "torch_version": torch.__version__,
         "torchvision_version": torchvision.__version__,
         "python_version": platform.python_version(),

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import torch
 
+from ssl_mix.trainer import resolve_device
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -50,8 +52,9 @@ def git_commit() -> str | None:
 
 
 def hardware(device: torch.device | str = "cpu") -> dict:
-    """CPU model and features, core and thread counts, and the GPU name when ``device`` is CUDA."""
-    device = torch.device(device)
+    """CPU model and features, core and thread counts, and the GPU name when ``device`` is CUDA (``auto`` is
+    resolved as the trainer resolves it)."""
+    device = resolve_device(device) if isinstance(device, str) else device
     info = {"cpu": cpu_model(), "cpu_features": cpu_features(), "logical_cpus": os.cpu_count(),
             "torch_threads": torch.get_num_threads(), "device": str(device)}
     if device.type == "cuda":

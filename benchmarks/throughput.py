@@ -66,6 +66,7 @@ from ssl_mix import (
     create_model,
     data_spec,
 )
+from ssl_mix.trainer import resolve_device
 
 REPO = Path(__file__).resolve().parents[1]
 METHODS = {"erm": ("erm", 2), "mixup": ("mixup", 2), "ict2": ("ict", 2), "ict4": ("ict", 4)}
@@ -378,8 +379,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
-                          ("cpu" if args.device == "auto" else args.device))
+    device = resolve_device(args.device)
     if args.clock == "thread" and (device.type != "cpu" or torch.get_num_threads() != 1 or args.naive_workers):
         parser.error("--clock thread measures one thread's CPU time: use it on the CPU with --threads 1 and "
                      "--naive-workers 0")

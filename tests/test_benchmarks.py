@@ -139,3 +139,13 @@ def test_linearity_benchmark_measures_finished_grid_runs(tiny_folder, tmp_path):
     record = json.loads((out / "results.json").read_text())
     assert record["from_runs"] == str(runs) and set(record["results"]) == {"erm", "ict2"}
     assert not record["results"]["erm"]["curves"]
+
+
+def test_provenance_resolves_auto_as_the_trainer_does():
+    import provenance
+
+    from ssl_mix.trainer import resolve_device
+
+    expected = resolve_device("auto")
+    assert provenance.hardware("auto")["device"] == str(expected)
+    assert provenance.hardware_summary("auto") == provenance.hardware_summary(expected)
