@@ -254,8 +254,13 @@ def summary_table(records: list[dict], metric: str = "teacher_final") -> tuple[s
     return "\n".join(lines) + "\n", cells
 
 
+def published_points(dataset: str) -> dict[str, dict[int, float]]:
+    """The published accuracies for a dataset (the image folder is the CIFAR-10 JPEG copy)."""
+    return PUBLISHED.get("cifar10" if dataset == "folder" else dataset, {})
+
+
 def published_table(dataset: str) -> str:
-    points = PUBLISHED.get("cifar10" if dataset == "folder" else dataset, {})
+    points = published_points(dataset)
     if not points:
         return ""
     lines = ["Published test accuracy (%) at full scale (original images, full training; see benchmarks/REFERENCE.md):",
@@ -278,7 +283,7 @@ def plot(cells: dict, dataset: str, path: Path, title: str, *, with_published: b
         stds = [statistics.stdev(cells[method][b]) if len(cells[method][b]) > 1 else 0 for b in budgets]
         ax.errorbar(budgets, means, yerr=stds, marker="o", capsize=3, label=method)
     if with_published:
-        for name, by_budget in PUBLISHED.get("cifar10" if dataset == "folder" else dataset, {}).items():
+        for name, by_budget in published_points(dataset).items():
             b = sorted(by_budget)
             ax.plot(b, [by_budget[x] for x in b], linestyle=":", marker="x", label=f"published: {name}")
     ax.set_xscale("log")

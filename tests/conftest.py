@@ -1,8 +1,8 @@
 """Shared test set-up.
 
-The benchmark scripts import their sibling ``benchmarks/provenance.py`` the way they do when run as
-``python benchmarks/NAME.py`` (the script's folder is then on ``sys.path``); the smoke tests load those scripts
-by path, so the folder is put on the path here too.
+The benchmark scripts import their siblings (``benchmarks/provenance.py``...) the way they do when run as
+``python benchmarks/NAME.py`` (the script's folder is then on ``sys.path``). The folder is put on the path here
+too, so the tests import the scripts by name (``import label_budget``) and the scripts find their siblings.
 """
 
 import sys

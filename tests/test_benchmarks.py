@@ -1,23 +1,13 @@
 """Smoke tests of the benchmark scripts on a tiny generated image folder (the real runs are benchmarks)."""
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _load(name):
-    spec = importlib.util.spec_from_file_location(f"bench_{name}", ROOT / "benchmarks" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+import label_budget as lb  # benchmarks/ is on sys.path (tests/conftest.py)
+import linearity as lin
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +26,6 @@ def tiny_folder(tmp_path_factory):
 
 
 def test_label_budget_grid_records_skips_and_summarizes(tiny_folder, tmp_path, capsys):
-    lb = _load("label_budget")
     records = tmp_path / "records.jsonl"
     argv = ["run", "--data-root", str(tiny_folder), "--methods", "erm,ict3", "--budgets", "10,20", "--seeds", "0",
             "--steps", "2", "--device", "cpu", "--records", str(records), "--runs-dir", str(tmp_path / "runs"),
@@ -62,7 +51,6 @@ def test_label_budget_grid_records_skips_and_summarizes(tiny_folder, tmp_path, c
 
 
 def test_label_budget_tabulates_the_validation_selected_model(tiny_folder, tmp_path, capsys):
-    lb = _load("label_budget")
     records = tmp_path / "records.jsonl"
     base = ["run", "--data-root", str(tiny_folder), "--methods", "erm", "--budgets", "10", "--seeds", "0,1",
             "--steps", "2", "--device", "cpu", "--records", str(records), "--runs-dir", str(tmp_path / "runs")]
@@ -86,7 +74,6 @@ def test_label_budget_tabulates_the_validation_selected_model(tiny_folder, tmp_p
 
 
 def test_label_budget_paper_scale_is_the_official_recipe(tiny_folder, tmp_path):
-    lb = _load("label_budget")
     cifar10, cifar100, svhn = (lb.scale_config("paper", d) for d in ("cifar10", "cifar100", "svhn"))
     assert (cifar10.model.name, cifar10.train.steps, cifar10.data.num_valid_per_class) == ("wrn28-2", 180_000, 500)
     assert (cifar10.data.batch_size, cifar10.data.unlabeled_batch_size, cifar10.method.name) == (100, 100, "ict")
@@ -106,14 +93,12 @@ def test_label_budget_paper_scale_is_the_official_recipe(tiny_folder, tmp_path):
 
 
 def test_label_budget_rejects_unknown_methods(capsys):
-    lb = _load("label_budget")
     with pytest.raises(SystemExit):
         lb.main(["run", "--data-root", "x", "--methods", "fixmatch"])
     assert "unknown method(s) ['fixmatch']" in capsys.readouterr().err
 
 
 def test_linearity_benchmark_writes_results_and_plots(tiny_folder, tmp_path):
-    lin = _load("linearity")
     out = tmp_path / "out"
     assert lin.main(["--data-root", str(tiny_folder), "--num-labels", "10", "--steps", "6", "--num-pairs", "8",
                      "--methods", "erm,ict4", "--device", "cpu", "--out", str(out),
@@ -128,7 +113,6 @@ def test_linearity_benchmark_writes_results_and_plots(tiny_folder, tmp_path):
 
 
 def test_linearity_benchmark_measures_finished_grid_runs(tiny_folder, tmp_path):
-    lb, lin = _load("label_budget"), _load("linearity")
     runs = tmp_path / "runs"
     assert lb.main(["run", "--data-root", str(tiny_folder), "--methods", "erm,ict2", "--budgets", "10", "--seeds", "1",
                     "--steps", "2", "--device", "cpu", "--records", str(tmp_path / "r.jsonl"),

@@ -4,10 +4,7 @@ The speed itself is measured by ``benchmarks/throughput.py`` (a benchmark, not a
 the properties that make it fast and that speed costs no accuracy, on the CPU with the small model.
 """
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -16,7 +13,7 @@ from ssl_mix import Batch, preset
 from ssl_mix.experiment import build_trainer, load_run_data
 from ssl_mix.trainer import _LogAccumulator
 
-ROOT = Path(__file__).resolve().parents[1]
+import throughput as bench  # benchmarks/ is on sys.path (tests/conftest.py)
 
 # Every way a tensor reaches the host as a Python value or a host copy.
 _HOST_READS = ("item", "tolist", "cpu", "numpy", "__bool__", "__float__", "__int__", "__index__")
@@ -108,7 +105,6 @@ def test_joint_forward_step_matches_separate_forwards_without_batch_statistics(t
 
 
 def test_throughput_benchmark_smoke(tmp_path, capsys):
-    bench = _benchmark_module()
     out = tmp_path / "throughput.json"
     threads = torch.get_num_threads()
     try:
@@ -136,16 +132,7 @@ def test_throughput_benchmark_smoke(tmp_path, capsys):
 
 
 
-def _benchmark_module():
-    spec = importlib.util.spec_from_file_location("bench_throughput", ROOT / "benchmarks" / "throughput.py")
-    bench = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = bench
-    spec.loader.exec_module(bench)
-    return bench
-
-
 def test_op_count_sees_kernels_below_autograd_and_skips_views_and_allocations():
-    bench = _benchmark_module()
     x = torch.randn(4, 3, requires_grad=True)
 
     def step():
@@ -159,7 +146,6 @@ def test_op_count_sees_kernels_below_autograd_and_skips_views_and_allocations():
 
 
 def test_the_floor_does_the_same_work_whatever_ran_before_it(tmp_path, digits_data):
-    bench = _benchmark_module()
     trainer = _trainer(tmp_path, digits_data, method={"name": "ict"})
     batch = Batch(*trainer.loader.batch(0))
     floor = bench._floor_step(trainer, "ict", batch, batch.x_u.flip(0), "fp32")
