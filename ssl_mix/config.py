@@ -39,6 +39,8 @@ __all__ = [
 ]
 
 DatasetName = Literal["cifar10", "cifar100", "svhn", "folder", "digits"]
+DEFAULT_NUM_LABELS = 4000
+"""The label budget when ``num_labels`` is None and no label file is given (the standard CIFAR-10 budget)."""
 MethodName = Literal["erm", "mixup", "manifold-mixup", "ict"]
 
 
@@ -92,7 +94,7 @@ class DataConfig:
             optional ``unlabeled/``); ``digits`` is scikit-learn's bundled 8x8 digits (no download).
         data_root: where the dataset lives (or is downloaded to with ``download``).
         download: let torchvision download CIFAR/SVHN into ``data_root`` when missing.
-        num_labels: the label budget: total labeled examples, class-balanced (must divide by the class count).
+        num_labels: the label budget: total labeled examples, class-balanced (must divide by the class count); none: every row of ``labels``, else 4000.
         split: path of a saved split JSON; when given it replaces ``num_labels``/seed-based drawing.
         num_valid_per_class: held-out labeled examples per class used for model selection (never the test set).
         labeled_in_unlabeled: whether labeled examples also stay in the unlabeled pool (FixMatch/USB keep them).
@@ -103,12 +105,22 @@ class DataConfig:
             ``torch`` uses a ``DataLoader`` with workers and per-image transforms.
         num_workers: worker processes for the ``torch`` loader.
         augment: random crop + flip (per dataset) on training batches.
+        labels: folder only: CSV file of ``path,label`` rows (paths relative to ``data_root``) instead of class folders.
+        unlabeled_dirs: folder only: more folders of unlabeled images, anywhere on disk (flag ``--unlabeled-dir``, repeatable).
+        image_size: folder only: resize every image to N x N or H,W pixels (training, evaluation and prediction alike).
+        resize: how ``image_size`` is reached: ``crop`` covers it and cuts the centre; ``stretch`` scales each axis.
+        channels: folder only: force 1 (grayscale) or 3 (RGB) channels; none: RGB if any image is in colour.
+        cache: keep decoded folder images in the cache (``--no-cache``: decode every time).
+        cache_dir: the decoded-image cache directory; none: ``$XDG_CACHE_HOME/ssl_mix`` (``~/.cache/ssl_mix``).
+        max_memory_gb: decoded training pools larger than this (N * C * H * W bytes) stream from the files instead.
+        skip_bad_images: leave unreadable image files out (listed in ``skipped_images.txt``) instead of stopping.
+        balance_labeled: draw the labeled stream class-balanced (for imbalanced labels), deterministically.
     """
 
     dataset: DatasetName = "cifar10"
     data_root: str | None = None
     download: bool = False
-    num_labels: int = 4000
+    num_labels: int | None = None
     split: str | None = None
     num_valid_per_class: int = 0
     labeled_in_unlabeled: bool = True
@@ -118,11 +130,41 @@ class DataConfig:
     loader: Literal["tensor", "torch"] = "tensor"
     num_workers: int = 0
     augment: bool = True
+    labels: str | None = None
+    unlabeled_dirs: tuple[str, ...] = ()
+    image_size: tuple[int, int] | None = None
+    resize: Literal["crop", "stretch"] = "crop"
+    channels: Literal[1, 3] | None = None
+    cache: bool = True
+    cache_dir: str | None = None
+    max_memory_gb: float = 8.0
+    skip_bad_images: bool = False
+    balance_labeled: bool = False
 
     def __post_init__(self) -> None:
+        from ssl_mix.data.images import image_size_pair
+
         _check_fields(self)
-        _positive(self, "num_labels", "batch_size", "unlabeled_batch_size")
+        _positive(self, "num_labels", "batch_size", "unlabeled_batch_size", "max_memory_gb")
         _positive(self, "num_valid_per_class", "num_workers", allow_zero=True)
+        self.image_size = image_size_pair(self.image_size)
+        if isinstance(self.unlabeled_dirs, str):
+            self.unlabeled_dirs = (self.unlabeled_dirs,)
+        self.unlabeled_dirs = tuple(str(d) for d in self.unlabeled_dirs)
+        folder_only = {"labels": self.labels, "unlabeled_dirs": self.unlabeled_dirs or None,
+                       "image_size": self.image_size, "channels": self.channels}
+        given = [name for name, value in folder_only.items() if value is not None]
+        if given and self.dataset != "folder":
+            flag = next(f for f, key in config_flags().items() if key == ("data", given[0]))
+            raise ValueError(f"DataConfig.{given[0]} applies to dataset 'folder' (your own images), not "
+                             f"{self.dataset!r}; drop {flag} or use --dataset folder")
+
+    def resolved_num_labels(self) -> int | None:
+        """The label budget to draw: ``num_labels``, or when it is None, None (every labeled row) with a label
+        file and :data:`DEFAULT_NUM_LABELS` otherwise."""
+        if self.num_labels is not None:
+            return self.num_labels
+        return None if self.labels is not None else DEFAULT_NUM_LABELS
 
 
 @dataclass
@@ -391,7 +433,8 @@ class Config:
 
 
 # Command-line flag names that differ from the field name (both ``model.name`` and ``method.name`` exist).
-_FLAG_ALIASES = {("method", "name"): "method", ("model", "name"): "model", ("train", "out_dir"): "out"}
+_FLAG_ALIASES = {("method", "name"): "method", ("model", "name"): "model", ("train", "out_dir"): "out",
+                 ("data", "unlabeled_dirs"): "unlabeled_dir"}
 
 
 def config_flags() -> dict[str, tuple[str, str]]:
@@ -441,7 +484,7 @@ def _with(cfg: Config, **section_updates: dict[str, Any]) -> Config:
 PRESETS: dict[str, Config] = {
     "ict-cifar10": _with(_ict(1.0, 180_000), data={"dataset": "cifar10", "num_labels": 4000, "num_valid_per_class": 500}),
     "ict-svhn": _with(_ict(0.1, 180_000), data={"dataset": "svhn", "num_labels": 1000, "num_valid_per_class": 100}),
-    "chaudhry-cifar10": _with(_chaudhry(0.5), data={"dataset": "cifar10"}),
+    "chaudhry-cifar10": _with(_chaudhry(0.5), data={"dataset": "cifar10", "num_labels": 4000}),
     "chaudhry-svhn": _with(_chaudhry(0.1), data={"dataset": "svhn", "num_labels": 1000}),
     "cpu-cifar10": Config(
         data=DataConfig(dataset="folder", num_labels=1000, batch_size=32, unlabeled_batch_size=32),
