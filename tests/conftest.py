@@ -18,3 +18,43 @@ if BENCHMARKS not in sys.path:
 import torch  # noqa: E402
 
 torch.set_num_threads(1)
+
+import os  # noqa: E402
+import shutil  # noqa: E402
+import subprocess  # noqa: E402
+import tarfile  # noqa: E402
+from fnmatch import fnmatch  # noqa: E402
+
+import pytest  # noqa: E402
+
+CIFAR10_JPEG = Path(__file__).resolve().parents[2] / "shared/data/cifar10-jpeg/cifar10-jpeg.tar.xz"
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_image_cache(tmp_path_factory):
+    """Folder loads cache decoded images under $XDG_CACHE_HOME; the tests keep theirs out of the user's cache."""
+    old = os.environ.get("XDG_CACHE_HOME")
+    os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("xdg-cache"))
+    yield
+    if old is None:
+        os.environ.pop("XDG_CACHE_HOME", None)
+    else:
+        os.environ["XDG_CACHE_HOME"] = old
+
+
+@pytest.fixture(scope="session")
+def cifar10_jpeg_sample(tmp_path_factory) -> Path:
+    """A few real CIFAR-10 JPEGs in their ImageFolder layout: 40 training and 10 test images of cat, dog and ship."""
+    if not CIFAR10_JPEG.is_file():
+        pytest.skip(f"CIFAR-10 JPEG copy not found at {CIFAR10_JPEG}")
+    root = tmp_path_factory.mktemp("cifar10-jpeg-sample")
+    patterns = [f"{split}/{c}/00{digits}.jpg" for c in ("cat", "dog", "ship")
+                for split, digits in (("train", "[0-3][0-9]"), ("test", "0[0-9]"))]
+    if shutil.which("tar"):
+        subprocess.run(["tar", "-xJf", str(CIFAR10_JPEG), "-C", str(root), "--wildcards", *patterns], check=True)
+    else:
+        with tarfile.open(CIFAR10_JPEG, "r|xz") as tf:
+            for member in tf:
+                if member.isfile() and any(fnmatch(member.name, p) for p in patterns):
+                    tf.extract(member, root, filter="data")
+    return root
