@@ -24,11 +24,39 @@ def benchmark_images(source: str, num_images: int) -> ImageArrays:
     if not CIFAR10_JPEG.is_file():
         raise SystemExit(f"--source cifar10-jpeg needs {CIFAR10_JPEG}")
     with tempfile.TemporaryDirectory() as tmp:
-        if shutil.which("tar"):
-            subprocess.run(["tar", "-xJf", str(CIFAR10_JPEG), "-C", tmp, "train"], check=True)
-        else:
-            import tarfile
+        extract_cifar10_jpeg(Path(tmp), ("train",))
+        return load_arrays("folder", tmp, "train", cache=False).subset(range(min(num_images, 50_000)))
 
-            with tarfile.open(CIFAR10_JPEG) as tf:
-                tf.extractall(tmp, members=[m for m in tf if m.name.startswith("train/")], filter="data")
-        return load_arrays("folder", tmp, "train").subset(range(min(num_images, 50_000)))
+
+def extract_cifar10_jpeg(dest: Path, splits: tuple[str, ...] = ("train", "test")) -> Path:
+    """Unpack the CIFAR-10 JPEG copy's ``splits`` into ``dest`` (ImageFolder layout); returns ``dest``."""
+    if not CIFAR10_JPEG.is_file():
+        raise SystemExit(f"this benchmark needs the CIFAR-10 JPEG copy at {CIFAR10_JPEG}")
+    if shutil.which("tar"):
+        subprocess.run(["tar", "-xJf", str(CIFAR10_JPEG), "-C", str(dest), *splits], check=True)
+    else:
+        import tarfile
+
+        with tarfile.open(CIFAR10_JPEG) as tf:
+            tf.extractall(dest, members=[m for m in tf if m.name.split("/")[0] in splits], filter="data")
+    return dest
+
+
+def upscaled_copy(source: Path, dest: Path, size: int, *, quality: int = 90, threads: int = 2) -> Path:
+    """Every JPEG under ``source`` resized (bicubic) to ``size`` x ``size`` and saved under ``dest`` at the same
+    relative path, as JPEG of the given quality: the same images as a larger-image folder."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from PIL import Image
+
+    files = sorted(source.rglob("*.jpg"))
+
+    def one(path: Path) -> None:
+        target = dest / path.relative_to(source)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with Image.open(path) as im:
+            im.convert("RGB").resize((size, size), Image.Resampling.BICUBIC).save(target, quality=quality)
+
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(one, files, chunksize=256))
+    return dest
