@@ -32,6 +32,7 @@ def extract_cifar10_jpeg(dest: Path, splits: tuple[str, ...] = ("train", "test")
     """Unpack the CIFAR-10 JPEG copy's ``splits`` into ``dest`` (ImageFolder layout); returns ``dest``."""
     if not CIFAR10_JPEG.is_file():
         raise SystemExit(f"this benchmark needs the CIFAR-10 JPEG copy at {CIFAR10_JPEG}")
+    dest.mkdir(parents=True, exist_ok=True)
     if shutil.which("tar"):
         subprocess.run(["tar", "-xJf", str(CIFAR10_JPEG), "-C", str(dest), *splits], check=True)
     else:
