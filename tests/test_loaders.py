@@ -345,3 +345,34 @@ def test_shard_arguments_and_resume_are_checked():
     old = {k: v for k, v in single.state_dict().items() if k != "world_size"}  # written before sharding existed
     single.load_state_dict({**old, "step": 3})
     assert single.step == 3
+
+
+def test_balanced_labeled_stream_is_class_balanced_deterministic_and_resumable():
+    # 40 examples of class 0, 8 of class 1, 2 of class 2: image i holds the value i.
+    targets = torch.tensor([0] * 40 + [1] * 8 + [2] * 2)
+    labeled = ImageArrays(torch.arange(50, dtype=torch.uint8).view(50, 1, 1, 1).expand(50, 1, 4, 4).contiguous(),
+                          targets, ["a", "b", "c"])
+    spec = _identity_spec(1)
+    make = lambda: TensorDualLoader(labeled, _indexed(30), spec, batch_size=10, seed=2, augment=False,  # noqa: E731
+                                    balance_labeled=True)
+    batches = _take(make(), 12)  # one epoch: 3 classes x 40 = 120 draws
+    ids = [i for x_l, _, _ in batches for i in _ids(x_l)]
+    drawn = torch.tensor(ids)
+    assert torch.equal(torch.cat([y for _, y, _ in batches]), targets[drawn])
+    assert torch.bincount(targets[drawn]).tolist() == [40, 40, 40]  # each class as often as the largest
+    assert sorted(i for i in ids if i < 40) == list(range(40))  # the largest class: each example once per epoch
+    assert _same(batches, _take(make(), 12))
+    resumed = make()
+    resumed.load_state_dict({**make().state_dict(), "step": 7})
+    assert _same(batches[7:], _take(resumed, 5))
+    plain = _take(TensorDualLoader(labeled, _indexed(30), spec, batch_size=10, seed=2, augment=False), 5)
+    assert torch.bincount(torch.cat([y for _, y, _ in plain]), minlength=3)[0] > 30  # without: mostly class 0
+    slow = _take(TorchDualLoader(arrays_dataset(labeled, spec, augment=False),
+                                 arrays_dataset(_indexed(30), spec, augment=False, labeled=False), batch_size=10,
+                                 seed=2, balance_labeled=targets), 12)
+    assert all(torch.equal(a[1], b[1]) for a, b in zip(batches, slow))  # the DataLoader path takes the same examples
+    with pytest.raises(ValueError, match="balance_labeled has 3 class indices but the labeled set has 50"):
+        TorchDualLoader(arrays_dataset(labeled, spec), arrays_dataset(_indexed(30), spec, labeled=False),
+                        batch_size=10, seed=2, balance_labeled=[0, 1, 2])
+    with pytest.raises(TypeError, match="balance_labeled must be a bool"):
+        TensorDualLoader(labeled, _indexed(30), spec, batch_size=10, seed=2, balance_labeled="yes")

@@ -4,7 +4,7 @@ Built in: CIFAR-10 and CIFAR-100 (Krizhevsky 2009) and SVHN (Netzer et al. 2011)
 ``torchvision.datasets``; scikit-learn's bundled handwritten digits (no download, used by the demo and tests);
 and the user's own data as an image folder, tensors, NumPy arrays or any ``torch.utils.data.Dataset``.
 
-Everything becomes an :class:`ImageArrays` (uint8 ``(N, C, H, W)`` images, int64 targets with -1 for
+Everything becomes an :class:`~ssl_mix.data.arrays.ImageArrays` (uint8 ``(N, C, H, W)`` images, int64 targets with -1 for
 unlabeled examples, class names), the form the fast tensor-resident loader needs. :class:`DataSpec` holds what
 training needs to know about a dataset: class count, normalisation constants and the standard augmentation
 (CIFAR: random crop with 4-pixel reflect padding and horizontal flip, as in Laine & Aila 2017, Tarvainen &
@@ -379,7 +379,7 @@ def _to_uint8(images: torch.Tensor, what: str) -> torch.Tensor:
 def arrays_from_tensors(images: torch.Tensor | np.ndarray, targets: torch.Tensor | np.ndarray | Sequence[int] |
                         None = None, classes: Sequence[str] | None = None, *, channels_last: bool | None = None
                         ) -> ImageArrays:
-    """An :class:`ImageArrays` from in-memory images (tensor or NumPy array).
+    """An :class:`~ssl_mix.data.arrays.ImageArrays` from in-memory images (tensor or NumPy array).
 
     Args:
         images: ``(N, C, H, W)`` or ``(N, H, W, C)`` with C in 1..4, or ``(N, H, W)`` for grayscale; uint8
@@ -455,7 +455,7 @@ def _item_to_uint8(x: Any, index: int) -> torch.Tensor:
 
 def arrays_from_dataset(dataset: Dataset, *, labeled: bool = True, classes: Sequence[str] | None = None
                         ) -> ImageArrays:
-    """Materialise a map-style dataset into an :class:`ImageArrays` (for the fast tensor-resident loader).
+    """Materialise a map-style dataset into an :class:`~ssl_mix.data.arrays.ImageArrays` (for the fast tensor-resident loader).
 
     Args:
         dataset: a ``torch.utils.data.Dataset`` with ``__len__``; items ``(x, y)`` when ``labeled``, ``x`` or
@@ -539,7 +539,7 @@ def eval_transform(spec: DataSpec) -> Any:
 
 
 class ArrayDataset(Dataset):
-    """A map-style dataset over an :class:`ImageArrays`, applying a per-image transform.
+    """A map-style dataset over an :class:`~ssl_mix.data.arrays.ImageArrays`, applying a per-image transform.
 
     Items are ``(transform(image), target)`` when ``labeled``, else ``transform(image)``; ``image`` is the
     uint8 ``(C, H, W)`` tensor. Use :func:`arrays_dataset` to build one with the standard transforms.
