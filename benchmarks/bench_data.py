@@ -5,6 +5,8 @@ from __future__ import annotations
 import shutil
 import subprocess
 import tempfile
+import time
+from itertools import islice
 from pathlib import Path
 
 import torch
@@ -61,3 +63,15 @@ def upscaled_copy(source: Path, dest: Path, size: int, *, quality: int = 90, thr
     with ThreadPoolExecutor(threads) as pool:
         list(pool.map(one, files, chunksize=256))
     return dest
+
+
+def batches_per_second(loader, steps: int, warmup: int) -> float:
+    """Steps per second of a dual loader over ``steps`` timed steps, after ``warmup`` untimed ones (worker start-up,
+    first-epoch permutations)."""
+    batches = iter(loader)
+    for _ in islice(batches, warmup):
+        pass
+    start = time.perf_counter()
+    for _ in islice(batches, steps):
+        pass
+    return steps / (time.perf_counter() - start)

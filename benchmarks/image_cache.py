@@ -11,20 +11,16 @@ reads it back. Writes a JSON record with the command, commit, hardware, versions
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
-from PIL import __version__ as pillow_version
 
 from bench_data import extract_cifar10_jpeg, upscaled_copy
-from provenance import git_commit, hardware
+from provenance import record_header, write_record
 from ssl_mix.data import ImageFiles, decode_files, folder_files
 
 REPO = Path(__file__).resolve().parents[1]
@@ -88,23 +84,14 @@ def main(argv: list[str] | None = None) -> dict:
                                              / results[name]["second_load_s"]["mean"], 1)
     record = {
         "benchmark": "decoded-image cache: first load (decode + write the cache) and second load (read the cache)",
-        "command": " ".join(["python", *sys.argv]) if argv is None else " ".join(["python", __file__, *argv]),
-        "git_commit": git_commit(),
-        "hardware": hardware("cpu"),
-        "torch_version": torch.__version__,
-        "pillow_version": pillow_version,
-        "python_version": platform.python_version(),
+        **record_header(__file__, argv),
         "config": {k: v for k, v in vars(args).items() if k != "out"},
         "seeds": "none (no randomness)",
         "upscaled_copy_write_s": round(write_s, 1),
         "results": results,
         "wall_time_s": round(time.perf_counter() - wall, 1),
-        "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(record, indent=2) + "\n")
-    print(f"wrote {out}")
+    write_record(args.out, record)
     return record
 
 

@@ -18,19 +18,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
-import sys
 import tempfile
 import time
-from itertools import islice
 from pathlib import Path
 
 import torch
-from PIL import __version__ as pillow_version
 
-from bench_data import extract_cifar10_jpeg, upscaled_copy
-from provenance import git_commit, hardware
+from bench_data import batches_per_second, extract_cifar10_jpeg, upscaled_copy
+from provenance import record_header, write_record
 from ssl_mix.data import (
     ImageFileDataset,
     TensorDualLoader,
@@ -44,16 +40,6 @@ from ssl_mix.data import (
 )
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def _rate(loader, steps: int, warmup: int) -> float:
-    batches = iter(loader)
-    for _ in islice(batches, warmup):  # worker start-up and first-epoch permutations
-        pass
-    start = time.perf_counter()
-    for _ in islice(batches, steps):
-        pass
-    return steps / (time.perf_counter() - start)
 
 
 def _summary(values: list[float], digits: int = 2) -> dict:
@@ -73,7 +59,7 @@ def _measure(root: Path, args: argparse.Namespace) -> dict:
         spec = spec_from_stats("folder", 10, *channel_stats(pool.images), pool.images.shape[2])
         setup.append(time.perf_counter() - start)
         loader = TensorDualLoader(pool.subset(labeled_index), pool, spec, seed=seed, **sizes)
-        rates.append(_rate(loader, args.steps, args.warmup))
+        rates.append(batches_per_second(loader, args.steps, args.warmup))
     out["decoded_pool_bytes"] = pool.images.numel()
     out["image_shape"] = list(pool.image_shape)
     out["tensor"] = {"setup_s": _summary(setup), "batches_per_s": _summary(rates)}
@@ -89,7 +75,7 @@ def _measure(root: Path, args: argparse.Namespace) -> dict:
                                      ImageFileDataset(files, scan.image_shape, labeled=False), seed=seed,
                                      transform=train_transform(spec, scan.image_shape[1:]), num_workers=workers,
                                      **sizes)
-            rates.append(_rate(loader, args.steps, args.warmup))
+            rates.append(batches_per_second(loader, args.steps, args.warmup))
         out[f"stream_workers{workers}"] = {"setup_s": _summary(setup), "batches_per_s": _summary(rates)}
         print(f"  {root.name} stream, {workers} workers: {statistics.mean(rates):.1f} batches/s", flush=True)
     return out
@@ -121,22 +107,13 @@ def main(argv: list[str] | None = None) -> dict:
             print(f"{name}: {json.dumps(results[name])}", flush=True)
     record = {
         "benchmark": "image folder: decoded in memory (tensor loader) vs streamed from the files (DataLoader workers)",
-        "command": " ".join(["python", *sys.argv]) if argv is None else " ".join(["python", __file__, *argv]),
-        "git_commit": git_commit(),
-        "hardware": hardware("cpu"),
-        "torch_version": torch.__version__,
-        "pillow_version": pillow_version,
-        "python_version": platform.python_version(),
+        **record_header(__file__, argv),
         "config": {k: v for k, v in vars(args).items() if k != "out"},
         "seeds": list(range(args.repeats)),
         "results": results,
         "wall_time_s": round(time.perf_counter() - wall, 1),
-        "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(record, indent=2) + "\n")
-    print(f"wrote {out}")
+    write_record(args.out, record)
     return record
 
 

@@ -58,3 +58,23 @@ def cifar10_jpeg_sample(tmp_path_factory) -> Path:
                 if member.isfile() and any(fnmatch(member.name, p) for p in patterns):
                     tf.extract(member, root, filter="data")
     return root
+
+
+@pytest.fixture(scope="session")
+def write_broken_images():
+    """A function that writes one image file of each broken kind into a folder and returns their names, sorted.
+
+    The kinds: a truncated JPEG (half of ``good``, the bytes of a valid JPEG), a zero-byte file, a text file named
+    ``.png``, a directory named like an image, and a symlink loop (two links to each other).
+    """
+
+    def write(folder: Path, good: bytes) -> list[str]:
+        (folder / "zz_truncated.jpg").write_bytes(good[: len(good) // 2])
+        (folder / "zz_empty.jpg").write_bytes(b"")
+        (folder / "zz_text.png").write_text("this is not a PNG\n")
+        (folder / "zz_folder.jpg").mkdir()
+        os.symlink("zz_loop_b.jpg", folder / "zz_loop_a.jpg")
+        os.symlink("zz_loop_a.jpg", folder / "zz_loop_b.jpg")
+        return ["zz_empty.jpg", "zz_folder.jpg", "zz_loop_a.jpg", "zz_loop_b.jpg", "zz_text.png", "zz_truncated.jpg"]
+
+    return write

@@ -275,23 +275,10 @@ def test_streaming_run_chosen_by_the_memory_budget(mixed, tmp_path, capsys):
 # --- broken files -----------------------------------------------------------------------------------------
 
 
-def _break(root: Path) -> list[str]:
-    """Add one of each kind of broken image file to ``root/unlabeled``; returns their names."""
-    target = root / "unlabeled"
-    good = sorted(target.glob("*.jpg"))[0].read_bytes()
-    (target / "zz_truncated.jpg").write_bytes(good[: len(good) // 2])
-    (target / "zz_empty.jpg").write_bytes(b"")
-    (target / "zz_text.png").write_text("this is not a PNG\n")
-    (target / "zz_folder.jpg").mkdir()
-    os.symlink("zz_loop_b.jpg", target / "zz_loop_a.jpg")
-    os.symlink("zz_loop_a.jpg", target / "zz_loop_b.jpg")
-    return ["zz_empty.jpg", "zz_folder.jpg", "zz_loop_a.jpg", "zz_loop_b.jpg", "zz_text.png", "zz_truncated.jpg"]
-
-
-def test_broken_files_stop_the_run_or_are_skipped_and_listed(mixed, tmp_path, capsys):
+def test_broken_files_stop_the_run_or_are_skipped_and_listed(mixed, tmp_path, capsys, write_broken_images):
     root = tmp_path / "broken"
     shutil.copytree(mixed, root)
-    names = _break(root)
+    names = write_broken_images(root / "unlabeled", sorted((root / "unlabeled").glob("*.jpg"))[0].read_bytes())
     assert [p.name for p in image_files(root / "unlabeled") if p.name.startswith("zz")] == names
     err = _fails(capsys, _train("--data-root", str(root), "--num-labels", "9", "--image-size", "16",
                                 out=tmp_path / "r"), "cannot read image", "--skip-bad-images", "5 more unreadable")

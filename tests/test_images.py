@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pytest
 import torch
@@ -110,18 +108,12 @@ def test_jpeg_reduced_decoding_matches_size(tmp_path):
     assert (out.float() - full.float()).abs().mean() < 10  # DCT-scaled decoding: close to the full decode
 
 
-def test_broken_files_raise_bad_image_error(tmp_path):
+def test_broken_files_raise_bad_image_error(tmp_path, write_broken_images):
     Image.fromarray(_rgb(64, 64)).save(tmp_path / "good.jpg")
-    data = (tmp_path / "good.jpg").read_bytes()
-    (tmp_path / "truncated.jpg").write_bytes(data[: len(data) // 2])
-    (tmp_path / "empty.jpg").write_bytes(b"")
-    (tmp_path / "text.png").write_text("hello, not an image\n")
-    (tmp_path / "folder.jpg").mkdir()
-    os.symlink("loop_b.jpg", tmp_path / "loop_a.jpg")
-    os.symlink("loop_a.jpg", tmp_path / "loop_b.jpg")
-    for name, reason in [("truncated.jpg", "truncated"), ("empty.jpg", "empty \\(0 bytes\\)"),
-                         ("text.png", "not an image file"), ("folder.jpg", "is a directory"),
-                         ("loop_a.jpg", "[Ss]ymbolic links"), ("missing.jpg", "No such file")]:
+    write_broken_images(tmp_path, (tmp_path / "good.jpg").read_bytes())
+    for name, reason in [("zz_truncated.jpg", "truncated"), ("zz_empty.jpg", "empty \\(0 bytes\\)"),
+                         ("zz_text.png", "not an image file"), ("zz_folder.jpg", "is a directory"),
+                         ("zz_loop_a.jpg", "[Ss]ymbolic links"), ("missing.jpg", "No such file")]:
         with pytest.raises(BadImageError, match=f"cannot read image .*{name}: .*{reason}") as info:
             decode_image(tmp_path / name, image_size=None)
         assert isinstance(info.value, ValueError) and info.value.path.endswith(name)

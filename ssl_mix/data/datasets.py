@@ -23,8 +23,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ssl_mix.data.arrays import ImageArrays, channel_stats, concat_arrays
-from ssl_mix.data.folder import IMAGE_EXTENSIONS, decode_files, folder_files
+from ssl_mix.data.arrays import ImageArrays, channel_stats, concat_arrays  # noqa: F401 (concat_arrays: re-exported)
+from ssl_mix.data.folder import IMAGE_EXTENSIONS, decode_files, folder_files  # noqa: F401 (IMAGE_EXTENSIONS: re-exported)
 from ssl_mix.data.images import ResizeMode, prepare_image
 
 __all__ = [
