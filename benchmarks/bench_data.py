@@ -45,14 +45,15 @@ def extract_cifar10_jpeg(dest: Path, splits: tuple[str, ...] = ("train", "test")
     return dest
 
 
-def upscaled_copy(source: Path, dest: Path, size: int, *, quality: int = 90, threads: int = 2) -> Path:
-    """Every JPEG under ``source`` resized (bicubic) to ``size`` x ``size`` and saved under ``dest`` at the same
-    relative path, as JPEG of the given quality: the same images as a larger-image folder."""
+def upscaled_copy(source: Path, dest: Path, size: int, *, quality: int = 90, threads: int = 2,
+                  files: list[Path] | None = None) -> Path:
+    """Every JPEG under ``source`` (or just ``files``) resized (bicubic) to ``size`` x ``size`` and saved under
+    ``dest`` at the same relative path, as JPEG of the given quality: the same images as a larger-image folder."""
     from concurrent.futures import ThreadPoolExecutor
 
     from PIL import Image
 
-    files = sorted(source.rglob("*.jpg"))
+    files = sorted(source.rglob("*.jpg")) if files is None else files
 
     def one(path: Path) -> None:
         target = dest / path.relative_to(source)

@@ -29,6 +29,7 @@ from bench_data import batches_per_second, extract_cifar10_jpeg, upscaled_copy
 from provenance import record_header, write_record
 from ssl_mix.data import (
     ImageFileDataset,
+    ImageFiles,
     TensorDualLoader,
     TorchDualLoader,
     channel_stats,
@@ -47,8 +48,7 @@ def _summary(values: list[float], digits: int = 2) -> dict:
             "std": round(statistics.stdev(values), digits) if len(values) > 1 else 0.0}
 
 
-def _measure(root: Path, args: argparse.Namespace) -> dict:
-    files = folder_files(root, "train").subset(range(args.num_images))
+def _measure(files: ImageFiles, args: argparse.Namespace) -> dict:
     labeled_index = list(range(0, args.num_images, args.num_images // args.num_labels))[:args.num_labels]
     sizes = {"batch_size": args.batch_size, "unlabeled_batch_size": args.unlabeled_batch_size}
     out: dict = {"images": len(files), "labeled": len(labeled_index)}
@@ -77,7 +77,7 @@ def _measure(root: Path, args: argparse.Namespace) -> dict:
                                      **sizes)
             rates.append(batches_per_second(loader, args.steps, args.warmup))
         out[f"stream_workers{workers}"] = {"setup_s": _summary(setup), "batches_per_s": _summary(rates)}
-        print(f"  {root.name} stream, {workers} workers: {statistics.mean(rates):.1f} batches/s", flush=True)
+        print(f"  {out['image_shape']} stream, {workers} workers: {statistics.mean(rates):.1f} batches/s", flush=True)
     return out
 
 
@@ -101,9 +101,11 @@ def main(argv: list[str] | None = None) -> dict:
     with tempfile.TemporaryDirectory(dir=args.tmp) as tmp:
         base = Path(tmp)
         cifar = extract_cifar10_jpeg(base / "cifar10", ("train",))
-        upscaled = upscaled_copy(cifar, base / f"cifar10_{args.upscale}", args.upscale)
-        for name, root in (("32x32", cifar), (f"{args.upscale}x{args.upscale}", upscaled)):
-            results[name] = _measure(root, args)
+        train = folder_files(cifar, "train")
+        pool = train.subset(range(0, len(train), len(train) // args.num_images)[:args.num_images])  # every class
+        upscaled = upscaled_copy(cifar, base / f"cifar10_{args.upscale}", args.upscale, files=pool.paths)
+        for name, files in (("32x32", pool), (f"{args.upscale}x{args.upscale}", folder_files(upscaled, "train"))):
+            results[name] = _measure(files, args)
             print(f"{name}: {json.dumps(results[name])}", flush=True)
     record = {
         "benchmark": "image folder: decoded in memory (tensor loader) vs streamed from the files (DataLoader workers)",
