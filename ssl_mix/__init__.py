@@ -35,7 +35,6 @@ from ssl_mix.config import (
 from ssl_mix.data import (
     ArrayDataset,
     DataSpec,
-    DualLoader,
     ImageArrays,
     LabelSplit,
     TensorDualLoader,
@@ -104,7 +103,7 @@ __all__ = [
     # data
     "LabelSplit", "make_split", "split_summary", "ImageArrays", "DataSpec", "load_arrays", "data_spec",
     "spec_from_arrays", "concat_arrays", "arrays_from_tensors", "arrays_from_dataset", "arrays_dataset",
-    "ArrayDataset", "random_crop_flip", "normalize", "DualLoader", "TensorDualLoader", "TorchDualLoader",
+    "ArrayDataset", "random_crop_flip", "normalize", "TensorDualLoader", "TorchDualLoader",
     "eval_batches",
     # analysis
     "nonlinearity", "nonlinearity_k", "measure_linearity", "linearity_probe", "class_singular_values",
