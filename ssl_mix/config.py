@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin
 
+import yaml
+
 from ssl_mix.checks import check_alpha, check_bool, check_in, check_int, check_k, check_number, check_probability
 from ssl_mix.data.datasets import DatasetName
 from ssl_mix.losses import ConsistencyDistance, ConsistencyTarget
@@ -373,7 +375,7 @@ _SECTIONS: dict[str, type] = {
 
 @dataclass
 class Config:
-    """A whole run: one instance of each section. Serialises to and from nested dicts / JSON."""
+    """A whole run: one instance of each section. Serialises to and from nested dicts, JSON and YAML files."""
 
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -424,15 +426,61 @@ class Config:
 
     @classmethod
     def from_file(cls, path: str | Path, base: Config | None = None) -> Config:
-        """Read a JSON config file (nested sections, any subset of keys) on top of ``base``."""
+        """Read a config file on top of ``base``: nested sections, any subset of keys, as in :meth:`from_dict`.
+
+        Args:
+            path: a ``.json`` file, or a ``.yaml`` / ``.yml`` file (read with ``yaml.safe_load``; ``1e-4`` is read
+                as a number, as in JSON). Both hold the same schema, e.g. ``{"method": {"k": 3}}`` or
+                ``method: {k: 3}``.
+            base: the config the file's values are applied to (default: all defaults).
+
+        Returns:
+            The resulting config.
+
+        Raises:
+            FileNotFoundError: no such file.
+            ValueError: an unknown suffix, a syntax error (with its line and column), an unknown section or key,
+                or an invalid value; the message names the file.
+        """
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"config file {str(path)!r} does not exist")
+        fmt = _config_format(path)
+        text = path.read_text()
+        if fmt == "yaml":
+            try:
+                data = yaml.load(text, Loader=_YamlLoader)  # a SafeLoader: plain data only
+            except yaml.YAMLError as err:
+                mark = getattr(err, "problem_mark", None)
+                where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+                problem = getattr(err, "problem", None) or str(err)
+                raise ValueError(f"config file {str(path)!r} is not valid YAML{where}: {problem}") from None
+            data = {} if data is None else data  # an empty file changes nothing
+        else:
+            try:
+                data = json.loads(text)
+            except json.JSONDecodeError as err:
+                raise ValueError(f"config file {str(path)!r} is not valid JSON (line {err.lineno}, column "
+                                 f"{err.colno}): {err.msg}") from None
         try:
-            data = json.loads(path.read_text())
-        except json.JSONDecodeError as err:
-            raise ValueError(f"config file {str(path)!r} is not valid JSON: {err}") from None
-        return cls.from_dict(data, base=base)
+            return cls.from_dict(data, base=base)
+        except (TypeError, ValueError) as err:
+            raise type(err)(f"config file {str(path)!r}: {err}") from None
+
+    def dumps(self, format: ConfigFormat = "json") -> str:
+        """The whole config as the text of a config file that :meth:`from_file` reads back to an equal config.
+
+        Args:
+            format: ``json`` (keys sorted, as ``ssl-mix train --print-config`` prints) or ``yaml`` (fields in their
+                declared order).
+
+        Returns:
+            The text, ending with a newline.
+        """
+        check_in("format", format, CONFIG_FORMATS)
+        if format == "yaml":
+            return yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True)
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
 
     def replace(self, **section_updates: dict[str, Any]) -> Config:
         """A copy with some keys changed, e.g. ``cfg.replace(train={"steps": 10})``."""
@@ -460,6 +508,87 @@ def section_type(section: str) -> type:
     return _SECTIONS[section]
 
 
+def _config_format(path: Path) -> ConfigFormat:
+    suffix = path.suffix.lower()
+    if suffix == ".json":
+        return "json"
+    if suffix in (".yaml", ".yml"):
+        return "yaml"
+    raise ValueError(f"config file {str(path)!r}: unknown format {suffix or '(no suffix)'!r}; name it .json, .yaml "
+                     "or .yml")
+
+
+class _YamlLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that also reads ``1e-4`` as a float (YAML 1.1 floats need a dot, ``1.0e-4``), as JSON
+    and Python do: a weight decay written the usual way must not arrive as a string."""
+
+
+_YamlLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float", re.compile(r"^[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)[eE][-+]?[0-9]+$"), list("-+.0123456789"))
+
+_ARG = re.compile(r"^    ([A-Za-z_]\w*): (.*)$")
+
+
+def field_docs(section: str) -> dict[str, str]:
+    """The documentation of every field of a config section: its ``Args:`` entry in the section's docstring.
+
+    This is the one source of the flag descriptions of ``ssl-mix train --help`` and of the documentation's
+    configuration tables.
+
+    Args:
+        section: ``data``, ``model``, ``method``, ``optim`` or ``train``.
+
+    Returns:
+        ``{field: text}`` in field order; each text is one line (the docstring's wrapping joined), still with its
+        reStructuredText markup (````code````, ``:class:`~ssl_mix.ICT```). The first sentence says what the field
+        does; later ones say why the default.
+
+    Raises:
+        ValueError: an unknown section, or a field without an ``Args:`` entry (or an entry without a field).
+    """
+    cls = section_type(check_in("section", section, _SECTIONS))
+    docs: dict[str, list[str]] = {}
+    current: list[str] | None = None
+    lines = inspect.cleandoc(cls.__doc__ or "").splitlines()
+    for line in lines[lines.index("Args:") + 1:] if "Args:" in lines else []:
+        if line and not line.startswith(" "):
+            break  # the next docstring section
+        entry = _ARG.match(line)
+        if entry:
+            current = docs.setdefault(entry.group(1), [])
+            current.append(entry.group(2).strip())
+        elif line.startswith("        ") and current is not None:
+            current.append(line.strip())
+    names = [f.name for f in dataclasses.fields(cls)]
+    missing, extra = [n for n in names if n not in docs], [n for n in docs if n not in names]
+    if missing or extra:
+        raise ValueError(f"{cls.__name__}'s docstring must document each field once under 'Args:'; fields without "
+                         f"an entry: {missing}, entries without a field: {extra}")
+    return {name: " ".join(docs[name]) for name in names}
+
+
+def format_value(value: Any) -> str:
+    """A config value as written on the command line: ``true``/``false``, ``none``, ``a,b,c`` for a tuple.
+
+    Args:
+        value: a field's value.
+
+    Returns:
+        The text that the corresponding ``ssl-mix train`` flag accepts (booleans: the flag or its ``--no-`` form).
+    """
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "none"
+    if isinstance(value, (tuple, list)):
+        return ",".join(str(v) for v in value)
+    return str(value)
+
+
+# The official ICT recipe (Verma et al. 2019, code README): SGD 0.1 with Nesterov momentum 0.9, weight decay 1e-4,
+# batch 100 labeled + 100 unlabeled, consistency weight up to 100 with a sigmoid ramp over the first quarter of
+# training, EMA 0.999, learning rate cosine ramp-down reaching zero at 1.125x the training length, mixup α in both
+# the supervised and consistency terms. 400 epochs of 450 steps (45,000 unlabeled images / 100) = 180,000 steps.
 def _ict(alpha: float, steps: int) -> Config:
     return Config(
         model=ModelConfig(name="wrn28-2"),
@@ -471,6 +600,7 @@ def _ict(alpha: float, steps: int) -> Config:
     )
 
 
+# Chaudhry et al.: Adam 0.002, batch 128, consistency weight ramped linearly 0 -> 100 over 40% of the steps.
 def _chaudhry(alpha: float) -> Config:
     return Config(
         data=DataConfig(batch_size=128, unlabeled_batch_size=128),
@@ -511,8 +641,19 @@ PRESETS: dict[str, Config] = {
 }
 
 
+PRESET_DESCRIPTIONS: dict[str, str] = {
+    "ict-cifar10": "the official ICT code (Verma et al. 2019) on CIFAR-10: SGD, mixup in both terms, validation split",
+    "ict-svhn": "the official ICT code (Verma et al. 2019) on SVHN: as ict-cifar10 with a smaller alpha",
+    "chaudhry-cifar10": "Chaudhry et al. on CIFAR-10: Adam and a linear consistency ramp; set --k for ICT[K]",
+    "chaudhry-svhn": "Chaudhry et al. on SVHN: as chaudhry-cifar10 with a smaller alpha",
+    "cpu-cifar10": "the CPU-scale benchmark: a small CNN on an image folder (e.g. CIFAR-10 as JPEG)",
+    "demo": "what ssl-mix demo trains: scikit-learn's bundled digits, no download",
+}
+"""One line per preset, in the order of :data:`PRESETS`: what it reproduces (``ssl-mix presets`` prints them)."""
+
+
 def preset(name: str) -> Config:
-    """A fresh copy of a named preset (see the module docstring for what each one reproduces)."""
+    """A fresh copy of a named preset (:data:`PRESET_DESCRIPTIONS` says what each one reproduces)."""
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; available presets: {sorted(PRESETS)}")
     return Config.from_dict(PRESETS[name].to_dict())

@@ -18,7 +18,10 @@ from torch import nn
 
 from ssl_mix.checks import check_bool, check_int, check_probability
 
-__all__ = ["EMATeacher"]
+__all__ = ["EMATeacher", "MODEL_ROLES"]
+
+MODEL_ROLES: tuple[str, str] = ("student", "teacher")
+"""The two models of a run: the trained student and its EMA teacher (the keys of evaluations and checkpoints)."""
 
 
 def _unwrap(model: nn.Module) -> nn.Module:

@@ -69,7 +69,7 @@ def test_argparse_errors_exit_2(argv, message, capsys):
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["train", "--k", "1", "--print-config"], "k (points mixed) must be an integer >= 2"),
+        (["train", "--k", "1", "--print-config"], "MethodConfig.k (number of points to mix) must be an int >= 2"),
         (["train", "--split", "s.json", "--num-labels", "10"], "--split and --num-labels conflict"),
         (["train", "--dataset", "cifar10", "--use-extra", "--print-config"], "use_extra adds SVHN"),
         (["train", "--preset", "demo", "--num-labels", "4000", "--no-progress"], "use at most num_labels=1390"),
