@@ -65,13 +65,13 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group(
         "configuration", "Each flag sets one config field and overrides the preset and the --config file. The "
         "defaults shown are those without a preset; --print-config shows the resolved values.")
-    docs = {section: field_docs(section) for section in {section for section, _ in config_flags().values()}}
+    docs = {section: field_docs(section, as_flags=True) for section in {section for section, _ in config_flags().values()}}
     for flag, (section, name) in config_flags().items():
         cls = section_type(section)
         hint = typing.get_type_hints(cls)[name]
         default = format_value(getattr(cls(), name))
         kwargs: dict[str, Any] = {"dest": f"cfg__{section}__{name}", "default": argparse.SUPPRESS,
-                                  "help": f"{_summary(docs[section][name], section)} (default: {default})".replace("%", "%%")}
+                                  "help": f"{_summary(docs[section][name])} (default: {default})".replace("%", "%%")}
         origin, args = typing.get_origin(hint), typing.get_args(hint)
         literal = args if origin is typing.Literal else next(
             (typing.get_args(a) for a in args if typing.get_origin(a) is typing.Literal), None)
@@ -100,18 +100,9 @@ def _metavar(field_name: str) -> str:
     return {"name": "NAME", "device": "DEVICE"}.get(field_name, "TEXT")
 
 
-def _summary(doc: str, section: str) -> str:
-    """The first sentence of a field's documentation as plain text, with field names written as their flags."""
-    from ssl_mix.config import config_flags
-
-    owners: dict[str, list[tuple[str, str]]] = {}
-    for flag, (sec, name) in config_flags().items():
-        owners.setdefault(name, []).append((sec, flag))
-    # A field name becomes its flag when it names a field of this section, or of exactly one section.
-    flags = {name: next((f for sec, f in found if sec == section), found[0][1])
-             for name, found in owners.items() if len(found) == 1 or any(sec == section for sec, _ in found)}
-    text = re.sub(r":\w+:`~?([^`]+)`", lambda m: m.group(1).rsplit(".", 1)[-1], doc)
-    text = re.sub(r"``([^`]+)``", lambda m: flags.get(m.group(1), m.group(1)), text)
+def _summary(doc: str) -> str:
+    """The first sentence of a field's documentation, as plain text."""
+    text = re.sub(r":\w+:`~?([^`]+)`", lambda m: m.group(1).rsplit(".", 1)[-1], doc).replace("``", "")
     # A sentence ends at a full stop before a capital or a digit, except after "et al.", "eq." and "e.g.".
     return _SENTENCE_END.split(text, maxsplit=1)[0].rstrip(".")
 

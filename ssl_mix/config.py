@@ -529,7 +529,7 @@ _YamlLoader.add_implicit_resolver(
 _ARG = re.compile(r"^    ([A-Za-z_]\w*): (.*)$")
 
 
-def field_docs(section: str) -> dict[str, str]:
+def field_docs(section: str, *, as_flags: bool = False) -> dict[str, str]:
     """The documentation of every field of a config section: its ``Args:`` entry in the section's docstring.
 
     This is the one source of the flag descriptions of ``ssl-mix train --help`` and of the documentation's
@@ -537,6 +537,9 @@ def field_docs(section: str) -> dict[str, str]:
 
     Args:
         section: ``data``, ``model``, ``method``, ``optim`` or ``train``.
+        as_flags: write the field names quoted in the text as their command-line flags (````download```` ->
+            ````--download````), for text shown next to the flags. A name becomes a flag when it is a field of this
+            section or of exactly one section.
 
     Returns:
         ``{field: text}`` in field order; each text is one line (the docstring's wrapping joined), still with its
@@ -564,7 +567,16 @@ def field_docs(section: str) -> dict[str, str]:
     if missing or extra:
         raise ValueError(f"{cls.__name__}'s docstring must document each field once under 'Args:'; fields without "
                          f"an entry: {missing}, entries without a field: {extra}")
-    return {name: " ".join(docs[name]) for name in names}
+    texts = {name: " ".join(docs[name]) for name in names}
+    if not as_flags:
+        return texts
+    owners: dict[str, list[tuple[str, str]]] = {}
+    for flag, (owner, name) in config_flags().items():
+        owners.setdefault(name, []).append((owner, flag))
+    flags = {name: next((flag for owner, flag in found if owner == section), found[0][1])
+             for name, found in owners.items() if len(found) == 1 or any(owner == section for owner, _ in found)}
+    return {name: re.sub(r"``(\w+)``", lambda m: f"``{flags.get(m.group(1), m.group(1))}``", text)
+            for name, text in texts.items()}
 
 
 def format_value(value: Any) -> str:
