@@ -38,7 +38,16 @@ import torch
 
 import ssl_mix
 from provenance import git_commit, hardware_summary
-from ssl_mix import DATASET_NAMES, MODEL_ROLES, PRECISIONS, Config, load_run_data, method_class, preset, run_experiment
+from ssl_mix import (
+    DATASET_NAMES,
+    MODEL_ROLES,
+    PRECISIONS,
+    Config,
+    load_run_data,
+    method_class,
+    preset,
+    run_experiment,
+)
 
 METHODS = {
     "erm": {"name": "erm"},
@@ -163,7 +172,8 @@ def make_record(args: argparse.Namespace, cfg: Config, method: str, report: dict
     best = {m: max((h["models"][m]["test"]["accuracy"] for h in report["history"]), default=float("nan"))
             for m in MODEL_ROLES}
     final = report["final"]
-    images = cfg.data.batch_size + (cfg.data.unlabeled_batch_size if method_class(cfg.method.name).uses_unlabeled else 0)
+    uses_unlabeled = method_class(cfg.method.name).uses_unlabeled
+    images = cfg.data.batch_size + (cfg.data.unlabeled_batch_size if uses_unlabeled else 0)
     return {
         "dataset": args.dataset, "scale": args.scale, "method": method, "k": cfg.method.k,
         "alpha": cfg.method.alpha, "model": cfg.model.name, "num_labels": cfg.data.num_labels, "seed": cfg.train.seed,

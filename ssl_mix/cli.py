@@ -65,7 +65,8 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group(
         "configuration", "Each flag sets one config field and overrides the preset and the --config file. The "
         "defaults shown are those without a preset; --print-config shows the resolved values.")
-    docs = {section: field_docs(section, as_flags=True) for section in {section for section, _ in config_flags().values()}}
+    sections = {section for section, _ in config_flags().values()}
+    docs = {section: field_docs(section, as_flags=True) for section in sections}
     for flag, (section, name) in config_flags().items():
         cls = section_type(section)
         hint = typing.get_type_hints(cls)[name]

@@ -1,5 +1,4 @@
 import dataclasses
-import json
 import typing
 
 import pytest
@@ -51,7 +50,7 @@ def test_literal_fields_are_checked():
     "make, match",
     [
         (lambda: MethodConfig(k=1), r"MethodConfig.k \(number of points to mix\) must be an int >= 2, got 1"),
-        (lambda: MethodConfig(alpha=-0.5), r"MethodConfig.alpha \(Dirichlet concentration\) must be a finite number >= 0"),
+        (lambda: MethodConfig(alpha=-0.5), r"MethodConfig.alpha \(Dirichlet concentration\) must be a finite number"),
         (lambda: MethodConfig(ema_decay=1.5), r"ema_decay must be in \[0, 1\]"),
         (lambda: MethodConfig(ramp_fraction=2.0), r"ramp_fraction must be in \[0, 1\]"),
         (lambda: MethodConfig(mix_layers=("input", "fc")), r"mix_layers entries must be 'input' or a layer number"),

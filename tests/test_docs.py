@@ -6,8 +6,8 @@
 - Every ``ssl-mix`` command in a ``bash`` block is parsed by the real argument parser, so a documented flag that
   does not exist fails. A bash block preceded by ``<!-- test: run -->`` is also run (in-process, in the page's
   directory, after the page's earlier blocks) and must exit with status 0.
-- The configuration reference of ``concepts.md`` is generated from the config docstrings (``docs/hooks/config_reference.py``,
-  the text of ``ssl-mix train --help``), and its preset table matches ``ssl_mix.config``.
+- The configuration reference of ``concepts.md`` is generated from the config docstrings
+  (``docs/hooks/config_reference.py``, the text of ``ssl-mix train --help``); its preset table matches the code.
 - The Quickstart's install commands are the README's.
 - The site builds with MkDocs in strict mode (warnings are errors), and its API reference documents every public
   name that ``ssl_mix`` re-exports.

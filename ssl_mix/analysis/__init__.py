@@ -10,7 +10,6 @@
 """
 
 from ssl_mix.analysis.analyze import analyze_run, format_analysis
-
 from ssl_mix.analysis.flattening import (
     DEFAULT_THRESHOLD,
     class_singular_values,

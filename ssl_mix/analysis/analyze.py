@@ -18,7 +18,12 @@ import torch
 from ssl_mix.analysis.flattening import flattening as class_spectra
 from ssl_mix.analysis.flattening import flattening_summary
 from ssl_mix.analysis.linearity import linearity_probe
-from ssl_mix.analysis.plots import plot_linearity_comparison, plot_linearity_curves, plot_spectra, read_linearity_history
+from ssl_mix.analysis.plots import (
+    plot_linearity_comparison,
+    plot_linearity_curves,
+    plot_spectra,
+    read_linearity_history,
+)
 from ssl_mix.checks import check_bool, check_positive_int
 from ssl_mix.data.augment import normalize
 from ssl_mix.experiment import load_trained
