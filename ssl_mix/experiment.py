@@ -33,7 +33,7 @@ from ssl_mix.data import (
     load_arrays,
     make_split,
 )
-from ssl_mix.methods import ERM, ICT, ManifoldMixup, Method, Mixup
+from ssl_mix.methods import ERM, ICT, ManifoldMixup, Method, Mixup, method_class
 from ssl_mix.models import create_model
 from ssl_mix.ramps import ConsistencySchedule
 from ssl_mix.run import RunDir, check_resume, data_info, note_fresh_start, write_json
@@ -108,9 +108,6 @@ def build_method(cfg: MethodConfig, *, num_classes: int, total_steps: int) -> Me
                teacher_mode=cfg.teacher_mode, joint_forward=cfg.joint_forward)
 
 
-_METHOD_CLASSES: dict[str, type[Method]] = {"erm": ERM, "mixup": Mixup, "manifold-mixup": ManifoldMixup, "ict": ICT}
-
-
 def build_loader(cfg: Config, data: RunData, device: torch.device, *, with_unlabeled: bool | None = None):
     """The dual labeled/unlabeled loader ``cfg.data.loader`` names, seeded by ``cfg.train.seed``; in a distributed
     run, this process's shard (the batch sizes are per process).
@@ -119,7 +116,7 @@ def build_loader(cfg: Config, data: RunData, device: torch.device, *, with_unlab
     unlabeled stream and yield empty unlabeled batches; the labeled batches are the same either way."""
     d = cfg.data
     if with_unlabeled is None:
-        with_unlabeled = _METHOD_CLASSES[cfg.method.name].uses_unlabeled
+        with_unlabeled = method_class(cfg.method.name).uses_unlabeled
     common = {"rank": distributed.rank(), "world_size": distributed.world_size(), "with_unlabeled": with_unlabeled}
     if d.loader == "tensor":
         return TensorDualLoader(data.labeled, data.unlabeled, data.spec, batch_size=d.batch_size,
@@ -153,7 +150,7 @@ def build_trainer(cfg: Config, data: RunData | None = None) -> Trainer:
         eval_sets["valid"] = lambda: eval_batches(data.valid, data.spec, EVAL_BATCH_SIZE, device)
     linearity = None
     if cfg.train.linearity_every:
-        from ssl_mix.analysis import linearity_probe
+        from ssl_mix.analysis.linearity import linearity_probe
 
         held_out = data.valid if data.valid is not None else data.test
         linearity = linearity_probe(held_out, data.spec, num_pairs=cfg.train.linearity_pairs, seed=cfg.train.seed,
