@@ -55,6 +55,7 @@ import ssl_mix
 from bench_data import benchmark_images
 from provenance import git_commit, hardware
 from ssl_mix import (
+    PRECISIONS,
     Batch,
     ImageArrays,
     MethodConfig,
@@ -245,7 +246,7 @@ def count_ops(step: Callable[[], None]) -> int:
 
 def _floor_step(trainer: Trainer, method_name: str, batch: Batch, mixed_u: torch.Tensor,
                 precision: str) -> Callable[[], None]:
-    student, teacher = trainer.student, trainer.teacher
+    student, teacher = trainer.wrapped_student, trainer.teacher
     device = batch.x_l.device
     ict = method_name == "ict"
     teacher_train = getattr(trainer.method, "teacher_mode", "train") == "train"
@@ -290,7 +291,7 @@ def run_config(model_name: str, method_key: str, args: argparse.Namespace, data:
     train = TrainConfig(steps=10**6, device=str(device), precision=args.precision, compile=args.compile,
                         progress=False, out_dir=out_dir, seed=args.seed)
     trainer = Trainer(model, method, loader, train=train, optim=OptimConfig(), ema_decay=0.999)
-    trainer.model.train()
+    trainer.student.train()
     batches = iter(loader)
 
     def ours() -> None:
@@ -359,7 +360,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps of each variant first")
     parser.add_argument("--steps", type=int, default=5, help="timed steps per variant per round")
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds of ours, floor and naive")
-    parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
+    parser.add_argument("--precision", choices=PRECISIONS, default="fp32")
     parser.add_argument("--channels-last", action="store_true")
     parser.add_argument("--compile", action="store_true", help="torch.compile the student (Trainer option)")
     parser.add_argument("--joint-forward", action="store_true",

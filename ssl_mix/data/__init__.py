@@ -1,11 +1,13 @@
 """Data for semi-supervised training: label-budget splits, datasets in memory, augmentation and dual loaders."""
 
 from ssl_mix.data.arrays import ImageArrays, channel_stats, concat_arrays
-from ssl_mix.data.augment import crop_flip, normalize, random_crop_flip
+from ssl_mix.data.augment import PADDING_MODES, PaddingMode, crop_flip, normalize, random_crop_flip
 from ssl_mix.data.cache import default_cache_dir
 from ssl_mix.data.datasets import (
+    DATASET_NAMES,
     ArrayDataset,
     DataSpec,
+    DatasetName,
     arrays_dataset,
     arrays_from_dataset,
     arrays_from_tensors,
@@ -38,10 +40,14 @@ from ssl_mix.data.images import (
     image_size_pair,
     prepare_image,
 )
-from ssl_mix.data.loaders import DualLoader, TensorDualLoader, TorchDualLoader, derive_seed, eval_batches
+from ssl_mix.data.loaders import TensorDualLoader, TorchDualLoader, derive_seed, eval_batches
 from ssl_mix.data.splits import SPLIT_FORMAT_VERSION, LabelSplit, make_split, split_summary
 
 __all__ = [
+    "DATASET_NAMES",
+    "DatasetName",
+    "PADDING_MODES",
+    "PaddingMode",
     "LabelSplit",
     "make_split",
     "split_summary",
@@ -82,7 +88,6 @@ __all__ = [
     "crop_flip",
     "random_crop_flip",
     "normalize",
-    "DualLoader",
     "TensorDualLoader",
     "TorchDualLoader",
     "eval_batches",

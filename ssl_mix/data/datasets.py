@@ -17,19 +17,22 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Sequence
+from typing import Any, Literal, Sequence, get_args
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from ssl_mix.checks import check_bool, check_in, check_int, check_positive_int
 from ssl_mix.data.arrays import ImageArrays, channel_stats, concat_arrays  # noqa: F401 (concat_arrays: re-exported)
+from ssl_mix.data.augment import PADDING_MODES, PaddingMode
 from ssl_mix.data.folder import IMAGE_EXTENSIONS, decode_files, folder_files  # noqa: F401 (IMAGE_EXTENSIONS: re-exported)
 from ssl_mix.data.images import ResizeMode, prepare_image
 
 __all__ = [
     "DataSpec",
     "DatasetName",
+    "DATASET_NAMES",
     "load_arrays",
     "load_targets",
     "data_spec",
@@ -44,10 +47,13 @@ __all__ = [
 ]
 
 DatasetName = Literal["cifar10", "cifar100", "svhn", "folder", "digits"]
-SplitName = Literal["train", "test", "extra", "unlabeled"]
-PaddingMode = Literal["reflect", "constant", "replicate"]
+"""The built-in datasets: CIFAR-10/100 and SVHN through torchvision, an image folder, scikit-learn's digits."""
 
-_DATASETS = ("cifar10", "cifar100", "svhn", "folder", "digits")
+DATASET_NAMES: tuple[str, ...] = get_args(DatasetName)
+"""The values of :data:`DatasetName`, in order (for argument choices and messages)."""
+
+SplitName = Literal["train", "test", "extra", "unlabeled"]
+
 
 
 @dataclass(frozen=True)
@@ -76,21 +82,16 @@ class DataSpec:
     def __post_init__(self) -> None:
         object.__setattr__(self, "mean", tuple(float(m) for m in self.mean))
         object.__setattr__(self, "std", tuple(float(s) for s in self.std))
-        if isinstance(self.num_classes, bool) or not isinstance(self.num_classes, int) or self.num_classes < 1:
-            raise ValueError(f"DataSpec.num_classes must be a positive int, got {self.num_classes!r}")
+        check_positive_int("DataSpec.num_classes", self.num_classes)
         if not self.mean or len(self.mean) != len(self.std):
             raise ValueError(f"DataSpec.mean and std need one entry per channel, got {len(self.mean)} and "
                              f"{len(self.std)}")
         if not all(s > 0 and np.isfinite(s) for s in self.std) or not all(np.isfinite(m) for m in self.mean):
             raise ValueError(f"DataSpec.std must be positive and finite and mean finite, got mean={self.mean}, "
                              f"std={self.std}")
-        if isinstance(self.crop_padding, bool) or not isinstance(self.crop_padding, int) or self.crop_padding < 0:
-            raise ValueError(f"DataSpec.crop_padding must be an int >= 0, got {self.crop_padding!r}")
-        if not isinstance(self.flip, bool):
-            raise ValueError(f"DataSpec.flip must be a bool, got {self.flip!r}")
-        if self.padding_mode not in ("reflect", "constant", "replicate"):
-            raise ValueError(f"DataSpec.padding_mode must be 'reflect', 'constant' or 'replicate', got "
-                             f"{self.padding_mode!r}")
+        check_int("DataSpec.crop_padding", self.crop_padding, 0)
+        check_bool("DataSpec.flip", self.flip)
+        check_in("DataSpec.padding_mode", self.padding_mode, PADDING_MODES)
 
     @property
     def channels(self) -> int:
@@ -134,7 +135,7 @@ def data_spec(name: DatasetName | str, train: ImageArrays | None = None, *, root
                                  "compute the normalisation constants")
             train = load_arrays("folder", root, "train")
         return spec_from_arrays(train, "folder")
-    raise ValueError(f"unknown dataset {name!r}; expected one of {', '.join(_DATASETS)}")
+    raise ValueError(f"unknown dataset {name!r}; expected one of {', '.join(DATASET_NAMES)}")
 
 
 def spec_from_arrays(arrays: ImageArrays, name: str = "custom", *, crop_padding: int | None = None,
@@ -183,8 +184,9 @@ def spec_from_stats(name: str, num_classes: int, mean: Sequence[float], std: Seq
 
 def load_arrays(name: DatasetName, root: str | Path | None, split: SplitName, *, download: bool = False,
                 image_size: int | tuple[int, int] | None = None, channels: Literal[1, 3] | None = None,
-                num_threads: int | None = None, resize: ResizeMode = "crop", labels: str | Path | None = None,
-                cache: bool | str | Path = True, skip_bad_images: bool = False) -> ImageArrays:
+                num_threads: int | None = None, classes: Sequence[str] | None = None, resize: ResizeMode = "crop",
+                labels: str | Path | None = None, cache: bool | str | Path = True, skip_bad_images: bool = False
+                ) -> ImageArrays:
     """Load a whole dataset split into memory.
 
     Args:
@@ -197,6 +199,8 @@ def load_arrays(name: DatasetName, root: str | Path | None, split: SplitName, *,
         image_size: folder only: resize every image to ``(H, W)`` (an int means square), with antialiasing.
         channels: folder only: force 1 (grayscale) or 3 (RGB) channels.
         num_threads: folder only: decoding threads (default ``min(8, os.cpu_count())``).
+        classes: folder only: the class names, in order, instead of the sub-directories of ``root/train``
+            (a trained run's classes, to read a test set without its training folder).
         resize: folder only: ``"crop"`` (cover ``image_size``, cut the centre) or ``"stretch"``; see
             :mod:`ssl_mix.data.images`.
         labels: folder only: a CSV label file instead of class folders (see :mod:`ssl_mix.data.folder`).
@@ -222,14 +226,15 @@ def load_arrays(name: DatasetName, root: str | Path | None, split: SplitName, *,
         ``image_size`` is given. Decoded images are cached on disk (:mod:`ssl_mix.data.cache`); a first load
         decodes with PIL in a thread pool. A missing ``unlabeled/`` gives an empty set.
     """
-    if name not in _DATASETS:
-        raise ValueError(f"unknown dataset {name!r}; expected one of {', '.join(_DATASETS)}")
-    if name != "folder" and (image_size is not None or channels is not None or labels is not None):
-        raise ValueError(f"image_size, channels and labels apply to name='folder' only, not {name!r}")
+    if name not in DATASET_NAMES:
+        raise ValueError(f"unknown dataset {name!r}; expected one of {', '.join(DATASET_NAMES)}")
+    folder_only = {"image_size": image_size, "channels": channels, "classes": classes, "labels": labels}
+    if name != "folder" and any(v is not None for v in folder_only.values()):
+        raise ValueError(f"image_size, channels, classes and labels apply to name='folder' only, not {name!r}")
     if name == "digits":
         return _load_digits(split)
     if name == "folder":
-        files = folder_files(_require_root(name, root), split, labels=labels)  # type: ignore[arg-type]
+        files = folder_files(_require_root(name, root), split, labels=labels, classes=classes)  # type: ignore[arg-type]
         decoded = decode_files(files, image_size=image_size, resize=resize, channels=channels,
                                skip_bad_images=skip_bad_images, cache=cache, num_threads=num_threads)
         if decoded.skipped:

@@ -228,13 +228,15 @@ def _class_split(root: Path, directory: Path, classes: list[str], *, required: b
 
 
 def folder_files(root: str | Path, split: Literal["train", "test", "unlabeled"], *,
-                 labels: str | Path | None = None) -> ImageFiles:
+                 labels: str | Path | None = None, classes: Sequence[str] | None = None) -> ImageFiles:
     """List one split of an image folder (see the module docstring for the two layouts).
 
     Args:
         root: the image folder.
         split: ``"train"``, ``"test"`` or ``"unlabeled"``.
         labels: a CSV label file (see :func:`read_labels`) instead of class folders.
+        classes: the class names, in order, instead of those of ``train/`` (or of the label file): a trained
+            run's classes, to read a test set without its training folder.
 
     Returns:
         The files, sorted by relative path. Class folders: ``train``/``test`` from ``<split>/<class>/``,
@@ -246,8 +248,10 @@ def folder_files(root: str | Path, split: Literal["train", "test", "unlabeled"],
     if split not in ("train", "test", "unlabeled"):
         raise ValueError(f"dataset 'folder' has splits 'train', 'test' and 'unlabeled', not {split!r}")
     _require_folder(root)
+    given = [str(c) for c in classes] if classes is not None else None
     if labels is None:
-        classes = _folder_classes(root)
+        classes = given if given is not None else _folder_classes(root)
+        defined_by = "the trained run" if given is not None else f"{root}/train"
         directory = root / split
         if split == "unlabeled":
             paths = image_files(directory) if directory.is_dir() else []
@@ -255,8 +259,16 @@ def folder_files(root: str | Path, split: Literal["train", "test", "unlabeled"],
         if not directory.is_dir():
             raise FileNotFoundError(f"image folder {root} has no {split}/ directory: expected {directory}/<class>/"
                                     f"<images> with class folders among {', '.join(classes)}")
-        return _class_split(root, directory, classes, required=split == "train", defined_by=f"{root}/train")
+        return _class_split(root, directory, classes, required=split == "train", defined_by=defined_by)
+    if split == "test" and given is not None:  # the test set of a trained run: no need for the label file
+        if not (root / "test").is_dir():
+            raise FileNotFoundError(f"image folder {root} has no test/ directory: expected {root}/test/<class>/"
+                                    f"<images> with class folders among {', '.join(given)}")
+        return _class_split(root, root / "test", given, required=False, defined_by="the trained run")
     named, classes = read_labels(labels, root)
+    if given is not None and given != classes:
+        raise ValueError(f"the label file {labels} has classes {', '.join(classes[:10])} but {', '.join(given[:10])} "
+                         "were given; use the label file the run was trained with")
     if split == "test":
         if not (root / "test").is_dir():
             return ImageFiles([], torch.zeros(0, dtype=torch.int64), classes, root)
@@ -574,6 +586,11 @@ class ImageFileDataset(Dataset):
 
     def __len__(self) -> int:
         return len(self.files)
+
+    @property
+    def classes(self) -> list[str]:
+        """The class names of the files' targets."""
+        return self.files.classes
 
     def __getitem__(self, index: int) -> Any:
         image = decode_image(self.files.paths[index], **self.settings)
