@@ -154,7 +154,8 @@ def _load_folder_run(cfg: Config) -> RunData:
     stream = d.loader == "torch"
     if not stream and pool_bytes > d.max_memory_gb * 1e9:
         stream = True
-        print(f"ssl-mix: the decoded training pool would take {pool_bytes / 1e9:.1f} GB ({len(train_files) + len(extra_files)} "
+        count = len(train_files) + len(extra_files)
+        print(f"ssl-mix: the decoded training pool would take {pool_bytes / 1e9:.1f} GB ({count} "
               f"images x C*H*W bytes), more than --max-memory-gb {d.max_memory_gb:g}; streaming the images from their "
               f"files with the DataLoader path instead (--loader torch; use --num-workers N to decode in parallel)",
               file=sys.stderr)

@@ -229,7 +229,7 @@ def test_folder_data_options():
         DataConfig(dataset="folder", image_size="big")
     with pytest.raises(ValueError, match="DataConfig.channels must be one of"):
         DataConfig(dataset="folder", channels=2)
-    with pytest.raises(ValueError, match="DataConfig.max_memory_gb must be > 0"):
+    with pytest.raises(ValueError, match="DataConfig.max_memory_gb must be a finite number > 0"):
         DataConfig(max_memory_gb=0)
 
 

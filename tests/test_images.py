@@ -67,7 +67,8 @@ def test_channels_forced_and_exif_orientation(tmp_path):
     gray = decode_image(tmp_path / "rgb.png", image_size=None, channels=1)
     assert torch.equal(gray, _chw(np.array(Image.fromarray(rgb).convert("L"))))
     Image.fromarray(rgb[..., 0]).save(tmp_path / "l.png")
-    assert torch.equal(decode_image(tmp_path / "l.png", image_size=None, channels=3), _chw(rgb[..., 0]).expand(3, -1, -1))
+    as_rgb = decode_image(tmp_path / "l.png", image_size=None, channels=3)
+    assert torch.equal(as_rgb, _chw(rgb[..., 0]).expand(3, -1, -1))
     # A photo stored sideways (EXIF orientation 6: rotate 90 degrees clockwise to view) comes out upright.
     exif = Image.Exif()
     exif[0x0112] = 6

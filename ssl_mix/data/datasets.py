@@ -4,8 +4,8 @@ Built in: CIFAR-10 and CIFAR-100 (Krizhevsky 2009) and SVHN (Netzer et al. 2011)
 ``torchvision.datasets``; scikit-learn's bundled handwritten digits (no download, used by the demo and tests);
 and the user's own data as an image folder, tensors, NumPy arrays or any ``torch.utils.data.Dataset``.
 
-Everything becomes an :class:`~ssl_mix.data.arrays.ImageArrays` (uint8 ``(N, C, H, W)`` images, int64 targets with -1 for
-unlabeled examples, class names), the form the fast tensor-resident loader needs. :class:`DataSpec` holds what
+Everything becomes an :class:`~ssl_mix.data.arrays.ImageArrays` (uint8 ``(N, C, H, W)`` images, int64 targets with
+-1 for unlabeled examples, class names), the form the fast tensor-resident loader needs. :class:`DataSpec` holds what
 training needs to know about a dataset: class count, normalisation constants and the standard augmentation
 (CIFAR: random crop with 4-pixel reflect padding and horizontal flip, as in Laine & Aila 2017, Tarvainen &
 Valpola 2017 and ICT; SVHN: the same crop without flip, as digits are not mirror-symmetric).
@@ -26,7 +26,7 @@ from torch.utils.data import Dataset
 from ssl_mix.checks import check_bool, check_in, check_int, check_positive_int
 from ssl_mix.data.arrays import ImageArrays, channel_stats, concat_arrays  # noqa: F401 (concat_arrays: re-exported)
 from ssl_mix.data.augment import PADDING_MODES, PaddingMode
-from ssl_mix.data.folder import IMAGE_EXTENSIONS, decode_files, folder_files  # noqa: F401 (IMAGE_EXTENSIONS: re-exported)
+from ssl_mix.data.folder import IMAGE_EXTENSIONS, decode_files, folder_files  # noqa: F401 (re-exported)
 from ssl_mix.data.images import ResizeMode, prepare_image
 
 __all__ = [
@@ -460,7 +460,8 @@ def _item_to_uint8(x: Any, index: int) -> torch.Tensor:
 
 def arrays_from_dataset(dataset: Dataset, *, labeled: bool = True, classes: Sequence[str] | None = None
                         ) -> ImageArrays:
-    """Materialise a map-style dataset into an :class:`~ssl_mix.data.arrays.ImageArrays` (for the fast tensor-resident loader).
+    """Materialise a map-style dataset into an :class:`~ssl_mix.data.arrays.ImageArrays` (for the fast
+    tensor-resident loader).
 
     Args:
         dataset: a ``torch.utils.data.Dataset`` with ``__len__``; items ``(x, y)`` when ``labeled``, ``x`` or

@@ -249,8 +249,9 @@ class TensorDualLoader:
         self._targets = labeled.targets.to(self.device)
         self._mean = torch.tensor(spec.mean, dtype=torch.float32, device=self.device)
         self._std = torch.tensor(spec.std, dtype=torch.float32, device=self.device)
-        balanced = labeled.targets if _check_bool("balance_labeled", balance_labeled) else None
-        self._streams = (_labeled_stream(balanced, len(labeled), self.batch_size, self.seed, self.rank, self.world_size),
+        balanced = labeled.targets if check_bool("balance_labeled", balance_labeled) else None
+        self._streams = (_labeled_stream(balanced, len(labeled), self.batch_size, self.seed, self.rank,
+                                         self.world_size),
                          _Stream(len(unlabeled), self.unlabeled_batch_size, self.seed, _UNLABELED, self.rank,
                                  self.world_size))
         self._permutations: list[dict[int, torch.Tensor]] = [{}, {}]
