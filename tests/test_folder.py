@@ -122,6 +122,9 @@ def test_mixed_folder_needs_an_image_size_then_trains(mixed, tmp_path, capsys):
     assert "trained 3 steps" in capsys.readouterr().out
     config = json.loads((tmp_path / "r" / "config.json").read_text())["data"]
     assert config["image_size"] == [24, 20] and config["resize"] == "stretch" and config["channels"] is None
+    # Evaluation decodes the (mixed-size) test folder as training did, from the settings recorded in the run.
+    assert main(["eval", str(tmp_path / "r"), "--device", "cpu"]) == 0
+    assert "test accuracy" in capsys.readouterr().out
 
 
 def test_label_file_errors_name_the_line(labeled_by_file, tmp_path, capsys):
