@@ -80,8 +80,8 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
             kwargs["action"] = argparse.BooleanOptionalAction
         elif literal is not None:
             kwargs["choices"] = list(literal)
-        elif hint is int:
-            kwargs.update(type=int, metavar="N")
+        elif hint is int or (type(None) in args and int in args):
+            kwargs.update(type=int if hint is int else _optional(int), metavar="N")
         elif hint is float or (type(None) in args and float in args):
             kwargs.update(type=_optional(float), metavar="FLOAT")
         elif origin is tuple:
