@@ -146,7 +146,8 @@ def _add_train(p: argparse.ArgumentParser) -> None:
                    help="start from a named paper recipe: " + ", ".join(PRESETS) + " (ssl-mix presets describes them)")
     p.add_argument("--config", metavar="FILE",
                    help="a JSON or YAML file of config sections (e.g. method: {k: 3}) applied after the preset")
-    p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt if it exists")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in --out from its latest checkpoint (starts anew, with a note, if it has none)")
     p.add_argument("--print-config", action="store_true",
                    help="print the resolved config as a config file (see --format) and exit")
     p.add_argument("--format", choices=CONFIG_FORMATS, default="json", help="format of --print-config (default: json)")
@@ -175,6 +176,8 @@ def _run_train(args: argparse.Namespace) -> int:
 
 
 def _format_report(report: dict[str, Any]) -> str:
+    from ssl_mix.run import RunDir
+
     lines = [f"trained {report['steps']} steps in {report['wall_time_s']:.1f} s; run directory: {report['out_dir']}"]
     for model_name, sets in report["final"].items():
         for set_name, m in sets.items():
@@ -184,7 +187,7 @@ def _format_report(report: dict[str, Any]) -> str:
     if best:
         test = f", test accuracy {best['test']['accuracy']:.2f}%" if best.get("test") else ""
         lines.append(f"  selected by validation: {best['model']} at step {best['step']} (valid accuracy "
-                     f"{best['valid_accuracy']:.2f}%{test}); saved as best.pt")
+                     f"{best['valid_accuracy']:.2f}%{test}); saved as {RunDir(report['out_dir']).best}")
     else:
         lines.append(f"  model selection: {report['selection']}")
     return "\n".join(lines)
@@ -194,7 +197,8 @@ def _add_eval(p: argparse.ArgumentParser) -> None:
     from ssl_mix.data import DATASET_NAMES
     from ssl_mix.teacher import MODEL_ROLES
 
-    p.add_argument("checkpoint", metavar="FILE", help="a checkpoint written by ssl-mix train (last.pt or best.pt)")
+    p.add_argument("checkpoint", metavar="RUN_DIR_OR_CHECKPOINT",
+                   help="a run directory written by ssl-mix train (its latest checkpoint) or a checkpoint file")
     p.add_argument("--dataset", choices=DATASET_NAMES,
                    help="dataset to evaluate on (default: the one the run trained on)")
     p.add_argument("--data-root", metavar="DIR", help="where the dataset lives (default: the run's)")
@@ -204,8 +208,8 @@ def _add_eval(p: argparse.ArgumentParser) -> None:
 
 def _run_eval(args: argparse.Namespace) -> int:
     from ssl_mix.data import eval_batches
-    from ssl_mix.experiment import load_trained
-    from ssl_mix.trainer import evaluate
+    from ssl_mix.evaluation import evaluate
+    from ssl_mix.run import load_trained
 
     run = load_trained(args.checkpoint, dataset=args.dataset, data_root=args.data_root, device=args.device)
     from ssl_mix.teacher import MODEL_ROLES

@@ -17,22 +17,12 @@ import torch
 from torch import nn
 
 from ssl_mix.checks import check_bool, check_int, check_probability
+from ssl_mix.models import unwrap_model
 
 __all__ = ["EMATeacher", "MODEL_ROLES"]
 
 MODEL_ROLES: tuple[str, str] = ("student", "teacher")
 """The two models of a run: the trained student and its EMA teacher (the keys of evaluations and checkpoints)."""
-
-
-def _unwrap(model: nn.Module) -> nn.Module:
-    # DistributedDataParallel / DataParallel keep the real model in .module, torch.compile in ._orig_mod.
-    while True:
-        if isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
-            model = model.module
-        elif isinstance(getattr(model, "_orig_mod", None), nn.Module):
-            model = model._orig_mod
-        else:
-            return model
 
 
 class EMATeacher(nn.Module):
@@ -58,7 +48,7 @@ class EMATeacher(nn.Module):
             raise TypeError(f"student must be a torch.nn.Module, got {type(student).__name__}.")
         self.decay = check_probability("decay", decay, hint="typically 0.99 to 0.9999.")
         self.warmup = check_bool("warmup", warmup)
-        self.module = copy.deepcopy(_unwrap(student)).requires_grad_(False)
+        self.module = copy.deepcopy(unwrap_model(student)).requires_grad_(False)
 
     def decay_at(self, step: int) -> float:
         """Decay used by the update at ``step`` (>= 0): ``min(1 - 1/(step + 1), decay)`` with warm-up."""
@@ -83,7 +73,7 @@ class EMATeacher(nn.Module):
         if not isinstance(student, nn.Module):
             raise TypeError(f"student must be a torch.nn.Module, got {type(student).__name__}.")
         decay = self.decay_at(step)
-        student = _unwrap(student)
+        student = unwrap_model(student)
         teacher_params = list(self.module.parameters())
         student_params = list(student.parameters())
         teacher_buffers = list(self.module.buffers())

@@ -52,7 +52,7 @@ def test_analyze_run_errors(tiny_run, tmp_path):
         analyze_run(tiny_run, linearity=False, flattening=False)
     with pytest.raises(ValueError, match="num_images must be >= 1"):
         analyze_run(tiny_run, num_images=0)
-    with pytest.raises(ValueError, match="holds no last.pt"):
+    with pytest.raises(FileNotFoundError, match="holds no last.pt"):
         analyze_run(tmp_path)
 
 

@@ -26,9 +26,9 @@ from ssl_mix.analysis.plots import (
 )
 from ssl_mix.checks import check_bool, check_positive_int
 from ssl_mix.data.augment import normalize
-from ssl_mix.experiment import load_trained
 from ssl_mix.models.inference import model_device
 from ssl_mix.models.stages import LayerId, layer_names
+from ssl_mix.run import load_trained
 
 __all__ = ["analyze_run", "format_analysis"]
 
@@ -52,7 +52,7 @@ def analyze_run(
     """Measure a trained run's per-layer non-linearity and flattening; write ``analysis.json`` and PNG plots.
 
     Args:
-        run: a run directory written by ``ssl-mix train`` (its ``last.pt`` is analysed) or a checkpoint file.
+        run: a run directory written by ``ssl-mix train`` (its latest checkpoint is analysed) or a checkpoint file.
         linearity: measure per-layer non-linearity on ``num_pairs`` test mixes of ``k`` images.
         flattening: measure the class spectra at ``layer`` on ``num_images`` test images.
         layer: the layer of the flattening measurement: ``"input"`` or a stage index; None: the pooled features
@@ -75,20 +75,15 @@ def analyze_run(
         and ``files`` (the names written there).
 
     Raises:
-        ValueError: neither measurement requested, a run directory without ``last.pt``, a layer the model does
-            not have, or a non-positive ``num_images``.
+        ValueError: neither measurement requested, a layer the model does not have, or a non-positive
+            ``num_images``.
+        FileNotFoundError: no checkpoint at ``run``.
     """
     if not (check_bool("linearity", linearity) | check_bool("flattening", flattening)):
         raise ValueError("nothing to analyse: set linearity and/or flattening")
     num_images = check_positive_int("num_images", num_images)
-    target = Path(run)
-    if target.is_dir():
-        run_dir, checkpoint = target, target / "last.pt"
-        if not checkpoint.is_file():
-            raise ValueError(f"{str(target)!r} holds no last.pt; pass a run directory of ssl-mix train or a checkpoint")
-    else:
-        run_dir, checkpoint = target.parent, target
-    trained = load_trained(checkpoint, dataset=dataset, data_root=data_root, device=device)
+    trained = load_trained(run, dataset=dataset, data_root=data_root, device=device)
+    run_dir, checkpoint = trained.run_dir, trained.checkpoint
     cfg, models, test, spec = trained.config, trained.models, trained.test, trained.spec
     run_device = model_device(models["teacher"])
     num_pairs = num_pairs if num_pairs is not None else cfg.train.linearity_pairs
@@ -100,7 +95,7 @@ def analyze_run(
         listing = ", ".join(f"{i} ({n})" for i, n in enumerate(names))
         raise ValueError(f"layer must be 'input' or one of {listing}; got {layer!r}")
 
-    out = Path(out_dir) if out_dir is not None else run_dir / "analysis"
+    out = Path(out_dir) if out_dir is not None else run_dir.analysis
     out.mkdir(parents=True, exist_ok=True)
     result: dict[str, Any] = {"checkpoint": str(checkpoint), "step": trained.step, "dataset": trained.dataset,
                               "model": cfg.model.name, "method": cfg.method.name}
@@ -108,7 +103,7 @@ def analyze_run(
     if linearity:
         probe = linearity_probe(test, spec, num_pairs=num_pairs, seed=seed, device=run_device, k=k, alpha=alpha)
         final = {name: probe(model) for name, model in models.items()}
-        log_dir = run_dir / "tensorboard"
+        log_dir = run_dir.tensorboard
         history = read_linearity_history(log_dir) if log_dir.is_dir() else {}
         result["linearity"] = {
             "settings": {"num_pairs": num_pairs, "seed": seed, "k": k, "alpha": alpha,

@@ -11,12 +11,14 @@ from ssl_mix.models.inference import eval_mode, model_device
 from ssl_mix.models.small import SmallCNN
 from ssl_mix.models.stages import (
     LayerId,
+    MixableModule,
     StagedModel,
     forward_layers,
     forward_mixed,
     get_stages,
     layer_names,
     run_stages,
+    unwrap_model,
 )
 from ssl_mix.models.timm_adapter import TimmStaged
 from ssl_mix.models.wrn import PreActBlock, WideResNet
@@ -24,6 +26,7 @@ from ssl_mix.models.wrn import PreActBlock, WideResNet
 __all__ = [
     "CNN13",
     "LayerId",
+    "MixableModule",
     "ModelName",
     "PreActBlock",
     "SmallCNN",
@@ -39,4 +42,5 @@ __all__ = [
     "layer_names",
     "model_device",
     "run_stages",
+    "unwrap_model",
 ]
