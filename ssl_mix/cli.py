@@ -82,10 +82,8 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
             kwargs["choices"] = list(literal)
             if not isinstance(literal[0], str):  # e.g. --channels 1|3: compare as numbers
                 kwargs["type"] = type(literal[0])
-        elif hint is int:
-            kwargs.update(type=int, metavar="N")
-        elif type(None) in args and int in args:
-            kwargs.update(type=_optional(int), metavar="N")
+        elif hint is int or (type(None) in args and int in args):
+            kwargs.update(type=int if hint is int else _optional(int), metavar="N")
         elif hint is float or (type(None) in args and float in args):
             kwargs.update(type=_optional(float), metavar="FLOAT")
         elif origin is tuple and args == (str, Ellipsis):  # one value per use: paths may hold commas

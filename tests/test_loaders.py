@@ -225,7 +225,7 @@ def test_loader_argument_errors():
         TensorDualLoader(labeled, unlabeled, spec, batch_size=4, unlabeled_batch_size=4, mu=1, seed=0)
     with pytest.raises(ValueError, match="mu \\* batch_size must be a positive integer.*2.5 \\* 3 = 7.5"):
         TensorDualLoader(labeled, unlabeled, spec, batch_size=3, mu=2.5, seed=0)
-    with pytest.raises(ValueError, match="batch_size must be a positive int"):
+    with pytest.raises(ValueError, match="batch_size must be >= 1, got 0"):
         TensorDualLoader(labeled, unlabeled, spec, batch_size=0, seed=0)
     with pytest.raises(ValueError, match="seed must be >= 0, got -3"):
         TensorDualLoader(labeled, unlabeled, spec, batch_size=2, seed=-3)
@@ -242,7 +242,7 @@ def test_loader_argument_errors():
         TensorDualLoader(arrays_dataset(labeled, spec), unlabeled, spec, batch_size=2, seed=0)
     with pytest.raises(TypeError, match="map-style dataset"):
         TorchDualLoader(iter([]), unlabeled, batch_size=2, seed=0)
-    with pytest.raises(ValueError, match="num_workers must be an int >= 0"):
+    with pytest.raises(ValueError, match="num_workers must be >= 0"):
         TorchDualLoader(arrays_dataset(labeled, spec), arrays_dataset(unlabeled, spec), batch_size=2, seed=0,
                         num_workers=-1)
     untransformed = TorchDualLoader([("not a tensor", 0)] * 3, [("x", 1)] * 3, batch_size=2, seed=0)
@@ -272,7 +272,7 @@ def test_eval_batches_in_order_with_last_partial_batch():
     x = torch.cat([x for x, _ in batches])
     torch.testing.assert_close(x[:, 0, 0, 0], (torch.arange(11) / 255 - 0.5) / 0.5)
     assert torch.cat([y for _, y in batches]).tolist() == data.targets.tolist()
-    with pytest.raises(ValueError, match="batch_size must be a positive int"):
+    with pytest.raises(ValueError, match="batch_size must be >= 1, got 0"):
         eval_batches(data, spec, 0, "cpu")
     with pytest.raises(ValueError, match="images have 1 channels but spec 'id' has 3"):
         eval_batches(data, _identity_spec(3), 4, "cpu")

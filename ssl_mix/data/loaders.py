@@ -38,7 +38,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from ssl_mix.checks import check_bool, check_int
+from ssl_mix.checks import check_bool, check_int, check_positive_int
 from ssl_mix.data.augment import normalize, random_crop_flip
 from ssl_mix.data.datasets import DataSpec, ImageArrays
 
@@ -69,8 +69,7 @@ def derive_seed(*values: int) -> int:
 
 
 def _batch_sizes(batch_size: int, unlabeled_batch_size: int | None, mu: float | None) -> tuple[int, int]:
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    check_positive_int("batch_size", batch_size)
     if unlabeled_batch_size is not None and mu is not None:
         raise ValueError(f"give unlabeled_batch_size or mu (= unlabeled_batch_size / batch_size), not both; got "
                          f"unlabeled_batch_size={unlabeled_batch_size!r}, mu={mu!r}")
@@ -84,8 +83,7 @@ def _batch_sizes(batch_size: int, unlabeled_batch_size: int | None, mu: float | 
         return batch_size, unlabeled
     if unlabeled_batch_size is None:
         return batch_size, batch_size
-    if isinstance(unlabeled_batch_size, bool) or not isinstance(unlabeled_batch_size, int) or unlabeled_batch_size < 1:
-        raise ValueError(f"unlabeled_batch_size must be a positive int, got {unlabeled_batch_size!r}")
+    check_positive_int("unlabeled_batch_size", unlabeled_batch_size)
     return batch_size, unlabeled_batch_size
 
 
@@ -455,8 +453,7 @@ class TorchDualLoader:
                                 f"{type(ds).__name__}") from None
             if sizes[-1] == 0:
                 raise ValueError(f"the {name} dataset is empty")
-        if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
-            raise ValueError(f"num_workers must be an int >= 0, got {num_workers!r}")
+        check_int("num_workers", num_workers, 0)
         if transform is not None and not callable(transform):
             raise TypeError(f"transform must be callable, got {type(transform).__name__}")
         self.batch_size, self.unlabeled_batch_size = _batch_sizes(batch_size, unlabeled_batch_size, mu)
@@ -527,8 +524,7 @@ def eval_batches(data: ImageArrays, spec: DataSpec, batch_size: int, device: tor
     """
     if not isinstance(data, ImageArrays):
         raise TypeError(f"data must be ImageArrays, got {type(data).__name__}")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    check_positive_int("batch_size", batch_size)
     if len(data) and data.images.shape[1] != spec.channels:
         raise ValueError(f"images have {data.images.shape[1]} channels but spec {spec.name!r} has {spec.channels}")
     device = torch.device(device)
