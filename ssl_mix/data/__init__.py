@@ -3,6 +3,9 @@
 from ssl_mix.data.augment import crop_flip, normalize, random_crop_flip
 from ssl_mix.data.datasets import (
     IMAGE_EXTENSIONS,
+    BadImageError,
+    decode_image,
+    prepare_image,
     ArrayDataset,
     DataSpec,
     ImageArrays,
@@ -49,4 +52,7 @@ __all__ = [
     "TorchDualLoader",
     "eval_batches",
     "derive_seed",
+    "BadImageError",
+    "decode_image",
+    "prepare_image",
 ]

@@ -40,6 +40,9 @@ __all__ = [
     "ArrayDataset",
     "train_transform",
     "eval_transform",
+    "BadImageError",
+    "decode_image",
+    "prepare_image",
 ]
 
 DatasetName = Literal["cifar10", "cifar100", "svhn", "folder", "digits"]
@@ -522,6 +525,63 @@ def _decode(path: Path, size: tuple[int, int] | None, channels: int | None) -> t
         raise ValueError(f"cannot read image {path}: {err}; remove or replace the file") from None
     array = array[:, :, None] if array.ndim == 2 else array
     return torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1)))
+
+
+class BadImageError(ValueError):
+    """An image file that cannot be read (truncated, not an image, unsupported format); the message names it."""
+
+
+def decode_image(path: str | Path, *, image_size: int | tuple[int, int] | None = None, resize: str | None = None,
+                 channels: int | None = None) -> torch.Tensor:
+    """One image file as uint8 ``(C, H, W)``, brought to ``image_size`` and ``channels`` as training loads it.
+
+    Args:
+        path: the image file.
+        image_size: ``(H, W)`` (an int means square); None keeps the file's size.
+        resize: how a differently shaped image reaches ``image_size`` (accepted for the data layer's
+            signature; this version stretches).
+        channels: 1 (grayscale) or 3 (RGB); None keeps the file's.
+
+    Returns:
+        uint8 ``(C, H, W)``.
+
+    Raises:
+        BadImageError: the file cannot be read; the message names it.
+    """
+    size = None if image_size is None else ((image_size, image_size) if isinstance(image_size, int)
+                                            else (int(image_size[0]), int(image_size[1])))
+    try:
+        return _decode(Path(path), size, channels)
+    except ValueError as err:
+        raise BadImageError(str(err)) from None
+
+
+def prepare_image(image: Any, *, image_size: int | tuple[int, int] | None = None, resize: str | None = None,
+                  channels: int | None = None) -> torch.Tensor:
+    """An in-memory image (PIL image, ``(H, W, C)``/``(H, W)`` array or ``(C, H, W)`` tensor) as uint8
+    ``(C, H, W)`` at ``image_size`` with ``channels``, like :func:`decode_image` does for files.
+
+    Args:
+        image: the image; uint8 0..255 or float 0..1.
+        image_size, resize, channels: as in :func:`decode_image`.
+
+    Returns:
+        uint8 ``(C, H, W)``.
+    """
+    from torchvision.transforms.v2 import functional as TF
+
+    x = _item_to_uint8(image, 0)
+    if x.shape[0] in (2, 4):  # drop alpha
+        x = x[:-1]
+    if channels == 3 and x.shape[0] == 1:
+        x = x.expand(3, -1, -1)
+    elif channels == 1 and x.shape[0] == 3:
+        x = TF.rgb_to_grayscale(x)
+    if image_size is not None:
+        size = [image_size, image_size] if isinstance(image_size, int) else list(image_size)
+        if list(x.shape[1:]) != size:
+            x = TF.resize(x, size, antialias=True)
+    return x.contiguous()
 
 
 def _load_folder(root: Path, split: str, *, image_size: int | tuple[int, int] | None,
