@@ -5,6 +5,7 @@ from ssl_mix.data.datasets import (
     IMAGE_EXTENSIONS,
     BadImageError,
     decode_image,
+    image_files,
     prepare_image,
     ArrayDataset,
     DataSpec,
@@ -55,4 +56,5 @@ __all__ = [
     "BadImageError",
     "decode_image",
     "prepare_image",
+    "image_files",
 ]

@@ -43,6 +43,7 @@ __all__ = [
     "BadImageError",
     "decode_image",
     "prepare_image",
+    "image_files",
 ]
 
 DatasetName = Literal["cifar10", "cifar100", "svhn", "folder", "digits"]
@@ -582,6 +583,12 @@ def prepare_image(image: Any, *, image_size: int | tuple[int, int] | None = None
         if list(x.shape[1:]) != size:
             x = TF.resize(x, size, antialias=True)
     return x.contiguous()
+
+
+def image_files(directory: str | Path) -> list[Path]:
+    """The image files under ``directory`` (recursively; extensions :data:`IMAGE_EXTENSIONS`, hidden files and
+    folders skipped), in sorted relative-path order."""
+    return _image_files(Path(directory))
 
 
 def _load_folder(root: Path, split: str, *, image_size: int | tuple[int, int] | None,
