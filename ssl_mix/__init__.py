@@ -21,6 +21,15 @@ from ssl_mix.analysis import (
     plot_spectra,
     read_linearity_history,
 )
+from ssl_mix.calibration import (
+    NoValidationSplitError,
+    calibrate_models,
+    calibrate_run,
+    calibration_metrics,
+    fit_temperature,
+    model_logits,
+    scale_logits,
+)
 from ssl_mix.checkpoint import load_checkpoint, save_checkpoint
 from ssl_mix.config import (
     PRESETS,
@@ -65,6 +74,7 @@ from ssl_mix.experiment import (
     run_experiment,
     trained_models,
 )
+from ssl_mix.inference import InferenceModel, Prediction, Predictor, image_settings, load_predictor
 from ssl_mix.losses import ict_consistency, kl_consistency, mse_consistency, soft_target_cross_entropy
 from ssl_mix.methods import ERM, ICT, Batch, ManifoldMixup, Method, Mixup, StepContext, StepOutput
 from ssl_mix.metrics import ClassificationMetrics, expected_calibration_error
@@ -101,6 +111,9 @@ __all__ = [
     "save_checkpoint", "load_checkpoint",
     "RunData", "load_run_data", "build_method", "build_loader", "build_trainer", "run_experiment", "run_demo",
     "TrainedRun", "load_trained", "trained_models",
+    # using a trained model: calibration, prediction
+    "fit_temperature", "scale_logits", "calibration_metrics", "model_logits", "calibrate_models", "calibrate_run",
+    "NoValidationSplitError", "InferenceModel", "Predictor", "Prediction", "load_predictor", "image_settings",
     # data
     "LabelSplit", "make_split", "split_summary", "ImageArrays", "DataSpec", "load_arrays", "data_spec",
     "spec_from_arrays", "concat_arrays", "arrays_from_tensors", "arrays_from_dataset", "arrays_dataset",

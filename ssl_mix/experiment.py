@@ -195,7 +195,14 @@ def run_experiment(cfg: Config, *, resume: bool = False, data: RunData | None = 
             os.replace(tmp, out_dir / "config.json")
         if resuming:
             trainer.resume(checkpoint)
-        return trainer.fit()
+        report = trainer.fit()
+        # Calibrated confidences: with a validation split, fit each model's temperature there (Guo et al. 2017)
+        # and store it in last.pt / best.pt, where prediction and export read it.
+        if data.valid is not None and len(data.valid):
+            from ssl_mix.calibration import calibrate_checkpoints
+
+            report["calibration"] = calibrate_checkpoints(out_dir, data.valid, data.spec, device=trainer.device)
+        return report
 
 
 def _exists_everywhere(path: Path) -> bool:
