@@ -18,6 +18,7 @@ from ssl_mix.analysis import (
     nonlinearity_k,
     plot_linearity_comparison,
     plot_linearity_curves,
+    plot_reliability,
     plot_spectra,
     read_linearity_history,
 )
@@ -74,10 +75,11 @@ from ssl_mix.experiment import (
     run_experiment,
     trained_models,
 )
+from ssl_mix.export import export_model, load_export
 from ssl_mix.inference import InferenceModel, Prediction, Predictor, image_settings, load_predictor
 from ssl_mix.losses import ict_consistency, kl_consistency, mse_consistency, soft_target_cross_entropy
 from ssl_mix.methods import ERM, ICT, Batch, ManifoldMixup, Method, Mixup, StepContext, StepOutput
-from ssl_mix.metrics import ClassificationMetrics, expected_calibration_error
+from ssl_mix.metrics import ClassificationMetrics, expected_calibration_error, reliability_bins
 from ssl_mix.mixing import MixPlan, identity_plan, mix, sample_mix_plan, sample_mix_weights
 from ssl_mix.models import (
     CNN13,
@@ -94,6 +96,7 @@ from ssl_mix.models import (
     layer_names,
     run_stages,
 )
+from ssl_mix.predict import find_images, predict_files
 from ssl_mix.ramps import ConsistencySchedule, cosine_rampdown, linear_rampup, sigmoid_rampup
 from ssl_mix.teacher import EMATeacher
 from ssl_mix.trainer import NonFiniteLossError, Trainer, evaluate
@@ -114,6 +117,7 @@ __all__ = [
     # using a trained model: calibration, prediction
     "fit_temperature", "scale_logits", "calibration_metrics", "model_logits", "calibrate_models", "calibrate_run",
     "NoValidationSplitError", "InferenceModel", "Predictor", "Prediction", "load_predictor", "image_settings",
+    "find_images", "predict_files", "export_model", "load_export", "reliability_bins", "plot_reliability",
     # data
     "LabelSplit", "make_split", "split_summary", "ImageArrays", "DataSpec", "load_arrays", "data_spec",
     "spec_from_arrays", "concat_arrays", "arrays_from_tensors", "arrays_from_dataset", "arrays_dataset",

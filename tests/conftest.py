@@ -18,3 +18,53 @@ if BENCHMARKS not in sys.path:
 import torch  # noqa: E402
 
 torch.set_num_threads(1)
+
+
+# --- a small CIFAR-10 JPEG image folder and a run trained on it (prediction, calibration and export tests) ---
+import shutil  # noqa: E402
+import subprocess  # noqa: E402
+import tarfile  # noqa: E402
+
+import pytest  # noqa: E402
+
+CIFAR10_JPEG = Path(__file__).resolve().parents[2] / "shared/data/cifar10-jpeg/cifar10-jpeg.tar.xz"
+
+
+@pytest.fixture(scope="session")
+def cifar10_jpeg_small(tmp_path_factory) -> Path:
+    """An image folder of real CIFAR-10 JPEGs: train/<class>/ 30 images and test/<class>/ 10 per class, taken
+    from the archive's test split (extracting only test/ takes a few seconds)."""
+    if not CIFAR10_JPEG.is_file():
+        pytest.skip(f"CIFAR-10 JPEG copy not found at {CIFAR10_JPEG}")
+    extracted = tmp_path_factory.mktemp("cifar10-jpeg-test")
+    if shutil.which("tar"):
+        subprocess.run(["tar", "-xJf", str(CIFAR10_JPEG), "-C", str(extracted), "test"], check=True)
+    else:
+        with tarfile.open(CIFAR10_JPEG, "r|xz") as tf:
+            for member in tf:
+                if member.name.startswith("test/"):
+                    tf.extract(member, extracted, filter="data")
+    root = tmp_path_factory.mktemp("cifar10-small")
+    for class_dir in sorted((extracted / "test").iterdir()):
+        files = sorted(class_dir.iterdir())
+        for split, chosen in (("train", files[:30]), ("test", files[30:40])):
+            (root / split / class_dir.name).mkdir(parents=True)
+            for f in chosen:
+                shutil.copy(f, root / split / class_dir.name / f.name)
+    return root
+
+
+@pytest.fixture(scope="session")
+def cifar_run(cifar10_jpeg_small, tmp_path_factory) -> Path:
+    """A run directory: cnn-small trained for 30 steps on the small CIFAR-10 folder with a validation split (so it
+    is calibrated at the end of training)."""
+    from ssl_mix import preset, run_experiment
+
+    out = tmp_path_factory.mktemp("runs") / "cifar"
+    cfg = preset("cpu-cifar10").replace(
+        method={"name": "erm"},
+        data={"data_root": str(cifar10_jpeg_small), "num_labels": 100, "num_valid_per_class": 10},
+        train={"steps": 30, "eval_every": 30, "checkpoint_every": 0, "out_dir": str(out), "progress": False,
+               "device": "cpu", "seed": 0})
+    run_experiment(cfg)
+    return out
