@@ -23,8 +23,7 @@ from pathlib import Path
 import torch
 
 from label_budget import make_record, read_records, run_config, scale_config
-from ssl_mix import calibration_metrics, eval_batches, load_checkpoint, load_run_data, model_logits, run_experiment
-from ssl_mix import trained_models
+from ssl_mix import calibration_metrics, eval_batches, load_run, load_run_data, model_logits, run_experiment
 
 
 def _key(record: dict) -> tuple:
@@ -59,10 +58,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         wall = time.perf_counter() - start
         record = make_record(argparse.Namespace(dataset=args.dataset, scale=args.scale, data_note=args.data_note),
                              cfg, method, report, wall)
-        state = load_checkpoint(Path(cfg.train.out_dir) / "last.pt")
-        models = trained_models(state, num_classes=data.spec.num_classes, in_channels=data.test.images.shape[1],
-                                device=cfg.train.device)
-        calibration = state["calibration"]
+        run = load_run(cfg.train.out_dir, device=cfg.train.device)
+        models, calibration = run.models, run.calibration
         record["calibration"] = {"valid_count": calibration["count"], "temperature": calibration["temperature"],
                                  "valid": calibration["valid"], "test": {}}
         for name, model in models.items():

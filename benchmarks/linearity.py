@@ -71,19 +71,17 @@ def main(argv: list[str] | None = None) -> int:
     for method in methods:
         t0 = time.perf_counter()
         if args.from_runs:
-            run_dir = Path(args.from_runs) / f"{method}_n{args.num_labels}_s{args.seed}"
-            cfg = ssl_mix.Config.from_dict(ssl_mix.load_checkpoint(run_dir / "last.pt")["config"])
-            report = json.loads((run_dir / "report.json").read_text())
+            run_dir = ssl_mix.RunDir(Path(args.from_runs) / f"{method}_n{args.num_labels}_s{args.seed}")
+            report = json.loads(run_dir.report.read_text())
         else:
             cfg = base.replace(method=METHODS[method], train={"out_dir": str(Path(args.runs_dir) / method)})
             report = run_experiment(cfg, data=data)
-        model = ssl_mix.trained_models(ssl_mix.load_checkpoint(Path(cfg.train.out_dir) / "last.pt"),
-                                       num_classes=data.spec.num_classes, in_channels=data.test.images.shape[1],
-                                       device=args.device)["teacher"]
+            run_dir = ssl_mix.RunDir(cfg.train.out_dir)
+        model = ssl_mix.load_run(run_dir.root, device=args.device).models["teacher"]
         images = normalize(data.test.images, data.spec.mean, data.spec.std)
         values = {norm: measure_linearity(model, images, num_pairs=args.num_pairs, seed=args.seed, normalization=norm)
                   for norm in ("shared", "example")}
-        curves = read_linearity_history(Path(cfg.train.out_dir) / "tensorboard")
+        curves = read_linearity_history(run_dir.tensorboard)
         if curves:
             plot_linearity_curves(curves, out / f"curves_{method}.png",
                                   title=f"{method}: non-linearity during training")

@@ -245,7 +245,7 @@ def count_ops(step: Callable[[], None]) -> int:
 
 def _floor_step(trainer: Trainer, method_name: str, batch: Batch, mixed_u: torch.Tensor,
                 precision: str) -> Callable[[], None]:
-    student, teacher = trainer.student, trainer.teacher
+    student, teacher = trainer.wrapped_student, trainer.teacher
     device = batch.x_l.device
     ict = method_name == "ict"
     teacher_train = getattr(trainer.method, "teacher_mode", "train") == "train"
@@ -290,7 +290,7 @@ def run_config(model_name: str, method_key: str, args: argparse.Namespace, data:
     train = TrainConfig(steps=10**6, device=str(device), precision=args.precision, compile=args.compile,
                         progress=False, out_dir=out_dir, seed=args.seed)
     trainer = Trainer(model, method, loader, train=train, optim=OptimConfig(), ema_decay=0.999)
-    trainer.model.train()
+    trainer.student.train()
     batches = iter(loader)
 
     def ours() -> None:

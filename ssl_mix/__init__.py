@@ -64,17 +64,8 @@ from ssl_mix.data import (
     split_summary,
 )
 from ssl_mix.demo import run_demo
-from ssl_mix.experiment import (
-    RunData,
-    TrainedRun,
-    build_loader,
-    build_method,
-    build_trainer,
-    load_run_data,
-    load_trained,
-    run_experiment,
-    trained_models,
-)
+from ssl_mix.evaluation import evaluate
+from ssl_mix.experiment import RunData, build_loader, build_method, build_trainer, load_run_data, run_experiment
 from ssl_mix.export import export_model, load_export
 from ssl_mix.inference import InferenceModel, Prediction, Predictor, image_settings, load_predictor
 from ssl_mix.losses import ict_consistency, kl_consistency, mse_consistency, soft_target_cross_entropy
@@ -84,6 +75,7 @@ from ssl_mix.mixing import MixPlan, identity_plan, mix, sample_mix_plan, sample_
 from ssl_mix.models import (
     CNN13,
     LayerId,
+    MixableModule,
     SmallCNN,
     StagedModel,
     TimmStaged,
@@ -95,11 +87,23 @@ from ssl_mix.models import (
     get_stages,
     layer_names,
     run_stages,
+    unwrap_model,
 )
 from ssl_mix.predict import find_images, predict_files
 from ssl_mix.ramps import ConsistencySchedule, cosine_rampdown, linear_rampup, sigmoid_rampup
 from ssl_mix.teacher import EMATeacher
-from ssl_mix.trainer import NonFiniteLossError, Trainer, evaluate
+from ssl_mix.optim import build_optimizer, build_scheduler, lr_multiplier
+from ssl_mix.run import (
+    CHECKPOINT_FORMAT,
+    RunDir,
+    TrainedRun,
+    data_info,
+    load_run,
+    load_test_set,
+    load_trained,
+    update_checkpoint,
+)
+from ssl_mix.trainer import NonFiniteLossError, Trainer
 
 __all__ = [
     "__version__",
@@ -113,11 +117,14 @@ __all__ = [
     "Trainer", "NonFiniteLossError", "evaluate", "ClassificationMetrics", "expected_calibration_error",
     "save_checkpoint", "load_checkpoint",
     "RunData", "load_run_data", "build_method", "build_loader", "build_trainer", "run_experiment", "run_demo",
-    "TrainedRun", "load_trained", "trained_models",
     # using a trained model: calibration, prediction
     "fit_temperature", "scale_logits", "calibration_metrics", "model_logits", "calibrate_models", "calibrate_run",
     "NoValidationSplitError", "InferenceModel", "Predictor", "Prediction", "load_predictor", "image_settings",
     "find_images", "predict_files", "export_model", "load_export", "reliability_bins", "plot_reliability",
+    "build_optimizer", "build_scheduler", "lr_multiplier",
+    # runs: directory, checkpoints, loading a trained model
+    "RunDir", "CHECKPOINT_FORMAT", "data_info", "TrainedRun", "load_run", "load_trained", "load_test_set",
+    "update_checkpoint",
     # data
     "LabelSplit", "make_split", "split_summary", "ImageArrays", "DataSpec", "load_arrays", "data_spec",
     "spec_from_arrays", "concat_arrays", "arrays_from_tensors", "arrays_from_dataset", "arrays_dataset",
@@ -131,5 +138,6 @@ __all__ = [
     "Config", "DataConfig", "ModelConfig", "MethodConfig", "OptimConfig", "TrainConfig", "PRESETS", "preset",
     # models
     "create_model", "available_models", "WideResNet", "CNN13", "SmallCNN", "TimmStaged", "StagedModel",
-    "LayerId", "get_stages", "layer_names", "forward_layers", "forward_mixed", "run_stages",
+    "LayerId", "get_stages", "layer_names", "forward_layers", "forward_mixed", "run_stages", "MixableModule",
+    "unwrap_model",
 ]

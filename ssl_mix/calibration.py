@@ -174,46 +174,39 @@ def calibrate_run(run: str | Path, *, device: str = "auto") -> dict[str, Any]:
         NoValidationSplitError: the run has no validation split (the message says how to add one).
     """
     from ssl_mix.experiment import load_run_data
-    from ssl_mix.inference import open_run, store_calibration
+    from ssl_mix.run import RunDir, load_run, update_checkpoint
 
-    target = Path(run)
-    paths = [p for p in (target / "last.pt", target / "best.pt") if p.is_file()] if target.is_dir() else [target]
-    if not paths:
-        raise FileNotFoundError(f"{str(target)!r} holds no last.pt; pass a run directory of ssl-mix train or a "
-                                "checkpoint file")
-    first = open_run(paths[0], device=device)
-    if not first.config.data.num_valid_per_class and first.config.data.split is None:
+    run_dir, checkpoint = RunDir.of_checkpoint(run)
+    paths = [p for p in (run_dir.last, run_dir.best) if p.is_file()] if Path(run).is_dir() else [checkpoint]
+    first = load_run(paths[0], device=device)
+    if not (first.split or {}).get("num_valid", first.config.data.num_valid_per_class):
         raise NoValidationSplitError(
-            f"run {str(target)!r} has no validation split, and temperature scaling must be fitted on held-out "
+            f"run {str(run)!r} has no validation split, and temperature scaling must be fitted on held-out "
             "labeled images (never the test set). Train with one: ssl-mix train ... --num-valid-per-class 100 "
             "(or DataConfig(num_valid_per_class=...)), then ssl-mix calibrate RUN.")
-    data = load_run_data(first.config)
+    valid = load_run_data(first.config).valid
     out = {}
     for path in paths:
-        loaded = first if path == paths[0] else open_run(path, device=device)
+        loaded = first if path == paths[0] else load_run(path, device=device)
         device_ = next(loaded.models["teacher"].parameters()).device
-        record = calibrate_models(loaded.models, data.valid, loaded.spec, device=device_)
-        store_calibration(path, record)
-        out[str(path)] = record
+        out[str(path)] = calibrate_models(loaded.models, valid, loaded.spec, device=device_)
+        update_checkpoint(path, calibration=out[str(path)])
     return out
 
 
-def calibrate_checkpoints(out_dir: str | Path, valid: Any, spec: Any, *, device: torch.device | str) -> dict[str, Any]:
-    """End-of-training hook: calibrate ``out_dir``'s ``last.pt`` and ``best.pt`` on the already loaded validation
-    images; in a distributed run process 0 does it while the others wait. Returns ``{file name: record}``."""
+def calibrate_checkpoints(run: Any, valid: Any, *, device: torch.device | str) -> dict[str, Any]:
+    """End-of-training hook: calibrate the run directory's ``last.pt`` and ``best.pt`` (a
+    :class:`~ssl_mix.RunDir`) on the already loaded validation images; in a distributed run process 0 does it
+    while the others wait. Returns ``{file name: record}``."""
     from ssl_mix import distributed
-    from ssl_mix.checkpoint import load_checkpoint
-    from ssl_mix.experiment import trained_models
-    from ssl_mix.inference import store_calibration
+    from ssl_mix.run import load_run, update_checkpoint
 
     out: dict[str, Any] = {}
     if distributed.is_main():
-        for path in (Path(out_dir) / "last.pt", Path(out_dir) / "best.pt"):
+        for path in (run.last, run.best):
             if path.is_file():
-                state = load_checkpoint(path)
-                models = trained_models(state, num_classes=spec.num_classes, in_channels=valid.images.shape[1],
-                                        device=str(device))
-                out[path.name] = calibrate_models(models, valid, spec, device=device)
-                store_calibration(path, out[path.name])
+                loaded = load_run(path, device=device)
+                out[path.name] = calibrate_models(loaded.models, valid, loaded.spec, device=device)
+                update_checkpoint(path, calibration=out[path.name])
     distributed.barrier()
     return out

@@ -119,7 +119,8 @@ def _add_train(p: argparse.ArgumentParser) -> None:
 
     p.add_argument("--preset", choices=sorted(PRESETS), help="start from a named paper recipe")
     p.add_argument("--config", metavar="FILE", help="JSON file of config sections applied after the preset")
-    p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt if it exists")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in --out from its latest checkpoint (starts anew, with a note, if it has none)")
     p.add_argument("--print-config", action="store_true", help="print the resolved config as JSON and exit")
     _add_config_flags(p)
 
@@ -148,6 +149,8 @@ def _run_train(args: argparse.Namespace) -> int:
 
 
 def _format_report(report: dict[str, Any]) -> str:
+    from ssl_mix.run import RunDir
+
     lines = [f"trained {report['steps']} steps in {report['wall_time_s']:.1f} s; run directory: {report['out_dir']}"]
     for model_name, sets in report["final"].items():
         for set_name, m in sets.items():
@@ -157,14 +160,15 @@ def _format_report(report: dict[str, Any]) -> str:
     if best:
         test = f", test accuracy {best['test']['accuracy']:.2f}%" if best.get("test") else ""
         lines.append(f"  selected by validation: {best['model']} at step {best['step']} (valid accuracy "
-                     f"{best['valid_accuracy']:.2f}%{test}); saved as best.pt")
+                     f"{best['valid_accuracy']:.2f}%{test}); saved as {RunDir(report['out_dir']).best}")
     else:
         lines.append(f"  model selection: {report['selection']}")
     return "\n".join(lines)
 
 
 def _add_eval(p: argparse.ArgumentParser) -> None:
-    p.add_argument("checkpoint", help="a checkpoint written by ssl-mix train (last.pt or best.pt)")
+    p.add_argument("checkpoint", metavar="RUN_DIR_OR_CHECKPOINT",
+                   help="a run directory written by ssl-mix train (its latest checkpoint) or a checkpoint file")
     p.add_argument("--dataset", choices=["cifar10", "cifar100", "svhn", "folder", "digits"],
                    help="dataset to evaluate on (default: the one the run trained on)")
     p.add_argument("--data-root", help="where the dataset lives (default: the run's)")
@@ -176,13 +180,11 @@ def _add_eval(p: argparse.ArgumentParser) -> None:
 
 def _run_eval(args: argparse.Namespace) -> int:
     from ssl_mix.calibration import calibration_metrics, model_logits, scale_logits
-    from ssl_mix.checkpoint import load_checkpoint
     from ssl_mix.data import eval_batches
-    from ssl_mix.experiment import load_trained
     from ssl_mix.inference import run_temperature
+    from ssl_mix.run import load_trained
 
     run = load_trained(args.checkpoint, dataset=args.dataset, data_root=args.data_root, device=args.device)
-    run.calibration = load_checkpoint(args.checkpoint).get("calibration")
     which = ["student", "teacher"] if args.which == "both" else [args.which]
     curves = {}
     for name in which:
@@ -355,17 +357,11 @@ def _run_analyze(args: argparse.Namespace) -> int:
         read_linearity_history,
     )
     from ssl_mix.data import normalize
-    from ssl_mix.experiment import load_trained
     from ssl_mix.models import layer_names
+    from ssl_mix.run import load_trained
 
-    target = Path(args.run)
-    if target.is_dir():
-        run_dir, checkpoint = target, target / "last.pt"
-        if not checkpoint.is_file():
-            raise UsageError(f"{str(target)!r} holds no last.pt; pass a run directory of ssl-mix train or a checkpoint")
-    else:
-        run_dir, checkpoint = target.parent, target
-    run = load_trained(checkpoint, dataset=args.dataset, data_root=args.data_root, device=args.device)
+    run = load_trained(args.run, dataset=args.dataset, data_root=args.data_root, device=args.device)
+    run_dir, checkpoint = run.run_dir, run.checkpoint
     cfg, models, test, spec, dataset, step = run.config, run.models, run.test, run.spec, run.dataset, run.step
     device = next(models["teacher"].parameters()).device
     do_linearity = args.linearity or not args.flattening
@@ -384,7 +380,7 @@ def _run_analyze(args: argparse.Namespace) -> int:
         listing = ", ".join(f"{i} ({n})" for i, n in enumerate(names))
         raise UsageError(f"--layer must be 'input' or one of {listing}; got {args.layer!r}")
 
-    out = Path(args.out) if args.out else run_dir / "analysis"
+    out = Path(args.out) if args.out else run_dir.analysis
     out.mkdir(parents=True, exist_ok=True)
     result: dict[str, Any] = {"checkpoint": str(checkpoint), "step": step, "dataset": dataset,
                               "model": cfg.model.name, "method": cfg.method.name}
@@ -394,7 +390,7 @@ def _run_analyze(args: argparse.Namespace) -> int:
         probe = linearity_probe(test, spec, num_pairs=num_pairs, seed=seed, device=device, k=args.k,
                                 alpha=args.alpha)
         final = {name: probe(model) for name, model in models.items()}
-        log_dir = run_dir / "tensorboard"
+        log_dir = run_dir.tensorboard
         history = read_linearity_history(log_dir) if log_dir.is_dir() else {}
         result["linearity"] = {
             "settings": {"num_pairs": num_pairs, "seed": seed, "k": args.k, "alpha": args.alpha,

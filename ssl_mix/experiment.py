@@ -9,8 +9,6 @@ this process's shard, and only process 0 writes files (see :mod:`ssl_mix.distrib
 
 from __future__ import annotations
 
-import json
-import os
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +18,7 @@ import numpy as np
 import torch
 
 from ssl_mix import distributed
+from ssl_mix.checkpoint import load_checkpoint
 from ssl_mix.config import Config, MethodConfig
 from ssl_mix.data import (
     DataSpec,
@@ -37,10 +36,10 @@ from ssl_mix.data import (
 from ssl_mix.methods import ERM, ICT, ManifoldMixup, Method, Mixup
 from ssl_mix.models import create_model
 from ssl_mix.ramps import ConsistencySchedule
+from ssl_mix.run import RunDir, check_resume, data_info, note_fresh_start, write_json
 from ssl_mix.trainer import Trainer, resolve_device
 
-__all__ = ["RunData", "load_run_data", "build_method", "build_loader", "build_trainer", "run_experiment", "TrainedRun",
-           "load_trained", "trained_models"]
+__all__ = ["RunData", "load_run_data", "build_method", "build_loader", "build_trainer", "run_experiment"]
 
 EVAL_BATCH_SIZE = 500
 
@@ -51,7 +50,7 @@ class RunData:
 
     Attributes:
         spec: dataset constants (classes, normalisation, augmentation).
-        split: the label-budget split used (saved as ``split.json`` in the run directory).
+        split: the label-budget split used (saved in the run directory, see :class:`ssl_mix.run.RunDir`).
         labeled, unlabeled: the training streams.
         valid: the validation subset (None without ``num_valid_per_class``).
         test: the test set.
@@ -159,8 +158,10 @@ def build_trainer(cfg: Config, data: RunData | None = None) -> Trainer:
         held_out = data.valid if data.valid is not None else data.test
         linearity = linearity_probe(held_out, data.spec, num_pairs=cfg.train.linearity_pairs, seed=cfg.train.seed,
                                     device=device)
+    info = data_info(data.spec, data.labeled.classes, data.labeled.image_shape, data.split)
     return Trainer(model, method, loader, train=cfg.train, optim=cfg.optim, ema_decay=cfg.method.ema_decay,
-                   ema_warmup=cfg.method.ema_warmup, eval_sets=eval_sets, config=cfg.to_dict(), linearity=linearity)
+                   ema_warmup=cfg.method.ema_warmup, eval_sets=eval_sets, config=cfg.to_dict(), linearity=linearity,
+                   data_info=info)
 
 
 def run_experiment(cfg: Config, *, resume: bool = False, data: RunData | None = None) -> dict[str, Any]:
@@ -168,40 +169,40 @@ def run_experiment(cfg: Config, *, resume: bool = False, data: RunData | None = 
 
     Args:
         cfg: the run's configuration.
-        resume: continue from ``out_dir/last.pt`` if it exists (the checkpoint's config must match ``cfg``,
-            except for ``train.steps``, which may be raised to train longer).
+        resume: continue from the run directory's latest checkpoint if there is one (its config must match
+            ``cfg``, except for ``train.steps``, which may be raised to train longer); with none, start from
+            step 0 and say so on stderr.
         data: pre-loaded data (skips loading; used when several runs share one dataset).
 
     Under torchrun it joins the process group for the run (and leaves it afterwards) unless the caller already
     did; call it on every process.
 
     Returns:
-        The report of :meth:`Trainer.fit`, with the split saved as ``out_dir/split.json``.
+        The report of :meth:`Trainer.fit`. The run directory holds the split and the config beside the
+        checkpoints (see :mod:`ssl_mix.run`).
     """
     with distributed.session(cfg.train.device, timeout=cfg.train.dist_timeout):
-        out_dir = Path(cfg.train.out_dir)
-        checkpoint = out_dir / "last.pt"
-        resuming = resume and _exists_everywhere(checkpoint)
+        run = RunDir(cfg.train.out_dir)
+        resuming = resume and _exists_everywhere(run.last)
         if resuming:
-            _check_resume_config(cfg, out_dir / "config.json")
+            check_resume(cfg, load_checkpoint(run.last), run.last)
+        elif resume and distributed.is_main():
+            note_fresh_start(run)
         data = data if data is not None else load_run_data(cfg)
         trainer = build_trainer(cfg, data)
         if distributed.is_main():
-            out_dir.mkdir(parents=True, exist_ok=True)
-            data.split.save(out_dir / "split.json")
-            # Written atomically: the other processes may be reading the previous one in _check_resume_config.
-            tmp = out_dir / "config.json.tmp"
-            tmp.write_text(json.dumps(cfg.to_dict(), indent=2, sort_keys=True) + "\n")
-            os.replace(tmp, out_dir / "config.json")
+            run.root.mkdir(parents=True, exist_ok=True)
+            data.split.save(run.split)
+            write_json(run.config, cfg.to_dict())  # atomic: other processes may be reading the previous one
         if resuming:
-            trainer.resume(checkpoint)
+            trainer.resume(run.last)
         report = trainer.fit()
         # Calibrated confidences: with a validation split, fit each model's temperature there (Guo et al. 2017)
         # and store it in last.pt / best.pt, where prediction and export read it.
         if data.valid is not None and len(data.valid):
             from ssl_mix.calibration import calibrate_checkpoints
 
-            report["calibration"] = calibrate_checkpoints(out_dir, data.valid, data.spec, device=trainer.device)
+            report["calibration"] = calibrate_checkpoints(run, data.valid, device=trainer.device)
         return report
 
 
@@ -211,87 +212,5 @@ def _exists_everywhere(path: Path) -> bool:
         missing = [r for r, ok in enumerate(found) if not ok]
         raise FileNotFoundError(f"cannot resume: {path} exists for some processes but not for process(es) {missing}; "
                                 "every process reads it, so put the run directory on a file system all nodes share "
-                                "(or copy last.pt and config.json there)")
+                                f"(or copy {path.name} there)")
     return found[0]
-
-
-def _check_resume_config(cfg: Config, saved_path: Path) -> None:
-    if not saved_path.exists():
-        return
-    saved = json.loads(saved_path.read_text())
-    current = cfg.to_dict()
-    diffs = []
-    for section, values in current.items():
-        for key, value in values.items():
-            if (section, key) in {("train", "steps"), ("train", "progress"), ("train", "dist_timeout")}:
-                continue
-            old = saved.get(section, {}).get(key)
-            if old != value:
-                diffs.append(f"{section}.{key}: checkpoint has {old!r}, now {value!r}")
-    if diffs:
-        raise ValueError("cannot resume: the configuration differs from the run being resumed ("
-                         + "; ".join(diffs) + "). Use the same flags, or a new --out directory.")
-
-
-@dataclass
-class TrainedRun:
-    """A finished (or checkpointed) run, loaded back for evaluation or analysis.
-
-    Attributes:
-        config: the run's configuration.
-        step: the step the checkpoint was written at.
-        models: ``{"student": ..., "teacher": ...}`` in eval mode on the requested device.
-        test: the test images of ``dataset`` (the run's dataset unless overridden).
-        spec: that dataset's constants.
-        dataset: the dataset the test images come from.
-    """
-
-    config: Config
-    step: int
-    models: dict[str, torch.nn.Module]
-    test: ImageArrays
-    spec: DataSpec
-    dataset: str
-
-
-def load_trained(checkpoint: str | Path, *, dataset: str | None = None, data_root: str | None = None,
-                 device: str = "auto") -> TrainedRun:
-    """Rebuild the student and the EMA teacher of a checkpoint written by :class:`~ssl_mix.Trainer`.
-
-    Args:
-        checkpoint: ``last.pt`` or ``best.pt`` of a run.
-        dataset: evaluate on this dataset's test set instead of the run's (same classes expected).
-        data_root: where that dataset lives (default: the run's ``data_root``).
-        device: ``auto``, ``cpu``, ``cuda``...
-
-    Raises:
-        ValueError: the checkpoint holds no run configuration (not written by ``ssl-mix train``).
-    """
-    from ssl_mix.checkpoint import load_checkpoint
-
-    state = load_checkpoint(checkpoint)
-    if not state.get("config"):
-        raise ValueError(f"{checkpoint} holds no run configuration; it was not written by ssl-mix train")
-    cfg = Config.from_dict(state["config"])
-    dataset = dataset or cfg.data.dataset
-    root = data_root if data_root is not None else cfg.data.data_root
-    train = load_arrays(dataset, root, "train") if dataset == "folder" else None
-    test = load_arrays(dataset, root, "test")
-    spec = data_spec(dataset, train)
-    models = trained_models(state, num_classes=spec.num_classes, in_channels=test.images.shape[1], device=device)
-    return TrainedRun(config=cfg, step=int(state["step"]), models=models, test=test, spec=spec, dataset=dataset)
-
-
-def trained_models(state: dict[str, Any], *, num_classes: int, in_channels: int,
-                   device: str = "auto") -> dict[str, torch.nn.Module]:
-    """``{"teacher": ..., "student": ...}`` rebuilt from a loaded checkpoint dict, in eval mode on ``device``."""
-    cfg = Config.from_dict(state["config"])
-    weights = {"teacher": {k.removeprefix("module."): v for k, v in state["teacher"].items() if k.startswith("module.")},
-               "student": state["model"]}
-    models = {}
-    for name, state_dict in weights.items():
-        model = create_model(cfg.model.name, num_classes, in_channels=in_channels,
-                             bn_momentum=cfg.model.bn_momentum, dropout=cfg.model.dropout)
-        model.load_state_dict(state_dict)
-        models[name] = model.to(resolve_device(device)).eval()
-    return models

@@ -61,7 +61,8 @@ def export_model(run: str | Path | Any, out: str | Path, *, format: ExportFormat
     Raises:
         ImportError: ONNX export without the ``onnx`` package (the message names the extra to install).
     """
-    from ssl_mix.inference import image_settings, inference_model, open_run
+    from ssl_mix.inference import image_settings, inference_model
+    from ssl_mix.run import load_run, write_json
 
     if format not in EXPORT_FORMATS:
         raise ValueError(f"format must be one of {', '.join(EXPORT_FORMATS)}, got {format!r}")
@@ -70,7 +71,7 @@ def export_model(run: str | Path | Any, out: str | Path, *, format: ExportFormat
             import onnx
         except ImportError:
             raise ImportError(f"ONNX export needs the onnx package, which is not installed: {_EXTRA_HINT}") from None
-    loaded = open_run(run, device="cpu") if isinstance(run, (str, Path)) else run
+    loaded = load_run(run, device="cpu") if isinstance(run, (str, Path)) else run
     model = inference_model(loaded, which, calibrated=calibrated).cpu()  # type: ignore[arg-type]
     settings = image_settings(loaded)
     channels, (height, width) = settings["channels"], settings["image_size"]
@@ -105,7 +106,7 @@ def export_model(run: str | Path | Any, out: str | Path, *, format: ExportFormat
 
             state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
             save_file(state, str(tmp), metadata={"ssl_mix": json.dumps(sidecar)})
-    _write_json(sidecar_path(out), sidecar)
+    write_json(sidecar_path(out), sidecar)
     return sidecar
 
 
@@ -170,8 +171,3 @@ class _atomic:
             os.replace(self.tmp, self.path)
         else:
             self.tmp.unlink(missing_ok=True)
-
-
-def _write_json(path: Path, data: Any) -> None:
-    with _atomic(path) as tmp:
-        tmp.write_text(json.dumps(data, indent=2) + "\n")

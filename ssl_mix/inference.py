@@ -198,7 +198,7 @@ def load_predictor(run: str | Path | Any, *, which: Which = "teacher", device: s
     """A :class:`Predictor` for a trained run.
 
     Args:
-        run: a run directory (its ``last.pt``), a checkpoint file, or a run already loaded.
+        run: a run directory (its ``last.pt``), a checkpoint file, or a run loaded with :func:`ssl_mix.load_run`.
         which: ``"teacher"`` (the EMA teacher, the default) or ``"student"``.
         device: ``auto``, ``cpu``, ``cuda``...
         calibrated: apply the run's fitted temperature (see :func:`ssl_mix.calibrate_run`); a run that was never
@@ -207,37 +207,8 @@ def load_predictor(run: str | Path | Any, *, which: Which = "teacher", device: s
     Returns:
         The predictor; its ``.model`` takes raw images of the run's size.
     """
-    loaded = open_run(run, device=device) if isinstance(run, (str, Path)) else run
+    from ssl_mix.run import load_run
+
+    loaded = load_run(run, device=device) if isinstance(run, (str, Path)) else run
     return Predictor(inference_model(loaded, which, calibrated=calibrated), loaded.classes,
                      **image_settings(loaded))
-
-
-# --- the run's files (until ssl_mix.run owns them) ---------------------------------------------------------
-
-
-def open_run(path: str | Path, *, device: str = "auto") -> Any:
-    """A run directory (its ``last.pt``) or a checkpoint, loaded with its models, spec, classes, input shape and
-    calibration."""
-    from types import SimpleNamespace
-
-    from ssl_mix.checkpoint import load_checkpoint
-    from ssl_mix.experiment import load_trained
-
-    path = Path(path)
-    checkpoint = path / "last.pt" if path.is_dir() else path
-    if path.is_dir() and not checkpoint.is_file():
-        raise FileNotFoundError(f"{str(path)!r} holds no last.pt; pass a run directory of ssl-mix train or a "
-                                "checkpoint file")
-    run = load_trained(checkpoint, device=device)
-    return SimpleNamespace(config=run.config, step=run.step, models=run.models, spec=run.spec, dataset=run.dataset,
-                           classes=list(run.test.classes), input_shape=run.test.image_shape, checkpoint=checkpoint,
-                           calibration=load_checkpoint(checkpoint).get("calibration"))
-
-
-def store_calibration(path: str | Path, calibration: dict[str, Any]) -> None:
-    """Atomically rewrite a checkpoint with its ``calibration`` entry replaced."""
-    from ssl_mix.checkpoint import load_checkpoint, save_checkpoint
-
-    state = load_checkpoint(path)
-    state["calibration"] = calibration
-    save_checkpoint(state, path)

@@ -18,18 +18,9 @@ import numbers
 import torch
 from torch import nn
 
+from ssl_mix.models import unwrap_model
+
 __all__ = ["EMATeacher"]
-
-
-def _unwrap(model: nn.Module) -> nn.Module:
-    # DistributedDataParallel / DataParallel keep the real model in .module, torch.compile in ._orig_mod.
-    while True:
-        if isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
-            model = model.module
-        elif isinstance(getattr(model, "_orig_mod", None), nn.Module):
-            model = model._orig_mod
-        else:
-            return model
 
 
 class EMATeacher(nn.Module):
@@ -61,7 +52,7 @@ class EMATeacher(nn.Module):
             raise TypeError(f"warmup must be a bool, got {type(warmup).__name__} ({warmup!r}).")
         self.decay = float(decay)
         self.warmup = warmup
-        self.module = copy.deepcopy(_unwrap(student)).requires_grad_(False)
+        self.module = copy.deepcopy(unwrap_model(student)).requires_grad_(False)
 
     def decay_at(self, step: int) -> float:
         """Decay used by the update at ``step`` (>= 0): ``min(1 - 1/(step + 1), decay)`` with warm-up."""
@@ -89,7 +80,7 @@ class EMATeacher(nn.Module):
         if not isinstance(student, nn.Module):
             raise TypeError(f"student must be a torch.nn.Module, got {type(student).__name__}.")
         decay = self.decay_at(step)
-        student = _unwrap(student)
+        student = unwrap_model(student)
         teacher_params = list(self.module.parameters())
         student_params = list(student.parameters())
         teacher_buffers = list(self.module.buffers())

@@ -9,7 +9,8 @@ from ssl_mix.checkpoint import load_checkpoint
 from ssl_mix.config import Config, preset
 from ssl_mix.experiment import build_trainer, load_run_data, run_experiment
 from ssl_mix.methods import ERM, StepOutput
-from ssl_mix.trainer import NonFiniteLossError, Trainer, lr_multiplier
+from ssl_mix.optim import lr_multiplier
+from ssl_mix.trainer import NonFiniteLossError, Trainer
 
 
 def _cfg(tmp_path, method="ict", steps=12, **train):
@@ -52,20 +53,20 @@ def test_methods_without_unlabeled_data_skip_the_unlabeled_stream_and_train_the_
     loading.loader = build_loader(cfg, digits_data, torch.device("cpu"), with_unlabeled=True)  # the old behaviour
     skipping.fit()
     loading.fit()
-    assert torch.equal(_weights(skipping.model), _weights(loading.model))
+    assert torch.equal(_weights(skipping.student), _weights(loading.student))
     assert torch.equal(_weights(skipping.teacher.module), _weights(loading.teacher.module))
 
 
 def test_teacher_changes_only_through_the_ema(tmp_path, digits_data):
     trainer = build_trainer(_cfg(tmp_path, "ict", steps=1), digits_data)
-    student_before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    student_before = {k: v.clone() for k, v in trainer.student.state_dict().items()}
     teacher_before = {k: v.clone() for k, v in trainer.teacher.module.state_dict().items()}
     trainer.fit()
     d = trainer.teacher.decay_at(1)
     for name, param in trainer.teacher.module.named_parameters():
-        expected = d * teacher_before[name] + (1 - d) * trainer.model.state_dict()[name]
+        expected = d * teacher_before[name] + (1 - d) * trainer.student.state_dict()[name]
         assert torch.allclose(param, expected, atol=1e-6), name
-    assert any(not torch.equal(student_before[k], v) for k, v in trainer.model.state_dict().items())
+    assert any(not torch.equal(student_before[k], v) for k, v in trainer.student.state_dict().items())
 
 
 class _Interrupting:
@@ -95,7 +96,7 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path, digits_data, interrupt_a
     resumed = build_trainer(_cfg(tmp_path / "part", "ict"), digits_data)
     assert resumed.resume() == resumes_from
     resumed.fit()
-    for (name, a), b in zip(full.model.state_dict().items(), resumed.model.state_dict().values()):
+    for (name, a), b in zip(full.student.state_dict().items(), resumed.student.state_dict().values()):
         assert torch.equal(a, b), name
     for a, b in zip(full.teacher.state_dict().values(), resumed.teacher.state_dict().values()):
         assert torch.equal(a, b)
@@ -150,18 +151,18 @@ def test_trainer_rejects_bad_arguments(digits_data, tmp_path):
     with pytest.raises(TypeError, match="model must be a torch.nn.Module"):
         Trainer("model", trainer.method, trainer.loader)
     with pytest.raises(TypeError, match="method must be an ssl_mix Method"):
-        Trainer(trainer.model, "ict", trainer.loader)
+        Trainer(trainer.student, "ict", trainer.loader)
     with pytest.raises(TypeError, match="loader must be a dual loader"):
-        Trainer(trainer.model, trainer.method, [1, 2])
+        Trainer(trainer.student, trainer.method, [1, 2])
     with pytest.raises(ValueError, match="eval_sets keys must be 'test' and/or 'valid'"):
-        Trainer(trainer.model, trainer.method, trainer.loader, eval_sets={"train": []})
+        Trainer(trainer.student, trainer.method, trainer.loader, eval_sets={"train": []})
 
 
 @pytest.mark.parametrize("optimizer", ["sgd", "adam"])
 def test_fused_and_foreach_optimisers_take_the_same_steps(optimizer):
     from ssl_mix.config import OptimConfig
     from ssl_mix.models import create_model
-    from ssl_mix.trainer import build_optimizer
+    from ssl_mix.optim import build_optimizer
 
     cfg = OptimConfig(optimizer=optimizer, lr=0.05)
     torch.manual_seed(0)
@@ -199,7 +200,7 @@ def test_compile_falls_back_to_eager_when_compilation_fails_at_the_first_call(tm
     monkeypatch.setattr(torch, "compile", _broken_compile)
     eager = build_trainer(_cfg(tmp_path / "eager", "ict"), digits_data)
     compiled = build_trainer(_cfg(tmp_path / "compiled", "ict", compile=True), digits_data)
-    assert compiled.student is not compiled.model and compiled.student.stages is compiled.model.stages
+    assert compiled.wrapped_student is not compiled.student and compiled.wrapped_student.stages is compiled.student.stages
     batch = Batch(*eager.loader.batch(0))
     expected = r"torch.compile failed \(RuntimeError: InvalidCxxCompiler.*training eagerly"
     with pytest.warns(RuntimeWarning, match=expected):
@@ -207,7 +208,7 @@ def test_compile_falls_back_to_eager_when_compilation_fails_at_the_first_call(tm
     assert torch.equal(out.loss, eager.train_step(batch).loss)
     compiled.train_step(Batch(*eager.loader.batch(1)))  # eager from now on, without another warning
     eager.train_step(Batch(*eager.loader.batch(1)))
-    assert torch.equal(_weights(compiled.model), _weights(eager.model))  # batch-norm statistics included
+    assert torch.equal(_weights(compiled.student), _weights(eager.student))  # batch-norm statistics included
     assert torch.equal(_weights(compiled.teacher.module), _weights(eager.teacher.module))
 
 
@@ -215,8 +216,8 @@ def test_compile_fallback_does_not_hide_errors_of_the_model(tmp_path, digits_dat
     monkeypatch.setattr(torch, "compile", _broken_compile)
     trainer = build_trainer(_cfg(tmp_path, "ict", compile=True), digits_data)
     with pytest.raises(RuntimeError, match="channels"):
-        trainer.student(torch.zeros(2, 5, 8, 8))  # the digits model takes 1 channel: eager fails too
-    assert not trainer.student.eager
+        trainer.wrapped_student(torch.zeros(2, 5, 8, 8))  # the digits model takes 1 channel: eager fails too
+    assert not trainer.wrapped_student.eager
 
 
 def test_compile_unavailable_at_wrap_time_trains_eagerly(tmp_path, digits_data, monkeypatch):
@@ -226,4 +227,4 @@ def test_compile_unavailable_at_wrap_time_trains_eagerly(tmp_path, digits_data, 
     monkeypatch.setattr(torch, "compile", unavailable)
     with pytest.warns(RuntimeWarning, match="torch.compile is unavailable here"):
         trainer = build_trainer(_cfg(tmp_path, "ict", compile=True), digits_data)
-    assert trainer.student is trainer.model
+    assert trainer.wrapped_student is trainer.student

@@ -298,7 +298,7 @@ def spec_from_arrays(arrays: ImageArrays, name: str = "custom", *, crop_padding:
 
 def load_arrays(name: DatasetName, root: str | Path | None, split: SplitName, *, download: bool = False,
                 image_size: int | tuple[int, int] | None = None, channels: Literal[1, 3] | None = None,
-                num_threads: int | None = None) -> ImageArrays:
+                num_threads: int | None = None, classes: Sequence[str] | None = None) -> ImageArrays:
     """Load a whole dataset split into memory.
 
     Args:
@@ -311,6 +311,8 @@ def load_arrays(name: DatasetName, root: str | Path | None, split: SplitName, *,
         image_size: folder only: resize every image to ``(H, W)`` (an int means square), with antialiasing.
         channels: folder only: force 1 (grayscale) or 3 (RGB) channels.
         num_threads: folder only: decoding threads (default ``min(8, os.cpu_count())``).
+        classes: folder only: the class names, in order, instead of the sub-directories of ``root/train``
+            (a trained run's classes, to read a test set without its training folder).
 
     Returns:
         The images and targets; unlabeled examples have target -1.
@@ -332,13 +334,13 @@ def load_arrays(name: DatasetName, root: str | Path | None, split: SplitName, *,
     """
     if name not in _DATASETS:
         raise ValueError(f"unknown dataset {name!r}; expected one of {', '.join(_DATASETS)}")
-    if name != "folder" and (image_size is not None or channels is not None):
-        raise ValueError(f"image_size and channels apply to name='folder' only, not {name!r}")
+    if name != "folder" and (image_size is not None or channels is not None or classes is not None):
+        raise ValueError(f"image_size, channels and classes apply to name='folder' only, not {name!r}")
     if name == "digits":
         return _load_digits(split)
     if name == "folder":
         return _load_folder(_require_root(name, root), split, image_size=image_size, channels=channels,
-                            num_threads=num_threads)
+                            num_threads=num_threads, classes=classes)
     return _load_torchvision(name, _require_root(name, root), split, download)
 
 
@@ -475,12 +477,14 @@ def _folder_classes(root: Path) -> list[str]:
     return classes
 
 
-def _list_folder(root: Path, split: str) -> tuple[list[Path], torch.Tensor, list[str]]:
+def _list_folder(root: Path, split: str, classes: Sequence[str] | None = None
+                 ) -> tuple[list[Path], torch.Tensor, list[str]]:
     if split not in ("train", "test", "unlabeled"):
         raise ValueError(f"dataset 'folder' has splits 'train', 'test' and 'unlabeled', not {split!r}")
     if not root.is_dir():
-        raise FileNotFoundError(f"image folder {root} does not exist: expected {root}/train/<class>/<images>")
-    classes = _folder_classes(root)
+        raise FileNotFoundError(f"image folder {root} does not exist: expected {root}/{split}/<class>/<images>")
+    source = f"{root}/train" if classes is None else "the trained run"
+    classes = [str(c) for c in classes] if classes is not None else _folder_classes(root)
     directory = root / split
     if split == "unlabeled":
         files = _image_files(directory) if directory.is_dir() else []
@@ -491,8 +495,8 @@ def _list_folder(root: Path, split: str) -> tuple[list[Path], torch.Tensor, list
     present = sorted(d.name for d in directory.iterdir() if d.is_dir() and not d.name.startswith("."))
     unknown = [c for c in present if c not in classes]
     if unknown:
-        raise ValueError(f"{directory} has class folder(s) {', '.join(unknown)} that {root}/train lacks; the "
-                         "classes are defined by train/")
+        raise ValueError(f"{directory} has class folder(s) {', '.join(unknown)} that {source} lacks; the classes "
+                         f"are {', '.join(classes)}")
     files: list[Path] = []
     targets: list[int] = []
     for index, name in enumerate(classes):
@@ -592,7 +596,7 @@ def image_files(directory: str | Path) -> list[Path]:
 
 
 def _load_folder(root: Path, split: str, *, image_size: int | tuple[int, int] | None,
-                 channels: int | None, num_threads: int | None) -> ImageArrays:
+                 channels: int | None, num_threads: int | None, classes: Sequence[str] | None = None) -> ImageArrays:
     size: tuple[int, int] | None = None
     if image_size is not None:
         pair = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
@@ -601,7 +605,7 @@ def _load_folder(root: Path, split: str, *, image_size: int | tuple[int, int] | 
         size = (int(pair[0]), int(pair[1]))
     if channels not in (None, 1, 3):
         raise ValueError(f"channels must be 1, 3 or None (automatic), got {channels!r}")
-    files, targets, classes = _list_folder(root, split)
+    files, targets, classes = _list_folder(root, split, classes)
     if not files:
         return ImageArrays(torch.zeros((0, 0, 0, 0), dtype=torch.uint8), targets, classes)
     threads = num_threads if num_threads is not None else min(8, os.cpu_count() or 1)

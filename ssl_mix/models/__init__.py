@@ -10,12 +10,14 @@ from ssl_mix.models.factory import ModelName, available_models, create_model
 from ssl_mix.models.small import SmallCNN
 from ssl_mix.models.stages import (
     LayerId,
+    MixableModule,
     StagedModel,
     forward_layers,
     forward_mixed,
     get_stages,
     layer_names,
     run_stages,
+    unwrap_model,
 )
 from ssl_mix.models.timm_adapter import TimmStaged
 from ssl_mix.models.wrn import PreActBlock, WideResNet
@@ -23,6 +25,7 @@ from ssl_mix.models.wrn import PreActBlock, WideResNet
 __all__ = [
     "CNN13",
     "LayerId",
+    "MixableModule",
     "ModelName",
     "PreActBlock",
     "SmallCNN",
@@ -36,4 +39,5 @@ __all__ = [
     "get_stages",
     "layer_names",
     "run_stages",
+    "unwrap_model",
 ]
