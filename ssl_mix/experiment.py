@@ -203,6 +203,8 @@ def run_experiment(cfg: Config, *, resume: bool = False, data: RunData | None = 
             from ssl_mix.calibration import calibrate_checkpoints
 
             report["calibration"] = calibrate_checkpoints(run, data.valid, device=trainer.device)
+            if distributed.is_main():
+                write_json(run.report, report)
         return report
 
 

@@ -142,7 +142,9 @@ def load_export(path: str | Path) -> nn.Module:
                                 "ssl-mix export")
     meta = json.loads(meta_path.read_text())
     if meta["format"] == "torchscript":
-        return torch.jit.load(str(path), map_location="cpu").eval()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # torch.jit is deprecated; see the module docstring
+            return torch.jit.load(str(path), map_location="cpu").eval()
     if meta["format"] != "safetensors":
         raise ValueError(f"load_export reads torchscript and safetensors exports; {str(path)!r} is "
                          f"{meta['format']!r} (run it with onnxruntime.InferenceSession)")
