@@ -37,7 +37,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     records_path.parent.mkdir(parents=True, exist_ok=True)
     base = scale_config(args.scale, args.dataset).replace(
         data={"data_root": args.data_root, "num_valid_per_class": args.num_valid_per_class},
-        train={"device": args.device})
+        train={"device": args.device, **({"precision": args.precision} if args.precision else {})})
     steps = args.steps if args.steps is not None else base.train.steps
     done = {_key(r) for r in read_records(records_path)}
     grid = [(s, m) for s in args.seeds for m in args.methods]
@@ -140,6 +140,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--seeds", type=_ints, default=[0, 1, 2])
     run.add_argument("--steps", type=int, help="override the scale's steps per run")
     run.add_argument("--device", default="cpu")
+    run.add_argument("--precision", choices=["fp32", "bf16"],
+                     help="training precision (default: the scale's; bf16 is slow on CPUs without bf16 units)")
     run.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     run.add_argument("--records", default="benchmarks/results/calibration_cpu.jsonl")
     run.add_argument("--runs-dir", default="runs/calibration")
