@@ -23,7 +23,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ssl_mix import distributed
+from ssl_mix.data import eval_batches
 from ssl_mix.metrics import ClassificationMetrics
+from ssl_mix.run import RunDir, load_run, update_checkpoint
 
 __all__ = ["fit_temperature", "scale_logits", "calibration_metrics", "model_logits", "calibrate_models",
            "calibrate_run", "NoValidationSplitError"]
@@ -142,8 +145,6 @@ def calibrate_models(models: Mapping[str, nn.Module], valid: Any, spec: Any, *,
         The calibration record stored in a checkpoint: ``{"method": "temperature", "fitted_on": "valid",
         "count": N, "num_bins": 15, "temperature": {name: T}, "valid": {name: {"before": ..., "after": ...}}}``.
     """
-    from ssl_mix.data import eval_batches
-
     if valid is None or len(valid) == 0:
         raise NoValidationSplitError(
             "this run has no validation split, and temperature scaling must be fitted on held-out labeled images "
@@ -173,8 +174,7 @@ def calibrate_run(run: str | Path, *, device: str = "auto") -> dict[str, Any]:
     Raises:
         NoValidationSplitError: the run has no validation split (the message says how to add one).
     """
-    from ssl_mix.experiment import load_run_data
-    from ssl_mix.run import RunDir, load_run, update_checkpoint
+    from ssl_mix.experiment import load_run_data  # not at the top: experiment imports this module
 
     run_dir, checkpoint = RunDir.of_checkpoint(run)
     paths = [p for p in (run_dir.last, run_dir.best) if p.is_file()] if Path(run).is_dir() else [checkpoint]
@@ -198,9 +198,6 @@ def calibrate_checkpoints(run: Any, valid: Any, *, device: torch.device | str) -
     """End-of-training hook: calibrate the run directory's ``last.pt`` and ``best.pt`` (a
     :class:`~ssl_mix.RunDir`) on the already loaded validation images; in a distributed run process 0 does it
     while the others wait. Returns ``{file name: record}``."""
-    from ssl_mix import distributed
-    from ssl_mix.run import load_run, update_checkpoint
-
     out: dict[str, Any] = {}
     if distributed.is_main():
         for path in (run.last, run.best):

@@ -21,7 +21,8 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["InferenceModel", "Predictor", "Prediction", "load_predictor", "image_settings"]
+__all__ = ["InferenceModel", "Predictor", "Prediction", "load_predictor", "image_settings", "inference_model",
+           "run_temperature"]
 
 Which = Literal["student", "teacher"]
 
@@ -136,20 +137,17 @@ class Predictor:
         Returns:
             A batch tensor on the CPU.
         """
-        from ssl_mix.data import prepare_image
+        from ssl_mix.data import arrays_from_tensors, prepare_image
 
         settings = {"image_size": self.image_size, "channels": self.channels, "resize": self.resize}
         shape = (self.channels, *self.image_size)
-        if isinstance(images, (torch.Tensor, np.ndarray)) and images.ndim == 4:
-            from ssl_mix.data import arrays_from_tensors
-
+        if isinstance(images, (torch.Tensor, np.ndarray)) and images.ndim == 4:  # a batch
             batch = images if isinstance(images, torch.Tensor) and tuple(images.shape[1:]) == shape \
                 else arrays_from_tensors(images).images
             if tuple(batch.shape[1:]) == shape:
                 return batch
-            return torch.stack([prepare_image(img, **settings) for img in batch]) if len(batch) else \
-                torch.zeros((0, *shape), dtype=torch.uint8)
-        if isinstance(images, (torch.Tensor, np.ndarray)) or hasattr(images, "mode"):
+            images = list(batch)
+        elif isinstance(images, (torch.Tensor, np.ndarray)) or hasattr(images, "mode"):  # one image
             images = [images]
         if not isinstance(images, Sequence) or isinstance(images, str):
             raise TypeError(f"predict takes PIL images, arrays or tensors (one, a list, or a batch), got "
