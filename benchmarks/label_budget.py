@@ -38,7 +38,16 @@ import torch
 
 import ssl_mix
 from provenance import git_commit, hardware_summary
-from ssl_mix import Config, load_run_data, preset, run_experiment
+from ssl_mix import (
+    DATASET_NAMES,
+    MODEL_ROLES,
+    PRECISIONS,
+    Config,
+    load_run_data,
+    method_class,
+    preset,
+    run_experiment,
+)
 
 METHODS = {
     "erm": {"name": "erm"},
@@ -161,9 +170,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 def make_record(args: argparse.Namespace, cfg: Config, method: str, report: dict, wall: float) -> dict:
     """One run's record: what ran, where, and what it scored."""
     best = {m: max((h["models"][m]["test"]["accuracy"] for h in report["history"]), default=float("nan"))
-            for m in ("student", "teacher")}
+            for m in MODEL_ROLES}
     final = report["final"]
-    images = cfg.data.batch_size + (cfg.data.unlabeled_batch_size if cfg.method.name == "ict" else 0)
+    uses_unlabeled = method_class(cfg.method.name).uses_unlabeled
+    images = cfg.data.batch_size + (cfg.data.unlabeled_batch_size if uses_unlabeled else 0)
     return {
         "dataset": args.dataset, "scale": args.scale, "method": method, "k": cfg.method.k,
         "alpha": cfg.method.alpha, "model": cfg.model.name, "num_labels": cfg.data.num_labels, "seed": cfg.train.seed,
@@ -330,7 +340,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run (or continue) a grid")
     run.add_argument("--scale", choices=["cpu", "paper"], default="cpu")
-    run.add_argument("--dataset", choices=["cifar10", "cifar100", "svhn", "folder"], default="folder")
+    # The digits have no scale here: they are the demo's data (ssl-mix demo), not a label-budget benchmark.
+    run.add_argument("--dataset", choices=[d for d in DATASET_NAMES if d != "digits"], default="folder")
     run.add_argument("--data-root", required=True)
     run.add_argument("--download", action="store_true")
     run.add_argument("--methods", type=_methods, default=list(METHODS))
@@ -340,7 +351,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--num-valid-per-class", type=int,
                      help="labeled examples per class held out for model selection (default: the scale's; cpu: 0)")
     run.add_argument("--device", default="auto")
-    run.add_argument("--precision", choices=["fp32", "bf16"],
+    run.add_argument("--precision", choices=PRECISIONS,
                      help="training precision (default: the scale's; cpu: bf16, paper: the preset's)")
     run.add_argument("--records", default="benchmarks/results/label_budget_cpu.jsonl")
     run.add_argument("--runs-dir", default="runs/label_budget")

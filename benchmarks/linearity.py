@@ -23,6 +23,7 @@ import torch
 import ssl_mix
 from provenance import git_commit, hardware_summary
 from ssl_mix import (
+    DATASET_NAMES,
     load_run_data,
     measure_linearity,
     normalize,
@@ -40,7 +41,7 @@ METHODS = {"erm": {"name": "erm"}, "mixup": {"name": "mixup", "k": 2}, "ict2": {
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-root", required=True, help="image folder with train/ and test/ (e.g. CIFAR-10 JPEGs)")
-    parser.add_argument("--dataset", default="folder", choices=["folder", "cifar10", "cifar100", "svhn"])
+    parser.add_argument("--dataset", default="folder", choices=[d for d in DATASET_NAMES if d != "digits"])
     parser.add_argument("--num-labels", type=int, default=1000)
     parser.add_argument("--steps", type=int, default=6000)
     parser.add_argument("--seed", type=int, default=0)

@@ -55,6 +55,7 @@ import ssl_mix
 from bench_data import benchmark_images
 from provenance import git_commit, hardware
 from ssl_mix import (
+    PRECISIONS,
     Batch,
     ImageArrays,
     MethodConfig,
@@ -359,7 +360,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps of each variant first")
     parser.add_argument("--steps", type=int, default=5, help="timed steps per variant per round")
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds of ours, floor and naive")
-    parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
+    parser.add_argument("--precision", choices=PRECISIONS, default="fp32")
     parser.add_argument("--channels-last", action="store_true")
     parser.add_argument("--compile", action="store_true", help="torch.compile the student (Trainer option)")
     parser.add_argument("--joint-forward", action="store_true",

@@ -9,9 +9,11 @@ linearity analysis. Public names are re-exported here flat: ``from ssl_mix impor
 __version__ = "0.1.0"
 
 from ssl_mix.analysis import (
+    analyze_run,
     class_singular_values,
     flattening,
     flattening_summary,
+    format_analysis,
     linearity_probe,
     measure_linearity,
     nonlinearity,
@@ -24,30 +26,49 @@ from ssl_mix.analysis import (
 )
 from ssl_mix.calibration import (
     NoValidationSplitError,
+    calibrate_checkpoints,
     calibrate_models,
-    calibrate_run,
     calibration_metrics,
     fit_temperature,
     model_logits,
     scale_logits,
 )
 from ssl_mix.checkpoint import load_checkpoint, save_checkpoint
+from ssl_mix.checks import (
+    check_alpha,
+    check_bool,
+    check_in,
+    check_int,
+    check_k,
+    check_number,
+    check_positive_int,
+    check_probability,
+)
 from ssl_mix.config import (
+    PRECISIONS,
+    PRESET_DESCRIPTIONS,
     PRESETS,
     Config,
     DataConfig,
     MethodConfig,
     ModelConfig,
     OptimConfig,
+    Precision,
     TrainConfig,
+    config_flags,
+    field_docs,
+    format_value,
     preset,
 )
 from ssl_mix.data import (
+    DATASET_NAMES,
+    PADDING_MODES,
     ArrayDataset,
+    DatasetName,
     DataSpec,
-    DualLoader,
     ImageArrays,
     LabelSplit,
+    PaddingMode,
     TensorDualLoader,
     TorchDualLoader,
     arrays_dataset,
@@ -65,11 +86,31 @@ from ssl_mix.data import (
 )
 from ssl_mix.demo import run_demo
 from ssl_mix.evaluation import evaluate
-from ssl_mix.experiment import RunData, build_loader, build_method, build_trainer, load_run_data, run_experiment
+from ssl_mix.experiment import (
+    RunData,
+    build_loader,
+    build_method,
+    build_trainer,
+    calibrate_run,
+    load_run_data,
+    run_experiment,
+)
 from ssl_mix.export import export_model, load_export
 from ssl_mix.inference import InferenceModel, Prediction, Predictor, image_settings, load_predictor
 from ssl_mix.losses import ict_consistency, kl_consistency, mse_consistency, soft_target_cross_entropy
-from ssl_mix.methods import ERM, ICT, Batch, ManifoldMixup, Method, Mixup, StepContext, StepOutput
+from ssl_mix.methods import (
+    ERM,
+    ICT,
+    METHODS,
+    Batch,
+    ManifoldMixup,
+    Method,
+    MethodName,
+    Mixup,
+    StepContext,
+    StepOutput,
+    method_class,
+)
 from ssl_mix.metrics import ClassificationMetrics, expected_calibration_error, reliability_bins
 from ssl_mix.mixing import MixPlan, identity_plan, mix, sample_mix_plan, sample_mix_weights
 from ssl_mix.models import (
@@ -82,16 +123,18 @@ from ssl_mix.models import (
     WideResNet,
     available_models,
     create_model,
+    eval_mode,
     forward_layers,
     forward_mixed,
     get_stages,
     layer_names,
+    model_device,
     run_stages,
     unwrap_model,
 )
 from ssl_mix.predict import find_images, predict_files
 from ssl_mix.ramps import ConsistencySchedule, cosine_rampdown, linear_rampup, sigmoid_rampup
-from ssl_mix.teacher import EMATeacher
+from ssl_mix.teacher import MODEL_ROLES, EMATeacher
 from ssl_mix.optim import build_optimizer, build_scheduler, lr_multiplier
 from ssl_mix.run import (
     CHECKPOINT_FORMAT,
@@ -113,13 +156,14 @@ __all__ = [
     "soft_target_cross_entropy", "mse_consistency", "kl_consistency", "ict_consistency",
     "sigmoid_rampup", "linear_rampup", "cosine_rampdown", "ConsistencySchedule",
     # teacher, methods, training
-    "EMATeacher", "Method", "ERM", "Mixup", "ManifoldMixup", "ICT", "Batch", "StepContext", "StepOutput",
+    "EMATeacher", "MODEL_ROLES", "Method", "ERM", "Mixup", "ManifoldMixup", "ICT", "Batch", "StepContext", "StepOutput",
+    "METHODS", "MethodName", "method_class",
     "Trainer", "NonFiniteLossError", "evaluate", "ClassificationMetrics", "expected_calibration_error",
     "save_checkpoint", "load_checkpoint",
     "RunData", "load_run_data", "build_method", "build_loader", "build_trainer", "run_experiment", "run_demo",
     # using a trained model: calibration, prediction
     "fit_temperature", "scale_logits", "calibration_metrics", "model_logits", "calibrate_models", "calibrate_run",
-    "NoValidationSplitError", "InferenceModel", "Predictor", "Prediction", "load_predictor", "image_settings",
+    "calibrate_checkpoints",    "NoValidationSplitError", "InferenceModel", "Predictor", "Prediction", "load_predictor", "image_settings",
     "find_images", "predict_files", "export_model", "load_export", "reliability_bins", "plot_reliability",
     "build_optimizer", "build_scheduler", "lr_multiplier",
     # runs: directory, checkpoints, loading a trained model
@@ -128,16 +172,20 @@ __all__ = [
     # data
     "LabelSplit", "make_split", "split_summary", "ImageArrays", "DataSpec", "load_arrays", "data_spec",
     "spec_from_arrays", "concat_arrays", "arrays_from_tensors", "arrays_from_dataset", "arrays_dataset",
-    "ArrayDataset", "random_crop_flip", "normalize", "DualLoader", "TensorDualLoader", "TorchDualLoader",
-    "eval_batches",
+    "ArrayDataset", "random_crop_flip", "normalize", "TensorDualLoader", "TorchDualLoader",
+    "eval_batches", "DATASET_NAMES", "DatasetName", "PADDING_MODES", "PaddingMode",
     # analysis
     "nonlinearity", "nonlinearity_k", "measure_linearity", "linearity_probe", "class_singular_values",
     "flattening", "flattening_summary", "plot_linearity_curves", "plot_linearity_comparison", "plot_spectra",
-    "read_linearity_history",
+    "read_linearity_history", "analyze_run", "format_analysis",
     # configuration
     "Config", "DataConfig", "ModelConfig", "MethodConfig", "OptimConfig", "TrainConfig", "PRESETS", "preset",
+    "PRESET_DESCRIPTIONS", "config_flags", "field_docs", "format_value", "PRECISIONS", "Precision",
+    # argument checks
+    "check_bool", "check_int", "check_positive_int", "check_number", "check_probability", "check_in", "check_k",
+    "check_alpha",
     # models
     "create_model", "available_models", "WideResNet", "CNN13", "SmallCNN", "TimmStaged", "StagedModel",
     "LayerId", "get_stages", "layer_names", "forward_layers", "forward_mixed", "run_stages", "MixableModule",
-    "unwrap_model",
+    "unwrap_model", "eval_mode", "model_device",
 ]

@@ -10,8 +10,9 @@ which changes no arg-max (accuracy is unchanged) and, on held-out data of the sa
 expected calibration error down. T is optimised as log T with L-BFGS, so it stays positive without constraints.
 
 The maths are pure functions (:func:`fit_temperature`, :func:`scale_logits`, :func:`calibration_metrics`); the rest
-fits one temperature per model (student and EMA teacher) of a run on its validation split and stores them in the
-checkpoint (``state["calibration"]``), where prediction and export read them.
+fits one temperature per model (student and EMA teacher) of a checkpoint on the validation images and stores them in
+the checkpoint (``state["calibration"]``), where prediction and export read them. :func:`ssl_mix.calibrate_run`
+does it for a run directory, loading its validation split; training does it at the end when the run has one.
 """
 
 from __future__ import annotations
@@ -23,13 +24,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ssl_mix import distributed
 from ssl_mix.data import eval_batches
 from ssl_mix.metrics import ClassificationMetrics
-from ssl_mix.run import RunDir, load_run, update_checkpoint
+from ssl_mix.models.inference import model_device
+from ssl_mix.run import load_run, update_checkpoint
 
 __all__ = ["fit_temperature", "scale_logits", "calibration_metrics", "model_logits", "calibrate_models",
-           "calibrate_run", "NoValidationSplitError"]
+           "calibrate_checkpoints", "NoValidationSplitError"]
 
 NUM_BINS = 15
 """ECE bins used throughout (equal width, as in Guo et al. 2017)."""
@@ -160,50 +161,24 @@ def calibrate_models(models: Mapping[str, nn.Module], valid: Any, spec: Any, *,
     return record
 
 
-def calibrate_run(run: str | Path, *, device: str = "auto") -> dict[str, Any]:
-    """Fit the temperatures of a trained run on its validation split and store them in its checkpoint(s).
+def calibrate_checkpoints(paths: Iterable[str | Path], valid: Any, *, device: torch.device | str = "auto"
+                          ) -> dict[str, Any]:
+    """Fit the temperatures of each checkpoint's models on the validation images and store them in it.
 
     Args:
-        run: a run directory (its ``last.pt`` and, when present, ``best.pt`` are calibrated, each for its own
-            weights) or one checkpoint file.
+        paths: checkpoint files (e.g. a run's ``last.pt`` and ``best.pt``: each gets temperatures for its own
+            weights).
+        valid: the run's validation :class:`~ssl_mix.ImageArrays` (see :func:`ssl_mix.calibrate_run`, which loads
+            them).
         device: where the models run.
 
     Returns:
-        ``{checkpoint path: calibration record}`` (see :func:`calibrate_models`).
-
-    Raises:
-        NoValidationSplitError: the run has no validation split (the message says how to add one).
+        ``{checkpoint path: calibration record}`` (see :func:`calibrate_models`); each record is also saved as the
+        checkpoint's ``calibration`` entry, where prediction and export read it.
     """
-    from ssl_mix.experiment import load_run_data  # not at the top: experiment imports this module
-
-    run_dir, checkpoint = RunDir.of_checkpoint(run)
-    paths = [p for p in (run_dir.last, run_dir.best) if p.is_file()] if Path(run).is_dir() else [checkpoint]
-    first = load_run(paths[0], device=device)
-    if not (first.split or {}).get("num_valid", first.config.data.num_valid_per_class):
-        raise NoValidationSplitError(
-            f"run {str(run)!r} has no validation split, and temperature scaling must be fitted on held-out "
-            "labeled images (never the test set). Train with one: ssl-mix train ... --num-valid-per-class 100 "
-            "(or DataConfig(num_valid_per_class=...)), then ssl-mix calibrate RUN.")
-    valid = load_run_data(first.config).valid
     out = {}
     for path in paths:
-        loaded = first if path == paths[0] else load_run(path, device=device)
-        device_ = next(loaded.models["teacher"].parameters()).device
-        out[str(path)] = calibrate_models(loaded.models, valid, loaded.spec, device=device_)
+        run = load_run(path, device=device)
+        out[str(path)] = calibrate_models(run.models, valid, run.spec, device=model_device(run.models["teacher"]))
         update_checkpoint(path, calibration=out[str(path)])
-    return out
-
-
-def calibrate_checkpoints(run: Any, valid: Any, *, device: torch.device | str) -> dict[str, Any]:
-    """End-of-training hook: calibrate the run directory's ``last.pt`` and ``best.pt`` (a
-    :class:`~ssl_mix.RunDir`) on the already loaded validation images; in a distributed run process 0 does it
-    while the others wait. Returns ``{file name: record}``."""
-    out: dict[str, Any] = {}
-    if distributed.is_main():
-        for path in (run.last, run.best):
-            if path.is_file():
-                loaded = load_run(path, device=device)
-                out[path.name] = calibrate_models(loaded.models, valid, loaded.spec, device=device)
-                update_checkpoint(path, calibration=out[path.name])
-    distributed.barrier()
     return out

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from ssl_mix import distributed
+from ssl_mix.calibration import NoValidationSplitError, calibrate_checkpoints
 from ssl_mix.checkpoint import load_checkpoint
 from ssl_mix.config import Config, MethodConfig
 from ssl_mix.data import (
@@ -33,13 +34,14 @@ from ssl_mix.data import (
     load_arrays,
     make_split,
 )
-from ssl_mix.methods import ERM, ICT, ManifoldMixup, Method, Mixup
+from ssl_mix.methods import ERM, ICT, ManifoldMixup, Method, Mixup, method_class
 from ssl_mix.models import create_model
 from ssl_mix.ramps import ConsistencySchedule
-from ssl_mix.run import RunDir, check_resume, data_info, note_fresh_start, write_json
+from ssl_mix.run import RunDir, check_resume, data_info, load_run, note_fresh_start, write_json
 from ssl_mix.trainer import Trainer, resolve_device
 
-__all__ = ["RunData", "load_run_data", "build_method", "build_loader", "build_trainer", "run_experiment"]
+__all__ = ["RunData", "load_run_data", "build_method", "build_loader", "build_trainer", "run_experiment",
+           "calibrate_run"]
 
 EVAL_BATCH_SIZE = 500
 
@@ -108,9 +110,6 @@ def build_method(cfg: MethodConfig, *, num_classes: int, total_steps: int) -> Me
                teacher_mode=cfg.teacher_mode, joint_forward=cfg.joint_forward)
 
 
-_METHOD_CLASSES: dict[str, type[Method]] = {"erm": ERM, "mixup": Mixup, "manifold-mixup": ManifoldMixup, "ict": ICT}
-
-
 def build_loader(cfg: Config, data: RunData, device: torch.device, *, with_unlabeled: bool | None = None):
     """The dual labeled/unlabeled loader ``cfg.data.loader`` names, seeded by ``cfg.train.seed``; in a distributed
     run, this process's shard (the batch sizes are per process).
@@ -119,7 +118,7 @@ def build_loader(cfg: Config, data: RunData, device: torch.device, *, with_unlab
     unlabeled stream and yield empty unlabeled batches; the labeled batches are the same either way."""
     d = cfg.data
     if with_unlabeled is None:
-        with_unlabeled = _METHOD_CLASSES[cfg.method.name].uses_unlabeled
+        with_unlabeled = method_class(cfg.method.name).uses_unlabeled
     common = {"rank": distributed.rank(), "world_size": distributed.world_size(), "with_unlabeled": with_unlabeled}
     if d.loader == "tensor":
         return TensorDualLoader(data.labeled, data.unlabeled, data.spec, batch_size=d.batch_size,
@@ -153,7 +152,7 @@ def build_trainer(cfg: Config, data: RunData | None = None) -> Trainer:
         eval_sets["valid"] = lambda: eval_batches(data.valid, data.spec, EVAL_BATCH_SIZE, device)
     linearity = None
     if cfg.train.linearity_every:
-        from ssl_mix.analysis import linearity_probe
+        from ssl_mix.analysis.linearity import linearity_probe
 
         held_out = data.valid if data.valid is not None else data.test
         linearity = linearity_probe(held_out, data.spec, num_pairs=cfg.train.linearity_pairs, seed=cfg.train.seed,
@@ -197,15 +196,43 @@ def run_experiment(cfg: Config, *, resume: bool = False, data: RunData | None = 
         if resuming:
             trainer.resume(run.last)
         report = trainer.fit()
-        # Calibrated confidences: with a validation split, fit each model's temperature there (Guo et al. 2017)
-        # and store it in last.pt / best.pt, where prediction and export read it.
         if data.valid is not None and len(data.valid):
-            from ssl_mix.calibration import calibrate_checkpoints
-
-            report["calibration"] = calibrate_checkpoints(run, data.valid, device=trainer.device)
             if distributed.is_main():
+                report["calibration"] = calibrate_run(run.root, device=trainer.device, valid=data.valid)
                 write_json(run.report, report)
+            distributed.barrier()
         return report
+
+
+def calibrate_run(run: str | Path, *, device: str | torch.device = "auto", valid: ImageArrays | None = None
+                  ) -> dict[str, Any]:
+    """Calibrated confidences: fit the temperature of each model of a run on its validation split (Guo et al.
+    2017, see :mod:`ssl_mix.calibration`) and store it in the checkpoint(s). :func:`run_experiment` does this at
+    the end of training when the run has a validation split.
+
+    Args:
+        run: a run directory (its ``last.pt`` and, when present, ``best.pt`` are calibrated, each for its own
+            weights) or one checkpoint file.
+        device: where the models run.
+        valid: the validation images, if already loaded (default: loaded as the run's training loaded them).
+
+    Returns:
+        ``{checkpoint path: calibration record}`` (see :func:`ssl_mix.calibrate_models`).
+
+    Raises:
+        NoValidationSplitError: the run has no validation split (the message says how to add one).
+    """
+    run_dir, checkpoint = RunDir.of_checkpoint(run)
+    paths = [p for p in (run_dir.last, run_dir.best) if p.is_file()] if Path(run).is_dir() else [checkpoint]
+    if valid is None:
+        cfg = load_run(paths[0], device="cpu").config
+        valid = load_run_data(cfg).valid if cfg.data.num_valid_per_class or cfg.data.split else None
+    if valid is None or not len(valid):
+        raise NoValidationSplitError(
+            f"run {str(run)!r} has no validation split, and temperature scaling must be fitted on held-out labeled "
+            "images (never the test set). Train with one: ssl-mix train ... --num-valid-per-class 100 (or "
+            "DataConfig(num_valid_per_class=...)), then ssl-mix calibrate RUN.")
+    return calibrate_checkpoints(paths, valid, device=device)
 
 
 def _exists_everywhere(path: Path) -> bool:

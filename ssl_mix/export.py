@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from ssl_mix import __version__
+from ssl_mix.checks import check_in
 
 __all__ = ["EXPORT_FORMATS", "export_model", "load_export", "sidecar_path"]
 
@@ -64,8 +65,7 @@ def export_model(run: str | Path | Any, out: str | Path, *, format: ExportFormat
     from ssl_mix.inference import image_settings, inference_model
     from ssl_mix.run import load_run, write_json
 
-    if format not in EXPORT_FORMATS:
-        raise ValueError(f"format must be one of {', '.join(EXPORT_FORMATS)}, got {format!r}")
+    check_in("format", format, EXPORT_FORMATS)
     if format == "onnx":
         try:
             import onnx

@@ -21,6 +21,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from ssl_mix.checks import check_in
+from ssl_mix.teacher import MODEL_ROLES
+
 __all__ = ["InferenceModel", "Predictor", "Prediction", "load_predictor", "image_settings", "inference_model",
            "run_temperature"]
 
@@ -43,8 +46,7 @@ class InferenceModel(nn.Module):
     def __init__(self, model: nn.Module, mean: Sequence[float], std: Sequence[float], *, temperature: float = 1.0,
                  output: Literal["probabilities", "logits"] = "probabilities") -> None:
         super().__init__()
-        if output not in ("probabilities", "logits"):
-            raise ValueError(f"output must be 'probabilities' or 'logits', got {output!r}")
+        check_in("output", output, ("probabilities", "logits"))
         if len(mean) != len(std) or not len(mean):
             raise ValueError(f"mean and std need one entry per channel, got {len(mean)} and {len(std)}")
         if not temperature > 0:
@@ -179,8 +181,7 @@ def inference_model(run: Any, which: Which = "teacher", *, calibrated: bool = Tr
                     output: Literal["probabilities", "logits"] = "probabilities") -> InferenceModel:
     """The :class:`InferenceModel` of one model of a loaded run, with the run's temperature when ``calibrated``
     and the run has one (else T = 1)."""
-    if which not in ("student", "teacher"):
-        raise ValueError(f"which must be 'student' or 'teacher', got {which!r}")
+    check_in("which", which, MODEL_ROLES)
     return InferenceModel(run.models[which], run.spec.mean, run.spec.std,
                           temperature=run_temperature(run, which) if calibrated else 1.0, output=output).eval()
 

@@ -23,6 +23,8 @@ from typing import Any, Iterator, Sequence
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from ssl_mix.checks import check_int, check_positive_int
+
 __all__ = ["find_images", "predict_files", "OUTPUT_FORMATS"]
 
 OUTPUT_FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
@@ -130,11 +132,10 @@ def predict_files(predictor: Any, inputs: Sequence[str | Path], out: str | Path,
         raise ValueError(f"--out must end in {', '.join(OUTPUT_FORMATS)} (the extension picks the format), got "
                          f"{str(out)!r}")
     num_classes = len(predictor.classes)
-    if isinstance(top_k, bool) or not isinstance(top_k, int) or not 1 <= top_k <= num_classes:
-        raise ValueError(f"top_k must be an integer in [1, {num_classes}] (the number of classes), got {top_k!r}")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-    workers = min(4, os.cpu_count() or 1) if num_workers is None else num_workers
+    if check_positive_int("top_k", top_k) > num_classes:
+        raise ValueError(f"top_k must be at most {num_classes} (the number of classes), got {top_k}")
+    check_positive_int("batch_size", batch_size)
+    workers = min(4, os.cpu_count() or 1) if num_workers is None else check_int("num_workers", num_workers, 0)
     paths = find_images(inputs)
     out.parent.mkdir(parents=True, exist_ok=True)
     partial = out.with_name(out.name + ".partial")

@@ -12,15 +12,17 @@ the plain average of the student's parameters over the first steps, when ``1 - 1
 from __future__ import annotations
 
 import copy
-import math
-import numbers
 
 import torch
 from torch import nn
 
+from ssl_mix.checks import check_bool, check_int, check_probability
 from ssl_mix.models import unwrap_model
 
-__all__ = ["EMATeacher"]
+__all__ = ["EMATeacher", "MODEL_ROLES"]
+
+MODEL_ROLES: tuple[str, str] = ("student", "teacher")
+"""The two models of a run: the trained student and its EMA teacher (the keys of evaluations and checkpoints)."""
 
 
 class EMATeacher(nn.Module):
@@ -44,22 +46,13 @@ class EMATeacher(nn.Module):
         super().__init__()
         if not isinstance(student, nn.Module):
             raise TypeError(f"student must be a torch.nn.Module, got {type(student).__name__}.")
-        if isinstance(decay, bool) or not isinstance(decay, numbers.Real):
-            raise TypeError(f"decay must be a number in [0, 1], got {type(decay).__name__} ({decay!r}).")
-        if not (math.isfinite(decay) and 0.0 <= decay <= 1.0):
-            raise ValueError(f"decay must be in [0, 1] (typically 0.99 to 0.9999), got {decay}.")
-        if not isinstance(warmup, bool):
-            raise TypeError(f"warmup must be a bool, got {type(warmup).__name__} ({warmup!r}).")
-        self.decay = float(decay)
-        self.warmup = warmup
+        self.decay = check_probability("decay", decay, hint="typically 0.99 to 0.9999.")
+        self.warmup = check_bool("warmup", warmup)
         self.module = copy.deepcopy(unwrap_model(student)).requires_grad_(False)
 
     def decay_at(self, step: int) -> float:
         """Decay used by the update at ``step`` (>= 0): ``min(1 - 1/(step + 1), decay)`` with warm-up."""
-        if isinstance(step, bool) or not isinstance(step, numbers.Integral):
-            raise TypeError(f"step must be an int, got {type(step).__name__} ({step!r}).")
-        if step < 0:
-            raise ValueError(f"step must be >= 0, got {step}.")
+        check_int("step", step, 0)
         if not self.warmup:
             return self.decay
         return min(1.0 - 1.0 / (step + 1), self.decay)

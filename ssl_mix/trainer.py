@@ -245,7 +245,7 @@ class Trainer:
     def train_step(self, batch: Batch) -> StepOutput:
         """One optimisation step: method loss (under autocast), backward, optimiser and schedule steps, teacher
         update. Returns the method's output; nothing is read back from the device."""
-        ctx = StepContext(self.step, self.cfg.steps, self.generator, self.host_generator, self.teacher)
+        ctx = StepContext(self.step, self.generator, self.host_generator, self.teacher)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cfg.precision == "bf16"):
             out = self.method.loss(self.wrapped_student, batch, ctx)
         self.optimizer.zero_grad(set_to_none=True)

@@ -72,7 +72,7 @@ class _Interrupt(Method):
 
     def __init__(self, method: Method, at: int, exit_rank: int | None = None) -> None:
         self.method, self.at, self.exit_rank = method, at, exit_rank
-        self.uses_unlabeled, self.uses_teacher = method.uses_unlabeled, method.uses_teacher
+        self.uses_unlabeled = method.uses_unlabeled
 
     def loss(self, student, batch, ctx):
         if ctx.step == self.at:
@@ -88,7 +88,7 @@ class _SignalOne(Method):
 
     def __init__(self, method: Method, at: int, rank: int) -> None:
         self.method, self.at, self.rank = method, at, rank
-        self.uses_unlabeled, self.uses_teacher = method.uses_unlabeled, method.uses_teacher
+        self.uses_unlabeled = method.uses_unlabeled
 
     def loss(self, student, batch, ctx):
         if ctx.step == self.at and distributed.rank() == self.rank:

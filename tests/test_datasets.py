@@ -89,7 +89,7 @@ def test_data_spec_builtins_and_validation():
         DataSpec("x", 2, (0.5,), (0.0,))
     with pytest.raises(ValueError, match="padding_mode must be"):
         DataSpec("x", 2, (0.5,), (0.2,), padding_mode="circular")
-    with pytest.raises(ValueError, match="crop_padding must be an int >= 0"):
+    with pytest.raises(ValueError, match="crop_padding must be >= 0"):
         DataSpec("x", 2, (0.5,), (0.2,), crop_padding=-1)
 
 

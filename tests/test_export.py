@@ -74,7 +74,7 @@ def test_safetensors_round_trips_bit_exactly(cifar_run, eager, images, tmp_path)
 
 
 def test_export_errors(cifar_run, tmp_path, monkeypatch, capsys):
-    with pytest.raises(ValueError, match="format must be one of onnx, torchscript, safetensors"):
+    with pytest.raises(ValueError, match="format must be one of 'onnx', 'torchscript', 'safetensors'"):
         export_model(cifar_run, tmp_path / "m", format="tflite")
     monkeypatch.setitem(sys.modules, "onnx", None)  # as if the export extra were not installed
     with pytest.raises(ImportError, match="ssl-mix\\[export\\]"):

@@ -76,7 +76,7 @@ def test_model_takes_uint8_or_float_and_applies_the_temperature(predictor, cifar
     assert torch.allclose(model(x), expected, atol=1e-6)
     raw = load_predictor(run, calibrated=False)
     assert float(raw.model.temperature) == 1.0 and torch.allclose(raw.model(x), logits.softmax(1), atol=1e-6)
-    with pytest.raises(ValueError, match="'probabilities' or 'logits'"):
+    with pytest.raises(ValueError, match="output must be one of 'probabilities', 'logits'"):
         InferenceModel(run.models["teacher"], run.spec.mean, run.spec.std, output="scores")
     with pytest.raises(ValueError, match="temperature must be > 0"):
         InferenceModel(run.models["teacher"], run.spec.mean, run.spec.std, temperature=0.0)
@@ -117,7 +117,7 @@ def test_predict_files_csv_matches_predict_and_reports_unreadable_files(predicto
         assert sum(float(row[f"p_{c}"]) for c in predictor.classes) == pytest.approx(1.0, abs=1e-4)
 
 
-def test_predict_files_jsonl_and_errors(predictor, photos, tmp_path):
+def test_predict_files_jsonl_and_errors(predictor, cifar_run, photos, tmp_path):
     out = tmp_path / "pred.jsonl"
     predict_files(predictor, [photos / "a_rgb.jpg", photos / "z_broken.jpg"], out, top_k=2, num_workers=1,
                   progress=False)
@@ -129,10 +129,12 @@ def test_predict_files_jsonl_and_errors(predictor, photos, tmp_path):
     assert not (tmp_path / "s.csv").exists() and not (tmp_path / "s.csv.partial").exists()
     with pytest.raises(ValueError, match="must end in .csv"):
         predict_files(predictor, [photos], tmp_path / "p.txt")
-    with pytest.raises(ValueError, match="top_k must be an integer in \\[1, 10\\]"):
+    with pytest.raises(ValueError, match="top_k must be at most 10 \\(the number of classes\\), got 11"):
         predict_files(predictor, [photos], out, top_k=11)
-    with pytest.raises(ValueError, match="batch_size must be a positive integer"):
+    with pytest.raises(ValueError, match="batch_size must be >= 1, got 0"):
         predict_files(predictor, [photos], out, batch_size=0)
+    with pytest.raises(ValueError, match="which must be one of 'student', 'teacher'"):
+        load_predictor(cifar_run, which="ema", device="cpu")
 
 
 def test_predict_cli(cifar_run, photos, tmp_path, capsys):

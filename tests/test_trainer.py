@@ -74,7 +74,7 @@ class _Interrupting:
 
     def __init__(self, method, at, how):
         self.method, self.at, self.how = method, at, how
-        self.uses_unlabeled, self.uses_teacher = method.uses_unlabeled, method.uses_teacher
+        self.uses_unlabeled = method.uses_unlabeled
 
     def loss(self, student, batch, ctx):
         if ctx.step == self.at:

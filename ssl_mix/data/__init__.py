@@ -1,7 +1,8 @@
 """Data for semi-supervised training: label-budget splits, datasets in memory, augmentation and dual loaders."""
 
-from ssl_mix.data.augment import crop_flip, normalize, random_crop_flip
+from ssl_mix.data.augment import PADDING_MODES, PaddingMode, crop_flip, normalize, random_crop_flip
 from ssl_mix.data.datasets import (
+    DATASET_NAMES,
     IMAGE_EXTENSIONS,
     BadImageError,
     decode_image,
@@ -9,6 +10,7 @@ from ssl_mix.data.datasets import (
     prepare_image,
     ArrayDataset,
     DataSpec,
+    DatasetName,
     ImageArrays,
     arrays_dataset,
     arrays_from_dataset,
@@ -22,10 +24,14 @@ from ssl_mix.data.datasets import (
     eval_transform,
     train_transform,
 )
-from ssl_mix.data.loaders import DualLoader, TensorDualLoader, TorchDualLoader, derive_seed, eval_batches
+from ssl_mix.data.loaders import TensorDualLoader, TorchDualLoader, derive_seed, eval_batches
 from ssl_mix.data.splits import SPLIT_FORMAT_VERSION, LabelSplit, make_split, split_summary
 
 __all__ = [
+    "DATASET_NAMES",
+    "DatasetName",
+    "PADDING_MODES",
+    "PaddingMode",
     "LabelSplit",
     "make_split",
     "split_summary",
@@ -48,7 +54,6 @@ __all__ = [
     "crop_flip",
     "random_crop_flip",
     "normalize",
-    "DualLoader",
     "TensorDualLoader",
     "TorchDualLoader",
     "eval_batches",

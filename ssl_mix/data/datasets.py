@@ -17,16 +17,20 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Sequence
+from typing import Any, Literal, Sequence, get_args
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from ssl_mix.checks import check_bool, check_in, check_int, check_positive_int
+from ssl_mix.data.augment import PADDING_MODES, PaddingMode
+
 __all__ = [
     "ImageArrays",
     "DataSpec",
     "DatasetName",
+    "DATASET_NAMES",
     "IMAGE_EXTENSIONS",
     "load_arrays",
     "load_targets",
@@ -47,13 +51,15 @@ __all__ = [
 ]
 
 DatasetName = Literal["cifar10", "cifar100", "svhn", "folder", "digits"]
+"""The built-in datasets: CIFAR-10/100 and SVHN through torchvision, an image folder, scikit-learn's digits."""
+
+DATASET_NAMES: tuple[str, ...] = get_args(DatasetName)
+"""The values of :data:`DatasetName`, in order (for argument choices and messages)."""
+
 SplitName = Literal["train", "test", "extra", "unlabeled"]
-PaddingMode = Literal["reflect", "constant", "replicate"]
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff", ".ppm", ".pgm", ".pbm")
 """File extensions (case-insensitive) read as images in an image folder; other files are ignored."""
-
-_DATASETS = ("cifar10", "cifar100", "svhn", "folder", "digits")
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -183,21 +189,16 @@ class DataSpec:
     def __post_init__(self) -> None:
         object.__setattr__(self, "mean", tuple(float(m) for m in self.mean))
         object.__setattr__(self, "std", tuple(float(s) for s in self.std))
-        if isinstance(self.num_classes, bool) or not isinstance(self.num_classes, int) or self.num_classes < 1:
-            raise ValueError(f"DataSpec.num_classes must be a positive int, got {self.num_classes!r}")
+        check_positive_int("DataSpec.num_classes", self.num_classes)
         if not self.mean or len(self.mean) != len(self.std):
             raise ValueError(f"DataSpec.mean and std need one entry per channel, got {len(self.mean)} and "
                              f"{len(self.std)}")
         if not all(s > 0 and np.isfinite(s) for s in self.std) or not all(np.isfinite(m) for m in self.mean):
             raise ValueError(f"DataSpec.std must be positive and finite and mean finite, got mean={self.mean}, "
                              f"std={self.std}")
-        if isinstance(self.crop_padding, bool) or not isinstance(self.crop_padding, int) or self.crop_padding < 0:
-            raise ValueError(f"DataSpec.crop_padding must be an int >= 0, got {self.crop_padding!r}")
-        if not isinstance(self.flip, bool):
-            raise ValueError(f"DataSpec.flip must be a bool, got {self.flip!r}")
-        if self.padding_mode not in ("reflect", "constant", "replicate"):
-            raise ValueError(f"DataSpec.padding_mode must be 'reflect', 'constant' or 'replicate', got "
-                             f"{self.padding_mode!r}")
+        check_int("DataSpec.crop_padding", self.crop_padding, 0)
+        check_bool("DataSpec.flip", self.flip)
+        check_in("DataSpec.padding_mode", self.padding_mode, PADDING_MODES)
 
     @property
     def channels(self) -> int:
@@ -241,7 +242,7 @@ def data_spec(name: DatasetName | str, train: ImageArrays | None = None, *, root
                                  "compute the normalisation constants")
             train = load_arrays("folder", root, "train")
         return spec_from_arrays(train, "folder")
-    raise ValueError(f"unknown dataset {name!r}; expected one of {', '.join(_DATASETS)}")
+    raise ValueError(f"unknown dataset {name!r}; expected one of {', '.join(DATASET_NAMES)}")
 
 
 def channel_stats(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
@@ -332,8 +333,8 @@ def load_arrays(name: DatasetName, root: str | Path | None, split: SplitName, *,
         a thread pool (about 5 s for CIFAR-10's 50,000 JPEGs on 2 cores). A missing ``unlabeled/`` gives an
         empty set.
     """
-    if name not in _DATASETS:
-        raise ValueError(f"unknown dataset {name!r}; expected one of {', '.join(_DATASETS)}")
+    if name not in DATASET_NAMES:
+        raise ValueError(f"unknown dataset {name!r}; expected one of {', '.join(DATASET_NAMES)}")
     if name != "folder" and (image_size is not None or channels is not None or classes is not None):
         raise ValueError(f"image_size, channels and classes apply to name='folder' only, not {name!r}")
     if name == "digits":
