@@ -21,8 +21,8 @@ import time
 from pathlib import Path
 
 import torch
-
 from label_budget import make_record, read_records, run_config, scale_config
+
 from ssl_mix import calibration_metrics, eval_batches, load_run, load_run_data, model_logits, run_experiment
 
 

@@ -31,9 +31,9 @@ import time
 from pathlib import Path
 
 import torch
+from provenance import git_commit, hardware
 
 import ssl_mix
-from provenance import git_commit, hardware
 from ssl_mix import InferenceModel, Predictor, create_model, data_spec, find_images, predict_files
 
 
@@ -76,18 +76,16 @@ def cmd_speed(args: argparse.Namespace) -> int:
         predictor = predictor_for(model_name)
         ours, plain = [], []
         with tempfile.TemporaryDirectory() as tmp:
+            out = Path(tmp) / "out.csv"
             for repeat in range(args.repeats):
-                def run_plain() -> None:
-                    plain.append(plain_loop(predictor, folder, indices, batch_size=args.batch_size,
-                                            workers=args.workers))
-
-                def run_ours() -> None:
-                    ours.append(predict_files(predictor, files, Path(tmp) / "out.csv", batch_size=args.batch_size,
-                                              num_workers=args.workers, progress=False)["wall_time_s"])
-
                 # Alternate which goes first, so that warm-up and drifting machine load fall on both alike.
-                for run in ((run_plain, run_ours) if repeat % 2 == 0 else (run_ours, run_plain)):
-                    run()
+                for which in (("plain", "ours") if repeat % 2 == 0 else ("ours", "plain")):
+                    if which == "plain":
+                        plain.append(plain_loop(predictor, folder, indices, batch_size=args.batch_size,
+                                                workers=args.workers))
+                    else:
+                        ours.append(predict_files(predictor, files, out, batch_size=args.batch_size,
+                                                  num_workers=args.workers, progress=False)["wall_time_s"])
         results[model_name] = {
             "ours_images_per_s": num_images / statistics.median(ours),
             "plain_images_per_s": num_images / statistics.median(plain),

@@ -298,7 +298,7 @@ def _run_predict(args: argparse.Namespace) -> int:
     if skipped:
         print(f"skipped {len(skipped)} unreadable file(s) (rows with an error column in {result['out']}):",
               file=sys.stderr)
-        for path, error in skipped[:20]:
+        for _, error in skipped[:20]:
             print(f"  {error}", file=sys.stderr)
         if len(skipped) > 20:
             print(f"  ... and {len(skipped) - 20} more", file=sys.stderr)

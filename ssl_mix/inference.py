@@ -13,9 +13,10 @@ format (size, channels) the way training loaded its images.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Sequence
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -59,10 +60,7 @@ class InferenceModel(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """``(N, C, H, W)`` uint8 0..255 or float 0..1 images -> ``(N, num_classes)`` probabilities or logits."""
-        if images.dtype == torch.uint8:
-            x = images.float() / 255.0
-        else:
-            x = images.float()
+        x = images.float() / 255.0 if images.dtype == torch.uint8 else images.float()
         logits = self.model((x - self.mean) / self.std).float() / self.temperature
         if self.probabilities:
             return torch.softmax(logits, dim=1)

@@ -17,8 +17,9 @@ import glob
 import json
 import os
 import time
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import torch
 from torch.utils.data import DataLoader, Dataset
@@ -177,7 +178,7 @@ def _writer(f: Any, fmt: str, classes: Sequence[str], top_k: int, with_probabili
                 return
             values, indices = probs.topk(top_k)
             row: list[Any] = [path, classes[int(indices[0])], f"{float(values[0]):.6f}"]
-            for v, i in zip(values.tolist(), indices.tolist()):
+            for v, i in zip(values.tolist(), indices.tolist(), strict=True):
                 row += [classes[i], f"{v:.6f}"]
             if with_probabilities:
                 row += [f"{v:.6f}" for v in probs.tolist()]
@@ -193,9 +194,9 @@ def _writer(f: Any, fmt: str, classes: Sequence[str], top_k: int, with_probabili
             values, indices = probs.topk(top_k)
             record.update(prediction=classes[int(indices[0])], confidence=round(float(values[0]), 6),
                           top_k=[{"class": classes[i], "probability": round(v, 6)}
-                                 for v, i in zip(values.tolist(), indices.tolist())])
+                                 for v, i in zip(values.tolist(), indices.tolist(), strict=True)])
             if with_probabilities:
-                record["probabilities"] = {c: round(v, 6) for c, v in zip(classes, probs.tolist())}
+                record["probabilities"] = {c: round(v, 6) for c, v in zip(classes, probs.tolist(), strict=True)}
             record["error"] = None
         f.write(json.dumps(record) + "\n")
 

@@ -38,7 +38,7 @@ def photos(cifar10_jpeg_small, tmp_path_factory):
     base.convert("L").save(root / "b_gray.png")
     base.convert("RGBA").save(root / "c_rgba.png")
     base.convert("P").save(root / "d_palette.png")
-    Image.fromarray((np.asarray(base.convert("L")).astype(np.uint16) * 257)).save(root / "e_16bit.png")
+    Image.fromarray(np.asarray(base.convert("L")).astype(np.uint16) * 257).save(root / "e_16bit.png")
     base.resize((97, 61)).save(root / "nested/f_large.jpg")
     for i, path in enumerate(source[1:4]):
         _load(path).save(root / f"nested/deeper/g{i}.jpg")
@@ -112,7 +112,7 @@ def test_predict_files_csv_matches_predict_and_reports_unreadable_files(predicto
     settings = {"image_size": predictor.image_size, "channels": predictor.channels, "resize": predictor.resize}
     expected = predictor.predict(torch.stack([decode_image(r["path"], **settings) for r in rows[:-1]]))
     assert [r["prediction"] for r in rows[:-1]] == expected.names
-    for row, p in zip(rows, expected.probabilities):
+    for row, p in zip(rows[:-1], expected.probabilities, strict=True):
         assert float(row["confidence"]) == pytest.approx(float(p.max()), abs=2e-6)
         assert sum(float(row[f"p_{c}"]) for c in predictor.classes) == pytest.approx(1.0, abs=1e-4)
 

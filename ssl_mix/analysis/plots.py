@@ -200,7 +200,7 @@ def plot_reliability(
     figure = _new_figure(4.0 * len(curves), 4.2)
     axes = figure.subplots(1, len(curves), squeeze=False)[0]
     edges = torch.linspace(0, 1, num_bins + 1)
-    for ax, (name, (probabilities, targets)) in zip(axes, curves.items()):
+    for ax, (name, (probabilities, targets)) in zip(axes, curves.items(), strict=True):
         confidence, predicted = probabilities.float().cpu().max(dim=1)
         correct = predicted == targets.cpu()
         _, _, accuracy = reliability_bins(confidence, correct, num_bins)
