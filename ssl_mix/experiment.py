@@ -198,7 +198,8 @@ def run_experiment(cfg: Config, *, resume: bool = False, data: RunData | None = 
         report = trainer.fit()
         if data.valid is not None and len(data.valid):
             if distributed.is_main():
-                report["calibration"] = calibrate_run(run.root, device=trainer.device, valid=data.valid)
+                calibrated = calibrate_run(run.root, device=trainer.device, valid=data.valid)
+                report["calibration"] = {Path(path).name: record for path, record in calibrated.items()}
                 write_json(run.report, report)
             distributed.barrier()
         return report

@@ -3,6 +3,7 @@ checkpoints at the end of training and by ``ssl-mix calibrate``, and ``ssl-mix e
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -82,8 +83,10 @@ def test_plot_reliability(tmp_path):
 
 
 def test_training_with_a_validation_split_stores_the_temperatures(cifar_run):
+    report = json.loads((cifar_run / "report.json").read_text())
     for name in ("last.pt", "best.pt"):
         calibration = load_checkpoint(cifar_run / name)["calibration"]
+        assert report["calibration"][name]["temperature"] == calibration["temperature"]
         assert calibration["fitted_on"] == "valid" and calibration["count"] == 100
         assert set(calibration["temperature"]) == {"student", "teacher"}
         assert all(t > 0 for t in calibration["temperature"].values())
