@@ -20,8 +20,18 @@ from ssl_mix.analysis import (
     nonlinearity_k,
     plot_linearity_comparison,
     plot_linearity_curves,
+    plot_reliability,
     plot_spectra,
     read_linearity_history,
+)
+from ssl_mix.calibration import (
+    NoValidationSplitError,
+    calibrate_checkpoints,
+    calibrate_models,
+    calibration_metrics,
+    fit_temperature,
+    model_logits,
+    scale_logits,
 )
 from ssl_mix.checkpoint import load_checkpoint, save_checkpoint
 from ssl_mix.checks import (
@@ -83,7 +93,17 @@ from ssl_mix.data import (
 )
 from ssl_mix.demo import run_demo
 from ssl_mix.evaluation import evaluate
-from ssl_mix.experiment import RunData, build_loader, build_method, build_trainer, load_run_data, run_experiment
+from ssl_mix.experiment import (
+    RunData,
+    build_loader,
+    build_method,
+    build_trainer,
+    calibrate_run,
+    load_run_data,
+    run_experiment,
+)
+from ssl_mix.export import export_model, load_export
+from ssl_mix.inference import InferenceModel, Prediction, Predictor, image_settings, load_predictor
 from ssl_mix.losses import ict_consistency, kl_consistency, mse_consistency, soft_target_cross_entropy
 from ssl_mix.methods import (
     ERM,
@@ -98,7 +118,7 @@ from ssl_mix.methods import (
     StepOutput,
     method_class,
 )
-from ssl_mix.metrics import ClassificationMetrics, expected_calibration_error
+from ssl_mix.metrics import ClassificationMetrics, expected_calibration_error, reliability_bins
 from ssl_mix.mixing import MixPlan, identity_plan, mix, sample_mix_plan, sample_mix_weights
 from ssl_mix.models import (
     CNN13,
@@ -119,6 +139,7 @@ from ssl_mix.models import (
     run_stages,
     unwrap_model,
 )
+from ssl_mix.predict import find_images, predict_files
 from ssl_mix.ramps import ConsistencySchedule, cosine_rampdown, linear_rampup, sigmoid_rampup
 from ssl_mix.teacher import MODEL_ROLES, EMATeacher
 from ssl_mix.optim import build_optimizer, build_scheduler, lr_multiplier
@@ -147,6 +168,10 @@ __all__ = [
     "Trainer", "NonFiniteLossError", "evaluate", "ClassificationMetrics", "expected_calibration_error",
     "save_checkpoint", "load_checkpoint",
     "RunData", "load_run_data", "build_method", "build_loader", "build_trainer", "run_experiment", "run_demo",
+    # using a trained model: calibration, prediction
+    "fit_temperature", "scale_logits", "calibration_metrics", "model_logits", "calibrate_models", "calibrate_run",
+    "calibrate_checkpoints",    "NoValidationSplitError", "InferenceModel", "Predictor", "Prediction", "load_predictor", "image_settings",
+    "find_images", "predict_files", "export_model", "load_export", "reliability_bins", "plot_reliability",
     "build_optimizer", "build_scheduler", "lr_multiplier",
     # runs: directory, checkpoints, loading a trained model
     "RunDir", "CHECKPOINT_FORMAT", "data_info", "TrainedRun", "load_run", "load_trained", "load_test_set",

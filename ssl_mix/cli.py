@@ -210,23 +210,129 @@ def _add_eval(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-root", metavar="DIR", help="where the dataset lives (default: the run's)")
     p.add_argument("--which", choices=[*MODEL_ROLES, "both"], default="both", help="which model (default: both)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1... (default: auto)")
+    p.add_argument("--plot", metavar="FILE.png",
+                   help="write reliability diagrams (accuracy against confidence) before and after calibration")
 
 
 def _run_eval(args: argparse.Namespace) -> int:
+    from ssl_mix.calibration import calibration_metrics, model_logits, scale_logits
     from ssl_mix.data import eval_batches
-    from ssl_mix.evaluation import evaluate
+    from ssl_mix.inference import run_temperature
     from ssl_mix.run import load_trained
 
     run = load_trained(args.checkpoint, dataset=args.dataset, data_root=args.data_root, device=args.device)
     from ssl_mix.teacher import MODEL_ROLES
 
     which = MODEL_ROLES if args.which == "both" else [args.which]
+    curves = {}
     for name in which:
         model = run.models[name]
         device = next(model.parameters()).device
-        metrics = evaluate(model, eval_batches(run.test, run.spec, 500, device), device=device)
-        print(f"{name:<8} {run.dataset} test accuracy {metrics['accuracy']:.2f}%  nll {metrics['nll']:.4f}  "
-              f"ece {metrics['ece']:.2f}%  ({metrics['count']} images, step {run.step})")
+        logits, targets = model_logits(model, eval_batches(run.test, run.spec, 500, device), device=device)
+        temperature = run_temperature(run, name)
+        metrics = calibration_metrics(logits, targets, temperature)
+        before, after = metrics["before"], metrics["after"]
+        line = (f"{name:<8} {run.dataset} test accuracy {before['accuracy']:.2f}%  nll {before['nll']:.4f}  "
+                f"ece {before['ece']:.2f}%")
+        if run.calibration:
+            line += f"  calibrated (T={temperature:.3f}): nll {after['nll']:.4f}  ece {after['ece']:.2f}%"
+        print(line + f"  ({before['count']} images, step {run.step})")
+        curves[f"{name}, raw"] = (logits.softmax(dim=1), targets)
+        if run.calibration:
+            curves[f"{name}, T={temperature:.2f}"] = (scale_logits(logits, temperature).softmax(dim=1), targets)
+    if not run.calibration:
+        print("not calibrated: confidences are the raw softmax; with a validation split, ssl-mix calibrate RUN fits "
+              "a temperature")
+    if args.plot:
+        from ssl_mix.analysis import plot_reliability
+
+        path = plot_reliability(curves, args.plot, title=f"{run.dataset} test set, step {run.step}")
+        print(f"wrote {path}")
+    return 0
+
+
+def _add_calibrate(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run", metavar="RUN_DIR_OR_CHECKPOINT",
+                   help="a run directory (its last.pt and best.pt are calibrated) or a checkpoint file")
+    p.add_argument("--device", default="auto")
+
+
+def _run_calibrate(args: argparse.Namespace) -> int:
+    from ssl_mix.experiment import calibrate_run
+
+    for path, record in calibrate_run(args.run, device=args.device).items():
+        print(f"{path}: temperature fitted on {record['count']} validation images")
+        for name, temperature in record["temperature"].items():
+            before, after = record["valid"][name]["before"], record["valid"][name]["after"]
+            print(f"  {name:<8} T={temperature:.3f}  valid nll {before['nll']:.4f} -> {after['nll']:.4f}  "
+                  f"ece {before['ece']:.2f}% -> {after['ece']:.2f}%  (accuracy {after['accuracy']:.2f}%)")
+    return 0
+
+
+def _add_predict(p: argparse.ArgumentParser) -> None:
+    from ssl_mix.teacher import MODEL_ROLES
+
+    p.add_argument("run", metavar="RUN_DIR_OR_CHECKPOINT", help="a run directory of ssl-mix train or a checkpoint")
+    p.add_argument("inputs", metavar="INPUT", nargs="+",
+                   help="image files, folders (searched recursively) or glob patterns ('photos/**/*.jpg')")
+    p.add_argument("--out", required=True, metavar="FILE",
+                   help="output file: .csv or .jsonl (one row per image, in input order)")
+    p.add_argument("--top-k", type=int, default=1, help="classes listed per image with their probabilities")
+    p.add_argument("--probs", action="store_true", help="also write the full probability vector")
+    p.add_argument("--which", choices=MODEL_ROLES, default="teacher", help="which model (default: teacher)")
+    p.add_argument("--no-calibration", action="store_true",
+                   help="use the raw softmax, ignoring the run's fitted temperature")
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--workers", type=int, help="decoding processes (default: min(4, CPU count))")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--strict", action="store_true",
+                   help="stop at the first unreadable file (default: skip it, list it, and keep going)")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True)
+
+
+def _run_predict(args: argparse.Namespace) -> int:
+    from ssl_mix.inference import load_predictor
+    from ssl_mix.predict import predict_files
+
+    predictor = load_predictor(args.run, which=args.which, device=args.device, calibrated=not args.no_calibration)
+    result = predict_files(predictor, args.inputs, args.out, top_k=args.top_k, probabilities=args.probs,
+                           batch_size=args.batch_size, num_workers=args.workers, strict=args.strict,
+                           progress=args.progress)
+    print(f"wrote {result['predicted']} predictions to {result['out']} in {result['wall_time_s']:.1f} s "
+          f"({result['images_per_s']:.0f} images/s)")
+    skipped = result["skipped"]
+    if skipped:
+        print(f"skipped {len(skipped)} unreadable file(s) (rows with an error column in {result['out']}):",
+              file=sys.stderr)
+        for _, error in skipped[:20]:
+            print(f"  {error}", file=sys.stderr)
+        if len(skipped) > 20:
+            print(f"  ... and {len(skipped) - 20} more", file=sys.stderr)
+    return 0
+
+
+def _add_export(p: argparse.ArgumentParser) -> None:
+    from ssl_mix.export import EXPORT_FORMATS
+    from ssl_mix.teacher import MODEL_ROLES
+
+    p.add_argument("run", metavar="RUN_DIR_OR_CHECKPOINT", help="a run directory of ssl-mix train or a checkpoint")
+    p.add_argument("--format", required=True, choices=list(EXPORT_FORMATS))
+    p.add_argument("--out", required=True, metavar="PATH", help="the model file; a JSON sidecar goes to PATH.json")
+    p.add_argument("--which", choices=MODEL_ROLES, default="teacher", help="which model (default: teacher)")
+    p.add_argument("--no-calibration", action="store_true", help="do not bake in the run's fitted temperature")
+
+
+def _run_export(args: argparse.Namespace) -> int:
+    from ssl_mix.export import export_model, sidecar_path
+
+    try:
+        meta = export_model(args.run, args.out, format=args.format, which=args.which,
+                            calibrated=not args.no_calibration)
+    except ImportError as err:
+        raise UsageError(str(err)) from None
+    print(f"wrote {args.out} ({args.format}, {meta['model']} {args.which}, input {meta['input']['dtype']} "
+          f"{'x'.join(map(str, meta['input']['shape']))}, temperature {meta['temperature']:.3f}) and "
+          f"{sidecar_path(args.out)}")
     return 0
 
 
@@ -365,6 +471,12 @@ _COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Calla
              _add_demo, _run_demo),
     "train": ("Train a classifier with ERM, mixup, manifold mixup or ICT[K].", _add_train, _run_train),
     "eval": ("Evaluate a checkpoint's student and teacher on a test set.", _add_eval, _run_eval),
+    "calibrate": ("Fit a run's temperature on its validation split so that confidences match accuracy.",
+                  _add_calibrate, _run_calibrate),
+    "predict": ("Predict the classes of image files, folders or globs; write CSV or JSON lines.",
+                _add_predict, _run_predict),
+    "export": ("Export a trained model with its preprocessing baked in: ONNX, TorchScript or safetensors.",
+               _add_export, _run_export),
     "analyze": ("Measure per-layer non-linearity and flattening of a trained run; write JSON and PNG plots.",
                 _add_analyze, _run_analyze),
     "split": ("Draw a class-balanced label-budget split and save it as JSON.", _add_split, _run_split),

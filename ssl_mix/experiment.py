@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from ssl_mix import distributed
+from ssl_mix.calibration import NoValidationSplitError, calibrate_checkpoints
 from ssl_mix.checkpoint import load_checkpoint
 from ssl_mix.config import Config, MethodConfig
 from ssl_mix.data import (
@@ -48,10 +49,11 @@ from ssl_mix.data import (
 from ssl_mix.methods import ERM, ICT, ManifoldMixup, Method, Mixup, method_class
 from ssl_mix.models import create_model
 from ssl_mix.ramps import ConsistencySchedule
-from ssl_mix.run import RunDir, check_resume, data_info, note_fresh_start, write_json
+from ssl_mix.run import RunDir, check_resume, data_info, load_run, note_fresh_start, write_json
 from ssl_mix.trainer import Trainer, resolve_device
 
-__all__ = ["RunData", "load_run_data", "build_method", "build_loader", "build_trainer", "run_experiment"]
+__all__ = ["RunData", "load_run_data", "build_method", "build_loader", "build_trainer", "run_experiment",
+           "calibrate_run"]
 
 EVAL_BATCH_SIZE = 500
 
@@ -327,7 +329,45 @@ def run_experiment(cfg: Config, *, resume: bool = False, data: RunData | None = 
             write_json(run.config, cfg.to_dict())  # atomic: other processes may be reading the previous one
         if resuming:
             trainer.resume(run.last)
-        return trainer.fit()
+        report = trainer.fit()
+        if data.valid is not None and len(data.valid):
+            if distributed.is_main():
+                calibrated = calibrate_run(run.root, device=trainer.device, valid=data.valid)
+                report["calibration"] = {Path(path).name: record for path, record in calibrated.items()}
+                write_json(run.report, report)
+            distributed.barrier()
+        return report
+
+
+def calibrate_run(run: str | Path, *, device: str | torch.device = "auto", valid: ImageArrays | None = None
+                  ) -> dict[str, Any]:
+    """Calibrated confidences: fit the temperature of each model of a run on its validation split (Guo et al.
+    2017, see :mod:`ssl_mix.calibration`) and store it in the checkpoint(s). :func:`run_experiment` does this at
+    the end of training when the run has a validation split.
+
+    Args:
+        run: a run directory (its ``last.pt`` and, when present, ``best.pt`` are calibrated, each for its own
+            weights) or one checkpoint file.
+        device: where the models run.
+        valid: the validation images, if already loaded (default: loaded as the run's training loaded them).
+
+    Returns:
+        ``{checkpoint path: calibration record}`` (see :func:`ssl_mix.calibrate_models`).
+
+    Raises:
+        NoValidationSplitError: the run has no validation split (the message says how to add one).
+    """
+    run_dir, checkpoint = RunDir.of_checkpoint(run)
+    paths = [p for p in (run_dir.last, run_dir.best) if p.is_file()] if Path(run).is_dir() else [checkpoint]
+    if valid is None:
+        cfg = load_run(paths[0], device="cpu").config
+        valid = load_run_data(cfg).valid if cfg.data.num_valid_per_class or cfg.data.split else None
+    if valid is None or not len(valid):
+        raise NoValidationSplitError(
+            f"run {str(run)!r} has no validation split, and temperature scaling must be fitted on held-out labeled "
+            "images (never the test set). Train with one: ssl-mix train ... --num-valid-per-class 100 (or "
+            "DataConfig(num_valid_per_class=...)), then ssl-mix calibrate RUN.")
+    return calibrate_checkpoints(paths, valid, device=device)
 
 
 def _write_skipped(path: Path, skipped: list[tuple[str, str]]) -> None:

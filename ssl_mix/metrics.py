@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
-__all__ = ["ClassificationMetrics", "expected_calibration_error"]
+__all__ = ["ClassificationMetrics", "expected_calibration_error", "reliability_bins"]
 
 
 def expected_calibration_error(confidence: torch.Tensor, correct: torch.Tensor, num_bins: int = 15) -> torch.Tensor:
@@ -36,6 +36,25 @@ def expected_calibration_error(confidence: torch.Tensor, correct: torch.Tensor, 
         raise ValueError(f"num_bins must be >= 1, got {num_bins}")
     counts, conf_sum, correct_sum = _bin_sums(confidence, correct, num_bins)
     return _ece_from_sums(counts, conf_sum, correct_sum)
+
+
+def reliability_bins(confidence: torch.Tensor, correct: torch.Tensor, num_bins: int = 15
+                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per-bin statistics of a reliability diagram, in the bins :func:`expected_calibration_error` uses.
+
+    Args:
+        confidence: (N,) max softmax probability per example, in [0, 1].
+        correct: (N,) bool or {0, 1}.
+        num_bins: equal-width bins on [0, 1].
+
+    Returns:
+        ``(count, mean confidence, accuracy)``, each ``(num_bins,)`` float; empty bins have NaN mean and accuracy.
+    """
+    if confidence.shape != correct.shape or confidence.ndim != 1:
+        raise ValueError(f"confidence and correct must be 1-D of the same length, got {tuple(confidence.shape)} "
+                         f"and {tuple(correct.shape)}")
+    counts, conf_sum, correct_sum = _bin_sums(confidence, correct, num_bins)
+    return counts, conf_sum / counts, correct_sum / counts
 
 
 def _bin_sums(confidence: torch.Tensor, correct: torch.Tensor, num_bins: int):

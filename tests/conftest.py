@@ -42,22 +42,33 @@ def _private_image_cache(tmp_path_factory):
         os.environ["XDG_CACHE_HOME"] = old
 
 
-@pytest.fixture(scope="session")
-def cifar10_jpeg_sample(tmp_path_factory) -> Path:
-    """A few real CIFAR-10 JPEGs in their ImageFolder layout: 40 training and 10 test images of cat, dog and ship."""
+def _extract_cifar10_jpeg(dest: Path, *patterns: str) -> Path:
+    """Extract the members of the CIFAR-10 JPEG archive that match ``patterns`` (shell wildcards, e.g.
+    ``"test/*"``) into ``dest``; skips the test when the archive is not beside the repository."""
     if not CIFAR10_JPEG.is_file():
         pytest.skip(f"CIFAR-10 JPEG copy not found at {CIFAR10_JPEG}")
-    root = tmp_path_factory.mktemp("cifar10-jpeg-sample")
-    patterns = [f"{split}/{c}/00{digits}.jpg" for c in ("cat", "dog", "ship")
-                for split, digits in (("train", "[0-3][0-9]"), ("test", "0[0-9]"))]
     if shutil.which("tar"):
-        subprocess.run(["tar", "-xJf", str(CIFAR10_JPEG), "-C", str(root), "--wildcards", *patterns], check=True)
+        subprocess.run(["tar", "-xJf", str(CIFAR10_JPEG), "-C", str(dest), "--wildcards", *patterns], check=True)
     else:
         with tarfile.open(CIFAR10_JPEG, "r|xz") as tf:
             for member in tf:
                 if member.isfile() and any(fnmatch(member.name, p) for p in patterns):
-                    tf.extract(member, root, filter="data")
-    return root
+                    tf.extract(member, dest, filter="data")
+    return dest
+
+
+@pytest.fixture(scope="session")
+def cifar10_jpeg_sample(tmp_path_factory) -> Path:
+    """A few real CIFAR-10 JPEGs in their ImageFolder layout: 40 training and 10 test images of cat, dog and ship."""
+    patterns = [f"{split}/{c}/00{digits}.jpg" for c in ("cat", "dog", "ship")
+                for split, digits in (("train", "[0-3][0-9]"), ("test", "0[0-9]"))]
+    return _extract_cifar10_jpeg(tmp_path_factory.mktemp("cifar10-jpeg-sample"), *patterns)
+
+
+@pytest.fixture(scope="session")
+def cifar10_jpeg_train(tmp_path_factory) -> Path:
+    """The CIFAR-10 JPEG training images (ROOT/train/<class>/*.jpg), extracted once (about 1.5 s with GNU tar)."""
+    return _extract_cifar10_jpeg(tmp_path_factory.mktemp("cifar10-jpeg"), "train/*")
 
 
 @pytest.fixture(scope="session")
@@ -78,3 +89,34 @@ def write_broken_images():
         return ["zz_empty.jpg", "zz_folder.jpg", "zz_loop_a.jpg", "zz_loop_b.jpg", "zz_text.png", "zz_truncated.jpg"]
 
     return write
+
+
+@pytest.fixture(scope="session")
+def cifar10_jpeg_small(tmp_path_factory) -> Path:
+    """An image folder of real CIFAR-10 JPEGs: train/<class>/ 30 images and test/<class>/ 10 per class, taken
+    from the archive's test split (extracting only test/ takes a few seconds)."""
+    extracted = _extract_cifar10_jpeg(tmp_path_factory.mktemp("cifar10-jpeg-test"), "test/*")
+    root = tmp_path_factory.mktemp("cifar10-small")
+    for class_dir in sorted((extracted / "test").iterdir()):
+        files = sorted(class_dir.iterdir())
+        for split, chosen in (("train", files[:30]), ("test", files[30:40])):
+            (root / split / class_dir.name).mkdir(parents=True)
+            for f in chosen:
+                shutil.copy(f, root / split / class_dir.name / f.name)
+    return root
+
+
+@pytest.fixture(scope="session")
+def cifar_run(cifar10_jpeg_small, tmp_path_factory) -> Path:
+    """A run directory: cnn-small trained for 30 steps on the small CIFAR-10 folder with a validation split (so it
+    is calibrated at the end of training)."""
+    from ssl_mix import preset, run_experiment
+
+    out = tmp_path_factory.mktemp("runs") / "cifar"
+    cfg = preset("cpu-cifar10").replace(
+        method={"name": "erm"},
+        data={"data_root": str(cifar10_jpeg_small), "num_labels": 100, "num_valid_per_class": 10},
+        train={"steps": 30, "eval_every": 30, "checkpoint_every": 0, "out_dir": str(out), "progress": False,
+               "device": "cpu", "seed": 0})
+    run_experiment(cfg)
+    return out

@@ -133,3 +133,35 @@ def test_provenance_resolves_auto_as_the_trainer_does():
     expected = resolve_device("auto")
     assert provenance.hardware("auto")["device"] == str(expected)
     assert provenance.hardware_summary("auto") == provenance.hardware_summary(expected)
+
+
+def test_calibration_benchmark_records_and_summarizes(tiny_folder, tmp_path, capsys):
+    import calibration
+
+    records = tmp_path / "cal.jsonl"
+    argv = ["run", "--data-root", str(tiny_folder), "--num-labels", "10", "--num-valid-per-class", "2", "--seeds", "0",
+            "--steps", "2", "--precision", "fp32", "--records", str(records), "--runs-dir", str(tmp_path / "runs")]
+    assert calibration.main(argv) == 0
+    rows = [json.loads(line) for line in records.read_text().splitlines()]
+    assert [r["method"] for r in rows] == ["erm", "ict2"]
+    teacher = rows[0]["calibration"]["test"]["teacher"]
+    assert teacher["before"]["accuracy"] == teacher["after"]["accuracy"] and rows[0]["calibration"]["valid_count"] == 20
+    assert calibration.main(argv) == 0 and "2 of 2 runs already recorded" in capsys.readouterr().out
+    assert calibration.main(["summarize", "--records", str(records)]) == 0
+    table = records.with_suffix(".md").read_text()
+    assert "| erm | 1 |" in table and "| ict2 | 1 |" in table and "ECE after" in table
+
+
+def test_predict_benchmark_speed_and_memory(tiny_folder, tmp_path):
+    import predict
+
+    out = tmp_path / "speed.json"
+    assert predict.main(["speed", "--data-root", str(tiny_folder), "--models", "cnn-small", "--repeats", "1",
+                         "--workers", "0", "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["num_images"] == 40 and result["results"]["cnn-small"]["ours_images_per_s"] > 0
+    out = tmp_path / "memory.json"
+    assert predict.main(["memory", "--folder", str(tiny_folder / "test"), "--counts", "10,40", "--workers", "0",
+                         "--out", str(out)]) == 0
+    memory = json.loads(out.read_text())["results"]
+    assert memory["40"]["count"] == 40 and memory["10"]["peak_rss_mib"] > 0

@@ -4,10 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
-import subprocess
-import tarfile
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,7 +11,6 @@ import pytest
 from ssl_mix.cli import main
 from ssl_mix.data import LabelSplit, load_targets
 
-CIFAR10_JPEG = Path(__file__).resolve().parents[2] / "shared/data/cifar10-jpeg/cifar10-jpeg.tar.xz"
 
 
 def test_split_digits_writes_file_and_summary(tmp_path, capsys):
@@ -62,22 +57,6 @@ def test_split_offline_missing_cifar_exits_2(tmp_path, capsys):
                  "--out", str(tmp_path / "s.json")]) == 2
     err = capsys.readouterr().err
     assert "data_batch_1" in err and "--download" in err and "Traceback" not in err
-
-
-@pytest.fixture(scope="module")
-def cifar10_jpeg_train(tmp_path_factory) -> Path:
-    """The CIFAR-10 JPEG training images, extracted once for this module (about 1.5 s with GNU tar)."""
-    if not CIFAR10_JPEG.is_file():
-        pytest.skip(f"CIFAR-10 JPEG copy not found at {CIFAR10_JPEG}")
-    root = tmp_path_factory.mktemp("cifar10-jpeg")
-    if shutil.which("tar"):
-        subprocess.run(["tar", "-xJf", str(CIFAR10_JPEG), "-C", str(root), "train"], check=True)
-    else:
-        with tarfile.open(CIFAR10_JPEG, "r|xz") as tf:
-            for member in tf:
-                if member.name.startswith("train/"):
-                    tf.extract(member, root, filter="data")
-    return root
 
 
 def test_split_real_cifar10_folder_is_reproducible(cifar10_jpeg_train, tmp_path, capsys):

@@ -94,8 +94,12 @@ def test_resize_crop_and_stretch():
         prepare_image(wide, image_size=4, channels=2)
     with pytest.raises(TypeError, match="takes a PIL image, a NumPy array or a uint8 tensor, got list"):
         prepare_image([1, 2], image_size=None)
-    with pytest.raises(ValueError, match="a tensor image must be uint8"):
-        prepare_image(torch.zeros(3, 2, 2), image_size=None)
+    with pytest.raises(ValueError, match="a tensor image must be uint8 \\(0..255\\) or float"):
+        prepare_image(torch.zeros(3, 2, 2, dtype=torch.int32), image_size=None)
+    with pytest.raises(ValueError, match="a float tensor image must lie in \\[0, 1\\]"):
+        prepare_image(torch.full((3, 2, 2), 2.0), image_size=None)
+    half = torch.full((3, 2, 2), 0.5)
+    assert torch.equal(prepare_image(half, image_size=None), torch.full((3, 2, 2), 128, dtype=torch.uint8))
     with pytest.raises(ValueError, match="an array image must be \\(H, W\\) or \\(H, W, C\\)"):
         prepare_image(np.zeros((2, 2, 2), dtype=np.uint8), image_size=None)
 

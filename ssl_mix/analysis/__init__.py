@@ -30,6 +30,7 @@ from ssl_mix.analysis.linearity import (
 from ssl_mix.analysis.plots import (
     plot_linearity_comparison,
     plot_linearity_curves,
+    plot_reliability,
     plot_spectra,
     read_linearity_history,
     sort_layer_keys,
@@ -53,6 +54,7 @@ __all__ = [
     "num_significant",
     "plot_linearity_comparison",
     "plot_linearity_curves",
+    "plot_reliability",
     "plot_spectra",
     "read_linearity_history",
     "sort_layer_keys",

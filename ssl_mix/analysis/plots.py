@@ -4,6 +4,8 @@
   of Chaudhry et al., Figure 1).
 - :func:`plot_linearity_comparison`: final per-layer non-linearity of several models or methods side by side.
 - :func:`plot_spectra`: per-class singular-value spectra at a layer (the flattening of Verma et al., Figure 4).
+- :func:`plot_reliability`: reliability diagrams (accuracy against confidence per bin) before and after
+  calibration (Guo et al. 2017, Figure 1).
 - :func:`read_linearity_history`: the ``linearity/<layer key>`` scalars a training run logged to TensorBoard.
 
 Figures are built on :class:`matplotlib.figure.Figure` with an Agg canvas, never through ``pyplot``, so
@@ -23,6 +25,7 @@ __all__ = [
     "plot_linearity_curves",
     "plot_linearity_comparison",
     "plot_spectra",
+    "plot_reliability",
     "read_linearity_history",
     "sort_layer_keys",
 ]
@@ -168,6 +171,51 @@ def plot_spectra(
     ax.set_title(title)
     ax.grid(alpha=0.3, which="both")
     ax.legend(title="class", fontsize="small", ncol=2 if len(singular_values) > 10 else 1)
+    return _save(figure, path)
+
+
+def plot_reliability(
+    curves: Mapping[str, tuple[torch.Tensor, torch.Tensor]],
+    path: str | Path,
+    *,
+    num_bins: int = 15,
+    title: str = "Reliability diagram",
+) -> Path:
+    """Plot reliability diagrams side by side: accuracy per confidence bin, against the diagonal.
+
+    Args:
+        curves: ``{panel name (e.g. "before", "after T=1.4"): (probabilities (N, C), targets (N,))}``.
+        path: where to write the PNG.
+        num_bins: equal-width confidence bins (as in the ECE).
+        title: figure title.
+
+    Returns:
+        The path written. Each panel shows its ECE; bars are the accuracy of each bin, the gap to the diagonal is
+        the miscalibration (below: over-confident, above: under-confident).
+    """
+    from ssl_mix.metrics import expected_calibration_error, reliability_bins
+
+    if not isinstance(curves, Mapping) or not curves:
+        raise ValueError(f"curves must be a non-empty mapping {{name: (probabilities, targets)}}, got {curves!r:.100}.")
+    figure = _new_figure(4.0 * len(curves), 4.2)
+    axes = figure.subplots(1, len(curves), squeeze=False)[0]
+    edges = torch.linspace(0, 1, num_bins + 1)
+    for ax, (name, (probabilities, targets)) in zip(axes, curves.items(), strict=True):
+        confidence, predicted = probabilities.float().cpu().max(dim=1)
+        correct = predicted == targets.cpu()
+        _, _, accuracy = reliability_bins(confidence, correct, num_bins)
+        ece = float(expected_calibration_error(confidence, correct, num_bins)) * 100
+        ax.bar(edges[:-1].tolist(), accuracy.nan_to_num(0).tolist(), width=1 / num_bins, align="edge",
+               edgecolor="black", linewidth=0.5, label="accuracy")
+        ax.plot([0, 1], [0, 1], linestyle="--", color="gray", label="perfect calibration")
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1)
+        ax.set_xlabel("confidence")
+        ax.set_ylabel("accuracy")
+        ax.set_title(f"{name} (ECE {ece:.2f}%)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize="small", loc="upper left")
+    figure.suptitle(title)
     return _save(figure, path)
 
 

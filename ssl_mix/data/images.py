@@ -144,7 +144,8 @@ def prepare_image(image: Any, *, image_size: int | tuple[int, int] | None, resiz
 
     Args:
         image: a PIL image; a NumPy array ``(H, W)`` or ``(H, W, C)`` (C in 1, 3, 4; uint8, uint16, int32 or
-            float32 in [0, 1], read as PIL reads such pixels); or a uint8 tensor ``(C, H, W)`` or ``(H, W)``.
+            float32 in [0, 1], read as PIL reads such pixels); or a uint8 (0..255) or float (0..1) tensor
+            ``(C, H, W)`` or ``(H, W)``.
         image_size: ``(H, W)`` to resize to (an int means square); None keeps the size.
         resize: ``"crop"`` (cover the size, cut the centre) or ``"stretch"``; see the module docstring.
         channels: 1 or 3 to force grayscale or RGB; None keeps what the image has (1 or 3).
@@ -157,9 +158,14 @@ def prepare_image(image: Any, *, image_size: int | tuple[int, int] | None, resiz
     size = image_size_pair(image_size)
     _check_options(resize, channels)
     if isinstance(image, torch.Tensor):
-        if image.dtype != torch.uint8 or image.dim() not in (2, 3):
-            raise ValueError(f"a tensor image must be uint8 (C, H, W) or (H, W), got {image.dtype} "
-                             f"{tuple(image.shape)}")
+        if image.dim() not in (2, 3) or not (image.dtype == torch.uint8 or image.is_floating_point()):
+            raise ValueError(f"a tensor image must be uint8 (0..255) or float (0..1), (C, H, W) or (H, W), got "
+                             f"{image.dtype} {tuple(image.shape)}")
+        if image.is_floating_point():
+            if image.numel() and not bool(((image >= 0) & (image <= 1)).all()):
+                raise ValueError(f"a float tensor image must lie in [0, 1], got values in [{float(image.min()):.4g}, "
+                                 f"{float(image.max()):.4g}]; divide by 255 first if they are 0..255")
+            image = (image.float() * 255).round().to(torch.uint8)
         array = image.detach().cpu().numpy()
         image = array if array.ndim == 2 else array.transpose(1, 2, 0)
     if isinstance(image, np.ndarray):

@@ -1,0 +1,210 @@
+"""Using a trained model: raw images in, calibrated class probabilities out.
+
+:class:`InferenceModel` wraps a trained network with everything between a raw image and a probability: scaling
+uint8 pixels to [0, 1], the run's per-channel normalisation, and the temperature fitted on the validation split
+(:mod:`ssl_mix.calibration`). It is the one definition of that pipeline: :class:`Predictor` runs it, and
+:mod:`ssl_mix.export` writes it to ONNX, TorchScript or safetensors, so an exported model and ``ssl-mix predict``
+give the same numbers.
+
+:func:`load_predictor` opens a run (a run directory or a checkpoint) and returns a :class:`Predictor`, whose
+:meth:`~Predictor.predict` takes PIL images, arrays or tensors of any size and brings them to the run's input
+format (size, channels) the way training loaded its images.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch import nn
+
+from ssl_mix.checks import check_in
+from ssl_mix.teacher import MODEL_ROLES
+
+__all__ = ["InferenceModel", "Predictor", "Prediction", "load_predictor", "image_settings", "inference_model",
+           "run_temperature"]
+
+Which = Literal["student", "teacher"]
+
+
+class InferenceModel(nn.Module):
+    """A classifier that does its own preprocessing: raw images in, calibrated probabilities (or logits) out.
+
+    Args:
+        model: the trained network (takes normalised float images, returns logits).
+        mean, std: per-channel normalisation of the run, in [0, 1] units.
+        temperature: the calibration temperature T (1: uncalibrated); logits are divided by it.
+        output: ``"probabilities"`` (softmax of the scaled logits; the default) or ``"logits"`` (scaled logits).
+
+    The input is ``(N, C, H, W)`` of the run's channels and size, either uint8 0..255 or float 0..1 (any float
+    dtype). The constants are buffers, so ``state_dict()`` holds everything the forward pass needs.
+    """
+
+    def __init__(self, model: nn.Module, mean: Sequence[float], std: Sequence[float], *, temperature: float = 1.0,
+                 output: Literal["probabilities", "logits"] = "probabilities") -> None:
+        super().__init__()
+        check_in("output", output, ("probabilities", "logits"))
+        if len(mean) != len(std) or not len(mean):
+            raise ValueError(f"mean and std need one entry per channel, got {len(mean)} and {len(std)}")
+        if not temperature > 0:
+            raise ValueError(f"temperature must be > 0, got {temperature!r}")
+        self.model = model
+        self.register_buffer("mean", torch.tensor(list(mean), dtype=torch.float32).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.tensor(list(std), dtype=torch.float32).view(1, -1, 1, 1))
+        self.register_buffer("temperature", torch.tensor(float(temperature), dtype=torch.float32))
+        self.probabilities = output == "probabilities"
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """``(N, C, H, W)`` uint8 0..255 or float 0..1 images -> ``(N, num_classes)`` probabilities or logits."""
+        x = images.float() / 255.0 if images.dtype == torch.uint8 else images.float()
+        logits = self.model((x - self.mean) / self.std).float() / self.temperature
+        if self.probabilities:
+            return torch.softmax(logits, dim=1)
+        return logits
+
+
+@dataclass
+class Prediction:
+    """What :meth:`Predictor.predict` returns for N images.
+
+    Attributes:
+        indices: ``(N,)`` int64 predicted class indices.
+        names: the predicted class names.
+        probabilities: ``(N, num_classes)`` float32 calibrated probabilities (rows sum to 1).
+    """
+
+    indices: torch.Tensor
+    names: list[str]
+    probabilities: torch.Tensor
+
+    @property
+    def confidence(self) -> torch.Tensor:
+        """``(N,)`` probability of the predicted class."""
+        return self.probabilities.max(dim=1).values
+
+
+def image_settings(run: Any) -> dict[str, Any]:
+    """How a run's input images are brought to its format: ``{"image_size": (H, W), "channels": C,
+    "resize": "crop" | "stretch"}``, from the run's data settings and input shape (the one place that reads
+    them)."""
+    data = run.config.data
+    channels, height, width = (int(v) for v in run.input_shape)
+    return {"image_size": (height, width), "channels": data.channels or channels, "resize": data.resize}
+
+
+class Predictor:
+    """Class predictions of a trained model for images of any size and mode.
+
+    Args:
+        model: the :class:`InferenceModel` (its output must be probabilities).
+        classes: class names, index i naming class i.
+        image_size: ``(H, W)`` the model takes.
+        channels: 1 or 3.
+        resize: how images of another size are brought to ``image_size`` (as the run's training did).
+
+    Attributes:
+        model: the :class:`InferenceModel`, on its device in eval mode; call it directly on batches already in
+            the run's format.
+    """
+
+    def __init__(self, model: InferenceModel, classes: Sequence[str], *, image_size: tuple[int, int],
+                 channels: int, resize: str = "crop") -> None:
+        if not model.probabilities:
+            raise ValueError("Predictor needs an InferenceModel that outputs probabilities")
+        self.model = model.eval()
+        self.classes = list(classes)
+        self.image_size = (int(image_size[0]), int(image_size[1]))
+        self.channels = int(channels)
+        self.resize = resize
+
+    @property
+    def device(self) -> torch.device:
+        """Where the model runs."""
+        return self.model.mean.device
+
+    def prepare(self, images: Any) -> torch.Tensor:
+        """Bring images to the model's input: uint8 (or float 0..1) ``(N, C, H, W)`` of the run's size.
+
+        Args:
+            images: one image (PIL image, ``(H, W[, C])`` array, ``(C, H, W)`` tensor) or a sequence of them, or a
+                batch ``(N, C, H, W)`` tensor / ``(N, H, W, C)`` array; uint8 0..255 or float 0..1.
+
+        Returns:
+            A batch tensor on the CPU.
+        """
+        from ssl_mix.data import arrays_from_tensors, prepare_image
+
+        settings = {"image_size": self.image_size, "channels": self.channels, "resize": self.resize}
+        shape = (self.channels, *self.image_size)
+        if isinstance(images, (torch.Tensor, np.ndarray)) and images.ndim == 4:  # a batch
+            batch = images if isinstance(images, torch.Tensor) and tuple(images.shape[1:]) == shape \
+                else arrays_from_tensors(images).images
+            if tuple(batch.shape[1:]) == shape:
+                return batch
+            images = list(batch)
+        elif isinstance(images, (torch.Tensor, np.ndarray)) or hasattr(images, "mode"):  # one image
+            images = [images]
+        if not isinstance(images, Sequence) or isinstance(images, str):
+            raise TypeError(f"predict takes PIL images, arrays or tensors (one, a list, or a batch), got "
+                            f"{type(images).__name__}; for files use ssl_mix.data.decode_image or ssl-mix predict")
+        if not len(images):
+            raise ValueError("predict got no images")
+        return torch.stack([prepare_image(img, **settings) for img in images])
+
+    @torch.inference_mode()
+    def predict(self, images: Any, *, batch_size: int = 256) -> Prediction:
+        """Predict the classes of ``images``.
+
+        Args:
+            images: see :meth:`prepare`.
+            batch_size: images per forward pass.
+
+        Returns:
+            A :class:`Prediction` (on the CPU).
+        """
+        batch = self.prepare(images)
+        probabilities = torch.cat([self.model(chunk.to(self.device)).float().cpu()
+                                   for chunk in batch.split(batch_size)]) if len(batch) else \
+            torch.zeros((0, len(self.classes)))
+        indices = probabilities.argmax(dim=1)
+        return Prediction(indices, [self.classes[i] for i in indices.tolist()], probabilities)
+
+
+def inference_model(run: Any, which: Which = "teacher", *, calibrated: bool = True,
+                    output: Literal["probabilities", "logits"] = "probabilities") -> InferenceModel:
+    """The :class:`InferenceModel` of one model of a loaded run, with the run's temperature when ``calibrated``
+    and the run has one (else T = 1)."""
+    check_in("which", which, MODEL_ROLES)
+    return InferenceModel(run.models[which], run.spec.mean, run.spec.std,
+                          temperature=run_temperature(run, which) if calibrated else 1.0, output=output).eval()
+
+
+def run_temperature(run: Any, which: Which) -> float:
+    """The calibration temperature of ``which`` stored in the run, or 1.0 when it was never calibrated."""
+    calibration = getattr(run, "calibration", None) or {}
+    return float(calibration.get("temperature", {}).get(which, 1.0))
+
+
+def load_predictor(run: str | Path | Any, *, which: Which = "teacher", device: str = "auto",
+                   calibrated: bool = True) -> Predictor:
+    """A :class:`Predictor` for a trained run.
+
+    Args:
+        run: a run directory (its ``last.pt``), a checkpoint file, or a run loaded with :func:`ssl_mix.load_run`.
+        which: ``"teacher"`` (the EMA teacher, the default) or ``"student"``.
+        device: ``auto``, ``cpu``, ``cuda``...
+        calibrated: apply the run's fitted temperature (see :func:`ssl_mix.calibrate_run`); a run that was never
+            calibrated predicts with T = 1.
+
+    Returns:
+        The predictor; its ``.model`` takes raw images of the run's size.
+    """
+    from ssl_mix.run import load_run
+
+    loaded = load_run(run, device=device) if isinstance(run, (str, Path)) else run
+    return Predictor(inference_model(loaded, which, calibrated=calibrated), loaded.classes,
+                     **image_settings(loaded))
