@@ -103,6 +103,8 @@ class DataConfig:
             ``torch`` uses a ``DataLoader`` with workers and per-image transforms.
         num_workers: worker processes for the ``torch`` loader.
         augment: random crop + flip (per dataset) on training batches.
+        zca: ZCA-whiten every batch after normalisation, fitted on the training images (official ICT CIFAR-10 code).
+        zca_eps: ZCA regulariser added to the covariance eigenvalues (normalised pixel units; see ssl_mix.fit_zca).
     """
 
     dataset: DatasetName = "cifar10"
@@ -118,10 +120,13 @@ class DataConfig:
     loader: Literal["tensor", "torch"] = "tensor"
     num_workers: int = 0
     augment: bool = True
+    zca: bool = False
+    zca_eps: float = 1e-2
 
     def __post_init__(self) -> None:
         _check_fields(self)
         _positive(self, "num_labels", "batch_size", "unlabeled_batch_size")
+        _positive(self, "zca_eps", allow_zero=True)
         _positive(self, "num_valid_per_class", "num_workers", allow_zero=True)
 
 
@@ -176,7 +181,9 @@ class MethodConfig:
         ema_decay: EMA teacher decay.
         ema_warmup: use min(1 - 1/(t+1), decay) early on (mean teacher), so the teacher starts as a true average.
         teacher_mode: ``train`` runs the teacher with batch statistics and dropout, as the official ICT code does;
-            ``eval`` uses the running statistics copied from the student.
+            ``eval`` uses the teacher's running statistics.
+        teacher_bn: ``own``: the EMA averages parameters only and the teacher keeps its own batch-norm statistics,
+            updated by its train-mode passes (official mean-teacher/ICT code); ``copy``: the student's, every update.
         joint_forward: ICT only: one student forward pass on the labeled and the mixed unlabeled batch
             concatenated, instead of two. Faster on a GPU, but in train mode batch norm then normalises both with
             shared statistics (see :class:`~ssl_mix.ICT`); off by default, as in the official ICT code.
@@ -199,6 +206,7 @@ class MethodConfig:
     ema_decay: float = 0.999
     ema_warmup: bool = True
     teacher_mode: Literal["train", "eval"] = "train"
+    teacher_bn: Literal["own", "copy"] = "copy"
     joint_forward: bool = False
 
     def __post_init__(self) -> None:
@@ -208,6 +216,14 @@ class MethodConfig:
         if self.joint_forward and self.name != "ict":
             raise ValueError(f"MethodConfig.joint_forward applies to the ict method (the others run one student "
                              f"forward pass per step), got method {self.name!r}; drop --joint-forward")
+        if self.teacher_bn == "own" and self.name != "ict":
+            raise ValueError(f"MethodConfig.teacher_bn='own' needs a method that runs the teacher (ict), so that its "
+                             f"batch-norm statistics are updated; method {self.name!r} never runs it, so its "
+                             "statistics would stay at their initial values. Use --teacher-bn copy")
+        if self.teacher_bn == "own" and self.teacher_mode == "eval":
+            raise ValueError("MethodConfig.teacher_bn='own' needs teacher_mode='train': the teacher's own batch-norm "
+                             "statistics are updated by its forward passes in train mode, and in eval mode they would "
+                             "never move. Use --teacher-mode train, or --teacher-bn copy")
         if isinstance(self.k, bool) or not isinstance(self.k, int) or self.k < 2:
             raise ValueError(f"MethodConfig.k (points mixed) must be an integer >= 2, got {self.k!r}")
         _positive(self, "alpha", "cutmix_alpha", "consistency_weight", "sup_alpha", allow_zero=True)
@@ -415,7 +431,8 @@ def _ict(alpha: float, steps: int) -> Config:
     return Config(
         model=ModelConfig(name="wrn28-2"),
         method=MethodConfig(name="ict", k=2, alpha=alpha, supervised="mixup", consistency_target="logits",
-                            consistency_weight=100.0, ramp="sigmoid", ramp_fraction=0.25, ema_decay=0.999),
+                            consistency_weight=100.0, ramp="sigmoid", ramp_fraction=0.25, ema_decay=0.999,
+                            teacher_bn="own"),
         optim=OptimConfig(optimizer="sgd", lr=0.1, momentum=0.9, nesterov=True, weight_decay=1e-4,
                           lr_schedule="cosine", lr_rampdown_factor=1.125),
         train=TrainConfig(steps=steps, eval_every=2000, log_every=100, checkpoint_every=2000),
@@ -427,7 +444,7 @@ def _chaudhry(alpha: float) -> Config:
         data=DataConfig(batch_size=128, unlabeled_batch_size=128),
         model=ModelConfig(name="wrn28-2"),
         method=MethodConfig(name="ict", k=2, alpha=alpha, consistency_weight=100.0, ramp="linear",
-                            ramp_fraction=0.4, ema_decay=0.999),
+                            ramp_fraction=0.4, ema_decay=0.999, teacher_bn="own"),
         optim=OptimConfig(optimizer="adam", lr=0.002, weight_decay=0.0, lr_schedule="cosine",
                           lr_rampdown_factor=1.0),
         train=TrainConfig(steps=200_000, eval_every=2000, log_every=100, checkpoint_every=2000),

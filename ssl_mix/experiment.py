@@ -160,7 +160,8 @@ def build_trainer(cfg: Config, data: RunData | None = None) -> Trainer:
         linearity = linearity_probe(held_out, data.spec, num_pairs=cfg.train.linearity_pairs, seed=cfg.train.seed,
                                     device=device)
     return Trainer(model, method, loader, train=cfg.train, optim=cfg.optim, ema_decay=cfg.method.ema_decay,
-                   ema_warmup=cfg.method.ema_warmup, eval_sets=eval_sets, config=cfg.to_dict(), linearity=linearity)
+                   ema_warmup=cfg.method.ema_warmup, teacher_bn=cfg.method.teacher_bn, eval_sets=eval_sets,
+                   config=cfg.to_dict(), linearity=linearity)
 
 
 def run_experiment(cfg: Config, *, resume: bool = False, data: RunData | None = None) -> dict[str, Any]:

@@ -212,6 +212,8 @@ class Trainer:
         optim: optimiser and learning-rate schedule.
         ema_decay: EMA decay of the teacher.
         ema_warmup: use the mean-teacher warm-up decay min(1 - 1/(t+1), decay).
+        teacher_bn: the teacher's buffers: ``copy`` the student's at every update, or keep its ``own``
+            (see :class:`~ssl_mix.EMATeacher`).
         eval_sets: named evaluation data: ``"test"`` and optionally ``"valid"`` (model selection uses ``"valid"``
             only). Each value is a re-iterable of ``(x, y)`` batches (e.g. a DataLoader or a function's result
             list), or a zero-argument callable returning such an iterable.
@@ -233,8 +235,8 @@ class Trainer:
 
     def __init__(self, model: nn.Module, method: Method, loader: Any, *, train: TrainConfig | None = None,
                  optim: OptimConfig | None = None, ema_decay: float = 0.999, ema_warmup: bool = True,
-                 eval_sets: Mapping[str, Any] | None = None, config: dict[str, Any] | None = None,
-                 linearity: Any = None) -> None:
+                 teacher_bn: str = "copy", eval_sets: Mapping[str, Any] | None = None,
+                 config: dict[str, Any] | None = None, linearity: Any = None) -> None:
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         if not isinstance(method, Method):
@@ -278,7 +280,7 @@ class Trainer:
             self.student = self.model
         if self.cfg.compile:
             self.student = _try_compile(self.student)
-        self.teacher = EMATeacher(self.model, decay=ema_decay, warmup=ema_warmup).to(self.device)
+        self.teacher = EMATeacher(self.model, decay=ema_decay, warmup=ema_warmup, buffers=teacher_bn).to(self.device)
         self.optimizer = build_optimizer(self.model.parameters(), self.optim_cfg)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda s: lr_multiplier(s, self.cfg.steps, self.optim_cfg))
@@ -401,6 +403,8 @@ class Trainer:
             # Batch-norm statistics were updated from each process's own batch: take process 0's everywhere, so
             # the teacher copies the same buffers on every process.
             distributed.broadcast_buffers_(self.model)
+            if self.teacher.buffers_mode == "own":
+                distributed.broadcast_buffers_(self.teacher.module)
         self.teacher.update(self.model, self.step)
         return out
 
