@@ -182,7 +182,8 @@ def _run_eval(args: argparse.Namespace) -> int:
     for name in which:
         model = run.models[name]
         device = next(model.parameters()).device
-        metrics = evaluate(model, eval_batches(run.test, run.spec, 500, device), device=device)
+        metrics = evaluate(model, eval_batches(run.test, run.spec, 500, device, preprocess=run.preprocess),
+                           device=device)
         print(f"{name:<8} {run.dataset} test accuracy {metrics['accuracy']:.2f}%  nll {metrics['nll']:.4f}  "
               f"ece {metrics['ece']:.2f}%  ({metrics['count']} images, step {run.step})")
     return 0
@@ -287,7 +288,7 @@ def _run_analyze(args: argparse.Namespace) -> int:
     lines = [f"{checkpoint} (step {step}, {cfg.method.name}, {cfg.model.name}, {dataset} test set)"]
     if do_linearity:
         probe = linearity_probe(test, spec, num_pairs=num_pairs, seed=seed, device=device, k=args.k,
-                                alpha=args.alpha)
+                                alpha=args.alpha, preprocess=run.preprocess)
         final = {name: probe(model) for name, model in models.items()}
         log_dir = run_dir / "tensorboard"
         history = read_linearity_history(log_dir) if log_dir.is_dir() else {}
@@ -311,6 +312,7 @@ def _run_analyze(args: argparse.Namespace) -> int:
     if do_flattening:
         order = torch.randperm(len(test), generator=torch.Generator().manual_seed(seed))[:args.num_images]
         images = normalize(test.images[order].to(device), spec.mean, spec.std)
+        images = images if run.preprocess is None else run.preprocess(images)
         labels = test.targets[order]
         layer_label = "input" if layer == "input" else f"{layer} ({names[layer]})"
         result["flattening"] = {"layer": layer, "layer_name": "input" if layer == "input" else names[layer],

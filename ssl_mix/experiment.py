@@ -27,10 +27,12 @@ from ssl_mix.data import (
     LabelSplit,
     TensorDualLoader,
     TorchDualLoader,
+    ZCA,
     arrays_dataset,
     concat_arrays,
     data_spec,
     eval_batches,
+    fit_zca,
     load_arrays,
     make_split,
 )
@@ -39,8 +41,8 @@ from ssl_mix.models import create_model
 from ssl_mix.ramps import ConsistencySchedule
 from ssl_mix.trainer import Trainer, resolve_device
 
-__all__ = ["RunData", "load_run_data", "build_method", "build_loader", "build_trainer", "run_experiment", "TrainedRun",
-           "load_trained", "trained_models"]
+__all__ = ["RunData", "load_run_data", "build_method", "build_preprocess", "build_loader", "build_trainer",
+           "run_experiment", "TrainedRun", "load_trained", "trained_models"]
 
 EVAL_BATCH_SIZE = 500
 
@@ -112,16 +114,47 @@ def build_method(cfg: MethodConfig, *, num_classes: int, total_steps: int) -> Me
 _METHOD_CLASSES: dict[str, type[Method]] = {"erm": ERM, "mixup": Mixup, "manifold-mixup": ManifoldMixup, "ict": ICT}
 
 
-def build_loader(cfg: Config, data: RunData, device: torch.device, *, with_unlabeled: bool | None = None):
+def build_preprocess(cfg: Config, data: RunData, device: torch.device | str = "cpu") -> ZCA | None:
+    """The batch transform applied after normalisation: the ZCA whitening of ``cfg.data.zca`` (None when off).
+
+    Fitted (:func:`~ssl_mix.fit_zca`, with ``cfg.data.zca_eps``) on the training images, the labeled examples and the
+    unlabeled pool, never on the validation or test images; returned on ``device``. The loaders, the evaluation
+    batches and the linearity probe of :func:`build_trainer` all apply this one object, and the checkpoint keeps it
+    (restored by :func:`load_trained` as ``TrainedRun.preprocess``)."""
+    if not cfg.data.zca:
+        return None
+    pool = data.unlabeled if data.split.labeled_in_unlabeled else concat_arrays([data.labeled, data.unlabeled])
+    return fit_zca(pool.images.to(device), cfg.data.zca_eps, mean=data.spec.mean, std=data.spec.std)
+
+
+def _checkpoint_data(preprocess: ZCA | None) -> dict[str, Any] | None:
+    # Where a checkpoint keeps the run's input transform: state["data"]["preprocess"]["zca"].
+    return None if preprocess is None else {"preprocess": {"zca": preprocess.state_dict()}}
+
+
+def _restore_preprocess(state: dict[str, Any], device: torch.device) -> ZCA | None:
+    zca = ((state.get("data") or {}).get("preprocess") or {}).get("zca")
+    if zca is None:
+        if Config.from_dict(state["config"]).data.zca:
+            raise ValueError("this checkpoint's run whitened its inputs (data.zca) but the checkpoint holds no ZCA "
+                             "transform; evaluate it with the code version that wrote it")
+        return None
+    return ZCA.from_state_dict(zca).to(device)
+
+
+def build_loader(cfg: Config, data: RunData, device: torch.device, *, with_unlabeled: bool | None = None,
+                 preprocess: ZCA | None = None):
     """The dual labeled/unlabeled loader ``cfg.data.loader`` names, seeded by ``cfg.train.seed``; in a distributed
     run, this process's shard (the batch sizes are per process).
 
     ``with_unlabeled`` (default: whether ``cfg.method`` uses unlabeled data) False makes the loader skip the
-    unlabeled stream and yield empty unlabeled batches; the labeled batches are the same either way."""
+    unlabeled stream and yield empty unlabeled batches; the labeled batches are the same either way. ``preprocess``
+    (see :func:`build_preprocess`) is applied to every normalised batch."""
     d = cfg.data
     if with_unlabeled is None:
         with_unlabeled = _METHOD_CLASSES[cfg.method.name].uses_unlabeled
-    common = {"rank": distributed.rank(), "world_size": distributed.world_size(), "with_unlabeled": with_unlabeled}
+    common = {"rank": distributed.rank(), "world_size": distributed.world_size(), "with_unlabeled": with_unlabeled,
+              "preprocess": preprocess}
     if d.loader == "tensor":
         return TensorDualLoader(data.labeled, data.unlabeled, data.spec, batch_size=d.batch_size,
                                 unlabeled_batch_size=d.unlabeled_batch_size, seed=cfg.train.seed, device=device,
@@ -148,20 +181,22 @@ def build_trainer(cfg: Config, data: RunData | None = None) -> Trainer:
         np.random.seed(seed & 0xFFFFFFFF)
         random.seed(seed)
     method = build_method(cfg.method, num_classes=data.spec.num_classes, total_steps=cfg.train.steps)
-    loader = build_loader(cfg, data, device, with_unlabeled=method.uses_unlabeled)
-    eval_sets: dict[str, Any] = {"test": lambda: eval_batches(data.test, data.spec, EVAL_BATCH_SIZE, device)}
+    preprocess = build_preprocess(cfg, data, device)
+    loader = build_loader(cfg, data, device, with_unlabeled=method.uses_unlabeled, preprocess=preprocess)
+    eval_sets: dict[str, Any] = {
+        "test": lambda: eval_batches(data.test, data.spec, EVAL_BATCH_SIZE, device, preprocess=preprocess)}
     if data.valid is not None:
-        eval_sets["valid"] = lambda: eval_batches(data.valid, data.spec, EVAL_BATCH_SIZE, device)
+        eval_sets["valid"] = lambda: eval_batches(data.valid, data.spec, EVAL_BATCH_SIZE, device, preprocess=preprocess)
     linearity = None
     if cfg.train.linearity_every:
         from ssl_mix.analysis import linearity_probe
 
         held_out = data.valid if data.valid is not None else data.test
         linearity = linearity_probe(held_out, data.spec, num_pairs=cfg.train.linearity_pairs, seed=cfg.train.seed,
-                                    device=device)
+                                    device=device, preprocess=preprocess)
     return Trainer(model, method, loader, train=cfg.train, optim=cfg.optim, ema_decay=cfg.method.ema_decay,
                    ema_warmup=cfg.method.ema_warmup, teacher_bn=cfg.method.teacher_bn, eval_sets=eval_sets,
-                   config=cfg.to_dict(), linearity=linearity)
+                   config=cfg.to_dict(), linearity=linearity, data_state=_checkpoint_data(preprocess))
 
 
 def run_experiment(cfg: Config, *, resume: bool = False, data: RunData | None = None) -> dict[str, Any]:
@@ -238,6 +273,9 @@ class TrainedRun:
         test: the test images of ``dataset`` (the run's dataset unless overridden).
         spec: that dataset's constants.
         dataset: the dataset the test images come from.
+        preprocess: the run's input transform after normalisation (its :class:`~ssl_mix.ZCA`, on the models'
+            device), or None. Pass it to :func:`~ssl_mix.eval_batches` (``preprocess=``) or call it on normalised
+            images, so that evaluation and prediction see inputs as training did.
     """
 
     config: Config
@@ -246,6 +284,7 @@ class TrainedRun:
     test: ImageArrays
     spec: DataSpec
     dataset: str
+    preprocess: ZCA | None = None
 
 
 def load_trained(checkpoint: str | Path, *, dataset: str | None = None, data_root: str | None = None,
@@ -259,7 +298,8 @@ def load_trained(checkpoint: str | Path, *, dataset: str | None = None, data_roo
         device: ``auto``, ``cpu``, ``cuda``...
 
     Raises:
-        ValueError: the checkpoint holds no run configuration (not written by ``ssl-mix train``).
+        ValueError: the checkpoint holds no run configuration (not written by ``ssl-mix train``), or its run used
+            ZCA whitening but the checkpoint holds no transform.
     """
     from ssl_mix.checkpoint import load_checkpoint
 
@@ -273,7 +313,9 @@ def load_trained(checkpoint: str | Path, *, dataset: str | None = None, data_roo
     test = load_arrays(dataset, root, "test")
     spec = data_spec(dataset, train)
     models = trained_models(state, num_classes=spec.num_classes, in_channels=test.images.shape[1], device=device)
-    return TrainedRun(config=cfg, step=int(state["step"]), models=models, test=test, spec=spec, dataset=dataset)
+    preprocess = _restore_preprocess(state, resolve_device(device))
+    return TrainedRun(config=cfg, step=int(state["step"]), models=models, test=test, spec=spec, dataset=dataset,
+                      preprocess=preprocess)
 
 
 def trained_models(state: dict[str, Any], *, num_classes: int, in_channels: int,

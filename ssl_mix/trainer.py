@@ -220,6 +220,8 @@ class Trainer:
         config: the run's full configuration as a dict, stored in checkpoints and logged as TensorBoard hparams.
         linearity: optional ``(callable(model) -> dict[str, float])`` measured every ``train.linearity_every``
             steps and logged under ``linearity/``.
+        data_state: data-side state written into every checkpoint under ``"data"`` (e.g. the fitted ZCA transform
+            under ``["preprocess"]["zca"]``, see :func:`~ssl_mix.build_trainer`); not read back on resume.
 
     Note:
         Logged values are read from the device every ``log_every`` steps, so a non-finite loss is reported up to
@@ -236,7 +238,8 @@ class Trainer:
     def __init__(self, model: nn.Module, method: Method, loader: Any, *, train: TrainConfig | None = None,
                  optim: OptimConfig | None = None, ema_decay: float = 0.999, ema_warmup: bool = True,
                  teacher_bn: str = "copy", eval_sets: Mapping[str, Any] | None = None,
-                 config: dict[str, Any] | None = None, linearity: Any = None) -> None:
+                 config: dict[str, Any] | None = None, linearity: Any = None,
+                 data_state: dict[str, Any] | None = None) -> None:
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         if not isinstance(method, Method):
@@ -254,6 +257,7 @@ class Trainer:
             raise ValueError(f"eval_sets keys must be 'test' and/or 'valid', got {sorted(unknown)}")
         self.config = config or {}
         self.linearity = linearity
+        self.data_state = data_state
         self.out_dir = Path(self.cfg.out_dir)
 
         self.distributed = distributed.is_distributed()
@@ -500,6 +504,8 @@ class Trainer:
             "history": self.history,
             "best": self.best,
         }
+        if self.data_state:
+            state["data"] = self.data_state
         if self.distributed:
             state["rank_rng"] = distributed.all_gather_objects(
                 {"generator": self.generator.get_state(), "host_generator": self.host_generator.get_state(),

@@ -1,4 +1,5 @@
-"""Data for semi-supervised training: label-budget splits, datasets in memory, augmentation and dual loaders."""
+"""Data for semi-supervised training: label-budget splits, datasets in memory, augmentation, ZCA whitening and dual
+loaders."""
 
 from ssl_mix.data.augment import crop_flip, normalize, random_crop_flip
 from ssl_mix.data.datasets import (
@@ -20,6 +21,7 @@ from ssl_mix.data.datasets import (
 )
 from ssl_mix.data.loaders import DualLoader, TensorDualLoader, TorchDualLoader, derive_seed, eval_batches
 from ssl_mix.data.splits import SPLIT_FORMAT_VERSION, LabelSplit, make_split, split_summary
+from ssl_mix.data.zca import ZCA, apply_zca, fit_zca
 
 __all__ = [
     "LabelSplit",
@@ -49,4 +51,7 @@ __all__ = [
     "TorchDualLoader",
     "eval_batches",
     "derive_seed",
+    "ZCA",
+    "fit_zca",
+    "apply_zca",
 ]
