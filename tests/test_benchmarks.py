@@ -182,3 +182,42 @@ def test_provenance_resolves_auto_as_the_trainer_does():
     expected = resolve_device("auto")
     assert provenance.hardware("auto")["device"] == str(expected)
     assert provenance.hardware_summary("auto") == provenance.hardware_summary(expected)
+
+
+def test_gpu_check_dry_run_runs_every_phase_on_the_cpu(tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import gpu_check
+
+    if not gpu_check.CIFAR10_JPEG.is_file():
+        pytest.skip(f"CIFAR-10 JPEG copy not found at {gpu_check.CIFAR10_JPEG}")
+    repo = Path(gpu_check.__file__).resolve().parents[1]
+    out = tmp_path / "gpu"
+    env = {**os.environ, "PYTHON": sys.executable, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(["bash", str(repo / "benchmarks/gpu_check.sh"), "--dry-run", "--out", str(out)], env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    summary = json.loads((out / "gpu_check.json").read_text())
+    assert summary["dry_run"] and summary["hardware"]["device"] == "cpu"
+    assert {name: phase["rc"] for name, phase in summary["phases"].items()} == {
+        "tests": 0, "eager": 0, "compile": 0, "train": 0}
+    # On the CPU the CUDA-only tests are collected and skipped.
+    tests = summary["phases"]["tests"]["result"]
+    assert tests["skipped"] >= 2 and "failed" not in tests and "passed" not in tests
+    assert set(gpu_check.cuda_test_files()) >= {"tests/test_loaders.py", "tests/test_throughput.py"}
+    for name in ("eager", "compile"):
+        record = json.loads((out / f"throughput_{name}.json").read_text())
+        (result,) = record["results"]
+        assert result["method"] == "ict2" and result["overhead_ratio"] > 0
+    compiled = json.loads((out / "throughput_compile.json").read_text())["config"]
+    assert compiled["compile_mode"] == "reduce-overhead"
+    train = json.loads((out / "train_ict-cifar10.json").read_text())
+    assert train["preset"] == "ict-cifar10" and train["config"]["model"]["name"] == "wrn28-2"
+    assert train["steps_trained"] == train["warmup_steps"] + train["timed_steps"] == 3
+    projected = train["projected_full_run"]
+    assert projected["training_s"] == pytest.approx(180_000 / train["steps_per_s"])
+    assert projected["total_h"] * 3600 == pytest.approx(projected["training_s"] + projected["evaluation_s"])
+    assert summary["phases"]["train"]["result"]["steps_per_s"] == train["steps_per_s"]
