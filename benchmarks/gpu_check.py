@@ -22,20 +22,17 @@ import json
 import math
 import os
 import re
-import shutil
 import subprocess
 import sys
-import tarfile
 import tempfile
 import threading
 import time
-from fnmatch import fnmatch
 from pathlib import Path
 
 import torch
 
 import ssl_mix
-from bench_data import CIFAR10_JPEG
+from bench_data import CIFAR10_JPEG, extract_cifar10_jpeg
 from provenance import git_commit, hardware
 
 REPO = Path(__file__).resolve().parents[1]
@@ -56,17 +53,8 @@ def cuda_test_files() -> list[str]:
 
 def extract_cifar10(dest: Path, dry_run: bool) -> Path:
     """Extract the CIFAR-10 JPEG copy (dry run: 10 training images per class and 5 test images per class)."""
-    if not CIFAR10_JPEG.is_file():
-        raise SystemExit(f"the CIFAR-10 JPEG copy is needed at {CIFAR10_JPEG}")
     patterns = ["train/*/000[0-9].jpg", "test/*/000[0-4].jpg"] if dry_run else ["train/*", "test/*"]
-    if shutil.which("tar"):
-        subprocess.run(["tar", "-xJf", str(CIFAR10_JPEG), "-C", str(dest), "--wildcards", *patterns], check=True)
-    else:
-        with tarfile.open(CIFAR10_JPEG, "r|xz") as tf:
-            for member in tf:
-                if member.isfile() and any(fnmatch(member.name, p) for p in patterns):
-                    tf.extract(member, dest, filter="data")
-    return dest
+    return extract_cifar10_jpeg(dest, patterns)
 
 
 # ------------------------------------------------------------------------------------------------- training
@@ -140,7 +128,8 @@ def run_phase(name: str, command: list[str], timeout: float, out: Path, summary:
     log = out / f"{name}.log"
     try:
         with log.open("w") as f:
-            rc = subprocess.run(command, cwd=REPO, env=env, stdout=f, stderr=subprocess.STDOUT, timeout=timeout).returncode
+            rc = subprocess.run(command, cwd=REPO, env=env, stdout=f, stderr=subprocess.STDOUT,
+                                timeout=timeout).returncode
     except subprocess.TimeoutExpired:
         rc = 124
     wall = time.perf_counter() - start

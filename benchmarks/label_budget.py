@@ -50,7 +50,8 @@ METHODS: dict[str, dict[str, dict]] = {
     "erm": {"method": {"name": "erm", "teacher_bn": "copy"}},
     "mixup": {"method": {"name": "mixup", "k": 2, "teacher_bn": "copy"}},
     **{f"ict{k}": {"method": {"name": "ict", "k": k}} for k in (2, 3, 4, 5)},
-    **{f"ict{k}-official": {"method": {"name": "ict", "k": k, **_OFFICIAL}, "data": {"zca": True}} for k in (2, 3, 4, 5)},
+    **{f"ict{k}-official": {"method": {"name": "ict", "k": k, **_OFFICIAL}, "data": {"zca": True}}
+       for k in (2, 3, 4, 5)},
 }
 # The grid run when --methods is not given: the published CPU table's methods.
 DEFAULT_METHODS = ["erm", "mixup", "ict2", "ict3", "ict4", "ict5"]
@@ -259,11 +260,11 @@ def cmd_summarize(args: argparse.Namespace) -> int:
               f"Test accuracy (%) of the {args.model}, mean ± std over seeds (n = seeds). Source: `{args.records}`."]
     if any(r.get("data_note") for r in records):
         header.append(f"Data: {first['data_note']}")
-    evaluations = sorted({len(r.get("history") or []) for r in records})
+    evaluations = ", ".join(str(n) if n else "none" for n in sorted({len(r.get("history") or []) for r in records}))
     header.append(f"Hardware: {first['hardware']}; torch {first['torch']}; commit {first['commit']}; "
                   f"{first['steps']} steps per run; run times add up to "
                   f"{sum(r['wall_time_s'] for r in records) / 60:.0f} min for {len(records)} runs; evaluations per "
-                  f"run stored in the records: {', '.join(map(str, evaluations))}.")
+                  f"run stored in the records: {evaluations}.")
     sections, plotted = [], None
     for protocol in protocols:
         title = f"## {protocol}: {PROTOCOLS[protocol]}"

@@ -103,7 +103,8 @@ __all__ = [
     "EMATeacher", "Method", "ERM", "Mixup", "ManifoldMixup", "ICT", "Batch", "StepContext", "StepOutput",
     "Trainer", "NonFiniteLossError", "evaluate", "ClassificationMetrics", "expected_calibration_error",
     "save_checkpoint", "load_checkpoint",
-    "RunData", "load_run_data", "build_method", "build_preprocess", "build_loader", "build_trainer", "run_experiment", "run_demo",
+    "RunData", "load_run_data", "build_method", "build_preprocess", "build_loader", "build_trainer", "run_experiment",
+    "run_demo",
     "TrainedRun", "load_trained", "trained_models",
     # data
     "LabelSplit", "make_split", "split_summary", "ImageArrays", "DataSpec", "load_arrays", "data_spec",

@@ -20,15 +20,8 @@ import torch  # noqa: E402
 torch.set_num_threads(1)
 
 
-import shutil  # noqa: E402
-import subprocess  # noqa: E402
-import tarfile  # noqa: E402
-from fnmatch import fnmatch  # noqa: E402
-
 import pytest  # noqa: E402
-
-# The CIFAR-10 JPEG copy beside the repository (../shared); tests that need it skip when it is absent.
-CIFAR10_JPEG = Path(__file__).resolve().parents[2] / "shared/data/cifar10-jpeg/cifar10-jpeg.tar.xz"
+from bench_data import CIFAR10_JPEG, extract_cifar10_jpeg  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -36,13 +29,4 @@ def cifar10_jpeg_sample(tmp_path_factory):
     """An image folder with 30 training images per class of the CIFAR-10 JPEG copy (300 images, ``train/`` only)."""
     if not CIFAR10_JPEG.is_file():
         pytest.skip(f"CIFAR-10 JPEG copy not found at {CIFAR10_JPEG}")
-    root = tmp_path_factory.mktemp("cifar10-jpeg-sample")
-    patterns = ["train/*/00[0-2][0-9].jpg"]
-    if shutil.which("tar"):
-        subprocess.run(["tar", "-xJf", str(CIFAR10_JPEG), "-C", str(root), "--wildcards", *patterns], check=True)
-    else:
-        with tarfile.open(CIFAR10_JPEG, "r|xz") as tf:
-            for member in tf:
-                if member.isfile() and any(fnmatch(member.name, p) for p in patterns):
-                    tf.extract(member, root, filter="data")
-    return root
+    return extract_cifar10_jpeg(tmp_path_factory.mktemp("cifar10-jpeg-sample"), ["train/*/00[0-2][0-9].jpg"])

@@ -128,6 +128,21 @@ def test_teacher_keeps_its_own_batch_norm_statistics_or_copies_the_students(tmp_
         assert all(int(c) == 5 for c in counts)  # one teacher pass per step
 
 
+def test_teacher_bn_changes_only_the_teachers_running_statistics(tmp_path, digits_data):
+    # In train mode the teacher normalises with batch statistics either way, so both settings train the same student
+    # and the same teacher parameters; only the running statistics, used when the teacher is evaluated, differ.
+    runs = {}
+    for teacher_bn in ("own", "copy"):
+        cfg = _cfg(tmp_path / teacher_bn, "ict", steps=4).replace(method={"teacher_bn": teacher_bn})
+        runs[teacher_bn] = build_trainer(cfg, digits_data)
+        runs[teacher_bn].fit()
+    own, copy = runs["own"], runs["copy"]
+    assert torch.equal(_weights(own.model), _weights(copy.model))
+    for a, b in zip(own.teacher.module.parameters(), copy.teacher.module.parameters()):
+        assert torch.equal(a, b)
+    assert not all(torch.equal(a, b) for a, b in zip(own.teacher.module.buffers(), copy.teacher.module.buffers()))
+
+
 def test_zca_transform_is_fitted_applied_saved_and_restored(tmp_path, digits_data):
     from ssl_mix import ZCA, eval_batches, load_trained
 

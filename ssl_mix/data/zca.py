@@ -85,7 +85,8 @@ class ZCA:
     @classmethod
     def from_state_dict(cls, state: Mapping[str, Any]) -> ZCA:
         """Rebuild a transform from :meth:`state_dict`'s output."""
-        missing = [k for k in ("mean", "matrix", "eps", "image_shape") if not isinstance(state, Mapping) or k not in state]
+        keys = ("mean", "matrix", "eps", "image_shape")
+        missing = [k for k in keys if not isinstance(state, Mapping) or k not in state]
         if missing:
             raise ValueError(f"not a ZCA state: missing {missing} (expected the dict of ZCA.state_dict())")
         return cls(torch.as_tensor(state["mean"], dtype=torch.float32),
