@@ -33,12 +33,23 @@ import sys
 import tarfile
 import time
 from pathlib import Path
+from typing import get_args
 
 import torch
 
 import ssl_mix
 from provenance import git_commit, hardware_summary
-from ssl_mix import Config, load_run_data, preset, run_experiment
+from ssl_mix import (
+    DATASET_NAMES,
+    MODEL_ROLES,
+    PRECISIONS,
+    Config,
+    TeacherBN,
+    load_run_data,
+    method_class,
+    preset,
+    run_experiment,
+)
 
 # Each grid method is a set of config updates on top of the scale's base config. erm and mixup never run the teacher,
 # so its batch-norm statistics are copied from the student (the paper presets keep the teacher's own, for ICT).
@@ -191,9 +202,10 @@ def compact_history(report: dict) -> list[dict]:
 def make_record(args: argparse.Namespace, cfg: Config, method: str, report: dict, wall: float) -> dict:
     """One run's record: what ran, where, and what it scored (with every evaluation's accuracies)."""
     best = {m: max((h["models"][m]["test"]["accuracy"] for h in report["history"]), default=float("nan"))
-            for m in ("student", "teacher")}
+            for m in MODEL_ROLES}
     final = report["final"]
-    images = cfg.data.batch_size + (cfg.data.unlabeled_batch_size if cfg.method.name == "ict" else 0)
+    uses_unlabeled = method_class(cfg.method.name).uses_unlabeled
+    images = cfg.data.batch_size + (cfg.data.unlabeled_batch_size if uses_unlabeled else 0)
     return {
         "dataset": args.dataset, "scale": args.scale, "method": method, "k": cfg.method.k,
         "alpha": cfg.method.alpha, "model": cfg.model.name, "num_labels": cfg.data.num_labels, "seed": cfg.train.seed,
@@ -409,7 +421,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run (or continue) a grid")
     run.add_argument("--scale", choices=["cpu", "paper"], default="cpu")
-    run.add_argument("--dataset", choices=["cifar10", "cifar100", "svhn", "folder"], default="folder")
+    # The digits have no scale here: they are the demo's data (ssl-mix demo), not a label-budget benchmark.
+    run.add_argument("--dataset", choices=[d for d in DATASET_NAMES if d != "digits"], default="folder")
     run.add_argument("--data-root", required=True)
     run.add_argument("--download", action="store_true")
     run.add_argument("--methods", type=_methods, default=DEFAULT_METHODS)
@@ -419,10 +432,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--num-valid-per-class", type=int,
                      help="labeled examples per class held out for model selection (default: the scale's; cpu: 0)")
     run.add_argument("--device", default="auto")
-    run.add_argument("--teacher-bn", choices=["own", "copy"],
+    run.add_argument("--teacher-bn", choices=get_args(TeacherBN),
                      help="the teacher's batch-norm statistics in the ICT methods (default: the scale's and method's)")
     run.add_argument("--eval-every", type=int, help="evaluate every this many steps (default: the scale's)")
-    run.add_argument("--precision", choices=["fp32", "bf16"],
+    run.add_argument("--precision", choices=PRECISIONS,
                      help="training precision (default: the scale's; cpu: bf16, paper: the preset's)")
     run.add_argument("--records", default="benchmarks/results/label_budget_cpu.jsonl")
     run.add_argument("--runs-dir", default="runs/label_budget")
@@ -431,7 +444,7 @@ def build_parser() -> argparse.ArgumentParser:
     summ.add_argument("--records", required=True)
     summ.add_argument("--metric", choices=[*PROTOCOLS, "all"], default="all",
                       help="the reporting protocol to tabulate, or all of them (one table each)")
-    summ.add_argument("--model", choices=["teacher", "student"], default="teacher", help="whose accuracy to tabulate")
+    summ.add_argument("--model", choices=MODEL_ROLES, default="teacher", help="whose accuracy to tabulate")
     summ.add_argument("--title", default="Label-budget curve")
     summ.add_argument("--out-md")
     summ.add_argument("--out-png")

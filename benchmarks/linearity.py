@@ -23,6 +23,7 @@ import torch
 import ssl_mix
 from provenance import git_commit, hardware_summary
 from ssl_mix import (
+    DATASET_NAMES,
     load_run_data,
     measure_linearity,
     normalize,
@@ -40,7 +41,7 @@ METHODS = {"erm": {"name": "erm"}, "mixup": {"name": "mixup", "k": 2}, "ict2": {
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-root", required=True, help="image folder with train/ and test/ (e.g. CIFAR-10 JPEGs)")
-    parser.add_argument("--dataset", default="folder", choices=["folder", "cifar10", "cifar100", "svhn"])
+    parser.add_argument("--dataset", default="folder", choices=[d for d in DATASET_NAMES if d != "digits"])
     parser.add_argument("--num-labels", type=int, default=1000)
     parser.add_argument("--steps", type=int, default=6000)
     parser.add_argument("--seed", type=int, default=0)
@@ -71,19 +72,17 @@ def main(argv: list[str] | None = None) -> int:
     for method in methods:
         t0 = time.perf_counter()
         if args.from_runs:
-            run_dir = Path(args.from_runs) / f"{method}_n{args.num_labels}_s{args.seed}"
-            cfg = ssl_mix.Config.from_dict(ssl_mix.load_checkpoint(run_dir / "last.pt")["config"])
-            report = json.loads((run_dir / "report.json").read_text())
+            run_dir = ssl_mix.RunDir(Path(args.from_runs) / f"{method}_n{args.num_labels}_s{args.seed}")
+            report = json.loads(run_dir.report.read_text())
         else:
             cfg = base.replace(method=METHODS[method], train={"out_dir": str(Path(args.runs_dir) / method)})
             report = run_experiment(cfg, data=data)
-        model = ssl_mix.trained_models(ssl_mix.load_checkpoint(Path(cfg.train.out_dir) / "last.pt"),
-                                       num_classes=data.spec.num_classes, in_channels=data.test.images.shape[1],
-                                       device=args.device)["teacher"]
+            run_dir = ssl_mix.RunDir(cfg.train.out_dir)
+        model = ssl_mix.load_run(run_dir.root, device=args.device).models["teacher"]
         images = normalize(data.test.images, data.spec.mean, data.spec.std)
         values = {norm: measure_linearity(model, images, num_pairs=args.num_pairs, seed=args.seed, normalization=norm)
                   for norm in ("shared", "example")}
-        curves = read_linearity_history(Path(cfg.train.out_dir) / "tensorboard")
+        curves = read_linearity_history(run_dir.tensorboard)
         if curves:
             plot_linearity_curves(curves, out / f"curves_{method}.png",
                                   title=f"{method}: non-linearity during training")

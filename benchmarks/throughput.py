@@ -55,6 +55,7 @@ import ssl_mix
 from bench_data import benchmark_images
 from provenance import git_commit, hardware
 from ssl_mix import (
+    PRECISIONS,
     Batch,
     ImageArrays,
     MethodConfig,
@@ -245,7 +246,7 @@ def count_ops(step: Callable[[], None]) -> int:
 
 def _floor_step(trainer: Trainer, method_name: str, batch: Batch, mixed_u: torch.Tensor,
                 precision: str) -> Callable[[], None]:
-    student, teacher = trainer.student, trainer.teacher
+    student, teacher = trainer.wrapped_student, trainer.teacher
     device = batch.x_l.device
     ict = method_name == "ict"
     teacher_train = getattr(trainer.method, "teacher_mode", "train") == "train"
@@ -299,11 +300,12 @@ def run_config(model_name: str, method_key: str, args: argparse.Namespace, data:
                         compile=args.compile and args.compile_mode is None, progress=False, out_dir=out_dir,
                         seed=args.seed)
     trainer = Trainer(model, method, loader, train=train, optim=OptimConfig(), ema_decay=0.999)
-    trainer.model.train()
+    trainer.student.train()
     if args.compile_mode is not None:
         # A compile mode the Trainer does not offer (it compiles with the default mode and falls back to eager):
         # compiled here, without a fallback, so a failure is reported instead of timing eager steps.
-        trainer.student = torch.compile(trainer.student, mode=args.compile_mode, backend=args.compile_backend)
+        trainer.wrapped_student = torch.compile(trainer.wrapped_student, mode=args.compile_mode,
+                                                backend=args.compile_backend)
     cuda_graphs = args.compile_mode in ("reduce-overhead", "max-autotune")
     batches = iter(loader)
 
@@ -378,7 +380,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps of each variant first")
     parser.add_argument("--steps", type=int, default=5, help="timed steps per variant per round")
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds of ours, floor and naive")
-    parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
+    parser.add_argument("--precision", choices=PRECISIONS, default="fp32")
     parser.add_argument("--channels-last", action="store_true")
     parser.add_argument("--compile", action="store_true", help="torch.compile the student (Trainer option)")
     parser.add_argument("--compile-mode", choices=["default", "reduce-overhead", "max-autotune"],

@@ -9,9 +9,11 @@ linearity analysis. Public names are re-exported here flat: ``from ssl_mix impor
 __version__ = "0.1.0"
 
 from ssl_mix.analysis import (
+    analyze_run,
     class_singular_values,
     flattening,
     flattening_summary,
+    format_analysis,
     linearity_probe,
     measure_linearity,
     nonlinearity,
@@ -22,25 +24,44 @@ from ssl_mix.analysis import (
     read_linearity_history,
 )
 from ssl_mix.checkpoint import load_checkpoint, save_checkpoint
+from ssl_mix.checks import (
+    check_alpha,
+    check_bool,
+    check_in,
+    check_int,
+    check_k,
+    check_number,
+    check_positive_int,
+    check_probability,
+)
 from ssl_mix.config import (
+    PRECISIONS,
+    PRESET_DESCRIPTIONS,
     PRESETS,
     Config,
     DataConfig,
     MethodConfig,
     ModelConfig,
     OptimConfig,
+    Precision,
     TrainConfig,
+    config_flags,
+    field_docs,
+    format_value,
     preset,
 )
 from ssl_mix.data import (
+    DATASET_NAMES,
+    PADDING_MODES,
+    ZCA,
     ArrayDataset,
+    DatasetName,
     DataSpec,
-    DualLoader,
     ImageArrays,
     LabelSplit,
+    PaddingMode,
     TensorDualLoader,
     TorchDualLoader,
-    ZCA,
     apply_zca,
     arrays_dataset,
     arrays_from_dataset,
@@ -52,45 +73,72 @@ from ssl_mix.data import (
     load_arrays,
     make_split,
     normalize,
+    preprocess_entry,
+    preprocess_transform,
     random_crop_flip,
     spec_from_arrays,
     split_summary,
 )
 from ssl_mix.demo import run_demo
+from ssl_mix.evaluation import evaluate
 from ssl_mix.experiment import (
     RunData,
-    TrainedRun,
     build_loader,
     build_method,
     build_preprocess,
     build_trainer,
     load_run_data,
-    load_trained,
     run_experiment,
-    trained_models,
 )
 from ssl_mix.losses import ict_consistency, kl_consistency, mse_consistency, soft_target_cross_entropy
-from ssl_mix.methods import ERM, ICT, Batch, ManifoldMixup, Method, Mixup, StepContext, StepOutput
+from ssl_mix.methods import (
+    ERM,
+    ICT,
+    METHODS,
+    Batch,
+    ManifoldMixup,
+    Method,
+    MethodName,
+    Mixup,
+    StepContext,
+    StepOutput,
+    method_class,
+)
 from ssl_mix.metrics import ClassificationMetrics, expected_calibration_error
 from ssl_mix.mixing import MixPlan, identity_plan, mix, sample_mix_plan, sample_mix_weights
 from ssl_mix.models import (
     CNN13,
     LayerId,
+    MixableModule,
     SmallCNN,
     StagedModel,
     TimmStaged,
     WideResNet,
     available_models,
     create_model,
+    eval_mode,
     forward_layers,
     forward_mixed,
     get_stages,
     layer_names,
+    model_device,
     run_stages,
+    unwrap_model,
 )
 from ssl_mix.ramps import ConsistencySchedule, cosine_rampdown, linear_rampup, sigmoid_rampup
-from ssl_mix.teacher import EMATeacher
-from ssl_mix.trainer import NonFiniteLossError, Trainer, evaluate
+from ssl_mix.teacher import MODEL_ROLES, EMATeacher, TeacherBN
+from ssl_mix.optim import build_optimizer, build_scheduler, lr_multiplier
+from ssl_mix.run import (
+    CHECKPOINT_FORMAT,
+    RunDir,
+    TrainedRun,
+    data_info,
+    load_run,
+    load_test_set,
+    load_trained,
+    update_checkpoint,
+)
+from ssl_mix.trainer import NonFiniteLossError, Trainer
 
 __all__ = [
     "__version__",
@@ -100,24 +148,35 @@ __all__ = [
     "soft_target_cross_entropy", "mse_consistency", "kl_consistency", "ict_consistency",
     "sigmoid_rampup", "linear_rampup", "cosine_rampdown", "ConsistencySchedule",
     # teacher, methods, training
-    "EMATeacher", "Method", "ERM", "Mixup", "ManifoldMixup", "ICT", "Batch", "StepContext", "StepOutput",
+    "EMATeacher", "MODEL_ROLES", "TeacherBN", "Method", "ERM", "Mixup", "ManifoldMixup", "ICT", "Batch",
+    "StepContext", "StepOutput",
+    "METHODS", "MethodName", "method_class",
     "Trainer", "NonFiniteLossError", "evaluate", "ClassificationMetrics", "expected_calibration_error",
     "save_checkpoint", "load_checkpoint",
     "RunData", "load_run_data", "build_method", "build_preprocess", "build_loader", "build_trainer", "run_experiment",
     "run_demo",
-    "TrainedRun", "load_trained", "trained_models",
+    "build_optimizer", "build_scheduler", "lr_multiplier",
+    # runs: directory, checkpoints, loading a trained model
+    "RunDir", "CHECKPOINT_FORMAT", "data_info", "TrainedRun", "load_run", "load_trained", "load_test_set",
+    "update_checkpoint",
     # data
     "LabelSplit", "make_split", "split_summary", "ImageArrays", "DataSpec", "load_arrays", "data_spec",
     "spec_from_arrays", "concat_arrays", "arrays_from_tensors", "arrays_from_dataset", "arrays_dataset",
-    "ArrayDataset", "random_crop_flip", "normalize", "DualLoader", "TensorDualLoader", "TorchDualLoader",
-    "eval_batches", "ZCA", "fit_zca", "apply_zca",
+    "ArrayDataset", "random_crop_flip", "normalize", "TensorDualLoader", "TorchDualLoader",
+    "eval_batches", "DATASET_NAMES", "DatasetName", "PADDING_MODES", "PaddingMode", "ZCA", "fit_zca", "apply_zca",
+    "preprocess_entry", "preprocess_transform",
     # analysis
     "nonlinearity", "nonlinearity_k", "measure_linearity", "linearity_probe", "class_singular_values",
     "flattening", "flattening_summary", "plot_linearity_curves", "plot_linearity_comparison", "plot_spectra",
-    "read_linearity_history",
+    "read_linearity_history", "analyze_run", "format_analysis",
     # configuration
     "Config", "DataConfig", "ModelConfig", "MethodConfig", "OptimConfig", "TrainConfig", "PRESETS", "preset",
+    "PRESET_DESCRIPTIONS", "config_flags", "field_docs", "format_value", "PRECISIONS", "Precision",
+    # argument checks
+    "check_bool", "check_int", "check_positive_int", "check_number", "check_probability", "check_in", "check_k",
+    "check_alpha",
     # models
     "create_model", "available_models", "WideResNet", "CNN13", "SmallCNN", "TimmStaged", "StagedModel",
-    "LayerId", "get_stages", "layer_names", "forward_layers", "forward_mixed", "run_stages",
+    "LayerId", "get_stages", "layer_names", "forward_layers", "forward_mixed", "run_stages", "MixableModule",
+    "unwrap_model", "eval_mode", "model_device",
 ]

@@ -8,6 +8,7 @@ one-line message instead of a traceback.
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from typing import Any, Callable, Sequence
 
@@ -56,23 +57,22 @@ def main(argv: Sequence[str] | None = None) -> int:
 # ---------------------------------------------------------------------------------------------------------
 
 
-def _config_flags() -> list[tuple[str, str, str, Any]]:
-    """(flag, section, field, type hint) for every config field."""
-    import typing
-
-    from ssl_mix.config import config_flags, section_type
-
-    return [(flag, section, name, typing.get_type_hints(section_type(section))[name])
-            for flag, (section, name) in config_flags().items()]
-
-
 def _add_config_flags(parser: argparse.ArgumentParser) -> None:
     import typing
 
-    group = parser.add_argument_group("configuration (each flag overrides the preset and --config file)")
-    for flag, section, name, hint in _config_flags():
+    from ssl_mix.config import config_flags, field_docs, format_value, section_type
+
+    group = parser.add_argument_group(
+        "configuration", "Each flag sets one config field and overrides the preset and the --config file. The "
+        "defaults shown are those without a preset; --print-config shows the resolved values.")
+    sections = {section for section, _ in config_flags().values()}
+    docs = {section: field_docs(section, as_flags=True) for section in sections}
+    for flag, (section, name) in config_flags().items():
+        cls = section_type(section)
+        hint = typing.get_type_hints(cls)[name]
+        default = format_value(getattr(cls(), name))
         kwargs: dict[str, Any] = {"dest": f"cfg__{section}__{name}", "default": argparse.SUPPRESS,
-                                  "help": f"{section}.{name}"}
+                                  "help": f"{_summary(docs[section][name])} (default: {default})".replace("%", "%%")}
         origin, args = typing.get_origin(hint), typing.get_args(hint)
         literal = args if origin is typing.Literal else next(
             (typing.get_args(a) for a in args if typing.get_origin(a) is typing.Literal), None)
@@ -81,13 +81,38 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
         elif literal is not None:
             kwargs["choices"] = list(literal)
         elif hint is int:
-            kwargs["type"] = int
+            kwargs.update(type=int, metavar="N")
         elif hint is float or (type(None) in args and float in args):
-            kwargs["type"] = _optional(float)
+            kwargs.update(type=_optional(float), metavar="FLOAT")
         elif origin is tuple:
-            kwargs["type"] = lambda s: tuple(v.strip() for v in s.split(",") if v.strip())
-            kwargs["metavar"] = "A,B,..."
+            pair = len(args) == 2 and all(a is int for a in args)
+            kwargs.update(type=_comma_list, metavar="H,W" if pair else "A,B,...")
+        else:
+            kwargs["metavar"] = _metavar(name)
         group.add_argument(flag, **kwargs)
+
+
+def _metavar(field_name: str) -> str:
+    """The metavar of a text field, from its name: a directory, a file, a model name or a device."""
+    if field_name.endswith(("_root", "_dir", "_dirs")):
+        return "DIR"
+    if field_name in ("split", "labels") or field_name.endswith(("_file", "_path")):
+        return "FILE"
+    return {"name": "NAME", "device": "DEVICE"}.get(field_name, "TEXT")
+
+
+def _summary(doc: str) -> str:
+    """The first sentence of a field's documentation, as plain text."""
+    text = re.sub(r":\w+:`~?([^`]+)`", lambda m: m.group(1).rsplit(".", 1)[-1], doc).replace("``", "")
+    # A sentence ends at a full stop before a capital or a digit, except after "et al.", "eq." and "e.g.".
+    return _SENTENCE_END.split(text, maxsplit=1)[0].rstrip(".")
+
+
+_SENTENCE_END = re.compile(r"(?<!\bal\.)(?<!\beq\.)(?<!e\.g\.)(?<=\.)\s+(?=[A-Z0-9])")
+
+
+def _comma_list(text: str) -> tuple[str, ...]:
+    return tuple(v.strip() for v in text.split(",") if v.strip())
 
 
 def _optional(kind: Callable[[str], Any]) -> Callable[[str], Any]:
@@ -115,25 +140,28 @@ def _config_from_args(args: argparse.Namespace):
 
 
 def _add_train(p: argparse.ArgumentParser) -> None:
-    from ssl_mix.config import PRESETS
+    from ssl_mix.config import CONFIG_FORMATS, PRESETS
 
-    p.add_argument("--preset", choices=sorted(PRESETS), help="start from a named paper recipe")
-    p.add_argument("--config", metavar="FILE", help="JSON file of config sections applied after the preset")
-    p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt if it exists")
-    p.add_argument("--print-config", action="store_true", help="print the resolved config as JSON and exit")
+    p.add_argument("--preset", choices=list(PRESETS), metavar="NAME",
+                   help="start from a named paper recipe: " + ", ".join(PRESETS) + " (ssl-mix presets describes them)")
+    p.add_argument("--config", metavar="FILE",
+                   help="a JSON or YAML file of config sections (e.g. method: {k: 3}) applied after the preset")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in --out from its latest checkpoint (starts anew, with a note, if it has none)")
+    p.add_argument("--print-config", action="store_true",
+                   help="print the resolved config as a config file (see --format) and exit")
+    p.add_argument("--format", choices=CONFIG_FORMATS, default="json", help="format of --print-config (default: json)")
     _add_config_flags(p)
 
 
 def _run_train(args: argparse.Namespace) -> int:
-    import json
-
     from ssl_mix import distributed
     from ssl_mix.experiment import run_experiment
     from ssl_mix.trainer import NonFiniteLossError
 
     cfg = _config_from_args(args)
     if args.print_config:
-        print(json.dumps(cfg.to_dict(), indent=2, sort_keys=True))
+        print(cfg.dumps(args.format), end="")
         return 0
     # Under torchrun (several processes) this joins the process group for the run; otherwise it does nothing.
     with distributed.session(cfg.train.device, timeout=cfg.train.dist_timeout):
@@ -148,6 +176,8 @@ def _run_train(args: argparse.Namespace) -> int:
 
 
 def _format_report(report: dict[str, Any]) -> str:
+    from ssl_mix.run import RunDir
+
     lines = [f"trained {report['steps']} steps in {report['wall_time_s']:.1f} s; run directory: {report['out_dir']}"]
     for model_name, sets in report["final"].items():
         for set_name, m in sets.items():
@@ -157,45 +187,54 @@ def _format_report(report: dict[str, Any]) -> str:
     if best:
         test = f", test accuracy {best['test']['accuracy']:.2f}%" if best.get("test") else ""
         lines.append(f"  selected by validation: {best['model']} at step {best['step']} (valid accuracy "
-                     f"{best['valid_accuracy']:.2f}%{test}); saved as best.pt")
+                     f"{best['valid_accuracy']:.2f}%{test}); saved as {RunDir(report['out_dir']).best}")
     else:
         lines.append(f"  model selection: {report['selection']}")
     return "\n".join(lines)
 
 
 def _add_eval(p: argparse.ArgumentParser) -> None:
-    p.add_argument("checkpoint", help="a checkpoint written by ssl-mix train (last.pt or best.pt)")
-    p.add_argument("--dataset", choices=["cifar10", "cifar100", "svhn", "folder", "digits"],
+    from ssl_mix.data import DATASET_NAMES
+    from ssl_mix.teacher import MODEL_ROLES
+
+    p.add_argument("checkpoint", metavar="RUN_DIR_OR_CHECKPOINT",
+                   help="a run directory written by ssl-mix train (its latest checkpoint) or a checkpoint file")
+    p.add_argument("--dataset", choices=DATASET_NAMES,
                    help="dataset to evaluate on (default: the one the run trained on)")
-    p.add_argument("--data-root", help="where the dataset lives (default: the run's)")
-    p.add_argument("--which", choices=["student", "teacher", "both"], default="both")
-    p.add_argument("--device", default="auto")
+    p.add_argument("--data-root", metavar="DIR", help="where the dataset lives (default: the run's)")
+    p.add_argument("--which", choices=[*MODEL_ROLES, "both"], default="both", help="which model (default: both)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1... (default: auto)")
 
 
 def _run_eval(args: argparse.Namespace) -> int:
-    from ssl_mix.data import eval_batches
-    from ssl_mix.experiment import load_trained
-    from ssl_mix.trainer import evaluate
+    from ssl_mix.data import eval_batches, preprocess_transform
+    from ssl_mix.evaluation import evaluate
+    from ssl_mix.run import load_trained
 
     run = load_trained(args.checkpoint, dataset=args.dataset, data_root=args.data_root, device=args.device)
-    which = ["student", "teacher"] if args.which == "both" else [args.which]
+    from ssl_mix.teacher import MODEL_ROLES
+
+    which = MODEL_ROLES if args.which == "both" else [args.which]
     for name in which:
         model = run.models[name]
         device = next(model.parameters()).device
-        metrics = evaluate(model, eval_batches(run.test, run.spec, 500, device, preprocess=run.preprocess),
-                           device=device)
+        batches = eval_batches(run.test, run.spec, 500, device, preprocess=preprocess_transform(run.preprocess, device))
+        metrics = evaluate(model, batches, device=device)
         print(f"{name:<8} {run.dataset} test accuracy {metrics['accuracy']:.2f}%  nll {metrics['nll']:.4f}  "
               f"ece {metrics['ece']:.2f}%  ({metrics['count']} images, step {run.step})")
     return 0
 
 
 def _add_demo(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--seeds", type=int, default=5, help="number of seeds (runs per method)")
-    p.add_argument("--steps", type=int, help="override the demo's training steps")
-    p.add_argument("--num-labels", type=int, help="override the demo's label budget (default: the demo preset's)")
-    p.add_argument("--out", default="runs/demo", help="where TensorBoard logs and checkpoints go")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=False)
+    p.add_argument("--seeds", type=int, default=5, metavar="N", help="number of seeds (runs per method; default: 5)")
+    p.add_argument("--steps", type=int, metavar="N", help="override the demo's training steps")
+    p.add_argument("--num-labels", type=int, metavar="N",
+                   help="override the demo's label budget (default: the demo preset's)")
+    p.add_argument("--out", default="runs/demo", metavar="DIR",
+                   help="where TensorBoard logs and checkpoints go (default: runs/demo)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1... (default: auto)")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=False,
+                   help="show progress bars (default: off)")
 
 
 def _run_demo(args: argparse.Namespace) -> int:
@@ -214,139 +253,80 @@ def _run_demo(args: argparse.Namespace) -> int:
 
 
 def _add_analyze(p: argparse.ArgumentParser) -> None:
+    from ssl_mix.data import DATASET_NAMES
+
     p.add_argument("run", metavar="RUN_DIR_OR_CHECKPOINT",
                    help="a run directory written by ssl-mix train (its last.pt is analysed) or a checkpoint file")
     p.add_argument("--linearity", action="store_true",
                    help="per-layer non-linearity (Chaudhry et al. eq. 3); with neither flag, both analyses run")
     p.add_argument("--flattening", action="store_true",
                    help="per-class singular values of the representations at --layer")
-    p.add_argument("--layer", default=None,
+    p.add_argument("--layer", type=_layer, metavar="LAYER",
                    help="layer for --flattening: a stage index or 'input' (default: the pooled features, n-2)")
-    p.add_argument("--num-pairs", type=int, help="held-out mixes for non-linearity (default: the run's "
+    p.add_argument("--num-pairs", type=int, metavar="N", help="held-out mixes for non-linearity (default: the run's "
                    "--linearity-pairs, so the final value extends the logged curves)")
-    p.add_argument("--k", type=int, default=2, help="points per mix (default 2: pairs)")
-    p.add_argument("--alpha", type=float, default=1.0, help="Dirichlet concentration of the mixing weights")
-    p.add_argument("--num-images", type=int, default=1000, help="test images used for flattening")
-    p.add_argument("--seed", type=int, help="seed of the held-out sample (default: the run's seed)")
-    p.add_argument("--dataset", choices=["cifar10", "cifar100", "svhn", "folder", "digits"],
+    p.add_argument("--k", type=int, default=2, metavar="N", help="points per mix (default: 2, pairs)")
+    p.add_argument("--alpha", type=float, default=1.0, metavar="FLOAT",
+                   help="Dirichlet concentration of the mixing weights (default: 1.0)")
+    p.add_argument("--num-images", type=int, default=1000, metavar="N",
+                   help="test images used for flattening (default: 1000)")
+    p.add_argument("--seed", type=int, metavar="N", help="seed of the held-out sample (default: the run's seed)")
+    p.add_argument("--dataset", choices=DATASET_NAMES,
                    help="dataset whose test set is used (default: the one the run trained on)")
-    p.add_argument("--data-root", help="where the dataset lives (default: the run's)")
-    p.add_argument("--out", help="output directory for analysis.json and the PNG plots (default: RUN_DIR/analysis)")
-    p.add_argument("--device", default="auto")
+    p.add_argument("--data-root", metavar="DIR", help="where the dataset lives (default: the run's)")
+    p.add_argument("--out", metavar="DIR",
+                   help="output directory for analysis.json and the PNG plots (default: RUN_DIR/analysis)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1... (default: auto)")
+
+
+def _layer(text: str) -> int | str:
+    return int(text) if text.isdigit() else text
 
 
 def _run_analyze(args: argparse.Namespace) -> int:
-    import json
-    from pathlib import Path
+    from ssl_mix.analysis import analyze_run, format_analysis
 
-    import torch
+    both = not (args.linearity or args.flattening)
+    result = analyze_run(args.run, linearity=args.linearity or both, flattening=args.flattening or both,
+                         layer=args.layer, num_pairs=args.num_pairs, k=args.k, alpha=args.alpha,
+                         num_images=args.num_images, seed=args.seed, dataset=args.dataset, data_root=args.data_root,
+                         out_dir=args.out, device=args.device)
+    print(format_analysis(result))
+    return 0
 
-    from ssl_mix.analysis import (
-        flattening,
-        flattening_summary,
-        linearity_probe,
-        plot_linearity_comparison,
-        plot_linearity_curves,
-        plot_spectra,
-        read_linearity_history,
-    )
-    from ssl_mix.data import normalize
-    from ssl_mix.experiment import load_trained
-    from ssl_mix.models import layer_names
 
-    target = Path(args.run)
-    if target.is_dir():
-        run_dir, checkpoint = target, target / "last.pt"
-        if not checkpoint.is_file():
-            raise UsageError(f"{str(target)!r} holds no last.pt; pass a run directory of ssl-mix train or a checkpoint")
-    else:
-        run_dir, checkpoint = target.parent, target
-    run = load_trained(checkpoint, dataset=args.dataset, data_root=args.data_root, device=args.device)
-    cfg, models, test, spec, dataset, step = run.config, run.models, run.test, run.spec, run.dataset, run.step
-    device = next(models["teacher"].parameters()).device
-    do_linearity = args.linearity or not args.flattening
-    do_flattening = args.flattening or not args.linearity
-    num_pairs = args.num_pairs if args.num_pairs is not None else cfg.train.linearity_pairs
-    seed = args.seed if args.seed is not None else cfg.train.seed
-    if num_pairs < 1 or args.num_images < 1:
-        raise UsageError(f"--num-pairs and --num-images must be >= 1, got {num_pairs} and {args.num_images}")
+def _add_presets(p: argparse.ArgumentParser) -> None:
+    pass
 
-    names = layer_names(models["teacher"])
-    if args.layer in (None, "input"):
-        layer = args.layer or max(len(names) - 2, 0)
-    elif args.layer.isdigit() and int(args.layer) < len(names):
-        layer = int(args.layer)
-    else:
-        listing = ", ".join(f"{i} ({n})" for i, n in enumerate(names))
-        raise UsageError(f"--layer must be 'input' or one of {listing}; got {args.layer!r}")
 
-    out = Path(args.out) if args.out else run_dir / "analysis"
-    out.mkdir(parents=True, exist_ok=True)
-    result: dict[str, Any] = {"checkpoint": str(checkpoint), "step": step, "dataset": dataset,
-                              "model": cfg.model.name, "method": cfg.method.name}
-    written: list[Path] = []
-    lines = [f"{checkpoint} (step {step}, {cfg.method.name}, {cfg.model.name}, {dataset} test set)"]
-    if do_linearity:
-        probe = linearity_probe(test, spec, num_pairs=num_pairs, seed=seed, device=device, k=args.k,
-                                alpha=args.alpha, preprocess=run.preprocess)
-        final = {name: probe(model) for name, model in models.items()}
-        log_dir = run_dir / "tensorboard"
-        history = read_linearity_history(log_dir) if log_dir.is_dir() else {}
-        result["linearity"] = {
-            "settings": {"num_pairs": num_pairs, "seed": seed, "k": args.k, "alpha": args.alpha,
-                         "normalization": "shared", "held_out": "test", "reduction": "mean"},
-            "final": final,
-            "history": {key: [[at, value] for at, value in points] for key, points in history.items()},
-        }
-        written.append(plot_linearity_comparison(
-            final, out / "linearity_final.png",
-            title=f"Per-layer non-linearity at step {step} ({cfg.method.name})"))
-        if history:
-            written.append(plot_linearity_curves(
-                history, out / "linearity_curves.png",
-                title=f"Per-layer non-linearity of the teacher during training ({cfg.method.name})"))
-        lines.append(f"non-linearity, mean over {num_pairs} test mixes of k={args.k} (alpha {args.alpha}):")
-        lines.append(f"  {'layer':<16} {'teacher':>9} {'student':>9}")
-        for key in final["teacher"]:
-            lines.append(f"  {key:<16} {final['teacher'][key]:9.4f} {final['student'][key]:9.4f}")
-    if do_flattening:
-        order = torch.randperm(len(test), generator=torch.Generator().manual_seed(seed))[:args.num_images]
-        images = normalize(test.images[order].to(device), spec.mean, spec.std)
-        images = images if run.preprocess is None else run.preprocess(images)
-        labels = test.targets[order]
-        layer_label = "input" if layer == "input" else f"{layer} ({names[layer]})"
-        result["flattening"] = {"layer": layer, "layer_name": "input" if layer == "input" else names[layer],
-                                "num_images": len(order)}
-        for name, model in models.items():
-            spectra = flattening(model, images, labels, layer)
-            summary = flattening_summary(spectra)
-            result["flattening"][name] = summary
-            written.append(plot_spectra(spectra, out / f"spectra_{name}.png", class_names=test.classes,
-                                        title=f"Class spectra of the {name} at layer {layer_label}"))
-            lines.append(f"flattening of the {name} at layer {layer_label}: {summary['mean_num_significant']:.1f} "
-                         f"significant directions per class (singular values > {summary['threshold']} of the "
-                         f"largest; {len(order)} test images)")
-    json_path = out / "analysis.json"
-    json_path.write_text(json.dumps(result, indent=2) + "\n")
-    lines.append(f"wrote {json_path}" + "".join(f", {p.name}" for p in written))
-    print("\n".join(lines))
+def _run_presets(args: argparse.Namespace) -> int:
+    from ssl_mix.config import PRESET_DESCRIPTIONS, PRESETS
+
+    width = max(map(len, PRESETS))
+    for name, cfg in PRESETS.items():
+        m = cfg.method
+        print(f"{name:<{width}}  {PRESET_DESCRIPTIONS[name]} ({cfg.data.dataset}, {cfg.data.num_labels} labels, "
+              f"{cfg.model.name}, {m.name} K={m.k} alpha={m.alpha:g}, {cfg.train.steps:,} steps)")
     return 0
 
 
 def _add_split(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--dataset", required=True, choices=["cifar10", "cifar100", "svhn", "folder", "digits"],
+    from ssl_mix.data import DATASET_NAMES
+
+    p.add_argument("--dataset", required=True, choices=DATASET_NAMES,
                    help="the dataset whose training set is split (folder: DATA_ROOT/train/<class>/*)")
-    p.add_argument("--data-root", help="where the dataset lives (not needed for digits)")
+    p.add_argument("--data-root", metavar="DIR", help="where the dataset lives (not needed for digits)")
     p.add_argument("--download", action="store_true", help="let torchvision download CIFAR/SVHN into --data-root")
-    p.add_argument("--num-labels", type=int, required=True,
+    p.add_argument("--num-labels", type=int, required=True, metavar="N",
                    help="label budget N: labeled examples in total, N / num_classes per class")
-    p.add_argument("--seed", type=int, required=True, help="seed of the draw (same seed, same split, any machine)")
-    p.add_argument("--num-valid-per-class", type=int, default=0,
+    p.add_argument("--seed", type=int, required=True, metavar="N",
+                   help="seed of the draw (same seed, same split, any machine)")
+    p.add_argument("--num-valid-per-class", type=int, default=0, metavar="N",
                    help="labeled examples per class held out for validation (default 0)")
     p.add_argument("--labeled-not-in-unlabeled", action="store_true",
                    help="remove the labeled examples from the unlabeled pool (MixMatch); by default they stay in "
                         "it (FixMatch, USB)")
-    p.add_argument("--out", required=True, help="the JSON file to write")
+    p.add_argument("--out", required=True, metavar="FILE", help="the JSON file to write")
 
 
 def _run_split(args: argparse.Namespace) -> int:
@@ -377,4 +357,5 @@ _COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Calla
     "analyze": ("Measure per-layer non-linearity and flattening of a trained run; write JSON and PNG plots.",
                 _add_analyze, _run_analyze),
     "split": ("Draw a class-balanced label-budget split and save it as JSON.", _add_split, _run_split),
+    "presets": ("List the named paper recipes of --preset, one line each.", _add_presets, _run_presets),
 }

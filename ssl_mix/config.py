@@ -1,33 +1,34 @@
 """Typed run configuration: data, model, method, optimisation and training, with named paper presets.
 
 Every section is a dataclass validated once in ``__post_init__``; string options are ``Literal`` types checked at
-construction, and unknown keys are errors (from a dict, a JSON file or the command line alike). Each field maps onto
-exactly one command-line flag (``--num-labels``, ``--k``, ...; ``--model``, ``--method`` and ``--out`` for
-``model.name``, ``method.name`` and ``train.out_dir``).
+construction, and unknown keys are errors (from a dict, a JSON or YAML file, or the command line alike). Each field
+maps onto exactly one command-line flag (``--num-labels``, ``--k``, ...; ``--model``, ``--method`` and ``--out`` for
+``model.name``, ``method.name`` and ``train.out_dir``), and each field's documentation is the ``Args:`` entry of its
+section's docstring: :func:`field_docs` reads it for ``ssl-mix train --help`` and the documentation's tables.
 
-Presets are the published recipes as code, not YAML piles:
-
-- ``ict-cifar10`` / ``ict-svhn``: the official ICT recipe (Verma et al. 2019, code README): SGD 0.1 with
-  Nesterov momentum 0.9, weight decay 1e-4, batch 100 labeled + 100 unlabeled, consistency weight up to 100 with a
-  sigmoid ramp over the first quarter of training, EMA 0.999, learning rate cosine ramp-down reaching zero at
-  1.125x the training length, mixup α 1.0 (CIFAR-10) or 0.1 (SVHN) in both the supervised and consistency terms.
-  400 epochs of 450 steps (45,000 unlabeled images / 100) = 180,000 steps. The teacher keeps its own batch-norm
-  statistics (the EMA averages parameters only); CIFAR-10 inputs are ZCA-whitened (the code whitens CIFAR-10 only).
-- ``chaudhry-cifar10`` / ``chaudhry-svhn``: Chaudhry et al. (Adam 0.002, batch 128, consistency weight ramped
-  linearly 0 -> 100 over 40% of steps, Dirichlet α 0.5 for CIFAR-10, 0.1 for SVHN). The teacher keeps its own
-  batch-norm statistics as in the mean-teacher code; the paper states no input whitening, so none is applied.
-- ``cpu-cifar10``: the small model and reduced step count used by the CPU-scale benchmarks.
-- ``demo``: scikit-learn's bundled digits, the small CNN, a few hundred steps (``ssl-mix demo``).
+Presets are the published recipes as code, not YAML piles: :data:`PRESETS`, each with a one-line description in
+:data:`PRESET_DESCRIPTIONS` (``ssl-mix presets`` lists them).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import json
+import re
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin
+
+import yaml
+
+from ssl_mix.checks import check_alpha, check_bool, check_in, check_int, check_k, check_number, check_probability
+from ssl_mix.data.datasets import DatasetName
+from ssl_mix.losses import ConsistencyDistance, ConsistencyTarget
+from ssl_mix.methods import MethodName, SupervisedTerm, TeacherMode
+from ssl_mix.ramps import RampKind
+from ssl_mix.teacher import TeacherBN
 
 __all__ = [
     "DataConfig",
@@ -37,26 +38,50 @@ __all__ = [
     "TrainConfig",
     "Config",
     "PRESETS",
+    "PRESET_DESCRIPTIONS",
     "preset",
+    "config_flags",
+    "section_type",
+    "field_docs",
+    "format_value",
+    "Precision",
+    "PRECISIONS",
+    "CONFIG_FORMATS",
 ]
 
-DatasetName = Literal["cifar10", "cifar100", "svhn", "folder", "digits"]
-MethodName = Literal["erm", "mixup", "manifold-mixup", "ict"]
+Precision = Literal["fp32", "bf16"]
+"""Numeric precision of the forward passes: float32, or bfloat16 autocast."""
+
+PRECISIONS: tuple[str, ...] = get_args(Precision)
+
+ConfigFormat = Literal["json", "yaml"]
+CONFIG_FORMATS: tuple[str, ...] = get_args(ConfigFormat)
+"""The formats of config files, by file suffix: ``.json``, or ``.yaml`` / ``.yml``."""
 
 
 def _check_fields(obj: Any) -> None:
-    """Validate ``Literal`` fields of a dataclass instance against their allowed values."""
+    """Check every field of a section against its type hint: ``Literal`` choices, bools, ints, numbers and strings.
+
+    Float fields given an int are stored as floats, so a config reads the same from JSON, YAML and Python.
+    """
     hints = typing.get_type_hints(type(obj))
     for f in dataclasses.fields(obj):
-        hint = hints[f.name]
+        hint, value = hints[f.name], getattr(obj, f.name)
+        name = f"{type(obj).__name__}.{f.name}"
+        if value is None and _allows_none(hint):
+            continue
+        kind = _base_type(hint)
         allowed = _literal_values(hint)
-        value = getattr(obj, f.name)
-        if allowed is not None and value not in allowed:
-            if value is None and _allows_none(hint):
-                continue
-            raise ValueError(
-                f"{type(obj).__name__}.{f.name} must be one of {sorted(map(str, allowed))}, got {value!r}"
-            )
+        if allowed is not None:
+            check_in(name, value, allowed)
+        elif kind is bool:
+            check_bool(name, value)
+        elif kind is int:
+            check_int(name, value)
+        elif kind is float:
+            setattr(obj, f.name, check_number(name, value))
+        elif kind is str and not isinstance(value, str):
+            raise TypeError(f"{name} must be a string, got {type(value).__name__} ({value!r})")
 
 
 def _literal_values(hint: Any) -> tuple | None:
@@ -73,16 +98,21 @@ def _allows_none(hint: Any) -> bool:
     return type(None) in get_args(hint)
 
 
+def _base_type(hint: Any) -> Any:
+    """``int`` for ``int`` and ``int | None``; the origin (e.g. ``tuple``) for generic hints."""
+    args = [a for a in get_args(hint) if a is not type(None)]
+    if get_origin(hint) in (Union, getattr(__import__("types"), "UnionType", Union)) and len(args) == 1:
+        hint = args[0]
+    return get_origin(hint) or hint
+
+
 def _positive(obj: Any, *names: str, allow_zero: bool = False) -> None:
     for name in names:
-        value = getattr(obj, name)
-        if value is None:
-            continue
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise TypeError(f"{type(obj).__name__}.{name} must be a number, got {value!r}")
-        if value < 0 or (value == 0 and not allow_zero):
-            bound = ">= 0" if allow_zero else "> 0"
-            raise ValueError(f"{type(obj).__name__}.{name} must be {bound}, got {value!r}")
+        value, qualified = getattr(obj, name), f"{type(obj).__name__}.{name}"
+        if isinstance(value, int):
+            check_int(qualified, value, 0 if allow_zero else 1)
+        elif value is not None:
+            check_number(qualified, value, low=0, low_open=not allow_zero)
 
 
 @dataclass
@@ -90,23 +120,34 @@ class DataConfig:
     """Which data, which labels, and how batches are drawn.
 
     Args:
-        dataset: a built-in dataset name; ``folder`` reads ``data_root/train/<class>/*`` (and ``test/``,
-            optional ``unlabeled/``); ``digits`` is scikit-learn's bundled 8x8 digits (no download).
-        data_root: where the dataset lives (or is downloaded to with ``download``).
-        download: let torchvision download CIFAR/SVHN into ``data_root`` when missing.
-        num_labels: the label budget: total labeled examples, class-balanced (must divide by the class count).
-        split: path of a saved split JSON; when given it replaces ``num_labels``/seed-based drawing.
-        num_valid_per_class: held-out labeled examples per class used for model selection (never the test set).
-        labeled_in_unlabeled: whether labeled examples also stay in the unlabeled pool (FixMatch/USB keep them).
-        use_extra: SVHN only: add the 531k ``extra`` images to the unlabeled pool.
-        batch_size: labeled examples per step.
+        dataset: ``cifar10``, ``cifar100``, ``svhn`` (through torchvision), ``folder`` (your images:
+            ``data_root/train/<class>/*``, ``test/``, optional ``unlabeled/``) or ``digits`` (scikit-learn's
+            bundled 8x8 digits, no download).
+        data_root: where the dataset lives, or is downloaded to with ``download``. Required except for ``digits``.
+        download: let torchvision download CIFAR/SVHN into ``data_root`` when missing. Off so that nothing is
+            fetched without asking.
+        num_labels: the label budget: labeled examples in total, the same number per class (a multiple of the
+            class count). 4000 is the standard CIFAR-10 budget.
+        split: a saved split JSON file (``ssl-mix split``); replaces drawing the split from ``num_labels`` and the
+            seed.
+        num_valid_per_class: labeled examples per class held out for model selection (never trained on). 0: no
+            validation split, so no model selection; the presets of the ICT paper hold out 500 (CIFAR-10) and
+            100 (SVHN).
+        labeled_in_unlabeled: keep the labeled examples in the unlabeled pool too, as FixMatch and USB do (off:
+            MixMatch's choice).
+        use_extra: SVHN only: add the 531,131 ``extra`` images to the unlabeled pool.
+        batch_size: labeled examples per step (ICT: 100).
         unlabeled_batch_size: unlabeled examples per step (ICT uses as many as labeled).
-        loader: ``tensor`` keeps uint8 images on the training device and augments there (fast);
-            ``torch`` uses a ``DataLoader`` with workers and per-image transforms.
-        num_workers: worker processes for the ``torch`` loader.
-        augment: random crop + flip (per dataset) on training batches.
-        zca: ZCA-whiten every batch after normalisation, fitted on the training images (official ICT CIFAR-10 code).
-        zca_eps: ZCA regulariser added to the covariance eigenvalues (normalised pixel units; see ssl_mix.fit_zca).
+        loader: ``tensor`` keeps the uint8 images on the training device and crops, flips and normalises whole
+            batches there; ``torch`` uses a ``DataLoader`` with worker processes and per-image transforms. The
+            tensor loader is fast for data that fits in device memory.
+        num_workers: worker processes of the ``torch`` loader.
+        augment: random crop (reflect padding) and horizontal flip of training batches. The standard augmentation
+            of the ICT and mean-teacher recipes; SVHN and the digits are not flipped.
+        zca: ZCA-whiten every batch after normalisation (labeled, unlabeled and evaluation alike), with the
+            transform fitted on the run's training images; the official ICT code does this for CIFAR-10.
+        zca_eps: the whitening's regulariser, added to the covariance eigenvalues (normalised pixel units):
+            directions of much smaller variance are damped instead of amplified.
     """
 
     dataset: DatasetName = "cifar10"
@@ -128,8 +169,7 @@ class DataConfig:
     def __post_init__(self) -> None:
         _check_fields(self)
         _positive(self, "num_labels", "batch_size", "unlabeled_batch_size")
-        _positive(self, "zca_eps", allow_zero=True)
-        _positive(self, "num_valid_per_class", "num_workers", allow_zero=True)
+        _positive(self, "num_valid_per_class", "num_workers", "zca_eps", allow_zero=True)
 
 
 @dataclass
@@ -137,13 +177,16 @@ class ModelConfig:
     """The student network (the teacher is its EMA copy).
 
     Args:
-        name: a name accepted by :func:`ssl_mix.create_model` (``wrn28-2``, ``wrn28-8``, ``wrn28-10``, ``cnn13``,
-            ``cnn-small``).
-        bn_momentum: batch-norm momentum in PyTorch's convention (0.001 as in the FixMatch/ICT WRN code; short
-            runs want a larger value so that running statistics catch up).
-        dropout: dropout probability where the architecture has dropout (None: the published value, e.g. 0.5
-            after CNN-13's pooling layers, 0 for WRN).
-        channels_last: store activations in NHWC (faster convolutions on GPUs).
+        name: the student network, a name of :func:`ssl_mix.create_model`: ``wrn28-2`` (CIFAR-10, SVHN),
+            ``wrn28-8`` (CIFAR-100), ``wrn28-10``, ``cnn13`` (the network of the ICT and mean-teacher papers) or
+            ``cnn-small`` (fast on a CPU). WRN-28-2 is the standard network of the SSL benchmarks (Oliver et al.
+            2018).
+        bn_momentum: batch-norm momentum in PyTorch's convention. 0.001 as in the MixMatch/FixMatch WRN code, for
+            long runs; short runs want a larger value (the demo uses 0.1) so that the running statistics catch up.
+        dropout: dropout probability where the architecture has dropout; ``none`` keeps the published value (0.5
+            in CNN-13, none in the WRNs).
+        channels_last: store activations in NHWC memory format. Faster convolutions on recent GPUs, no gain on
+            CPUs.
     """
 
     name: str = "wrn28-2"
@@ -153,10 +196,9 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         _check_fields(self)
-        if not 0.0 < self.bn_momentum <= 1.0:
-            raise ValueError(f"ModelConfig.bn_momentum must be in (0, 1], got {self.bn_momentum!r}")
-        if self.dropout is not None and not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"ModelConfig.dropout must be in [0, 1), got {self.dropout!r}")
+        check_number("ModelConfig.bn_momentum", self.bn_momentum, low=0, high=1, low_open=True)
+        if self.dropout is not None:
+            check_number("ModelConfig.dropout", self.dropout, low=0, high=1, high_open=True)
 
 
 @dataclass
@@ -164,31 +206,40 @@ class MethodConfig:
     """The training method and its hyper-parameters.
 
     Args:
-        name: ``erm`` (labeled data only), ``mixup`` (Zhang et al. 2018), ``manifold-mixup`` (Verma et al. 2019)
-            or ``ict`` (ICT[K]; Verma et al. 2019, Chaudhry et al. eq. 2).
-        k: number of points mixed (K >= 2); K=2 with Beta(α, α) is classic mixup/ICT.
-        alpha: Dirichlet concentration of the mixing weights (α=0 disables mixing: the ERM limit).
-        per_sample: one set of mixing weights per example instead of one per batch.
-        mix_layers: manifold mixup: the set S of layers to draw from each step (``input`` is the raw input).
-        cutmix_alpha: supervised mixup only: CutMix's Beta α (0 = off), via timm.
-        cutmix_switch_prob: with both mixup and CutMix on, the probability of CutMix in a step.
-        supervised: ICT's supervised term: ``plain`` cross-entropy or ``mixup`` (official ICT code's choice).
-        sup_alpha: α of the supervised mixup inside ICT (None: same as ``alpha``).
-        consistency_target: ``probs`` mixes teacher probabilities (the paper's equation, default);
-            ``logits`` mixes teacher logits then applies softmax (the official ICT code).
-        consistency_distance: ``mse`` between probabilities (ICT) or ``kl``.
-        consistency_weight: w_max, the consistency weight after the ramp.
-        ramp: ``sigmoid`` exp(-5(1-t)^2) (ICT, mean teacher), ``linear`` (Chaudhry et al.) or ``none``.
-        ramp_fraction: fraction of the training steps over which the weight ramps up.
-        ema_decay: EMA teacher decay.
-        ema_warmup: use min(1 - 1/(t+1), decay) early on (mean teacher), so the teacher starts as a true average.
-        teacher_mode: ``train`` runs the teacher with batch statistics and dropout, as the official ICT code does;
-            ``eval`` uses the teacher's running statistics.
-        teacher_bn: ``own``: the EMA averages parameters only and the teacher keeps its own batch-norm statistics,
-            updated by its train-mode passes (official mean-teacher/ICT code); ``copy``: the student's, every update.
-        joint_forward: ICT only: one student forward pass on the labeled and the mixed unlabeled batch
-            concatenated, instead of two. Faster on a GPU, but in train mode batch norm then normalises both with
-            shared statistics (see :class:`~ssl_mix.ICT`); off by default, as in the official ICT code.
+        name: the method: ``erm`` (labeled data only, the supervised baseline), ``mixup`` (Zhang et al. 2018),
+            ``manifold-mixup`` (Verma et al. 2019) or ``ict`` (ICT[K]; Verma et al. 2019, Chaudhry et al. eq. 2).
+        k: points per mix, K >= 2. K=2 is classic mixup and ICT; Chaudhry et al. use 3 to 5.
+        alpha: Dirichlet concentration of the mixing weights; 0 disables mixing. 1.0 (λ uniform for K=2) is the
+            ICT code's CIFAR-10 value.
+        per_sample: one weight vector per example instead of one per batch (the mixup and ICT code draw one per
+            batch).
+        mix_layers: manifold mixup's set S of layers to mix at (``input`` is the raw input). The default is the
+            input and the first three layers (for a WRN: the first convolution and the first two residual
+            groups).
+        cutmix_alpha: supervised ``mixup`` only: CutMix's Beta α (via timm); 0 leaves CutMix off.
+        cutmix_switch_prob: with both mixup and CutMix on, the probability that a step uses CutMix.
+        supervised: ICT's supervised term: ``plain`` cross-entropy or ``mixup`` (the official ICT code's choice,
+            set by the ``ict-*`` presets).
+        sup_alpha: α of ICT's supervised mixup; ``none`` uses ``alpha``.
+        consistency_target: ``probs`` mixes teacher probabilities (the paper's equation); ``logits`` mixes teacher
+            logits, then applies the softmax (the official ICT code, set by the ``ict-*`` presets).
+        consistency_distance: ``mse`` between probabilities (ICT, mean teacher) or ``kl``.
+        consistency_weight: w_max, the consistency weight after the ramp. 100 as in ICT with the ``mse`` distance.
+        ramp: ramp-up shape of the consistency weight: ``sigmoid`` exp(-5(1-t)^2) (ICT, mean teacher), ``linear``
+            (Chaudhry et al.) or ``none``.
+        ramp_fraction: fraction of the training steps over which the weight ramps up (ICT: the first quarter;
+            Chaudhry et al.: 0.4).
+        ema_decay: the EMA teacher's decay d (ICT and mean teacher on CIFAR-10).
+        ema_warmup: use min(1 - 1/(t+1), d) early on, so that the teacher starts as a true average of the student.
+        teacher_mode: ``train`` runs the teacher with batch statistics (and dropout), as the official ICT code does,
+            which also updates its running statistics; ``eval`` uses its running statistics.
+        teacher_bn: the teacher's batch-norm statistics: ``own`` (the EMA averages parameters only and the
+            teacher's train-mode passes update its own statistics: the official mean-teacher and ICT code, set by
+            the paper presets) or ``copy`` (the student's, copied at every update; the default, so that earlier
+            results do not change).
+        joint_forward: ICT only: one student forward pass on the labeled and the mixed unlabeled batch together
+            instead of two. Faster on a GPU, but in train mode batch norm then normalises both with shared
+            statistics (see :class:`~ssl_mix.ICT`); off keeps the official code's separate passes.
     """
 
     name: MethodName = "ict"
@@ -198,23 +249,21 @@ class MethodConfig:
     mix_layers: tuple[Any, ...] = ("input", 0, 1, 2)
     cutmix_alpha: float = 0.0
     cutmix_switch_prob: float = 0.5
-    supervised: Literal["plain", "mixup"] = "plain"
+    supervised: SupervisedTerm = "plain"
     sup_alpha: float | None = None
-    consistency_target: Literal["probs", "logits"] = "probs"
-    consistency_distance: Literal["mse", "kl"] = "mse"
+    consistency_target: ConsistencyTarget = "probs"
+    consistency_distance: ConsistencyDistance = "mse"
     consistency_weight: float = 100.0
-    ramp: Literal["sigmoid", "linear", "none"] = "sigmoid"
+    ramp: RampKind = "sigmoid"
     ramp_fraction: float = 0.25
     ema_decay: float = 0.999
     ema_warmup: bool = True
-    teacher_mode: Literal["train", "eval"] = "train"
-    teacher_bn: Literal["own", "copy"] = "copy"
+    teacher_mode: TeacherMode = "train"
+    teacher_bn: TeacherBN = "copy"
     joint_forward: bool = False
 
     def __post_init__(self) -> None:
         _check_fields(self)
-        if not isinstance(self.joint_forward, bool):
-            raise TypeError(f"MethodConfig.joint_forward must be a bool, got {self.joint_forward!r}")
         if self.joint_forward and self.name != "ict":
             raise ValueError(f"MethodConfig.joint_forward applies to the ict method (the others run one student "
                              f"forward pass per step), got method {self.name!r}; drop --joint-forward")
@@ -226,15 +275,13 @@ class MethodConfig:
             raise ValueError("MethodConfig.teacher_bn='own' needs teacher_mode='train': the teacher's own batch-norm "
                              "statistics are updated by its forward passes in train mode, and in eval mode they would "
                              "never move. Use --teacher-mode train, or --teacher-bn copy")
-        if isinstance(self.k, bool) or not isinstance(self.k, int) or self.k < 2:
-            raise ValueError(f"MethodConfig.k (points mixed) must be an integer >= 2, got {self.k!r}")
-        _positive(self, "alpha", "cutmix_alpha", "consistency_weight", "sup_alpha", allow_zero=True)
-        if not 0.0 <= self.ramp_fraction <= 1.0:
-            raise ValueError(f"MethodConfig.ramp_fraction must be in [0, 1], got {self.ramp_fraction!r}")
-        if not 0.0 <= self.ema_decay <= 1.0:
-            raise ValueError(f"MethodConfig.ema_decay must be in [0, 1], got {self.ema_decay!r}")
-        if not 0.0 <= self.cutmix_switch_prob <= 1.0:
-            raise ValueError(f"MethodConfig.cutmix_switch_prob must be in [0, 1], got {self.cutmix_switch_prob!r}")
+        check_k(self.k, "MethodConfig.k")
+        check_alpha(self.alpha, "MethodConfig.alpha")
+        if self.sup_alpha is not None:
+            check_alpha(self.sup_alpha, "MethodConfig.sup_alpha")
+        _positive(self, "cutmix_alpha", "consistency_weight", allow_zero=True)
+        for name in ("ramp_fraction", "ema_decay", "cutmix_switch_prob"):
+            check_probability(f"MethodConfig.{name}", getattr(self, name))
         self.mix_layers = tuple(_parse_layer(v) for v in self.mix_layers)
         if not self.mix_layers:
             raise ValueError("MethodConfig.mix_layers must name at least one layer, e.g. ('input', 0, 1, 2)")
@@ -257,15 +304,16 @@ class OptimConfig:
     """Optimiser and learning-rate schedule.
 
     Args:
-        optimizer: ``sgd`` (with momentum, optionally Nesterov) or ``adam``; both use PyTorch's foreach kernels.
-        lr: peak learning rate.
-        momentum: SGD momentum.
-        nesterov: Nesterov momentum for SGD.
-        weight_decay: L2 penalty (coupled, as in the ICT code).
-        lr_schedule: ``cosine`` ramp-down or ``constant``.
-        lr_rampdown_factor: the cosine reaches zero at this multiple of the training steps (ICT: 450/400 = 1.125),
-            so the last steps keep a small non-zero rate.
-        warmup_steps: linear learning-rate warm-up from 0.
+        optimizer: ``sgd`` (momentum, optionally Nesterov; the ICT recipe) or ``adam`` (Chaudhry et al.); both use
+            PyTorch's multi-tensor kernels.
+        lr: peak learning rate (ICT: 0.1 with SGD; Chaudhry et al.: 0.002 with Adam).
+        momentum: SGD momentum (0.9 in the ICT and mean-teacher recipes).
+        nesterov: Nesterov momentum for SGD, as in the ICT code.
+        weight_decay: L2 penalty added to the gradient (coupled), 1e-4 as in the ICT code.
+        lr_schedule: ``cosine`` ramp-down (ICT, mean teacher) or ``constant``.
+        lr_rampdown_factor: the cosine reaches zero at this multiple of the training steps (ICT: 450/400 epochs =
+            1.125), so the last steps keep a small non-zero rate.
+        warmup_steps: linear learning-rate warm-up from 0 over this many steps.
     """
 
     optimizer: Literal["sgd", "adam"] = "sgd"
@@ -281,8 +329,7 @@ class OptimConfig:
         _check_fields(self)
         _positive(self, "lr")
         _positive(self, "momentum", "weight_decay", "warmup_steps", allow_zero=True)
-        if self.lr_rampdown_factor < 1.0:
-            raise ValueError(f"OptimConfig.lr_rampdown_factor must be >= 1, got {self.lr_rampdown_factor!r}")
+        check_number("OptimConfig.lr_rampdown_factor", self.lr_rampdown_factor, low=1)
 
 
 @dataclass
@@ -290,22 +337,29 @@ class TrainConfig:
     """The training loop: length, seeds, evaluation, logging and checkpoints.
 
     Args:
-        steps: optimiser steps (training is counted in steps, not epochs).
-        seed: seeds the split (unless ``split`` is given), the initial weights, the loaders and all mixing.
-        eval_every: evaluate student and teacher every this many steps (and at the end).
-        log_every: read logged values from the device every this many steps (no per-step host round trips).
-        checkpoint_every: write ``last.pt`` every this many steps (and at the end); 0 = only at the end.
-        out_dir: run directory for checkpoints, TensorBoard logs and the final report.
-        device: ``auto`` picks CUDA when available, else CPU; or any ``torch.device`` string.
-        precision: ``bf16`` runs forward passes under bfloat16 autocast.
-        compile: compile the model with ``torch.compile`` (falls back to eager with a warning).
-        progress: show a progress bar.
-        linearity_every: log per-layer non-linearity (Chaudhry et al. eq. 3) every this many steps; 0 = off.
-        linearity_pairs: held-out pairs used for that measurement.
+        steps: optimiser steps; training is counted in steps, not epochs. The presets set the published lengths.
+        seed: seeds the split (unless ``split`` is given), the initial weights, the loaders and all mixing: a run
+            is a function of its config.
+        eval_every: evaluate student and teacher on the test (and validation) set every this many steps, and at
+            the end.
+        log_every: read the logged values from the device every this many steps. The training step itself never
+            waits for the host.
+        checkpoint_every: write ``last.pt`` every this many steps, and at the end; 0: only at the end.
+        out_dir: the run directory: checkpoints, TensorBoard logs, config, split and report.
+        device: ``auto`` picks CUDA when available, else the CPU; or any torch device string (``cuda:1``).
+        precision: ``bf16`` runs the forward passes under bfloat16 autocast (faster on recent GPUs; losses are
+            computed in float32).
+        compile: compile the model with ``torch.compile``. Falls back to eager execution with a warning where
+            compilation is unavailable.
+        progress: show a progress bar with the loss, accuracies and images/s.
+        linearity_every: log the teacher's per-layer non-linearity (Chaudhry et al. eq. 3) every this many steps;
+            0: off.
+        linearity_pairs: held-out pairs used for that measurement (the same fixed sample every time, so values are
+            comparable over training).
         sync_bn: under torchrun, compute batch-norm statistics over all processes (``SyncBatchNorm``, CUDA only)
             instead of per process; no effect in a one-process run.
         dist_timeout: under torchrun, seconds a process waits for the others in a collective operation before the
-            run fails (a crashed or hung process then stops the run instead of blocking it forever).
+            run fails. A crashed or hung process then stops the run instead of blocking it forever.
     """
 
     steps: int = 1000
@@ -315,7 +369,7 @@ class TrainConfig:
     checkpoint_every: int = 500
     out_dir: str = "runs/ssl_mix"
     device: str = "auto"
-    precision: Literal["fp32", "bf16"] = "fp32"
+    precision: Precision = "fp32"
     compile: bool = False
     progress: bool = True
     linearity_every: int = 0
@@ -325,9 +379,8 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         _check_fields(self)
-        _positive(self, "steps", "eval_every", "log_every", "linearity_pairs", "dist_timeout")
-        if self.dist_timeout is None or not self.dist_timeout < float("inf"):  # also rejects NaN
-            raise ValueError(f"TrainConfig.dist_timeout must be a finite number of seconds, got {self.dist_timeout!r}")
+        _positive(self, "steps", "eval_every", "log_every", "linearity_pairs")
+        check_number("TrainConfig.dist_timeout", self.dist_timeout, low=0, low_open=True)
         _positive(self, "checkpoint_every", "linearity_every", "seed", allow_zero=True)
 
 
@@ -342,7 +395,7 @@ _SECTIONS: dict[str, type] = {
 
 @dataclass
 class Config:
-    """A whole run: one instance of each section. Serialises to and from nested dicts / JSON."""
+    """A whole run: one instance of each section. Serialises to and from nested dicts, JSON and YAML files."""
 
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -393,15 +446,61 @@ class Config:
 
     @classmethod
     def from_file(cls, path: str | Path, base: Config | None = None) -> Config:
-        """Read a JSON config file (nested sections, any subset of keys) on top of ``base``."""
+        """Read a config file on top of ``base``: nested sections, any subset of keys, as in :meth:`from_dict`.
+
+        Args:
+            path: a ``.json`` file, or a ``.yaml`` / ``.yml`` file (read with ``yaml.safe_load``; ``1e-4`` is read
+                as a number, as in JSON). Both hold the same schema, e.g. ``{"method": {"k": 3}}`` or
+                ``method: {k: 3}``.
+            base: the config the file's values are applied to (default: all defaults).
+
+        Returns:
+            The resulting config.
+
+        Raises:
+            FileNotFoundError: no such file.
+            ValueError: an unknown suffix, a syntax error (with its line and column), an unknown section or key,
+                or an invalid value; the message names the file.
+        """
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"config file {str(path)!r} does not exist")
+        fmt = _config_format(path)
+        text = path.read_text()
+        if fmt == "yaml":
+            try:
+                data = yaml.load(text, Loader=_YamlLoader)  # a SafeLoader: plain data only
+            except yaml.YAMLError as err:
+                mark = getattr(err, "problem_mark", None)
+                where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+                problem = getattr(err, "problem", None) or str(err)
+                raise ValueError(f"config file {str(path)!r} is not valid YAML{where}: {problem}") from None
+            data = {} if data is None else data  # an empty file changes nothing
+        else:
+            try:
+                data = json.loads(text)
+            except json.JSONDecodeError as err:
+                raise ValueError(f"config file {str(path)!r} is not valid JSON (line {err.lineno}, column "
+                                 f"{err.colno}): {err.msg}") from None
         try:
-            data = json.loads(path.read_text())
-        except json.JSONDecodeError as err:
-            raise ValueError(f"config file {str(path)!r} is not valid JSON: {err}") from None
-        return cls.from_dict(data, base=base)
+            return cls.from_dict(data, base=base)
+        except (TypeError, ValueError) as err:
+            raise type(err)(f"config file {str(path)!r}: {err}") from None
+
+    def dumps(self, format: ConfigFormat = "json") -> str:
+        """The whole config as the text of a config file that :meth:`from_file` reads back to an equal config.
+
+        Args:
+            format: ``json`` (keys sorted, as ``ssl-mix train --print-config`` prints) or ``yaml`` (fields in their
+                declared order).
+
+        Returns:
+            The text, ending with a newline.
+        """
+        check_in("format", format, CONFIG_FORMATS)
+        if format == "yaml":
+            return yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True)
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
 
     def replace(self, **section_updates: dict[str, Any]) -> Config:
         """A copy with some keys changed, e.g. ``cfg.replace(train={"steps": 10})``."""
@@ -429,6 +528,101 @@ def section_type(section: str) -> type:
     return _SECTIONS[section]
 
 
+def _config_format(path: Path) -> ConfigFormat:
+    suffix = path.suffix.lower()
+    if suffix == ".json":
+        return "json"
+    if suffix in (".yaml", ".yml"):
+        return "yaml"
+    raise ValueError(f"config file {str(path)!r}: unknown format {suffix or '(no suffix)'!r}; name it .json, .yaml "
+                     "or .yml")
+
+
+class _YamlLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that also reads ``1e-4`` as a float (YAML 1.1 floats need a dot, ``1.0e-4``), as JSON
+    and Python do: a weight decay written the usual way must not arrive as a string."""
+
+
+_YamlLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float", re.compile(r"^[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)[eE][-+]?[0-9]+$"), list("-+.0123456789"))
+
+_ARG = re.compile(r"^    ([A-Za-z_]\w*): (.*)$")
+
+
+def field_docs(section: str, *, as_flags: bool = False) -> dict[str, str]:
+    """The documentation of every field of a config section: its ``Args:`` entry in the section's docstring.
+
+    This is the one source of the flag descriptions of ``ssl-mix train --help`` and of the documentation's
+    configuration tables.
+
+    Args:
+        section: ``data``, ``model``, ``method``, ``optim`` or ``train``.
+        as_flags: write the field names quoted in the text as their command-line flags (````download```` ->
+            ````--download````), for text shown next to the flags. A name becomes a flag when it is a field of this
+            section or of exactly one section.
+
+    Returns:
+        ``{field: text}`` in field order; each text is one line (the docstring's wrapping joined), still with its
+        reStructuredText markup (````code````, ``:class:`~ssl_mix.ICT```). The first sentence says what the field
+        does; later ones say why the default.
+
+    Raises:
+        ValueError: an unknown section, or a field without an ``Args:`` entry (or an entry without a field).
+    """
+    cls = section_type(check_in("section", section, _SECTIONS))
+    docs: dict[str, list[str]] = {}
+    current: list[str] | None = None
+    lines = inspect.cleandoc(cls.__doc__ or "").splitlines()
+    for line in lines[lines.index("Args:") + 1:] if "Args:" in lines else []:
+        if line and not line.startswith(" "):
+            break  # the next docstring section
+        entry = _ARG.match(line)
+        if entry:
+            current = docs.setdefault(entry.group(1), [])
+            current.append(entry.group(2).strip())
+        elif line.startswith("        ") and current is not None:
+            current.append(line.strip())
+    names = [f.name for f in dataclasses.fields(cls)]
+    missing, extra = [n for n in names if n not in docs], [n for n in docs if n not in names]
+    if missing or extra:
+        raise ValueError(f"{cls.__name__}'s docstring must document each field once under 'Args:'; fields without "
+                         f"an entry: {missing}, entries without a field: {extra}")
+    texts = {name: " ".join(docs[name]) for name in names}
+    if not as_flags:
+        return texts
+    owners: dict[str, list[tuple[str, str]]] = {}
+    for flag, (owner, name) in config_flags().items():
+        owners.setdefault(name, []).append((owner, flag))
+    flags = {name: next((flag for owner, flag in found if owner == section), found[0][1])
+             for name, found in owners.items() if len(found) == 1 or any(owner == section for owner, _ in found)}
+    return {name: re.sub(r"``(\w+)``", lambda m: f"``{flags.get(m.group(1), m.group(1))}``", text)
+            for name, text in texts.items()}
+
+
+def format_value(value: Any) -> str:
+    """A config value as written on the command line: ``true``/``false``, ``none``, ``a,b,c`` for a tuple.
+
+    Args:
+        value: a field's value.
+
+    Returns:
+        The text that the corresponding ``ssl-mix train`` flag accepts (booleans: the flag or its ``--no-`` form).
+    """
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "none"
+    if isinstance(value, (tuple, list)):
+        return ",".join(str(v) for v in value)
+    return str(value)
+
+
+# The official ICT recipe (Verma et al. 2019, code README): SGD 0.1 with Nesterov momentum 0.9, weight decay 1e-4,
+# batch 100 labeled + 100 unlabeled, consistency weight up to 100 with a sigmoid ramp over the first quarter of
+# training, EMA 0.999, learning rate cosine ramp-down reaching zero at 1.125x the training length, mixup α in both
+# the supervised and consistency terms. 400 epochs of 450 steps (45,000 unlabeled images / 100) = 180,000 steps.
+# The EMA averages parameters only (the teacher keeps its own batch-norm statistics), and CIFAR-10 inputs are
+# ZCA-whitened (the code whitens CIFAR-10 only).
 def _ict(alpha: float, steps: int) -> Config:
     return Config(
         model=ModelConfig(name="wrn28-2"),
@@ -441,6 +635,9 @@ def _ict(alpha: float, steps: int) -> Config:
     )
 
 
+# Chaudhry et al.: Adam 0.002, batch 128, consistency weight ramped linearly 0 -> 100 over 40% of the steps. The
+# paper states neither input whitening (none here) nor the teacher's batch-norm statistics (its own, as in the
+# mean-teacher code).
 def _chaudhry(alpha: float) -> Config:
     return Config(
         data=DataConfig(batch_size=128, unlabeled_batch_size=128),
@@ -482,8 +679,19 @@ PRESETS: dict[str, Config] = {
 }
 
 
+PRESET_DESCRIPTIONS: dict[str, str] = {
+    "ict-cifar10": "the official ICT code (Verma et al. 2019) on CIFAR-10: SGD, mixup in both terms, ZCA inputs",
+    "ict-svhn": "the official ICT code (Verma et al. 2019) on SVHN: as ict-cifar10 with a smaller alpha",
+    "chaudhry-cifar10": "Chaudhry et al. on CIFAR-10: Adam and a linear consistency ramp; set --k for ICT[K]",
+    "chaudhry-svhn": "Chaudhry et al. on SVHN: as chaudhry-cifar10 with a smaller alpha",
+    "cpu-cifar10": "the CPU-scale benchmark: a small CNN on an image folder (e.g. CIFAR-10 as JPEG)",
+    "demo": "what ssl-mix demo trains: scikit-learn's bundled digits, no download",
+}
+"""One line per preset, in the order of :data:`PRESETS`: what it reproduces (``ssl-mix presets`` prints them)."""
+
+
 def preset(name: str) -> Config:
-    """A fresh copy of a named preset (see the module docstring for what each one reproduces)."""
+    """A fresh copy of a named preset (:data:`PRESET_DESCRIPTIONS` says what each one reproduces)."""
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; available presets: {sorted(PRESETS)}")
     return Config.from_dict(PRESETS[name].to_dict())

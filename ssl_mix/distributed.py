@@ -71,11 +71,11 @@ import torch.distributed as dist
 from torch import nn
 
 from ssl_mix.data.loaders import derive_seed
+from ssl_mix.models import MixableModule
 
 __all__ = [
     "DEFAULT_TIMEOUT_S",
     "DistributedError",
-    "MixableModule",
     "launched_by_torchrun",
     "local_device",
     "backend_for",
@@ -300,39 +300,6 @@ def barrier() -> None:
     """Wait until every process gets here (no-op when not distributed)."""
     if is_distributed():
         dist.barrier()
-
-
-class MixableModule(nn.Module):
-    """The student as DistributedDataParallel sees it: one ``forward`` for plain and manifold-mixup passes.
-
-    DDP averages gradients only for computations that ran inside its ``forward``. Manifold mixup runs the
-    model's stages one by one (:func:`ssl_mix.forward_mixed`), so under DDP it goes through here as
-    ``forward(x, plan, layer)``; :func:`ssl_mix.forward_mixed` on a DDP-wrapped ``MixableModule`` does that.
-
-    Args:
-        module: the student (any ``nn.Module``; a staged model for manifold mixup).
-    """
-
-    def __init__(self, module: nn.Module) -> None:
-        super().__init__()
-        self.module = module
-
-    def forward(self, x: torch.Tensor, plan: Any = None, layer: Any = "input") -> torch.Tensor:
-        """``module(x)``; with a :class:`~ssl_mix.MixPlan`, the mixed pass ``forward_mixed(module, x, plan, layer)``.
-
-        Args:
-            x: the input batch ``(B, ...)``.
-            plan: None for a plain pass, or the mixing plan of manifold mixup.
-            layer: where to mix (``"input"`` or a stage index), with ``plan``.
-
-        Returns:
-            The logits ``(B, num_classes)``.
-        """
-        if plan is None:
-            return self.module(x)
-        from ssl_mix.models import forward_mixed
-
-        return forward_mixed(self.module, x, plan, layer)
 
 
 def wrap_ddp(model: nn.Module, device: torch.device) -> nn.Module:

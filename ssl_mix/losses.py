@@ -17,9 +17,11 @@ import torch
 import torch.nn.functional as F
 from timm.loss import SoftTargetCrossEntropy
 
+from ssl_mix.checks import check_in
 from ssl_mix.mixing import MixPlan, mix
 
-__all__ = ["soft_target_cross_entropy", "mse_consistency", "kl_consistency", "ict_consistency"]
+__all__ = ["soft_target_cross_entropy", "mse_consistency", "kl_consistency", "ict_consistency", "ConsistencyTarget",
+           "ConsistencyDistance"]
 
 ConsistencyTarget = Literal["probs", "logits"]
 ConsistencyDistance = Literal["mse", "kl"]
@@ -122,10 +124,8 @@ def ict_consistency(
     Returns:
         Scalar loss, in at least float32. The teacher side is detached, so gradient reaches only the student.
     """
-    if target not in get_args(ConsistencyTarget):
-        raise ValueError(f"target must be one of {get_args(ConsistencyTarget)}, got {target!r}.")
-    if distance not in get_args(ConsistencyDistance):
-        raise ValueError(f"distance must be one of {get_args(ConsistencyDistance)}, got {distance!r}.")
+    check_in("target", target, get_args(ConsistencyTarget))
+    check_in("distance", distance, get_args(ConsistencyDistance))
     _check_pair("student_logits_on_mix", student_logits_on_mix, "teacher_logits", teacher_logits)
     teacher = _at_least_float32(teacher_logits.detach())
     if target == "probs":

@@ -16,18 +16,29 @@ the device and is read by the trainer every ``log_every`` steps.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import ClassVar, Literal, NamedTuple, Sequence
+from typing import ClassVar, Literal, NamedTuple, Sequence, get_args
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ssl_mix.losses import ict_consistency, soft_target_cross_entropy
+from ssl_mix.checks import check_alpha, check_bool, check_in, check_k, check_number, check_probability
+from ssl_mix.losses import ConsistencyDistance, ConsistencyTarget, ict_consistency, soft_target_cross_entropy
 from ssl_mix.mixing import MixPlan, sample_mix_plan
 from ssl_mix.models import LayerId, forward_mixed
 from ssl_mix.ramps import ConsistencySchedule
 
-__all__ = ["Batch", "StepContext", "StepOutput", "Method", "ERM", "Mixup", "ManifoldMixup", "ICT"]
+__all__ = ["Batch", "StepContext", "StepOutput", "Method", "ERM", "Mixup", "ManifoldMixup", "ICT", "MethodName",
+           "METHODS", "method_class", "SupervisedTerm", "TeacherMode"]
+
+MethodName = Literal["erm", "mixup", "manifold-mixup", "ict"]
+"""The names of the training methods, as in configs and on the command line (the keys of :data:`METHODS`)."""
+
+SupervisedTerm = Literal["plain", "mixup"]
+"""ICT's supervised term: plain cross-entropy or supervised mixup."""
+
+TeacherMode = Literal["train", "eval"]
+"""How ICT runs the EMA teacher: with batch statistics (``train``) or running statistics (``eval``)."""
 
 
 class Batch(NamedTuple):
@@ -50,14 +61,12 @@ class StepContext:
 
     Attributes:
         step: the step being taken (0-based).
-        total_steps: the run's length (for ramps).
         generator: random generator on the training device (mixing weights, permutations).
         host_generator: CPU generator for host-side choices (manifold mixup's layer), so no device sync.
         teacher: the EMA teacher, for methods that use one.
     """
 
     step: int
-    total_steps: int
     generator: torch.Generator | None = None
     host_generator: torch.Generator | None = None
     teacher: nn.Module | None = None
@@ -82,23 +91,14 @@ class Method:
     Attributes:
         name: the method's name as used in configs and on the command line.
         uses_unlabeled: whether ``batch.x_u`` is used (loaders may skip unlabeled batches otherwise).
-        uses_teacher: whether ``ctx.teacher`` must be given.
     """
 
     name: ClassVar[str] = "method"
     uses_unlabeled: ClassVar[bool] = False
-    uses_teacher: ClassVar[bool] = False
 
     def loss(self, student: nn.Module, batch: Batch, ctx: StepContext) -> StepOutput:
         """Compute this step's loss. Called under the trainer's autocast context."""
         raise NotImplementedError
-
-
-def _check_mixing(k: int, alpha: float) -> None:
-    if isinstance(k, bool) or not isinstance(k, int) or k < 2:
-        raise ValueError(f"k (number of points mixed) must be an integer >= 2, got {k!r}")
-    if not alpha >= 0:  # also rejects NaN
-        raise ValueError(f"alpha (Dirichlet concentration) must be >= 0, got {alpha!r}")
 
 
 def _mixup_loss(student: nn.Module, x: torch.Tensor, y: torch.Tensor, plan: MixPlan,
@@ -148,9 +148,9 @@ class Mixup(Method):
 
     def __init__(self, k: int = 2, alpha: float = 1.0, *, per_sample: bool = False, cutmix_alpha: float = 0.0,
                  switch_prob: float = 0.5, num_classes: int | None = None) -> None:
-        _check_mixing(k, alpha)
-        if not cutmix_alpha >= 0:
-            raise ValueError(f"cutmix_alpha must be >= 0, got {cutmix_alpha!r}")
+        k, alpha = check_k(k), check_alpha(alpha)
+        cutmix_alpha = check_number("cutmix_alpha", cutmix_alpha, low=0)
+        switch_prob = check_probability("switch_prob", switch_prob)
         self.k, self.alpha, self.per_sample = k, alpha, per_sample
         self._cutmix = None
         if cutmix_alpha > 0:
@@ -189,7 +189,7 @@ class ManifoldMixup(Method):
 
     def __init__(self, layers: Sequence[LayerId] = ("input", 0, 1, 2), k: int = 2, alpha: float = 2.0, *,
                  per_sample: bool = False) -> None:
-        _check_mixing(k, alpha)
+        k, alpha = check_k(k), check_alpha(alpha)
         layers = tuple(layers)
         if not layers:
             raise ValueError("layers must name at least one layer, e.g. ('input', 0, 1, 2)")
@@ -237,28 +237,23 @@ class ICT(Method):
 
     name = "ict"
     uses_unlabeled = True
-    uses_teacher = True
 
     def __init__(self, k: int = 2, alpha: float = 1.0, *, per_sample: bool = False,
-                 schedule: ConsistencySchedule | None = None, supervised: Literal["plain", "mixup"] = "plain",
-                 sup_alpha: float | None = None, target: Literal["probs", "logits"] = "probs",
-                 distance: Literal["mse", "kl"] = "mse", teacher_mode: Literal["train", "eval"] = "train",
+                 schedule: ConsistencySchedule | None = None, supervised: SupervisedTerm = "plain",
+                 sup_alpha: float | None = None, target: ConsistencyTarget = "probs",
+                 distance: ConsistencyDistance = "mse", teacher_mode: TeacherMode = "train",
                  joint_forward: bool = False) -> None:
-        _check_mixing(k, alpha)
-        if not isinstance(joint_forward, bool):
-            raise TypeError(f"joint_forward must be a bool, got {type(joint_forward).__name__} ({joint_forward!r})")
-        for arg, value, allowed in (("supervised", supervised, ("plain", "mixup")),
-                                    ("target", target, ("probs", "logits")),
-                                    ("distance", distance, ("mse", "kl")),
-                                    ("teacher_mode", teacher_mode, ("train", "eval"))):
-            if value not in allowed:
-                raise ValueError(f"{arg} must be one of {allowed}, got {value!r}")
+        k, alpha = check_k(k), check_alpha(alpha)
+        check_bool("joint_forward", joint_forward)
+        check_in("supervised", supervised, get_args(SupervisedTerm))
+        check_in("target", target, get_args(ConsistencyTarget))
+        check_in("distance", distance, get_args(ConsistencyDistance))
+        check_in("teacher_mode", teacher_mode, get_args(TeacherMode))
         self.k, self.alpha, self.per_sample = k, alpha, per_sample
         self.schedule = schedule if schedule is not None else ConsistencySchedule(max_weight=100.0, ramp="none")
         self.supervised, self.target, self.distance, self.teacher_mode = supervised, target, distance, teacher_mode
-        self.sup_alpha = alpha if sup_alpha is None else sup_alpha
+        self.sup_alpha = alpha if sup_alpha is None else check_alpha(sup_alpha, "sup_alpha")
         self.joint_forward = joint_forward
-        _check_mixing(2, self.sup_alpha)
 
     def loss(self, student: nn.Module, batch: Batch, ctx: StepContext) -> StepOutput:
         if ctx.teacher is None:
@@ -297,3 +292,23 @@ class ICT(Method):
             "loss/consistency": consistency.detach(),
             "consistency_weight": weight,
         })
+
+
+METHODS: dict[str, type[Method]] = {cls.name: cls for cls in (ERM, Mixup, ManifoldMixup, ICT)}
+"""The method registry: name (:data:`MethodName`) -> class. Each class says whether it uses unlabeled data
+(``uses_unlabeled``), so a loader can be built before the method."""
+
+
+def method_class(name: str) -> type[Method]:
+    """The class of the method called ``name`` in configs and on the command line.
+
+    Args:
+        name: one of :data:`MethodName` (``erm``, ``mixup``, ``manifold-mixup``, ``ict``).
+
+    Returns:
+        The :class:`Method` subclass, e.g. ``method_class("ict").uses_unlabeled`` is True.
+
+    Raises:
+        ValueError: an unknown name.
+    """
+    return METHODS[check_in("method name", name, METHODS)]

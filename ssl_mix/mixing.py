@@ -15,56 +15,19 @@ manifold mixup rely on.
 
 from __future__ import annotations
 
-import math
-import numbers
 from dataclasses import dataclass
 
 import torch
 
+from ssl_mix.checks import check_alpha, check_bool, check_k, check_positive_int
+
 __all__ = ["MixPlan", "sample_mix_weights", "sample_mix_plan", "mix", "identity_plan"]
-
-
-def _check_int(name: str, value: object, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__} ({value!r}).")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}.")
-    return int(value)
-
-
-def _check_k(k: object) -> int:
-    if isinstance(k, bool) or not isinstance(k, numbers.Integral):
-        raise TypeError(f"k (number of points to mix) must be an int, got {type(k).__name__} ({k!r}).")
-    if k < 2:
-        raise ValueError(
-            f"k (number of points to mix) must be >= 2, got {k}; use k=2 for ordinary mixup, "
-            "or identity_plan() for no mixing."
-        )
-    return int(k)
-
-
-def _check_alpha(alpha: object) -> float:
-    if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real):
-        raise TypeError(f"alpha must be a real number, got {type(alpha).__name__} ({alpha!r}).")
-    alpha = float(alpha)
-    if not math.isfinite(alpha) or alpha < 0:
-        raise ValueError(
-            f"alpha (Dirichlet concentration) must be a finite number >= 0, got {alpha}; "
-            "typical values are 0.1 to 2.0, and 0 disables mixing."
-        )
-    return alpha
 
 
 def _check_float_dtype(dtype: object) -> torch.dtype:
     if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
         raise TypeError(f"dtype must be a floating-point torch.dtype, got {dtype!r}.")
     return dtype
-
-
-def _check_bool(name: str, value: object) -> bool:
-    if not isinstance(value, bool):
-        raise TypeError(f"{name} must be a bool, got {type(value).__name__} ({value!r}).")
-    return value
 
 
 def _same_device(a: torch.device, b: torch.device) -> bool:
@@ -185,11 +148,11 @@ def sample_mix_weights(
     Returns:
         ``(n, k)`` tensor whose rows lie on the probability simplex.
     """
-    k = _check_k(k)
-    alpha = _check_alpha(alpha)
-    n = _check_int("n", n, 1)
+    k = check_k(k)
+    alpha = check_alpha(alpha)
+    n = check_positive_int("n", n)
     dtype = _check_float_dtype(dtype)
-    max_first = _check_bool("max_first", max_first)
+    max_first = check_bool("max_first", max_first)
     if max_first and k != 2:
         raise ValueError(f"max_first=True is only defined for k=2 (lam <- max(lam, 1 - lam)), got k={k}.")
     device = _resolve_device(device, generator)
@@ -237,8 +200,8 @@ def sample_mix_plan(
     Returns:
         A :class:`MixPlan` with ``perms[0] == arange(batch_size)``.
     """
-    batch_size = _check_int("batch_size", batch_size, 1)
-    per_sample = _check_bool("per_sample", per_sample)
+    batch_size = check_positive_int("batch_size", batch_size)
+    per_sample = check_bool("per_sample", per_sample)
     weights = sample_mix_weights(
         k, alpha, batch_size if per_sample else 1,
         generator=generator, device=device, dtype=dtype, max_first=max_first,
@@ -266,8 +229,8 @@ def identity_plan(
     Returns:
         A :class:`MixPlan` with weights ``(1, K) = (1, 0, ..., 0)`` and ``perms[k] == arange(B)`` for all k.
     """
-    batch_size = _check_int("batch_size", batch_size, 1)
-    k = _check_k(k)
+    batch_size = check_positive_int("batch_size", batch_size)
+    k = check_k(k)
     dtype = _check_float_dtype(dtype)
     device = torch.get_default_device() if device is None else torch.device(device)
     weights = torch.zeros(1, k, device=device, dtype=dtype)

@@ -15,27 +15,19 @@ They return Python floats, so a training step that uses them needs no host-devic
 from __future__ import annotations
 
 import math
-import numbers
 from dataclasses import dataclass
 from typing import Literal, get_args
+
+from ssl_mix.checks import check_in, check_int, check_number
 
 __all__ = ["sigmoid_rampup", "linear_rampup", "cosine_rampdown", "ConsistencySchedule"]
 
 RampKind = Literal["sigmoid", "linear", "none"]
 
 
-def _check_number(name: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a number, got {type(value).__name__} ({value!r}).")
-    value = float(value)
-    if not math.isfinite(value) or value < 0:
-        raise ValueError(f"{name} must be a finite number >= 0, got {value}.")
-    return value
-
-
 def _progress(step: int, length: int) -> float:
-    step_f = _check_number("step", step)
-    length_f = _check_number("length", length)
+    step_f = check_number("step", step, low=0)
+    length_f = check_number("length", length, low=0)
     # A zero-length ramp is already complete: t = 1 from the first step.
     return 1.0 if length_f == 0 else min(step_f / length_f, 1.0)
 
@@ -78,7 +70,7 @@ def cosine_rampdown(step: int, length: int) -> float:
     Returns:
         Multiplier in ``[0, 1]``: 1 at step 0, 0 from ``step >= length`` on.
     """
-    if _check_number("length", length) == 0:
+    if check_number("length", length, low=0) == 0:
         raise ValueError("length must be > 0 for cosine_rampdown, got 0; a zero-length ramp-down is always 0.")
     t = _progress(step, length)
     return 0.5 * (math.cos(math.pi * t) + 1.0)
@@ -103,17 +95,13 @@ class ConsistencySchedule:
     ramp_steps: int = 0
 
     def __post_init__(self) -> None:
-        _check_number("max_weight", self.max_weight)
-        if self.ramp not in get_args(RampKind):
-            raise ValueError(f"ramp must be one of {get_args(RampKind)}, got {self.ramp!r}.")
-        if isinstance(self.ramp_steps, bool) or not isinstance(self.ramp_steps, numbers.Integral):
-            raise TypeError(f"ramp_steps must be an int, got {type(self.ramp_steps).__name__} ({self.ramp_steps!r}).")
-        if self.ramp_steps < 0:
-            raise ValueError(f"ramp_steps must be >= 0, got {self.ramp_steps}.")
+        check_number("max_weight", self.max_weight, low=0)
+        check_in("ramp", self.ramp, get_args(RampKind))
+        check_int("ramp_steps", self.ramp_steps, 0)
 
     def __call__(self, step: int) -> float:
         """Weight at ``step`` (>= 0), a Python float."""
         if self.ramp == "none":
-            _check_number("step", step)
+            check_number("step", step, low=0)
             return float(self.max_weight)
         return float(self.max_weight) * _RAMPS[self.ramp](step, self.ramp_steps)

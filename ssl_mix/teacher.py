@@ -8,7 +8,7 @@ optimiser step the teacher's parameters follow the student's,
 The warm-up makes the teacher the plain average of the student's parameters over the first steps, when
 ``1 - 1/(t+1) < decay``.
 
-Buffers (batch-norm running statistics) are not parameters, and two conventions exist for them:
+Buffers (batch-norm running statistics) are not parameters, and two conventions exist for them (:data:`TeacherBN`):
 
 - ``own``: only parameters are averaged; the teacher keeps its own running statistics, updated by its own forward
   passes in train mode. This is what the official mean-teacher and ICT code do (their EMA loop runs over
@@ -20,27 +20,21 @@ Buffers (batch-norm running statistics) are not parameters, and two conventions 
 from __future__ import annotations
 
 import copy
-import math
-import numbers
-from typing import Literal
+from typing import Literal, get_args
 
 import torch
 from torch import nn
 
-__all__ = ["EMATeacher"]
+from ssl_mix.checks import check_bool, check_in, check_int, check_probability
+from ssl_mix.models import unwrap_model
 
-_BUFFER_MODES = ("own", "copy")
+__all__ = ["EMATeacher", "MODEL_ROLES", "TeacherBN"]
 
+TeacherBN = Literal["own", "copy"]
+"""The teacher's batch-norm statistics: its ``own`` (parameters averaged only) or a ``copy`` of the student's."""
 
-def _unwrap(model: nn.Module) -> nn.Module:
-    # DistributedDataParallel / DataParallel keep the real model in .module, torch.compile in ._orig_mod.
-    while True:
-        if isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
-            model = model.module
-        elif isinstance(getattr(model, "_orig_mod", None), nn.Module):
-            model = model._orig_mod
-        else:
-            return model
+MODEL_ROLES: tuple[str, str] = ("student", "teacher")
+"""The two models of a run: the trained student and its EMA teacher (the keys of evaluations and checkpoints)."""
 
 
 class EMATeacher(nn.Module):
@@ -65,30 +59,18 @@ class EMATeacher(nn.Module):
     """
 
     def __init__(self, student: nn.Module, decay: float = 0.999, warmup: bool = True, *,
-                 buffers: Literal["own", "copy"] = "copy") -> None:
+                 buffers: TeacherBN = "copy") -> None:
         super().__init__()
         if not isinstance(student, nn.Module):
             raise TypeError(f"student must be a torch.nn.Module, got {type(student).__name__}.")
-        if isinstance(decay, bool) or not isinstance(decay, numbers.Real):
-            raise TypeError(f"decay must be a number in [0, 1], got {type(decay).__name__} ({decay!r}).")
-        if not (math.isfinite(decay) and 0.0 <= decay <= 1.0):
-            raise ValueError(f"decay must be in [0, 1] (typically 0.99 to 0.9999), got {decay}.")
-        if not isinstance(warmup, bool):
-            raise TypeError(f"warmup must be a bool, got {type(warmup).__name__} ({warmup!r}).")
-        if buffers not in _BUFFER_MODES:
-            raise ValueError(f"buffers must be one of {_BUFFER_MODES} (own: the teacher's own running statistics; "
-                             f"copy: the student's), got {buffers!r}.")
-        self.buffers_mode = buffers
-        self.decay = float(decay)
-        self.warmup = warmup
-        self.module = copy.deepcopy(_unwrap(student)).requires_grad_(False)
+        self.decay = check_probability("decay", decay, hint="typically 0.99 to 0.9999.")
+        self.warmup = check_bool("warmup", warmup)
+        self.buffers_mode = check_in("buffers", buffers, get_args(TeacherBN))
+        self.module = copy.deepcopy(unwrap_model(student)).requires_grad_(False)
 
     def decay_at(self, step: int) -> float:
         """Decay used by the update at ``step`` (>= 0): ``min(1 - 1/(step + 1), decay)`` with warm-up."""
-        if isinstance(step, bool) or not isinstance(step, numbers.Integral):
-            raise TypeError(f"step must be an int, got {type(step).__name__} ({step!r}).")
-        if step < 0:
-            raise ValueError(f"step must be >= 0, got {step}.")
+        check_int("step", step, 0)
         if not self.warmup:
             return self.decay
         return min(1.0 - 1.0 / (step + 1), self.decay)
@@ -110,7 +92,7 @@ class EMATeacher(nn.Module):
         if not isinstance(student, nn.Module):
             raise TypeError(f"student must be a torch.nn.Module, got {type(student).__name__}.")
         decay = self.decay_at(step)
-        student = _unwrap(student)
+        student = unwrap_model(student)
         teacher_params = list(self.module.parameters())
         student_params = list(student.parameters())
         teacher_buffers = list(self.module.buffers())

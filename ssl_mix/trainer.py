@@ -5,9 +5,9 @@ schedule step, EMA teacher update. Everything a step logs stays on the device an
 steps; a non-finite loss is detected on the device too (the first bad step is recorded without a sync) and stops
 training at the next read with a message naming that step, leaving the last good checkpoint in place.
 
-Checkpoints (``last.pt``, and ``best.pt`` when a validation split exists) hold everything needed to continue:
-student, teacher, optimiser, scheduler, loader position, every random state, step, config and evaluation
-history. A run interrupted at any step and resumed ends with the same weights as an uninterrupted run on CPU.
+Checkpoints (the run directory's latest and, when a validation split exists, best; see :mod:`ssl_mix.run`) hold
+everything needed to continue: student, teacher, optimiser, scheduler, loader position, every random state, step,
+config, the data description and evaluation history. A run interrupted at any step and resumed ends with the same weights as an uninterrupted run on CPU.
 Model selection uses the validation split only, never the test set.
 
 Launched by torchrun with several processes (and the process group joined, e.g. by
@@ -18,28 +18,26 @@ every log read, and writes logs and checkpoints from process 0 only; see :mod:`s
 
 from __future__ import annotations
 
-import math
-import signal
-import threading
 import time
 import warnings
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Mapping
 
 import torch
 from torch import nn
 
 from ssl_mix import distributed
 from ssl_mix.checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
+from ssl_mix.compile import compile_model
 from ssl_mix.config import OptimConfig, TrainConfig
-from ssl_mix.metrics import ClassificationMetrics
+from ssl_mix.evaluation import evaluate
 from ssl_mix.methods import Batch, Method, StepContext, StepOutput
-from ssl_mix.ramps import cosine_rampdown, linear_rampup
-from ssl_mix.teacher import EMATeacher
+from ssl_mix.optim import build_optimizer, build_scheduler
+from ssl_mix.run import CHECKPOINT_FORMAT, RunDir, check_checkpoint_format, write_json
+from ssl_mix.teacher import EMATeacher, TeacherBN
+from ssl_mix.train_logs import GracefulStop, LogAccumulator, NullWriter, flatten_dict
 
-__all__ = ["Trainer", "NonFiniteLossError", "evaluate", "resolve_device", "build_optimizer", "lr_multiplier"]
-
-CHECKPOINT_FORMAT = 1
+__all__ = ["Trainer", "NonFiniteLossError", "resolve_device"]
 
 
 class NonFiniteLossError(RuntimeError):
@@ -53,152 +51,6 @@ def resolve_device(name: str) -> torch.device:
     :func:`ssl_mix.distributed.local_device`).
     """
     return distributed.local_device(name)
-
-
-# Devices with fused SGD and Adam kernels in every torch version ssl_mix supports (>= 2.4).
-_FUSED_DEVICES = ("cpu", "cuda")
-
-
-def build_optimizer(params: Iterable[nn.Parameter], cfg: OptimConfig, *,
-                    fused: bool | None = None) -> torch.optim.Optimizer:
-    """SGD (momentum, optional Nesterov) or Adam, with fused or multi-tensor (foreach) kernels.
-
-    Args:
-        params: the parameters to optimise.
-        cfg: optimiser settings.
-        fused: use PyTorch's fused kernels (one kernel for the whole update); ``None`` picks them when every
-            parameter is a floating-point tensor on the CPU or a CUDA device, and the foreach kernels otherwise.
-
-    Returns:
-        The optimiser. Fused and foreach updates compute the same formula; they can differ in the last bits
-        because the fused kernels order the floating-point operations differently (measured on CPU: 3x faster for
-        SGD on WRN-28-2, see ``benchmarks/throughput.py``).
-    """
-    params = list(params)
-    if fused is None:
-        fused = all(p.is_floating_point() and p.device.type in _FUSED_DEVICES for p in params)
-    kernels = {"fused": True} if fused else {"foreach": True}
-    if cfg.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov and cfg.momentum > 0,
-                               weight_decay=cfg.weight_decay, **kernels)
-    return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay, **kernels)
-
-
-def lr_multiplier(step: int, total_steps: int, cfg: OptimConfig) -> float:
-    """Learning-rate multiplier at ``step``: linear warm-up, then cosine ramp-down reaching 0 at
-    ``lr_rampdown_factor * total_steps`` (ICT: 450/400 epochs), or constant."""
-    mult = linear_rampup(step, cfg.warmup_steps) if cfg.warmup_steps > 0 else 1.0
-    if cfg.lr_schedule == "cosine":
-        mult *= cosine_rampdown(step, math.ceil(cfg.lr_rampdown_factor * total_steps))
-    return mult
-
-
-@torch.no_grad()
-def evaluate(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]], *,
-             device: torch.device | str = "cpu", precision: str = "fp32", rank: int = 0,
-             world_size: int = 1) -> dict[str, float]:
-    """Accuracy (%), mean NLL (nats) and ECE (%) of ``model`` in eval mode over ``(x, y)`` batches.
-
-    Args:
-        model: the classifier; its train/eval mode is restored afterwards.
-        batches: ``(x, y)`` batches: inputs ``(B, ...)`` and int64 targets ``(B,)``.
-        device: where the model runs.
-        precision: ``bf16`` runs the forward passes under bfloat16 autocast.
-        rank, world_size: with ``world_size > 1`` (the process group's size; every process calls this), process
-            ``rank`` evaluates batches ``rank, rank + world_size, ...`` and the sums are added across processes,
-            so every process returns the metrics of the whole set. The skipped batches are still drawn from
-            ``batches``. The default evaluates everything in this process alone.
-
-    Returns:
-        ``{"accuracy", "nll", "ece", "count"}`` as :meth:`ClassificationMetrics.compute` gives them.
-    """
-    if (rank, world_size) != (0, 1) and (rank, world_size) != (distributed.rank(), distributed.world_size()):
-        raise ValueError(f"evaluate got rank={rank!r}, world_size={world_size!r} but this process is rank "
-                         f"{distributed.rank()} of {distributed.world_size()}; pass ssl_mix.distributed.rank() and "
-                         "ssl_mix.distributed.world_size() to shard the evaluation, or leave both at their defaults "
-                         "to evaluate everything in this process")
-    device = torch.device(device)
-    was_training = model.training
-    model.eval()
-    metrics = ClassificationMetrics()
-    try:
-        for i, (x, y) in enumerate(batches):
-            if i % world_size != rank:
-                continue
-            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
-                logits = model(x)
-            metrics.update(logits, y)
-    finally:
-        model.train(was_training)
-    if world_size > 1:
-        metrics.all_reduce(device)
-    return metrics.compute()
-
-
-class _GracefulStop:
-    """While active, SIGINT (Ctrl-C) and SIGTERM (cluster pre-emption) ask the loop to stop at the next step
-    boundary, where it writes a checkpoint; a second signal interrupts at once."""
-
-    def __init__(self) -> None:
-        self.requested: int | None = None
-        self._previous: dict[int, Any] = {}
-
-    def __enter__(self) -> _GracefulStop:
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                self._previous[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        if self.requested is not None:
-            raise KeyboardInterrupt
-        self.requested = signum
-
-    def __exit__(self, *exc: Any) -> None:
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
-
-
-class _LogAccumulator:
-    """Sums logged values on the device between reads, and remembers the first step with a non-finite loss.
-
-    In a distributed run a read is collective: the means are averaged over processes, the first bad step is the
-    earliest of any process, and a stop request of any process counts, so all processes act alike.
-    """
-
-    def __init__(self, device: torch.device, distributed_run: bool = False) -> None:
-        self.device = device
-        self.distributed_run = distributed_run
-        self.sums: dict[str, torch.Tensor | float] = {}
-        self.count = 0
-        self.first_bad = torch.full((), -1, dtype=torch.long, device=device)
-
-    def add(self, step: int, loss: torch.Tensor, logs: Mapping[str, torch.Tensor | float]) -> None:
-        bad = ~torch.isfinite(loss.detach())
-        self.first_bad = torch.where(bad & (self.first_bad < 0), torch.full_like(self.first_bad, step), self.first_bad)
-        for key, value in {"loss/total": loss.detach(), **logs}.items():
-            value = value.float() if isinstance(value, torch.Tensor) else value
-            self.sums[key] = self.sums[key] + value if key in self.sums else value
-        self.count += 1
-
-    def read(self, stop_requested: bool = False) -> tuple[dict[str, float], int, bool]:
-        """Means since the last read, the first bad step (-1 if none) and whether a stop was requested (here, or
-        by any process of a distributed run). One host round trip (and one all-gather when distributed)."""
-        keys = list(self.sums)
-        tensors = [torch.as_tensor(self.sums[k], dtype=torch.float32, device=self.device) for k in keys]
-        stop = torch.tensor(float(stop_requested), device=self.device)
-        row = torch.stack([*tensors, self.first_bad.float(), stop])
-        if self.distributed_run:
-            rows = distributed.all_gather_rows(row)  # (world_size, keys + 2), identical on every process
-            bad = rows[:, -2]
-            first_bad = torch.where(bad >= 0, bad, torch.full_like(bad, math.inf)).min()
-            first_bad = torch.where(torch.isinf(first_bad), torch.full_like(first_bad, -1.0), first_bad)
-            row = torch.cat([rows[:, :-2].mean(dim=0), first_bad.view(1), rows[:, -1].max().view(1)])
-        values = row.cpu().tolist()
-        means = {k: v / max(self.count, 1) for k, v in zip(keys, values[:-2])}
-        self.sums, self.count = {}, 0
-        return means, int(values[-2]), values[-1] > 0
 
 
 class Trainer:
@@ -218,10 +70,17 @@ class Trainer:
             only). Each value is a re-iterable of ``(x, y)`` batches (e.g. a DataLoader or a function's result
             list), or a zero-argument callable returning such an iterable.
         config: the run's full configuration as a dict, stored in checkpoints and logged as TensorBoard hparams.
+        data_info: what it takes to use the model without the training data (classes, input shape,
+            normalisation; see :func:`ssl_mix.run.data_info`), stored in checkpoints as ``"data"``.
         linearity: optional ``(callable(model) -> dict[str, float])`` measured every ``train.linearity_every``
             steps and logged under ``linearity/``.
-        data_state: data-side state written into every checkpoint under ``"data"`` (e.g. the fitted ZCA transform
-            under ``["preprocess"]["zca"]``, see :func:`~ssl_mix.build_trainer`); not read back on resume.
+
+    Attributes:
+        student: the model being trained (on the training device): optimised, averaged into ``teacher``, evaluated
+            and checkpointed.
+        wrapped_student: what the training step calls: ``student`` itself, or behind DistributedDataParallel
+            and/or ``torch.compile``.
+        teacher: the :class:`~ssl_mix.EMATeacher` of ``student``.
 
     Note:
         Logged values are read from the device every ``log_every`` steps, so a non-finite loss is reported up to
@@ -237,32 +96,44 @@ class Trainer:
 
     def __init__(self, model: nn.Module, method: Method, loader: Any, *, train: TrainConfig | None = None,
                  optim: OptimConfig | None = None, ema_decay: float = 0.999, ema_warmup: bool = True,
-                 teacher_bn: str = "copy", eval_sets: Mapping[str, Any] | None = None,
+                 teacher_bn: TeacherBN = "copy", eval_sets: Mapping[str, Any] | None = None,
                  config: dict[str, Any] | None = None, linearity: Any = None,
-                 data_state: dict[str, Any] | None = None) -> None:
-        if not isinstance(model, nn.Module):
-            raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-        if not isinstance(method, Method):
-            raise TypeError(f"method must be an ssl_mix Method (ERM, Mixup, ManifoldMixup, ICT), got {type(method).__name__}")
-        for name in ("state_dict", "load_state_dict", "__iter__"):
-            if not hasattr(loader, name):
-                raise TypeError(f"loader must be a dual loader with {name}() (e.g. TensorDualLoader), got {type(loader).__name__}")
+                 data_info: Mapping[str, Any] | None = None) -> None:
+        _check_arguments(model, method, loader, eval_sets)
         self.cfg = train or TrainConfig()
         self.optim_cfg = optim or OptimConfig()
         self.device = resolve_device(self.cfg.device)
         self.method, self.loader = method, loader
         self.eval_sets = dict(eval_sets or {})
-        unknown = set(self.eval_sets) - {"test", "valid"}
-        if unknown:
-            raise ValueError(f"eval_sets keys must be 'test' and/or 'valid', got {sorted(unknown)}")
         self.config = config or {}
+        self.data_info = dict(data_info or {})
         self.linearity = linearity
-        self.data_state = data_state
-        self.out_dir = Path(self.cfg.out_dir)
+        self.run = RunDir(self.cfg.out_dir)
+        self.out_dir = self.run.root
 
         self.distributed = distributed.is_distributed()
         self.rank, self.world_size = distributed.rank(), distributed.world_size()
         self.is_main = self.rank == 0
+        self.student = model.to(self.device)  # the raw student: optimised, averaged into the teacher, checkpointed
+        self.wrapped_student = self.student  # what the training step calls: the student behind DDP / compile
+        self._wrap_student(loader)
+        self.teacher = EMATeacher(self.student, decay=ema_decay, warmup=ema_warmup, buffers=teacher_bn).to(self.device)
+        self.optimizer = build_optimizer(self.student.parameters(), self.optim_cfg)
+        self.scheduler = build_scheduler(self.optimizer, self.cfg.steps, self.optim_cfg)
+        # Each process mixes its own shard with its own draws; rank 0 keeps the one-process seeds.
+        self.generator = torch.Generator(device=self.device).manual_seed(distributed.rank_seed(self.cfg.seed + 1))
+        self.host_generator = torch.Generator().manual_seed(distributed.rank_seed(self.cfg.seed + 2))
+
+        self.step = 0
+        self.history: list[dict[str, Any]] = []
+        self.best: dict[str, Any] | None = None
+        self._last_checkpoint_step: int | None = None
+        self._writer = None
+        self._stop_signal: GracefulStop | None = None
+        self._stop_agreed = False
+
+    def _wrap_student(self, loader: Any) -> None:
+        """DDP (with SyncBatchNorm if asked) in a distributed run, then ``torch.compile`` if asked."""
         if distributed.launched_by_torchrun() and not self.distributed:
             raise ValueError("this process was started by torchrun as one of several, but the process group is not "
                              "initialised, so every process would train alone and write the same files; wrap the "
@@ -273,32 +144,12 @@ class Trainer:
             if self.cfg.sync_bn and self.device.type == "cpu":
                 raise ValueError("sync_bn needs GPUs (SyncBatchNorm has no CPU implementation); drop --sync-bn or "
                                  "train on CUDA devices")
-
-        self.model = model.to(self.device)
-        if self.distributed:
             if self.cfg.sync_bn:
-                self.model = nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
-            # Copies process 0's weights everywhere, so the teacher built below starts identical on every process.
-            self.student = distributed.wrap_ddp(self.model, self.device)
-        else:
-            self.student = self.model
+                self.student = nn.SyncBatchNorm.convert_sync_batchnorm(self.student)
+            # Copies process 0's weights everywhere, so the teacher built next starts identical on every process.
+            self.wrapped_student = distributed.wrap_ddp(self.student, self.device)
         if self.cfg.compile:
-            self.student = _try_compile(self.student)
-        self.teacher = EMATeacher(self.model, decay=ema_decay, warmup=ema_warmup, buffers=teacher_bn).to(self.device)
-        self.optimizer = build_optimizer(self.model.parameters(), self.optim_cfg)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, lambda s: lr_multiplier(s, self.cfg.steps, self.optim_cfg))
-        # Each process mixes its own shard with its own draws; rank 0 keeps the one-process seeds.
-        self.generator = torch.Generator(device=self.device).manual_seed(distributed.rank_seed(self.cfg.seed + 1))
-        self.host_generator = torch.Generator().manual_seed(distributed.rank_seed(self.cfg.seed + 2))
-
-        self.step = 0
-        self.history: list[dict[str, Any]] = []
-        self.best: dict[str, Any] | None = None
-        self._last_checkpoint_step: int | None = None
-        self._writer = None
-        self._stop_signal: _GracefulStop | None = None
-        self._stop_agreed = False
+            self.wrapped_student = compile_model(self.wrapped_student)
 
     # ------------------------------------------------------------------------------------------------ loop
     def fit(self) -> dict[str, Any]:
@@ -310,14 +161,14 @@ class Trainer:
         if self.is_main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
         writer = self._tensorboard()
-        logs = _LogAccumulator(self.device, distributed_run=self.distributed)
+        logs = LogAccumulator(self.device, distributed_run=self.distributed)
         batches = iter(self.loader)
-        self.model.train()
+        self.student.train()
         progress = tqdm(total=self.cfg.steps, initial=self.step, disable=not (self.cfg.progress and self.is_main),
                         unit="step", dynamic_ncols=True, leave=True)
         start = time.perf_counter()
         start_step = self.step
-        stop = self._stop_signal = _GracefulStop()
+        stop = self._stop_signal = GracefulStop()
         self._stop_agreed = False
         try:
             with stop:
@@ -329,7 +180,7 @@ class Trainer:
                     f"failed ({str(err).strip().splitlines()[0][:300]}). Another process most likely crashed or was "
                     f"killed (see its error above), or stopped responding for longer than the timeout "
                     f"(--dist-timeout, train.dist_timeout). Fix that and continue with --resume from "
-                    f"{self.out_dir / 'last.pt'} (step {self._last_checkpoint_step})."
+                    f"{self.run.last} (step {self._last_checkpoint_step})."
                 ) from err
             raise
         finally:
@@ -338,14 +189,14 @@ class Trainer:
         wall = time.perf_counter() - start
         report = self._report(wall, self.step - start_step)
         if self.is_main:
-            _write_json(self.out_dir / "report.json", report)
+            write_json(self.run.report, report)
         self._log_hparams(writer, report)
         writer.close()
         self._writer = None
         distributed.barrier()  # every process returns once process 0 has written the final files
         return report
 
-    def _loop(self, batches, logs: _LogAccumulator, writer, progress, stop: _GracefulStop) -> None:
+    def _loop(self, batches, logs: LogAccumulator, writer, progress, stop: GracefulStop) -> None:
         window_start, window_images = time.perf_counter(), 0
         while self.step < self.cfg.steps:
             x_l, y_l, x_u = next(batches)
@@ -374,7 +225,9 @@ class Trainer:
                     writer.add_scalar(f"linearity/{key}", value, self.step)
             if self.eval_sets and (self.step % self.cfg.eval_every == 0 or done):
                 self._read_logs(logs)
-                record = self._evaluate_all()
+                record, improved = self._evaluate_and_select()
+                if improved:
+                    self.save(self.run.best)
                 for model_name, sets in record["models"].items():
                     for set_name, metrics in sets.items():
                         for metric, value in metrics.items():
@@ -383,11 +236,11 @@ class Trainer:
                 progress.set_postfix(acc=_short_accuracy(record), refresh=False)
             if (self.cfg.checkpoint_every and self.step % self.cfg.checkpoint_every == 0) or done:
                 self._read_logs(logs)
-                self.save(self.out_dir / "last.pt")
+                self.save(self.run.last)
             # Processes may see a signal at different steps; they agree at the log reads and stop together there.
             if (self._stop_agreed if self.distributed else stop.requested is not None):
                 self._read_logs(logs)
-                path = self.save(self.out_dir / "last.pt")
+                path = self.save(self.run.last)
                 by = f"signal {stop.requested}" if stop.requested is not None else "a signal to another process"
                 raise KeyboardInterrupt(f"training interrupted by {by} after step {self.step}; "
                                         f"state saved to {path}; continue with --resume (Trainer.resume())")
@@ -395,9 +248,9 @@ class Trainer:
     def train_step(self, batch: Batch) -> StepOutput:
         """One optimisation step: method loss (under autocast), backward, optimiser and schedule steps, teacher
         update. Returns the method's output; nothing is read back from the device."""
-        ctx = StepContext(self.step, self.cfg.steps, self.generator, self.host_generator, self.teacher)
+        ctx = StepContext(self.step, self.generator, self.host_generator, self.teacher)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cfg.precision == "bf16"):
-            out = self.method.loss(self.student, batch, ctx)
+            out = self.method.loss(self.wrapped_student, batch, ctx)
         self.optimizer.zero_grad(set_to_none=True)
         out.loss.backward()
         self.optimizer.step()
@@ -406,10 +259,10 @@ class Trainer:
         if self.distributed:
             # Batch-norm statistics were updated from each process's own batch: take process 0's everywhere, so
             # the teacher copies the same buffers on every process.
-            distributed.broadcast_buffers_(self.model)
+            distributed.broadcast_buffers_(self.student)
             if self.teacher.buffers_mode == "own":
                 distributed.broadcast_buffers_(self.teacher.module)
-        self.teacher.update(self.model, self.step)
+        self.teacher.update(self.student, self.step)
         return out
 
     # ------------------------------------------------------------------------------------------ evaluation
@@ -418,7 +271,7 @@ class Trainer:
 
         In a distributed run each process evaluates its shard of each set and all get the totals."""
         out: dict[str, dict[str, dict[str, float]]] = {}
-        for model_name, model in (("student", self.model), ("teacher", self.teacher.module)):
+        for model_name, model in (("student", self.student), ("teacher", self.teacher.module)):
             out[model_name] = {}
             for set_name, data in self.eval_sets.items():
                 batches = data() if callable(data) else data
@@ -426,24 +279,27 @@ class Trainer:
                                                      rank=self.rank, world_size=self.world_size)
         return out
 
-    def _evaluate_all(self) -> dict[str, Any]:
+    def _evaluate_and_select(self) -> tuple[dict[str, Any], bool]:
+        """Evaluate, append to the history, and update the validation-selected best. Returns the record and
+        whether the best changed (the caller then saves the best checkpoint)."""
         record = {"step": self.step, "models": self.evaluate()}
         self.history.append(record)
+        improved = False
         if "valid" in self.eval_sets:
             for model_name, sets in record["models"].items():
                 acc = sets["valid"]["accuracy"]
                 if self.best is None or acc > self.best["valid_accuracy"]:
                     self.best = {"step": self.step, "model": model_name, "valid_accuracy": acc,
                                  "test": sets.get("test")}
-                    self.save(self.out_dir / "best.pt")
-        return record
+                    improved = True
+        return record, improved
 
     # -------------------------------------------------------------------------------------------- logging
-    def _read_logs(self, logs: _LogAccumulator) -> dict[str, float]:
+    def _read_logs(self, logs: LogAccumulator) -> dict[str, float]:
         means, first_bad, stop = logs.read(self._stop_signal is not None and self._stop_signal.requested is not None)
         self._stop_agreed = self._stop_agreed or stop
         if first_bad >= 0:
-            kept = (f"the last good checkpoint ({self.out_dir / 'last.pt'}, step {self._last_checkpoint_step}) is "
+            kept = (f"the last good checkpoint ({self.run.last}, step {self._last_checkpoint_step}) is "
                     "kept" if self._last_checkpoint_step is not None else "no checkpoint had been written yet")
             raise NonFiniteLossError(
                 f"the training loss became non-finite (NaN or inf) at step {first_bad}; training stopped and {kept}. "
@@ -453,7 +309,7 @@ class Trainer:
 
     def _tensorboard(self):
         if not self.is_main:
-            return _NullWriter()
+            return NullWriter()
         if self._writer is None:
             with warnings.catch_warnings():
                 # tensorboard's import path emits deprecation warnings from its dependencies on some versions.
@@ -463,7 +319,7 @@ class Trainer:
         return self._writer
 
     def _log_hparams(self, writer, report: dict[str, Any]) -> None:
-        hparams = {k: (v if isinstance(v, (int, float, str, bool)) else str(v)) for k, v in _flatten(self.config).items()}
+        hparams = {k: (v if isinstance(v, (int, float, str, bool)) else str(v)) for k, v in flatten_dict(self.config).items()}
         final = report["final"]
         metrics = {f"hparam/{m}_{s}_accuracy": v["accuracy"] for m, sets in final.items() for s, v in sets.items()}
         if hparams and metrics:
@@ -492,8 +348,8 @@ class Trainer:
         state = {
             "format": CHECKPOINT_FORMAT,
             "step": self.step,
-            "model": self.model.state_dict(),
-            "teacher": self.teacher.state_dict(),
+            "model": self.student.state_dict(),
+            "teacher": self.teacher.module.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "loader": self.loader.state_dict(),
@@ -501,11 +357,10 @@ class Trainer:
             "host_generator": self.host_generator.get_state(),
             "rng": capture_rng_state(),
             "config": self.config,
+            "data": self.data_info,
             "history": self.history,
             "best": self.best,
         }
-        if self.data_state:
-            state["data"] = self.data_state
         if self.distributed:
             state["rank_rng"] = distributed.all_gather_objects(
                 {"generator": self.generator.get_state(), "host_generator": self.host_generator.get_state(),
@@ -514,8 +369,7 @@ class Trainer:
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Restore a state from :meth:`state_dict` (e.g. a loaded checkpoint)."""
-        if state.get("format") != CHECKPOINT_FORMAT:
-            raise ValueError(f"unsupported checkpoint format {state.get('format')!r}; expected {CHECKPOINT_FORMAT}")
+        check_checkpoint_format(state, "the checkpoint to resume")
         rank_rng = state.get("rank_rng")
         saved_world = len(rank_rng) if rank_rng is not None else 1
         if saved_world != self.world_size:
@@ -523,8 +377,8 @@ class Trainer:
                              f"this run has {self.world_size}; resume with the same number of processes (torchrun "
                              "--nproc_per_node and --nnodes), since the data order and random streams depend on it")
         random_state = rank_rng[self.rank] if rank_rng is not None else state
-        self.model.load_state_dict(state["model"])
-        self.teacher.load_state_dict(state["teacher"])
+        self.student.load_state_dict(state["model"])
+        self.teacher.module.load_state_dict(state["teacher"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.loader.load_state_dict(state["loader"])
@@ -541,31 +395,29 @@ class Trainer:
         process 0 writes)."""
         state = self.state_dict()
         path = save_checkpoint(state, path) if self.is_main else Path(path)
-        if Path(path).name == "last.pt":
+        if Path(path) == self.run.last:
             self._last_checkpoint_step = self.step
         return path
 
     def resume(self, path: str | Path | None = None) -> int:
-        """Load ``path`` (default ``out_dir/last.pt``) and continue from its step. Returns that step."""
-        path = Path(path) if path is not None else self.out_dir / "last.pt"
+        """Load ``path`` (default: the run directory's latest checkpoint) and continue from its step. Returns that
+        step."""
+        path = Path(path) if path is not None else self.run.last
         self.load_state_dict(load_checkpoint(path, map_location="cpu"))
         return self.step
 
 
-class _NullWriter:
-    """Stands in for the TensorBoard writer on processes other than 0, which log nothing."""
-
-    def add_scalar(self, *args: Any, **kwargs: Any) -> None:
-        pass
-
-    def add_hparams(self, *args: Any, **kwargs: Any) -> None:
-        pass
-
-    def flush(self) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
+def _check_arguments(model: Any, method: Any, loader: Any, eval_sets: Mapping[str, Any] | None) -> None:
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if not isinstance(method, Method):
+        raise TypeError(f"method must be an ssl_mix Method (ERM, Mixup, ManifoldMixup, ICT), got {type(method).__name__}")
+    for name in ("state_dict", "load_state_dict", "__iter__"):
+        if not hasattr(loader, name):
+            raise TypeError(f"loader must be a dual loader with {name}() (e.g. TensorDualLoader), got {type(loader).__name__}")
+    unknown = set(eval_sets or {}) - {"test", "valid"}
+    if unknown:
+        raise ValueError(f"eval_sets keys must be 'test' and/or 'valid', got {sorted(unknown)}")
 
 
 def _check_sharded(loader: Any, rank: int, world_size: int) -> None:
@@ -577,91 +429,9 @@ def _check_sharded(loader: Any, rank: int, world_size: int) -> None:
                          "world_size=ssl_mix.distributed.world_size() so each process gets its own shard")
 
 
-class _CompiledModel(nn.Module):
-    """A model run through ``torch.compile``, falling back to eager execution when compilation fails.
-
-    ``torch.compile`` only wraps the model; the graph is traced and compiled at the first call with each new
-    input signature, so that is where a missing C++ compiler or an unsupported backend shows up. Such a call is
-    retried eagerly on the same input; if the eager call succeeds, the failure was the compiler's: a
-    ``RuntimeWarning`` says so once and every later call runs eagerly. If the eager call fails too, its error
-    (the model's or the input's fault) propagates. Batch-norm buffers are restored before the retry while
-    calls may still compile, so a compiled graph that ran partly before failing (a graph break) leaves no trace.
-
-    Attribute access reaches the original model (``stages`` for manifold mixup), which is stored as ``_orig_mod``
-    like ``torch.compile``'s own wrapper, so :class:`~ssl_mix.EMATeacher` and checkpoints see the plain model.
-    """
-
-    # Calls that snapshot buffers: covers the compilations of the labeled, unlabeled and mixed batch shapes and
-    # the dynamic-shape recompilation that follows them.
-    GUARDED_CALLS = 8
-
-    def __init__(self, model: nn.Module, compiled: Any) -> None:
-        super().__init__()
-        self._orig_mod = model
-        object.__setattr__(self, "_compiled", compiled)  # not a submodule: parameters stay registered once
-        self.eager = False
-        self._calls = 0
-
-    def __getattr__(self, name: str) -> Any:
-        try:
-            return super().__getattr__(name)
-        except AttributeError:
-            return getattr(self._modules["_orig_mod"], name)
-
-    def forward(self, *args: Any, **kwargs: Any) -> Any:
-        if self.eager:
-            return self._orig_mod(*args, **kwargs)
-        snapshot = None
-        if self._calls < self.GUARDED_CALLS:
-            snapshot = [b.detach().clone() for b in self._orig_mod.buffers()]
-        self._calls += 1
-        try:
-            return self._compiled(*args, **kwargs)
-        except Exception as err:  # noqa: BLE001 - decided by the eager retry below
-            if snapshot is not None:
-                with torch.no_grad():
-                    for buffer, saved in zip(self._orig_mod.buffers(), snapshot):
-                        buffer.copy_(saved)
-            out = self._orig_mod(*args, **kwargs)  # raises if the fault is not the compiler's
-            self.eager = True
-            warnings.warn(f"torch.compile failed ({type(err).__name__}: {str(err).strip()[:300]}); training "
-                          "eagerly instead", RuntimeWarning, stacklevel=2)
-            return out
-
-
-def _try_compile(model: nn.Module) -> nn.Module:
-    """``model`` behind :class:`_CompiledModel`, or ``model`` itself (with a warning) if wrapping fails."""
-    try:
-        compiled = torch.compile(model)
-    except Exception as err:  # noqa: BLE001 - any failure to wrap means "run eagerly"
-        warnings.warn(f"torch.compile is unavailable here ({err}); training eagerly instead", RuntimeWarning,
-                      stacklevel=3)
-        return model
-    return _CompiledModel(model, compiled)
-
-
 def _short_accuracy(record: dict[str, Any]) -> str:
     parts = []
     for model_name, sets in record["models"].items():
         if "test" in sets:
             parts.append(f"{model_name[0]}{sets['test']['accuracy']:.1f}")
     return "/".join(parts)
-
-
-def _flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        if isinstance(v, Mapping):
-            out.update(_flatten(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
-
-
-def _write_json(path: Path, data: Any) -> None:
-    import json
-    import os
-
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)

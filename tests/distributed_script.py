@@ -72,7 +72,7 @@ class _Interrupt(Method):
 
     def __init__(self, method: Method, at: int, exit_rank: int | None = None) -> None:
         self.method, self.at, self.exit_rank = method, at, exit_rank
-        self.uses_unlabeled, self.uses_teacher = method.uses_unlabeled, method.uses_teacher
+        self.uses_unlabeled = method.uses_unlabeled
 
     def loss(self, student, batch, ctx):
         if ctx.step == self.at:
@@ -88,7 +88,7 @@ class _SignalOne(Method):
 
     def __init__(self, method: Method, at: int, rank: int) -> None:
         self.method, self.at, self.rank = method, at, rank
-        self.uses_unlabeled, self.uses_teacher = method.uses_unlabeled, method.uses_teacher
+        self.uses_unlabeled = method.uses_unlabeled
 
     def loss(self, student, batch, ctx):
         if ctx.step == self.at and distributed.rank() == self.rank:
@@ -115,9 +115,9 @@ def identical(run_dir: Path) -> dict:
         trainer.fit()
         state = load_checkpoint(run_dir / method / "last.pt")
         saved = torch.cat([v.double().flatten() for v in state["model"].values()])
-        out[method] = {"student_spread": _spread(_flat(trainer.model)),
+        out[method] = {"student_spread": _spread(_flat(trainer.student)),
                        "teacher_spread": _spread(_flat(trainer.teacher)),
-                       "checkpoint_diff": float((saved - _flat(trainer.model)).abs().max()),
+                       "checkpoint_diff": float((saved - _flat(trainer.student)).abs().max()),
                        "checkpoint_step": state["step"], "rank_rng": len(state["rank_rng"])}
         if method == "ict":
             part = build_trainer(_config(run_dir / "part", method, 4), data)
@@ -129,7 +129,7 @@ def identical(run_dir: Path) -> dict:
             resumed = build_trainer(_config(run_dir / "part", method, 4), data)
             out[method]["resumed_from"] = resumed.resume()
             resumed.fit()
-            out[method]["resume_diff"] = max(float((_flat(resumed.model) - _flat(trainer.model)).abs().max()),
+            out[method]["resume_diff"] = max(float((_flat(resumed.student) - _flat(trainer.student)).abs().max()),
                                              float((_flat(resumed.teacher) - _flat(trainer.teacher)).abs().max()))
     run_experiment(_config(run_dir / "experiment", "ict", 2), data=data)
     report = run_experiment(_config(run_dir / "experiment", "ict", 4), data=data, resume=True)
@@ -178,9 +178,9 @@ def sgd(run_dir: Path, batch: int = 8, steps: int = 3, lr: float = 0.5) -> dict:
             with torch.no_grad():
                 for p, g in zip(reference.parameters(), grads):
                     p -= lr * g
-        out[name] = {"max_diff": float((_flat(trainer.model) - _flat(reference)).abs().max()),
-                     "moved": float((_flat(trainer.model) - _flat(initial)).abs().max()),
-                     "shards_match": shards_match, "spread": _spread(_flat(trainer.model))}
+        out[name] = {"max_diff": float((_flat(trainer.student) - _flat(reference)).abs().max()),
+                     "moved": float((_flat(trainer.student) - _flat(initial)).abs().max()),
+                     "shards_match": shards_match, "spread": _spread(_flat(trainer.student))}
     return out
 
 

@@ -69,7 +69,7 @@ def test_argparse_errors_exit_2(argv, message, capsys):
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["train", "--k", "1", "--print-config"], "k (points mixed) must be an integer >= 2"),
+        (["train", "--k", "1", "--print-config"], "MethodConfig.k (number of points to mix) must be an int >= 2"),
         (["train", "--split", "s.json", "--num-labels", "10"], "--split and --num-labels conflict"),
         (["train", "--dataset", "cifar10", "--use-extra", "--print-config"], "use_extra adds SVHN"),
         (["train", "--preset", "demo", "--num-labels", "4000", "--no-progress"], "use at most num_labels=1390"),
@@ -89,3 +89,50 @@ def test_demo_prints_a_table(tmp_path, capsys):
     assert main(["demo", "--seeds", "2", "--steps", "4", "--out", str(tmp_path), "--device", "cpu"]) == 0
     out = capsys.readouterr().out
     assert "erm" in out and "ict" in out and "±" in out and f"tensorboard --logdir {tmp_path}" in out
+
+
+def test_train_help_describes_every_config_flag_with_its_default(capsys):
+    from ssl_mix.cli import build_parser
+    from ssl_mix.config import config_flags, format_value, section_type
+
+    parser = build_parser()
+    train = next(a for a in parser._actions if a.choices and "train" in a.choices).choices["train"]
+    actions = {opt: action for action in train._actions for opt in action.option_strings}
+    for flag, (section, name) in config_flags().items():
+        action = actions[flag]
+        default = format_value(getattr(section_type(section)(), name))
+        assert action.help.endswith(f"(default: {default})") and len(action.help) > 30, (flag, action.help)
+        assert action.metavar is None or not action.metavar.startswith("CFG"), (flag, action.metavar)
+    metavars = {flag: actions[flag].metavar for flag in ("--num-labels", "--lr", "--data-root", "--out", "--split",
+                                                         "--model", "--mix-layers", "--device")}
+    assert metavars == {"--num-labels": "N", "--lr": "FLOAT", "--data-root": "DIR", "--out": "DIR",
+                        "--split": "FILE", "--model": "NAME", "--mix-layers": "A,B,...", "--device": "DEVICE"}
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    out = capsys.readouterr().out
+    assert "CFG__" not in out and "--num-labels N" in out and "(default: 4000)" in out
+    assert "linearity (Chaudhry et al. eq. 3) every this many steps; 0: off (default: 0)" in " ".join(out.split())
+
+
+def test_presets_lists_each_preset_on_one_line(capsys):
+    from ssl_mix.config import PRESET_DESCRIPTIONS, PRESETS
+
+    assert main(["presets"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines] == list(PRESETS)
+    for line, (name, description) in zip(lines, PRESET_DESCRIPTIONS.items(), strict=True):
+        assert description in line and f"{PRESETS[name].train.steps:,} steps" in line
+
+
+def test_print_config_as_yaml_and_train_from_a_yaml_file(tmp_path, capsys):
+    assert main(["train", "--preset", "demo", "--k", "3", "--print-config", "--format", "yaml"]) == 0
+    path = tmp_path / "demo.yaml"
+    path.write_text(capsys.readouterr().out)
+    assert "method:\n  name: ict\n  k: 3\n" in path.read_text()
+    assert main(["train", "--config", str(path), "--alpha", "0.25", "--print-config"]) == 0
+    cfg = json.loads(capsys.readouterr().out)
+    assert cfg["method"]["k"] == 3 and cfg["method"]["alpha"] == 0.25 and cfg["data"]["dataset"] == "digits"
+    path.write_text("method:\n  k: 3\n  alpah: 0.5\n")
+    assert main(["train", "--config", str(path), "--print-config"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("ssl-mix train: error: config file") and "unknown key(s) ['alpah']" in err

@@ -46,7 +46,7 @@ def test_split_labeled_not_in_unlabeled(tmp_path):
      "not divisible by the number of classes \\(10\\).*use 50 or 60"),
     (["--dataset", "digits", "--num-labels", "0", "--seed", "0"], "positive multiple"),
     (["--dataset", "digits", "--num-labels", "2000", "--seed", "0"], "at most num_labels=1390"),
-    (["--dataset", "digits", "--num-labels", "10", "--seed", "-1"], "seed must be a non-negative int"),
+    (["--dataset", "digits", "--num-labels", "10", "--seed", "-1"], "seed must be >= 0, got -1"),
     (["--dataset", "cifar10", "--num-labels", "250", "--seed", "0"], "--data-root\\) is required"),
 ])
 def test_split_bad_input_exits_2(tmp_path, capsys, flags, message):

@@ -1,8 +1,26 @@
-import json
+import dataclasses
+import typing
 
 import pytest
 
-from ssl_mix.config import PRESETS, Config, DataConfig, MethodConfig, OptimConfig, TrainConfig, config_flags, preset
+from ssl_mix import DATASET_NAMES, METHODS, method_class
+from ssl_mix.config import (
+    PRESET_DESCRIPTIONS,
+    PRESETS,
+    Config,
+    DataConfig,
+    MethodConfig,
+    ModelConfig,
+    OptimConfig,
+    TrainConfig,
+    config_flags,
+    field_docs,
+    format_value,
+    preset,
+    section_type,
+)
+
+SECTIONS = ("data", "model", "method", "optim", "train")
 
 
 def test_defaults_round_trip_through_dict():
@@ -31,24 +49,24 @@ def test_literal_fields_are_checked():
 @pytest.mark.parametrize(
     "make, match",
     [
-        (lambda: MethodConfig(k=1), r"k \(points mixed\) must be an integer >= 2, got 1"),
-        (lambda: MethodConfig(alpha=-0.5), r"alpha must be >= 0"),
+        (lambda: MethodConfig(k=1), r"MethodConfig.k \(number of points to mix\) must be an int >= 2, got 1"),
+        (lambda: MethodConfig(alpha=-0.5), r"MethodConfig.alpha \(Dirichlet concentration\) must be a finite number"),
         (lambda: MethodConfig(ema_decay=1.5), r"ema_decay must be in \[0, 1\]"),
         (lambda: MethodConfig(ramp_fraction=2.0), r"ramp_fraction must be in \[0, 1\]"),
         (lambda: MethodConfig(mix_layers=("input", "fc")), r"mix_layers entries must be 'input' or a layer number"),
         (lambda: MethodConfig(mix_layers=()), r"mix_layers must name at least one layer"),
-        (lambda: DataConfig(num_labels=0), r"num_labels must be > 0"),
-        (lambda: DataConfig(batch_size=-1), r"batch_size must be > 0"),
-        (lambda: OptimConfig(lr=0), r"lr must be > 0"),
-        (lambda: OptimConfig(lr_rampdown_factor=0.5), r"lr_rampdown_factor must be >= 1"),
-        (lambda: TrainConfig(steps=0), r"steps must be > 0"),
-        (lambda: TrainConfig(log_every="10"), r"log_every must be a number"),
+        (lambda: DataConfig(num_labels=0), r"DataConfig.num_labels must be >= 1, got 0"),
+        (lambda: DataConfig(batch_size=-1), r"DataConfig.batch_size must be >= 1, got -1"),
+        (lambda: OptimConfig(lr=0), r"OptimConfig.lr must be a finite number > 0"),
+        (lambda: OptimConfig(lr_rampdown_factor=0.5), r"lr_rampdown_factor must be a finite number >= 1"),
+        (lambda: TrainConfig(steps=0), r"TrainConfig.steps must be >= 1"),
+        (lambda: TrainConfig(log_every="10"), r"TrainConfig.log_every must be an int, got str"),
         (lambda: Config(data=DataConfig(dataset="cifar10", use_extra=True)), r"use_extra adds SVHN"),
         (lambda: Config(method=MethodConfig(name="ict", cutmix_alpha=1.0)), r"cutmix_alpha applies to the supervised"),
         (lambda: MethodConfig(name="mixup", teacher_bn="own"), r"teacher_bn='own' needs a method that runs the teacher"),
         (lambda: MethodConfig(teacher_bn="own", teacher_mode="eval"), r"teacher_bn='own' needs teacher_mode='train'"),
-        (lambda: MethodConfig(teacher_bn="mean"), r"MethodConfig.teacher_bn must be one of \['copy', 'own'\]"),
-        (lambda: DataConfig(zca_eps=-1e-3), r"zca_eps must be >= 0"),
+        (lambda: MethodConfig(teacher_bn="mean"), r"MethodConfig.teacher_bn must be one of 'own', 'copy'; got 'mean'"),
+        (lambda: DataConfig(zca_eps=-1e-3), r"zca_eps must be a finite number >= 0"),
     ],
 )
 def test_bad_values_raise(make, match):
@@ -94,16 +112,102 @@ def test_preset_returns_a_copy_and_rejects_unknown_names():
         preset("ict")
 
 
-def test_from_file(tmp_path):
-    path = tmp_path / "cfg.json"
-    path.write_text(json.dumps({"method": {"k": 4}, "train": {"steps": 7}}))
+@pytest.mark.parametrize("suffix, text", [
+    (".json", '{"method": {"k": 4, "alpha": 0.5}, "optim": {"weight_decay": 1e-4}, "train": {"steps": 7}}'),
+    (".yaml", "method: {k: 4, alpha: 0.5}\noptim:\n  weight_decay: 1e-4  # YAML 1.1 would read a string\ntrain:\n"
+              "  steps: 7\n"),
+    (".yml", "method:\n  k: 4\n  alpha: .5\noptim: {weight_decay: 0.0001}\ntrain: {steps: 7}\n"),
+])
+def test_from_file_reads_json_and_yaml_with_one_schema(tmp_path, suffix, text):
+    path = tmp_path / f"cfg{suffix}"
+    path.write_text(text)
     cfg = Config.from_file(path, base=preset("demo"))
-    assert cfg.method.k == 4 and cfg.train.steps == 7 and cfg.data.dataset == "digits"
-    path.write_text("{not json")
-    with pytest.raises(ValueError, match="is not valid JSON"):
+    assert (cfg.method.k, cfg.method.alpha, cfg.optim.weight_decay, cfg.train.steps) == (4, 0.5, 1e-4, 7)
+    assert cfg.data.dataset == "digits"  # the rest comes from the base
+
+
+@pytest.mark.parametrize("fmt, suffix", [("json", ".json"), ("yaml", ".yaml")])
+def test_dumps_round_trips_through_a_file(tmp_path, fmt, suffix):
+    cfg = preset("ict-cifar10").replace(method={"mix_layers": ("input", 1)}, model={"dropout": 0.3})
+    path = tmp_path / f"cfg{suffix}"
+    path.write_text(cfg.dumps(fmt))
+    assert Config.from_file(path) == cfg
+    with pytest.raises(ValueError, match="format must be one of 'json', 'yaml'; got 'toml'"):
+        cfg.dumps("toml")
+
+
+@pytest.mark.parametrize("name, text, error, match", [
+    ("c.json", "{not json", ValueError, r"config file '.*c.json' is not valid JSON \(line 1, column 2\)"),
+    ("c.yaml", "method:\n  k: [3\n", ValueError, r"config file '.*c.yaml' is not valid YAML \(line 3, column 1\)"),
+    ("c.yaml", "method:\n  kk: 3\n", ValueError,
+     r"config file '.*c.yaml': unknown key\(s\) \['kk'\] in config section 'method'"),
+    ("c.json", '{"trainer": {}}', ValueError, r"config file '.*c.json': unknown config section\(s\) \['trainer'\]"),
+    ("c.yaml", "- 1\n- 2\n", TypeError, r"config file '.*c.yaml': a config must be a dict of sections, got list"),
+    ("c.yaml", "method: 3\n", TypeError, r"config section 'method' must be a dict, got int"),
+    ("c.yaml", "train: {steps: ten}\n", TypeError, r"c.yaml': TrainConfig.steps must be an int, got str"),
+    ("c.yaml", "data: {augment: 'yes'}\n", TypeError, r"DataConfig.augment must be a bool, got str"),
+    ("c.toml", "[method]\nk = 3\n", ValueError, r"config file '.*c.toml': unknown format '.toml'; name it .json, "),
+])
+def test_from_file_errors_name_the_file(tmp_path, name, text, error, match):
+    path = tmp_path / name
+    path.write_text(text)
+    with pytest.raises(error, match=match):
         Config.from_file(path)
+
+
+def test_from_file_missing_and_empty(tmp_path):
     with pytest.raises(FileNotFoundError, match="does not exist"):
         Config.from_file(tmp_path / "missing.json")
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("# nothing set\n")
+    assert Config.from_file(empty, base=preset("demo")) == preset("demo")
+
+
+def test_field_types_are_checked_and_floats_normalised():
+    assert OptimConfig(lr=1).lr == 1.0 and isinstance(OptimConfig(lr=1).lr, float)
+    with pytest.raises(TypeError, match=r"ModelConfig.name must be a string, got int"):
+        ModelConfig(name=3)
+    with pytest.raises(TypeError, match=r"DataConfig.download must be a bool, got int"):
+        DataConfig(download=1)
+
+
+@pytest.mark.parametrize("section", SECTIONS)
+def test_every_field_is_documented_once(section):
+    docs = field_docs(section)
+    fields = [f.name for f in dataclasses.fields(section_type(section))]
+    assert list(docs) == fields
+    assert all(len(text) > 15 and "\n" not in text and "  " not in text for text in docs.values()), docs
+
+
+def test_a_field_without_documentation_is_an_error(monkeypatch):
+    doc = DataConfig.__doc__
+    monkeypatch.setattr(DataConfig, "__doc__", doc.replace("        augment:", "        augmented:"))
+    with pytest.raises(ValueError, match=r"fields without an entry: \['augment'\], entries without a field: "
+                                         r"\['augmented'\]"):
+        field_docs("data")
+    with pytest.raises(ValueError, match="section must be one of 'data', 'model'"):
+        field_docs("loop")
+
+
+def test_format_value_is_how_the_flags_spell_values():
+    assert [format_value(v) for v in (True, False, None, ("input", 0), 0.25, "tensor")] == [
+        "true", "false", "none", "input,0", "0.25", "tensor"]
+
+
+def test_method_registry_agrees_with_the_config_names():
+    hints = typing.get_type_hints(MethodConfig)
+    assert tuple(METHODS) == typing.get_args(hints["name"])
+    assert all(cls.name == name for name, cls in METHODS.items())
+    assert [name for name, cls in METHODS.items() if cls.uses_unlabeled] == ["ict"]
+    assert method_class("mixup") is METHODS["mixup"]
+    with pytest.raises(ValueError, match="method name must be one of 'erm', 'mixup', 'manifold-mixup', 'ict'"):
+        method_class("fixmatch")
+    assert typing.get_args(typing.get_type_hints(DataConfig)["dataset"]) == DATASET_NAMES
+
+
+def test_every_preset_has_a_one_line_description():
+    assert list(PRESET_DESCRIPTIONS) == list(PRESETS)
+    assert all(0 < len(text) <= 100 and "\n" not in text for text in PRESET_DESCRIPTIONS.values())
 
 
 def test_joint_forward_is_an_ict_option_plumbed_to_the_method():

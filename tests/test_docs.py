@@ -6,7 +6,8 @@
 - Every ``ssl-mix`` command in a ``bash`` block is parsed by the real argument parser, so a documented flag that
   does not exist fails. A bash block preceded by ``<!-- test: run -->`` is also run (in-process, in the page's
   directory, after the page's earlier blocks) and must exit with status 0.
-- The configuration reference and the preset table of ``concepts.md`` match ``ssl_mix.config``.
+- The configuration reference of ``concepts.md`` is generated from the config docstrings
+  (``docs/hooks/config_reference.py``, the text of ``ssl-mix train --help``); its preset table matches the code.
 - The Quickstart's install commands are the README's.
 - The site builds with MkDocs in strict mode (warnings are errors), and its API reference documents every public
   name that ``ssl_mix`` re-exports.
@@ -78,8 +79,10 @@ def _commands(code: str) -> list[str]:
 
 
 def _ssl_mix_argv(command: str) -> list[str] | None:
-    """The argv after ``ssl-mix`` (or ``python -m ssl_mix``) in a command line, with shell variables filled."""
+    """The argv after ``ssl-mix`` (or ``python -m ssl_mix``) in a command line, with shell variables filled and
+    output redirection dropped."""
     words = shlex.split(re.sub(r"\$\{?\w+\}?", "1", command))
+    words = words[:next((i for i, w in enumerate(words) if w in (">", ">>", "|")), len(words))]  # redirections
     for i, word in enumerate(words):
         if word == "ssl-mix":
             return words[i + 1:]
@@ -186,16 +189,6 @@ def test_label_budget_flag_tables_match_the_script():
                                       f"{sorted(documented - actual)}, undocumented {sorted(actual - documented)}")
 
 
-def _fmt_default(value) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if value is None:
-        return "none"
-    if isinstance(value, tuple):
-        return ",".join(str(v) for v in value)
-    return str(value)
-
-
 def _table_rows(text: str, heading: str) -> list[list[str]]:
     section = text.split(heading, 1)[1].split("\n#", 1)[0]
     rows = []
@@ -205,25 +198,29 @@ def _table_rows(text: str, heading: str) -> list[list[str]]:
     return rows[1:]  # without the header
 
 
-def test_configuration_reference_matches_the_code():
-    from ssl_mix.config import config_flags, section_type
+def _config_hook():
+    spec = importlib.util.spec_from_file_location("config_reference", DOCS / "hooks" / "config_reference.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
+
+def test_configuration_reference_is_drawn_from_the_config_docstrings():
+    from ssl_mix.config import config_flags, field_docs, format_value, section_type
+
+    hook = _config_hook()
     text = (PAGES / "concepts.md").read_text()
+    rendered = hook.on_page_markdown(text, None, None, None)
+    assert "config-table" not in rendered, "concepts.md: a placeholder names no config section"
     for section in ("data", "model", "method", "optim", "train"):
-        rows = {row[0].strip("`"): row for row in _table_rows(text, f"### `{section}`")}
-        defaults = section_type(section)()
+        assert f"### `{section}`\n\n<!-- config-table: {section} -->\n" in text, f"concepts.md: no table for {section}"
+        rows = {row[0].strip("`"): row for row in _table_rows(rendered, f"### `{section}`")}
+        defaults, docs = section_type(section)(), field_docs(section, as_flags=True)
         flags = {flag: name for flag, (sec, name) in config_flags().items() if sec == section}
-        assert set(rows) == set(flags), (
-            f"concepts.md, section {section}: documented flags {sorted(set(rows) - set(flags))} do not exist and "
-            f"{sorted(set(flags) - set(rows))} are missing")
+        assert set(rows) == set(flags), f"section {section}: table {sorted(rows)} != flags {sorted(flags)}"
         for flag, name in flags.items():
-            default = getattr(defaults, name)
-            cell = rows[flag][1].strip("`")
-            if isinstance(default, float) and not isinstance(default, bool):
-                assert float(cell) == default, f"concepts.md: {flag} default is {default}, documented {cell}"
-            else:
-                assert cell == _fmt_default(default), f"concepts.md: {flag} default is {default!r}, documented {cell}"
-            assert len(rows[flag][2]) > 20, f"concepts.md: {flag} needs a description"
+            assert rows[flag][1] == f"`{format_value(getattr(defaults, name))}`"
+            assert rows[flag][2] == hook.markdown(docs[name]) and "``" not in rows[flag][2]
 
 
 def test_preset_table_matches_the_code():

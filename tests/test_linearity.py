@@ -243,7 +243,7 @@ def test_measure_and_probe_errors():
     images = torch.randn(6, 1, 8, 8)
     with pytest.raises(ValueError, match="num_pairs must be >= 1"):
         measure_linearity(model, images, num_pairs=0, seed=0)
-    with pytest.raises(ValueError, match="k \\(points per mix\\) must be an int >= 2"):
+    with pytest.raises(ValueError, match="k \\(number of points to mix\\) must be an int >= 2"):
         measure_linearity(model, images, num_pairs=4, seed=0, k=1)
     with pytest.raises(ValueError, match="need at least k=4 images"):
         measure_linearity(model, images[:3], num_pairs=4, seed=0, k=4)

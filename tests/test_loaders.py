@@ -11,7 +11,6 @@ import torch
 
 from ssl_mix.data import (
     DataSpec,
-    DualLoader,
     ImageArrays,
     TensorDualLoader,
     TorchDualLoader,
@@ -68,7 +67,6 @@ def _same(a, b) -> bool:
 def test_batch_shapes_and_mu():
     labeled, unlabeled = _indexed(20), _indexed(50)
     loader = TensorDualLoader(labeled, unlabeled, _identity_spec(1, 1, True), batch_size=4, mu=3, seed=0)
-    assert isinstance(loader, DualLoader)
     x_l, y_l, x_u = next(iter(loader))
     assert x_l.shape == (4, 1, 4, 4) and x_u.shape == (12, 1, 4, 4) and y_l.shape == (4,)
     assert x_l.dtype == torch.float32 and y_l.dtype == torch.int64
@@ -230,7 +228,7 @@ def test_loader_argument_errors():
         TensorDualLoader(labeled, unlabeled, spec, batch_size=3, mu=2.5, seed=0)
     with pytest.raises(ValueError, match="batch_size must be a positive int"):
         TensorDualLoader(labeled, unlabeled, spec, batch_size=0, seed=0)
-    with pytest.raises(ValueError, match="seed must be a non-negative int"):
+    with pytest.raises(ValueError, match="seed must be >= 0, got -3"):
         TensorDualLoader(labeled, unlabeled, spec, batch_size=2, seed=-3)
     with pytest.raises(ValueError, match="labeled has 10 unlabeled examples"):
         TensorDualLoader(ImageArrays(labeled.images, torch.full((10,), -1), []), unlabeled, spec, batch_size=2,

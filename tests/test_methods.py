@@ -22,7 +22,7 @@ def _model(seed=0):
 
 
 def _ctx(seed=0, teacher=None, step=0):
-    return StepContext(step=step, total_steps=100, generator=torch.Generator().manual_seed(seed),
+    return StepContext(step=step, generator=torch.Generator().manual_seed(seed),
                        host_generator=torch.Generator().manual_seed(seed + 1), teacher=teacher)
 
 
@@ -94,13 +94,14 @@ def test_ict_weight_follows_the_ramp():
 @pytest.mark.parametrize(
     "make, match",
     [
-        (lambda: Mixup(k=1), r"k \(number of points mixed\) must be an integer >= 2"),
-        (lambda: Mixup(alpha=-1.0), r"alpha \(Dirichlet concentration\) must be >= 0"),
-        (lambda: Mixup(alpha=float("nan")), r"alpha \(Dirichlet concentration\) must be >= 0"),
+        (lambda: Mixup(k=1), r"k \(number of points to mix\) must be an int >= 2"),
+        (lambda: Mixup(alpha=-1.0), r"alpha \(Dirichlet concentration\) must be a finite number >= 0"),
+        (lambda: Mixup(alpha=float("nan")), r"alpha \(Dirichlet concentration\) must be a finite number >= 0"),
+        (lambda: ICT(sup_alpha=-0.5), r"sup_alpha \(Dirichlet concentration\) must be a finite number >= 0"),
         (lambda: Mixup(k=3, cutmix_alpha=1.0, num_classes=10), r"k must be 2 with cutmix_alpha > 0"),
         (lambda: Mixup(cutmix_alpha=1.0), r"num_classes is required"),
         (lambda: ManifoldMixup(layers=()), r"layers must name at least one layer"),
-        (lambda: ICT(target="soft"), r"target must be one of \('probs', 'logits'\)"),
+        (lambda: ICT(target="soft"), r"target must be one of 'probs', 'logits'"),
         (lambda: ICT(distance="l1"), r"distance must be one of"),
         (lambda: ICT(teacher_mode="frozen"), r"teacher_mode must be one of"),
     ],

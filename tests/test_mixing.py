@@ -230,13 +230,13 @@ def test_k2_batch_mix_matches_torchvision():
 @pytest.mark.parametrize(
     "kwargs, error, match",
     [
-        (dict(k=1, alpha=1.0, n=3), ValueError, r"k \(number of points to mix\) must be >= 2"),
+        (dict(k=1, alpha=1.0, n=3), ValueError, r"k \(number of points to mix\) must be an int >= 2"),
         (dict(k=2.0, alpha=1.0, n=3), TypeError, r"k \(number of points to mix\) must be an int"),
         (dict(k=True, alpha=1.0, n=3), TypeError, r"k \(number of points to mix\) must be an int"),
         (dict(k=2, alpha=-0.1, n=3), ValueError, r"alpha .* must be a finite number >= 0, got -0.1"),
         (dict(k=2, alpha=float("nan"), n=3), ValueError, r"alpha .* must be a finite number >= 0, got nan"),
         (dict(k=2, alpha=float("inf"), n=3), ValueError, r"alpha .* must be a finite number >= 0, got inf"),
-        (dict(k=2, alpha="1", n=3), TypeError, r"alpha must be a real number"),
+        (dict(k=2, alpha="1", n=3), TypeError, r"alpha \(Dirichlet concentration\) must be a number"),
         (dict(k=2, alpha=1.0, n=0), ValueError, r"n must be >= 1, got 0"),
         (dict(k=3, alpha=1.0, n=3, max_first=True), ValueError, r"max_first=True is only defined for k=2"),
         (dict(k=2, alpha=1.0, n=3, max_first=1), TypeError, r"max_first must be a bool"),
@@ -255,7 +255,7 @@ def test_sample_mix_weights_rejects(kwargs, error, match):
     "kwargs, error, match",
     [
         (dict(batch_size=0), ValueError, r"batch_size must be >= 1, got 0"),
-        (dict(batch_size=4, k=1), ValueError, r"k \(number of points to mix\) must be >= 2"),
+        (dict(batch_size=4, k=1), ValueError, r"k \(number of points to mix\) must be an int >= 2"),
         (dict(batch_size=4, alpha=-1.0), ValueError, r"alpha .* must be a finite number >= 0"),
         (dict(batch_size=4, per_sample="yes"), TypeError, r"per_sample must be a bool"),
         (dict(batch_size=4, k=3, max_first=True), ValueError, r"max_first=True is only defined for k=2"),
@@ -267,7 +267,7 @@ def test_sample_mix_plan_rejects(kwargs, error, match):
 
 
 def test_identity_plan_rejects():
-    with pytest.raises(ValueError, match=r"k \(number of points to mix\) must be >= 2"):
+    with pytest.raises(ValueError, match=r"k \(number of points to mix\) must be an int >= 2"):
         identity_plan(3, k=1)
     with pytest.raises(ValueError, match=r"batch_size must be >= 1"):
         identity_plan(0)

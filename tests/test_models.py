@@ -232,7 +232,7 @@ def test_unknown_model_name_lists_valid_names() -> None:
         (dict(leaky_slope=-0.1), ValueError, r"leaky_slope must be in \[0.0, 1.0\)"),
         (dict(leaky_slope=float("nan")), ValueError, r"leaky_slope must be in"),
         (dict(dropout=1.0), ValueError, r"dropout must be in \[0.0, 1.0\)"),
-        (dict(dropout="0.5"), TypeError, r"dropout must be a real number"),
+        (dict(dropout="0.5"), TypeError, r"dropout must be a number"),
         (dict(weight_norm=True), TypeError, r"unknown option\(s\) \['weight_norm'\]; valid options for "
                                             r"'wrn28-2': none"),
     ],

@@ -1,4 +1,3 @@
-import json
 import warnings
 
 import numpy as np
@@ -13,7 +12,6 @@ from ssl_mix.analysis import (
     read_linearity_history,
     sort_layer_keys,
 )
-from ssl_mix.cli import main
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -81,49 +79,3 @@ def test_plot_errors(tmp_path):
         plot_spectra({}, tmp_path / "spectra.png")
     with pytest.raises(FileNotFoundError, match="does not exist"):
         read_linearity_history(tmp_path / "missing")
-
-
-# --- ssl-mix analyze (end to end on a tiny run) ----------------------------------------------------------
-
-
-def test_analyze_cli_on_a_tiny_run(tmp_path, capsys):
-    run = tmp_path / "run"
-    assert main(["train", "--dataset", "digits", "--model", "cnn-small", "--num-labels", "20", "--batch-size", "8",
-                 "--unlabeled-batch-size", "8", "--steps", "4", "--eval-every", "4", "--log-every", "2",
-                 "--linearity-every", "2", "--linearity-pairs", "16", "--out", str(run), "--no-progress"]) == 0
-    capsys.readouterr()
-    assert main(["analyze", str(run), "--num-images", "100"]) == 0
-    printed = capsys.readouterr().out
-    out = run / "analysis"
-    result = json.loads((out / "analysis.json").read_text())
-    keys = ["0_stage1", "1_stage2", "2_stage3", "3_pooled", "4_logits"]
-    lin = result["linearity"]
-    assert result["step"] == 4 and lin["settings"]["num_pairs"] == 16
-    assert list(lin["final"]) == ["teacher", "student"] and list(lin["final"]["teacher"]) == keys
-    assert all(0 < v <= 2 for values in lin["final"].values() for v in values.values())
-    # The logged curves: steps 2 and 4, every layer. With no validation split the trainer's probe draws from
-    # the test set with the run's seed and pair count, as analyze does by default, so the final measurement on
-    # the teacher reproduces the last logged point.
-    assert list(lin["history"]) == keys
-    for key in keys:
-        assert [step for step, _ in lin["history"][key]] == [2, 4]
-        assert lin["history"][key][-1][1] == pytest.approx(lin["final"]["teacher"][key], rel=1e-4)
-    flat = result["flattening"]
-    assert flat["layer"] == 3 and flat["layer_name"] == "pooled" and flat["num_images"] == 100
-    assert set(flat["teacher"]["classes"]) <= {str(c) for c in range(10)}
-    for name in ("linearity_final", "linearity_curves", "spectra_teacher", "spectra_student"):
-        assert_png_with_content(out / f"{name}.png")
-    assert "4_logits" in printed and "significant directions" in printed
-
-    # Only one analysis, from the checkpoint file, at another layer, into another directory.
-    other = tmp_path / "other"
-    assert main(["analyze", str(run / "last.pt"), "--flattening", "--layer", "0", "--num-images", "30",
-                 "--out", str(other)]) == 0
-    result = json.loads((other / "analysis.json").read_text())
-    assert "linearity" not in result and result["flattening"]["layer_name"] == "stage1"
-    assert sorted(p.name for p in other.glob("*.png")) == ["spectra_student.png", "spectra_teacher.png"]
-
-    assert main(["analyze", str(run), "--layer", "9"]) == 2
-    assert "--layer must be 'input' or one of 0 (stage1)" in capsys.readouterr().err
-    assert main(["analyze", str(tmp_path / "missing.pt")]) == 2
-    assert "does not exist" in capsys.readouterr().err

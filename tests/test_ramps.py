@@ -74,7 +74,7 @@ def test_cosine_rampdown_rejects_zero_length():
     [
         (dict(max_weight=-1.0), ValueError, r"max_weight must be a finite number >= 0, got -1"),
         (dict(max_weight=float("inf")), ValueError, r"max_weight must be a finite number >= 0, got inf"),
-        (dict(ramp="cosine"), ValueError, r"ramp must be one of \('sigmoid', 'linear', 'none'\), got 'cosine'"),
+        (dict(ramp="cosine"), ValueError, r"ramp must be one of 'sigmoid', 'linear', 'none'; got 'cosine'"),
         (dict(ramp_steps=-3), ValueError, r"ramp_steps must be >= 0, got -3"),
         (dict(ramp_steps=2.5), TypeError, r"ramp_steps must be an int, got float"),
     ],

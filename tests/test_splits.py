@@ -157,7 +157,7 @@ def test_budget_errors_name_the_fix():
 
 def test_argument_errors():
     targets = _targets()
-    with pytest.raises(ValueError, match="seed must be a non-negative int"):
+    with pytest.raises(ValueError, match="seed must be >= 0, got -1"):
         make_split(targets, 10, seed=-1)
     with pytest.raises(ValueError, match="class indices >= 0"):
         make_split([0, 1, -1], 2, seed=0)
@@ -169,7 +169,7 @@ def test_argument_errors():
         make_split([0.5, 1.0], 2, seed=0)
     with pytest.raises(ValueError, match="targets is empty"):
         make_split([], 2, seed=0)
-    with pytest.raises(ValueError, match="num_valid_per_class must be an int >= 0"):
+    with pytest.raises(ValueError, match="num_valid_per_class must be >= 0"):
         make_split(targets, 10, seed=0, num_valid_per_class=-1)
     with pytest.raises(ValueError, match="class 10 has 0 examples"):  # a declared class with no examples
         make_split(targets, 11, seed=0, num_classes=11)

@@ -174,9 +174,9 @@ def test_wrapped_students_are_unwrapped():
         (dict(decay=-0.1), ValueError, r"decay must be in \[0, 1\].*got -0.1"),
         (dict(decay=1.5), ValueError, r"decay must be in \[0, 1\].*got 1.5"),
         (dict(decay=float("nan")), ValueError, r"decay must be in \[0, 1\].*got nan"),
-        (dict(decay="0.9"), TypeError, r"decay must be a number in \[0, 1\], got str"),
+        (dict(decay="0.9"), TypeError, r"decay must be a number, got str"),
         (dict(warmup=1), TypeError, r"warmup must be a bool, got int"),
-        (dict(buffers="average"), ValueError, r"buffers must be one of \('own', 'copy'\).*got 'average'"),
+        (dict(buffers="average"), ValueError, r"buffers must be one of 'own', 'copy'; got 'average'"),
     ],
 )
 def test_teacher_rejects_bad_construction(kwargs, error, match):

@@ -11,7 +11,7 @@ import torch
 
 from ssl_mix import Batch, preset
 from ssl_mix.experiment import build_trainer, load_run_data
-from ssl_mix.trainer import _LogAccumulator
+from ssl_mix.train_logs import LogAccumulator
 
 import throughput as bench  # benchmarks/ is on sys.path (tests/conftest.py)
 
@@ -34,7 +34,7 @@ def _trainer(tmp_path, data, **sections):
                                     {"name": "ict", "joint_forward": True}])
 def test_a_training_step_reads_nothing_back_from_the_device(tmp_path, digits_data, monkeypatch, method):
     trainer = _trainer(tmp_path, digits_data, method=method)
-    logs = _LogAccumulator(trainer.device)
+    logs = LogAccumulator(trainer.device)
     batches = iter(trainer.loader)
     trainer.train_step(Batch(*next(batches)))  # first step: lazy initialisation (optimizer state) is allowed
     reads: list[str] = []
@@ -59,7 +59,7 @@ def test_ict_steps_on_cuda_do_not_synchronise(tmp_path, digits_data):
     # The demo's 30 labels make every step start a new labeled epoch, so the loader's permutation copies are
     # exercised too; the first steps warm up the pinned-memory and CUDA caching allocators.
     trainer = _trainer(tmp_path, digits_data, method={"name": "ict", "k": 4}, train={"device": "cuda"})
-    logs = _LogAccumulator(trainer.device)
+    logs = LogAccumulator(trainer.device)
     batches = iter(trainer.loader)
     for _ in range(2):
         trainer.train_step(Batch(*next(batches)))
@@ -89,7 +89,7 @@ def test_channels_last_step_on_cpu_matches_the_default_layout(tmp_path, digits_d
     for channels_last in (False, True):
         trainer = _trainer(tmp_path / str(channels_last), digits_data, model={"channels_last": channels_last})
         if channels_last:
-            assert trainer.model.stages[0][0].weight.is_contiguous(memory_format=torch.channels_last)
+            assert trainer.student.stages[0][0].weight.is_contiguous(memory_format=torch.channels_last)
         losses[channels_last] = trainer.train_step(Batch(*trainer.loader.batch(0))).loss
     # Same arithmetic in another memory layout: equal up to float32 summation order.
     torch.testing.assert_close(losses[True], losses[False], rtol=1e-5, atol=1e-6)
@@ -99,7 +99,7 @@ def test_joint_forward_step_matches_separate_forwards_without_batch_statistics(t
     losses = {}
     for joint in (False, True):
         trainer = _trainer(tmp_path / str(joint), digits_data, method={"name": "ict", "joint_forward": joint})
-        trainer.model.eval()  # running statistics: each example is normalised on its own
+        trainer.student.eval()  # running statistics: each example is normalised on its own
         losses[joint] = trainer.train_step(Batch(*trainer.loader.batch(0))).loss
     assert torch.equal(losses[True], losses[False])
 

@@ -5,8 +5,11 @@
 - :mod:`ssl_mix.analysis.flattening`: singular values of each class's centred representations at a layer
   (manifold mixup's flattening, Verma et al. 2019) and a summary.
 - :mod:`ssl_mix.analysis.plots`: PNG figures of both, and the logged non-linearity read back from TensorBoard.
+- :mod:`ssl_mix.analysis.analyze`: both measurements on a trained run, written as JSON and plots
+  (``ssl-mix analyze``).
 """
 
+from ssl_mix.analysis.analyze import analyze_run, format_analysis
 from ssl_mix.analysis.flattening import (
     DEFAULT_THRESHOLD,
     class_singular_values,
@@ -33,6 +36,8 @@ from ssl_mix.analysis.plots import (
 )
 
 __all__ = [
+    "analyze_run",
+    "format_analysis",
     "DEFAULT_THRESHOLD",
     "LinearityProbe",
     "Normalization",

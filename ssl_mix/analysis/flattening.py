@@ -20,14 +20,14 @@ features and stops telling models apart.
 
 from __future__ import annotations
 
-import numbers
 from collections.abc import Mapping
 from typing import Any
 
 import torch
 from torch import nn
 
-from ssl_mix.analysis.linearity import _check_positive_int, _EvalMode, _model_device
+from ssl_mix.checks import check_number, check_positive_int
+from ssl_mix.models.inference import eval_mode, model_device
 from ssl_mix.models.stages import LayerId, forward_layers, get_stages
 
 __all__ = [
@@ -97,9 +97,8 @@ def _check_spectrum(s: object) -> torch.Tensor:
 
 
 def _check_threshold(threshold: object) -> float:
-    if isinstance(threshold, bool) or not isinstance(threshold, numbers.Real) or not 0 <= threshold < 1:
-        raise ValueError(f"threshold must be a fraction of the largest singular value in [0, 1), got {threshold!r}.")
-    return float(threshold)
+    return check_number("threshold", threshold, low=0, high=1, high_open=True,
+                        hint="a fraction of the largest singular value.")
 
 
 def normalized_spectrum(singular_values: torch.Tensor) -> torch.Tensor:
@@ -189,14 +188,14 @@ def flattening(
         use a few hundred images per class for early layers of large networks.
     """
     get_stages(model)
-    batch_size = _check_positive_int("batch_size", batch_size)
+    batch_size = check_positive_int("batch_size", batch_size)
     if not isinstance(images, torch.Tensor) or not images.is_floating_point():
         raise TypeError("images must be a floating-point tensor of model inputs (N, ...), already normalised; "
                         f"got {type(images).__name__ if not isinstance(images, torch.Tensor) else images.dtype}.")
     if device is None:
-        device = _model_device(model, images.device)
+        device = model_device(model, images.device)
     chunks = []
-    with _EvalMode(model), torch.no_grad():
+    with eval_mode(model):
         for start in range(0, images.shape[0], batch_size):
             _, outputs = forward_layers(model, images[start:start + batch_size].to(device), [layer])
             chunks.append(next(iter(outputs.values())).flatten(1))

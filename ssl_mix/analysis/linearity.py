@@ -43,13 +43,15 @@ from __future__ import annotations
 
 import numbers
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Callable, Literal
+from typing import TYPE_CHECKING, Callable, Literal, get_args
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ssl_mix.checks import check_in, check_int, check_k, check_positive_int
 from ssl_mix.mixing import sample_mix_weights
+from ssl_mix.models.inference import eval_mode, model_device
 from ssl_mix.models.stages import LayerId, forward_layers, get_stages, layer_names
 
 if TYPE_CHECKING:
@@ -89,19 +91,6 @@ def layer_key(model: nn.Module, layer: LayerId) -> str:
     if isinstance(layer, bool) or not isinstance(layer, numbers.Integral) or not 0 <= layer < len(names):
         raise ValueError(f"layer must be 'input' or an int in 0..{len(names) - 1}, got {layer!r}.")
     return f"{int(layer)}_{names[layer]}"
-
-
-def _check_choice(name: str, value: object, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
-        raise ValueError(f"{name} must be one of {list(allowed)}, got {value!r}.")
-
-
-def _check_positive_int(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__} ({value!r}).")
-    if value < 1:
-        raise ValueError(f"{name} must be >= 1, got {value}.")
-    return int(value)
 
 
 def _check_points(points: object, weights: object) -> None:
@@ -169,21 +158,6 @@ def _distances(
     return result
 
 
-class _EvalMode:
-    """Put every submodule in eval mode and restore each one's own mode on exit."""
-
-    def __init__(self, model: nn.Module) -> None:
-        self.modes = [(m, m.training) for m in model.modules()]
-        self.model = model
-
-    def __enter__(self) -> None:
-        self.model.eval()
-
-    def __exit__(self, *exc: object) -> None:
-        for module, training in self.modes:
-            module.training = training
-
-
 def nonlinearity_k(
     model: nn.Module,
     points: torch.Tensor,
@@ -218,11 +192,11 @@ def nonlinearity_k(
         valid because eval mode treats examples independently; split large samples (see
         :class:`LinearityProbe`, which does).
     """
-    _check_choice("normalization", normalization, ("shared", "example"))
-    _check_choice("reduction", reduction, ("mean", "sum", "none"))
+    check_in("normalization", normalization, get_args(Normalization))
+    check_in("reduction", reduction, get_args(Reduction))
     get_stages(model)
     _check_points(points, weights)
-    with _EvalMode(model), torch.no_grad():
+    with eval_mode(model):
         distances = _distances(model, points, weights, layers, normalization)
     if reduction == "none":
         return distances
@@ -272,15 +246,6 @@ def nonlinearity(
                           normalization=normalization, reduction=reduction)
 
 
-def _model_device(model: nn.Module, default: torch.device | None = None) -> torch.device | None:
-    """The device of the model's first parameter (or buffer); ``default`` for a model with neither."""
-    for tensor in model.parameters():
-        return tensor.device
-    for tensor in model.buffers():
-        return tensor.device
-    return default
-
-
 class LinearityProbe:
     """A fixed sample of K-point mixes; calling it measures a model's per-layer non-linearity.
 
@@ -309,8 +274,8 @@ class LinearityProbe:
         normalization: Normalization = "shared",
     ) -> None:
         _check_points(points, weights)
-        _check_choice("normalization", normalization, ("shared", "example"))
-        self.batch_size = _check_positive_int("batch_size", batch_size)
+        check_in("normalization", normalization, get_args(Normalization))
+        self.batch_size = check_positive_int("batch_size", batch_size)
         self.points = points
         self.weights = weights.expand(points.shape[1], -1) if weights.shape[0] == 1 else weights
         self.layers = None if layers is None else list(layers)
@@ -323,14 +288,14 @@ class LinearityProbe:
 
     def __call__(self, model: nn.Module) -> dict[str, float]:
         get_stages(model)
-        device = _model_device(model)
+        device = model_device(model)
         if device is not None and device != self.points.device:
             raise ValueError(
                 f"the model is on {device} but the probe's sample is on {self.points.device}; build the probe "
                 f"with device={str(device)!r} or move the model with model.to({str(self.points.device)!r})."
             )
         totals: dict[LayerId, torch.Tensor] = {}
-        with _EvalMode(model), torch.no_grad():
+        with eval_mode(model):
             for start in range(0, self.num_mixes, self.batch_size):
                 stop = start + self.batch_size
                 d = _distances(model, self.points[:, start:stop], self.weights[start:stop], self.layers,
@@ -347,11 +312,9 @@ def _sample_mixes(n: int, num_pairs: int, k: int, alpha: float, seed: int) -> tu
 
     Drawn on the CPU from ``seed`` alone, so the sample is the same on every device.
     """
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
-        raise TypeError(f"seed must be an int, got {type(seed).__name__} ({seed!r}).")
-    num_pairs = _check_positive_int("num_pairs", num_pairs)
-    if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 2:
-        raise ValueError(f"k (points per mix) must be an int >= 2, got {k!r}.")
+    seed = check_int("seed", seed)
+    num_pairs = check_positive_int("num_pairs", num_pairs)
+    k = check_k(k)
     if n < k:
         raise ValueError(f"need at least k={k} images to draw mixes of {k} distinct images, got {n}.")
     generator = torch.Generator().manual_seed(int(seed))
@@ -408,7 +371,7 @@ def measure_linearity(
             "images use linearity_probe(ImageArrays, DataSpec, ...)."
         )
     indices, weights = _sample_mixes(images.shape[0], num_pairs, k, alpha, seed)
-    device = torch.device(device) if device is not None else _model_device(model, images.device)
+    device = torch.device(device) if device is not None else model_device(model, images.device)
     points = images[indices.t().to(images.device)].to(device)
     probe = LinearityProbe(points, weights.to(device), batch_size=batch_size, layers=layers,
                            normalization=normalization)

@@ -1,11 +1,13 @@
 """Data for semi-supervised training: label-budget splits, datasets in memory, augmentation, ZCA whitening and dual
 loaders."""
 
-from ssl_mix.data.augment import crop_flip, normalize, random_crop_flip
+from ssl_mix.data.augment import PADDING_MODES, PaddingMode, crop_flip, normalize, random_crop_flip
 from ssl_mix.data.datasets import (
+    DATASET_NAMES,
     IMAGE_EXTENSIONS,
     ArrayDataset,
     DataSpec,
+    DatasetName,
     ImageArrays,
     arrays_dataset,
     arrays_from_dataset,
@@ -19,11 +21,15 @@ from ssl_mix.data.datasets import (
     eval_transform,
     train_transform,
 )
-from ssl_mix.data.loaders import DualLoader, TensorDualLoader, TorchDualLoader, derive_seed, eval_batches
+from ssl_mix.data.loaders import TensorDualLoader, TorchDualLoader, derive_seed, eval_batches
 from ssl_mix.data.splits import SPLIT_FORMAT_VERSION, LabelSplit, make_split, split_summary
-from ssl_mix.data.zca import ZCA, apply_zca, fit_zca
+from ssl_mix.data.zca import ZCA, apply_zca, fit_zca, preprocess_entry, preprocess_transform
 
 __all__ = [
+    "DATASET_NAMES",
+    "DatasetName",
+    "PADDING_MODES",
+    "PaddingMode",
     "LabelSplit",
     "make_split",
     "split_summary",
@@ -46,7 +52,6 @@ __all__ = [
     "crop_flip",
     "random_crop_flip",
     "normalize",
-    "DualLoader",
     "TensorDualLoader",
     "TorchDualLoader",
     "eval_batches",
@@ -54,4 +59,6 @@ __all__ = [
     "ZCA",
     "fit_zca",
     "apply_zca",
+    "preprocess_entry",
+    "preprocess_transform",
 ]

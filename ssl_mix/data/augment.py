@@ -9,13 +9,18 @@ output pixel reads the source pixel its padded position maps to.
 
 from __future__ import annotations
 
-from typing import Literal, Sequence
+from typing import Literal, Sequence, get_args
 
 import torch
 
-__all__ = ["crop_flip", "random_crop_flip", "normalize"]
+from ssl_mix.checks import check_in
+
+__all__ = ["crop_flip", "random_crop_flip", "normalize", "PaddingMode", "PADDING_MODES"]
 
 PaddingMode = Literal["reflect", "constant", "replicate"]
+"""How a random crop fills the border: mirror without repeating the edge, zeros, or repeat the edge pixel."""
+
+PADDING_MODES: tuple[str, ...] = get_args(PaddingMode)
 
 
 def _source_index(position: torch.Tensor, size: int, padding_mode: str) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -51,8 +56,7 @@ def crop_flip(images: torch.Tensor, offsets_y: torch.Tensor, offsets_x: torch.Te
     """
     if images.dim() != 4:
         raise ValueError(f"images must be a batch (B, C, H, W), got shape {tuple(images.shape)}")
-    if padding_mode not in ("reflect", "constant", "replicate"):
-        raise ValueError(f"padding_mode must be 'reflect', 'constant' or 'replicate', got {padding_mode!r}")
+    check_in("padding_mode", padding_mode, PADDING_MODES)
     b, c, h, w = images.shape
     if isinstance(padding, bool) or not isinstance(padding, int) or padding < 0:
         raise ValueError(f"padding must be an int >= 0, got {padding!r}")

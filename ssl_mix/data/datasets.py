@@ -17,16 +17,20 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Sequence
+from typing import Any, Literal, Sequence, get_args
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from ssl_mix.checks import check_bool, check_in, check_int, check_positive_int
+from ssl_mix.data.augment import PADDING_MODES, PaddingMode
+
 __all__ = [
     "ImageArrays",
     "DataSpec",
     "DatasetName",
+    "DATASET_NAMES",
     "IMAGE_EXTENSIONS",
     "load_arrays",
     "load_targets",
@@ -43,13 +47,15 @@ __all__ = [
 ]
 
 DatasetName = Literal["cifar10", "cifar100", "svhn", "folder", "digits"]
+"""The built-in datasets: CIFAR-10/100 and SVHN through torchvision, an image folder, scikit-learn's digits."""
+
+DATASET_NAMES: tuple[str, ...] = get_args(DatasetName)
+"""The values of :data:`DatasetName`, in order (for argument choices and messages)."""
+
 SplitName = Literal["train", "test", "extra", "unlabeled"]
-PaddingMode = Literal["reflect", "constant", "replicate"]
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff", ".ppm", ".pgm", ".pbm")
 """File extensions (case-insensitive) read as images in an image folder; other files are ignored."""
-
-_DATASETS = ("cifar10", "cifar100", "svhn", "folder", "digits")
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -179,21 +185,16 @@ class DataSpec:
     def __post_init__(self) -> None:
         object.__setattr__(self, "mean", tuple(float(m) for m in self.mean))
         object.__setattr__(self, "std", tuple(float(s) for s in self.std))
-        if isinstance(self.num_classes, bool) or not isinstance(self.num_classes, int) or self.num_classes < 1:
-            raise ValueError(f"DataSpec.num_classes must be a positive int, got {self.num_classes!r}")
+        check_positive_int("DataSpec.num_classes", self.num_classes)
         if not self.mean or len(self.mean) != len(self.std):
             raise ValueError(f"DataSpec.mean and std need one entry per channel, got {len(self.mean)} and "
                              f"{len(self.std)}")
         if not all(s > 0 and np.isfinite(s) for s in self.std) or not all(np.isfinite(m) for m in self.mean):
             raise ValueError(f"DataSpec.std must be positive and finite and mean finite, got mean={self.mean}, "
                              f"std={self.std}")
-        if isinstance(self.crop_padding, bool) or not isinstance(self.crop_padding, int) or self.crop_padding < 0:
-            raise ValueError(f"DataSpec.crop_padding must be an int >= 0, got {self.crop_padding!r}")
-        if not isinstance(self.flip, bool):
-            raise ValueError(f"DataSpec.flip must be a bool, got {self.flip!r}")
-        if self.padding_mode not in ("reflect", "constant", "replicate"):
-            raise ValueError(f"DataSpec.padding_mode must be 'reflect', 'constant' or 'replicate', got "
-                             f"{self.padding_mode!r}")
+        check_int("DataSpec.crop_padding", self.crop_padding, 0)
+        check_bool("DataSpec.flip", self.flip)
+        check_in("DataSpec.padding_mode", self.padding_mode, PADDING_MODES)
 
     @property
     def channels(self) -> int:
@@ -237,7 +238,7 @@ def data_spec(name: DatasetName | str, train: ImageArrays | None = None, *, root
                                  "compute the normalisation constants")
             train = load_arrays("folder", root, "train")
         return spec_from_arrays(train, "folder")
-    raise ValueError(f"unknown dataset {name!r}; expected one of {', '.join(_DATASETS)}")
+    raise ValueError(f"unknown dataset {name!r}; expected one of {', '.join(DATASET_NAMES)}")
 
 
 def channel_stats(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
@@ -294,7 +295,7 @@ def spec_from_arrays(arrays: ImageArrays, name: str = "custom", *, crop_padding:
 
 def load_arrays(name: DatasetName, root: str | Path | None, split: SplitName, *, download: bool = False,
                 image_size: int | tuple[int, int] | None = None, channels: Literal[1, 3] | None = None,
-                num_threads: int | None = None) -> ImageArrays:
+                num_threads: int | None = None, classes: Sequence[str] | None = None) -> ImageArrays:
     """Load a whole dataset split into memory.
 
     Args:
@@ -307,6 +308,8 @@ def load_arrays(name: DatasetName, root: str | Path | None, split: SplitName, *,
         image_size: folder only: resize every image to ``(H, W)`` (an int means square), with antialiasing.
         channels: folder only: force 1 (grayscale) or 3 (RGB) channels.
         num_threads: folder only: decoding threads (default ``min(8, os.cpu_count())``).
+        classes: folder only: the class names, in order, instead of the sub-directories of ``root/train``
+            (a trained run's classes, to read a test set without its training folder).
 
     Returns:
         The images and targets; unlabeled examples have target -1.
@@ -326,15 +329,15 @@ def load_arrays(name: DatasetName, root: str | Path | None, split: SplitName, *,
         a thread pool (about 5 s for CIFAR-10's 50,000 JPEGs on 2 cores). A missing ``unlabeled/`` gives an
         empty set.
     """
-    if name not in _DATASETS:
-        raise ValueError(f"unknown dataset {name!r}; expected one of {', '.join(_DATASETS)}")
-    if name != "folder" and (image_size is not None or channels is not None):
-        raise ValueError(f"image_size and channels apply to name='folder' only, not {name!r}")
+    if name not in DATASET_NAMES:
+        raise ValueError(f"unknown dataset {name!r}; expected one of {', '.join(DATASET_NAMES)}")
+    if name != "folder" and (image_size is not None or channels is not None or classes is not None):
+        raise ValueError(f"image_size, channels and classes apply to name='folder' only, not {name!r}")
     if name == "digits":
         return _load_digits(split)
     if name == "folder":
         return _load_folder(_require_root(name, root), split, image_size=image_size, channels=channels,
-                            num_threads=num_threads)
+                            num_threads=num_threads, classes=classes)
     return _load_torchvision(name, _require_root(name, root), split, download)
 
 
@@ -471,12 +474,14 @@ def _folder_classes(root: Path) -> list[str]:
     return classes
 
 
-def _list_folder(root: Path, split: str) -> tuple[list[Path], torch.Tensor, list[str]]:
+def _list_folder(root: Path, split: str, classes: Sequence[str] | None = None
+                 ) -> tuple[list[Path], torch.Tensor, list[str]]:
     if split not in ("train", "test", "unlabeled"):
         raise ValueError(f"dataset 'folder' has splits 'train', 'test' and 'unlabeled', not {split!r}")
     if not root.is_dir():
-        raise FileNotFoundError(f"image folder {root} does not exist: expected {root}/train/<class>/<images>")
-    classes = _folder_classes(root)
+        raise FileNotFoundError(f"image folder {root} does not exist: expected {root}/{split}/<class>/<images>")
+    source = f"{root}/train" if classes is None else "the trained run"
+    classes = [str(c) for c in classes] if classes is not None else _folder_classes(root)
     directory = root / split
     if split == "unlabeled":
         files = _image_files(directory) if directory.is_dir() else []
@@ -487,8 +492,8 @@ def _list_folder(root: Path, split: str) -> tuple[list[Path], torch.Tensor, list
     present = sorted(d.name for d in directory.iterdir() if d.is_dir() and not d.name.startswith("."))
     unknown = [c for c in present if c not in classes]
     if unknown:
-        raise ValueError(f"{directory} has class folder(s) {', '.join(unknown)} that {root}/train lacks; the "
-                         "classes are defined by train/")
+        raise ValueError(f"{directory} has class folder(s) {', '.join(unknown)} that {source} lacks; the classes "
+                         f"are {', '.join(classes)}")
     files: list[Path] = []
     targets: list[int] = []
     for index, name in enumerate(classes):
@@ -525,7 +530,7 @@ def _decode(path: Path, size: tuple[int, int] | None, channels: int | None) -> t
 
 
 def _load_folder(root: Path, split: str, *, image_size: int | tuple[int, int] | None,
-                 channels: int | None, num_threads: int | None) -> ImageArrays:
+                 channels: int | None, num_threads: int | None, classes: Sequence[str] | None = None) -> ImageArrays:
     size: tuple[int, int] | None = None
     if image_size is not None:
         pair = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
@@ -534,7 +539,7 @@ def _load_folder(root: Path, split: str, *, image_size: int | tuple[int, int] | 
         size = (int(pair[0]), int(pair[1]))
     if channels not in (None, 1, 3):
         raise ValueError(f"channels must be 1, 3 or None (automatic), got {channels!r}")
-    files, targets, classes = _list_folder(root, split)
+    files, targets, classes = _list_folder(root, split, classes)
     if not files:
         return ImageArrays(torch.zeros((0, 0, 0, 0), dtype=torch.uint8), targets, classes)
     threads = num_threads if num_threads is not None else min(8, os.cpu_count() or 1)

@@ -32,39 +32,23 @@ import math
 import random
 from contextlib import contextmanager
 from functools import partial
-from typing import Any, Callable, Iterator, Protocol, runtime_checkable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from ssl_mix.checks import check_bool, check_int
 from ssl_mix.data.augment import normalize, random_crop_flip
 from ssl_mix.data.datasets import DataSpec, ImageArrays
 from ssl_mix.data.zca import ZCA
 
-__all__ = ["DualLoader", "TensorDualLoader", "TorchDualLoader", "eval_batches", "derive_seed"]
+__all__ = ["TensorDualLoader", "TorchDualLoader", "eval_batches", "derive_seed"]
 
 _LABELED, _UNLABELED = 0, 1
 _PERMUTATION, _AUGMENT, _SAMPLE, _WORKERS = 0, 1, 2, 3
 _MASK64 = (1 << 64) - 1
 _STATE_VERSION = 1
-
-
-@runtime_checkable
-class DualLoader(Protocol):
-    """What the trainer needs from a loader.
-
-    ``iter(loader)`` yields ``(x_l, y_l, x_u)`` forever: normalised float labeled images ``(B_l, C, H, W)``,
-    their int64 targets ``(B_l,)`` and normalised unlabeled images ``(B_u, C, H, W)``, already on the training
-    device. ``state_dict()`` is a small dict of plain Python values; ``load_state_dict(state)`` makes the next
-    batch the one after the saved position.
-    """
-
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]: ...
-
-    def state_dict(self) -> dict: ...
-
-    def load_state_dict(self, state: dict) -> None: ...
 
 
 def _splitmix64(x: int) -> int:
@@ -106,12 +90,6 @@ def _batch_sizes(batch_size: int, unlabeled_batch_size: int | None, mu: float | 
     return batch_size, unlabeled_batch_size
 
 
-def _check_bool(name: str, value: bool) -> bool:
-    if not isinstance(value, bool):
-        raise TypeError(f"{name} must be a bool, got {value!r}")
-    return value
-
-
 # A batch transform applied after normalisation, on the device: (B, C, H, W) float -> same shape (e.g. a ZCA).
 Preprocess = Callable[[torch.Tensor], torch.Tensor]
 
@@ -124,12 +102,6 @@ def _check_preprocess(preprocess: Preprocess | None, device: torch.device) -> Pr
                         f"None, got {type(preprocess).__name__}")
     # Tensor-holding transforms (a ZCA) move to the batches' device once, not at every call.
     return preprocess.to(device) if isinstance(preprocess, ZCA) else preprocess
-
-
-def _check_seed(seed: int) -> int:
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
-    return int(seed)
 
 
 def _check_shard(rank: int, world_size: int) -> tuple[int, int]:
@@ -244,10 +216,10 @@ class TensorDualLoader:
         if labeled.image_shape[0] != spec.channels:
             raise ValueError(f"images have {labeled.image_shape[0]} channels but spec {spec.name!r} has "
                              f"{spec.channels} (mean {spec.mean})")
-        augment = _check_bool("augment", augment)
-        self.with_unlabeled = _check_bool("with_unlabeled", with_unlabeled)
+        augment = check_bool("augment", augment)
+        self.with_unlabeled = check_bool("with_unlabeled", with_unlabeled)
         self.batch_size, self.unlabeled_batch_size = _batch_sizes(batch_size, unlabeled_batch_size, mu)
-        self.seed = _check_seed(seed)
+        self.seed = check_int("seed", seed, 0)
         self.rank, self.world_size = _check_shard(rank, world_size)
         self.spec, self.augment = spec, augment
         self.device = torch.device(device)
@@ -466,8 +438,8 @@ class TorchDualLoader:
         if transform is not None and not callable(transform):
             raise TypeError(f"transform must be callable, got {type(transform).__name__}")
         self.batch_size, self.unlabeled_batch_size = _batch_sizes(batch_size, unlabeled_batch_size, mu)
-        self.with_unlabeled = _check_bool("with_unlabeled", with_unlabeled)
-        self.seed = _check_seed(seed)
+        self.with_unlabeled = check_bool("with_unlabeled", with_unlabeled)
+        self.seed = check_int("seed", seed, 0)
         self.rank, self.world_size = _check_shard(rank, world_size)
         self.device = torch.device(device)
         self.preprocess = _check_preprocess(preprocess, self.device)

@@ -23,6 +23,8 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from ssl_mix.checks import check_bool, check_int
+
 __all__ = ["LabelSplit", "make_split", "split_summary", "SPLIT_FORMAT_VERSION"]
 
 SPLIT_FORMAT_VERSION = 1
@@ -72,13 +74,8 @@ class LabelSplit:
         if not isinstance(self.dataset, str) or not self.dataset:
             raise ValueError(f"LabelSplit.dataset must be a non-empty string, got {self.dataset!r}")
         for name in ("num_classes", "num_labels", "seed", "num_valid_per_class"):
-            value = getattr(self, name)
-            positive = name in ("num_classes", "num_labels")
-            if isinstance(value, bool) or not isinstance(value, int) or value < int(positive):
-                raise ValueError(f"LabelSplit.{name} must be a {'positive' if positive else 'non-negative'} int, "
-                                 f"got {value!r}")
-        if not isinstance(self.labeled_in_unlabeled, bool):
-            raise ValueError(f"LabelSplit.labeled_in_unlabeled must be a bool, got {self.labeled_in_unlabeled!r}")
+            check_int(f"LabelSplit.{name}", getattr(self, name), 1 if name in ("num_classes", "num_labels") else 0)
+        check_bool("LabelSplit.labeled_in_unlabeled", self.labeled_in_unlabeled)
         for name in ("labeled", "valid", "unlabeled"):
             indices = tuple(getattr(self, name))
             if any(isinstance(i, bool) or not isinstance(i, int) for i in indices):
@@ -295,28 +292,22 @@ def make_split(targets: Sequence[int] | torch.Tensor | np.ndarray, num_labels: i
     if array.min() < 0:
         raise ValueError(f"targets must be class indices >= 0, got {int(array.min())}; a split is drawn from the "
                          "labeled training set (keep extra unlabeled data, target -1, out of it)")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+    seed = check_int("seed", seed, 0)
     inferred = int(array.max()) + 1
     if num_classes is None:
         num_classes = inferred
     elif isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) or num_classes < inferred:
         raise ValueError(f"num_classes must be an int >= max(targets) + 1 = {inferred}, got {num_classes!r}")
     num_classes = int(num_classes)
-    if isinstance(num_labels, bool) or not isinstance(num_labels, (int, np.integer)):
-        raise ValueError(f"num_labels must be an int, got {num_labels!r}")
+    num_labels = check_int("num_labels", num_labels)
     if num_labels <= 0:
         raise ValueError(f"num_labels must be a positive multiple of the number of classes ({num_classes}), got "
                          f"{num_labels}; e.g. {num_classes * 4} for 4 labels per class")
     if num_labels % num_classes:
         raise ValueError(f"num_labels={num_labels} is not divisible by the number of classes ({num_classes}), so "
                          f"the split cannot be class-balanced; use {_nearest_multiples(num_labels, num_classes)}")
-    if (isinstance(num_valid_per_class, bool) or not isinstance(num_valid_per_class, (int, np.integer))
-            or num_valid_per_class < 0):
-        raise ValueError(f"num_valid_per_class must be an int >= 0, got {num_valid_per_class!r}")
-    num_valid_per_class = int(num_valid_per_class)
-    if not isinstance(labeled_in_unlabeled, bool):
-        raise ValueError(f"labeled_in_unlabeled must be a bool, got {labeled_in_unlabeled!r}")
+    num_valid_per_class = check_int("num_valid_per_class", num_valid_per_class, 0)
+    check_bool("labeled_in_unlabeled", labeled_in_unlabeled)
 
     per_class = num_labels // num_classes
     counts = np.bincount(array, minlength=num_classes)

@@ -30,7 +30,7 @@ import torch
 
 from ssl_mix.data.augment import normalize
 
-__all__ = ["ZCA", "fit_zca", "apply_zca"]
+__all__ = ["ZCA", "fit_zca", "apply_zca", "preprocess_entry", "preprocess_transform"]
 
 # Images per chunk while accumulating the covariance: a float64 chunk of 2,000 CIFAR images is 49 MB.
 _CHUNK = 2000
@@ -189,3 +189,42 @@ def apply_zca(x: torch.Tensor, zca: ZCA) -> torch.Tensor:
     flat = x.reshape(x.shape[0], -1).to(work)
     # W is symmetric, so (x - mean) W^T = x W - mean W: one addmm with the shift folded in.
     return torch.addmm(-(mean @ matrix), flat, matrix).view(x.shape).to(x.dtype)
+
+
+# The key of the ZCA transform in a checkpoint's ``data["preprocess"]`` entry (see ssl_mix.run.data_info).
+_ZCA_KEY = "zca"
+
+
+def preprocess_entry(zca: ZCA | None) -> dict[str, Any]:
+    """The ``preprocess`` entry a checkpoint keeps for a run's input transform (``ssl_mix.run.data_info``).
+
+    Args:
+        zca: the run's fitted transform, or None.
+
+    Returns:
+        ``{"zca": zca.state_dict()}``, or ``{}`` without a transform.
+    """
+    return {} if zca is None else {_ZCA_KEY: zca.state_dict()}
+
+
+def preprocess_transform(preprocess: Mapping[str, Any], device: torch.device | str = "cpu") -> ZCA | None:
+    """The transform a checkpoint's ``preprocess`` entry describes (``TrainedRun.preprocess``), on ``device``.
+
+    Apply it to normalised images, as training did: pass it as ``preprocess=`` to :func:`~ssl_mix.eval_batches`, or
+    call it on a normalised batch. Evaluation, prediction and export use this one function.
+
+    Args:
+        preprocess: the entry (``{}`` for a run without one).
+        device: where the transform's tensors go (the models' device).
+
+    Returns:
+        The :class:`ZCA`, or None when the run used no input transform.
+    """
+    if not isinstance(preprocess, Mapping):
+        raise TypeError(f"preprocess must be a checkpoint's preprocess entry (a dict), got {type(preprocess).__name__}")
+    unknown = set(preprocess) - {_ZCA_KEY}
+    if unknown:
+        raise ValueError(f"the checkpoint's preprocess entry holds {sorted(unknown)}, which this version of ssl_mix "
+                         "cannot apply; load the run with the version that wrote it")
+    state = preprocess.get(_ZCA_KEY)
+    return None if state is None else ZCA.from_state_dict(state).to(device)

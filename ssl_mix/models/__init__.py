@@ -7,15 +7,18 @@ layer (manifold mixup, ICT), :func:`run_stages` runs part of the chain.
 
 from ssl_mix.models.cnn13 import CNN13
 from ssl_mix.models.factory import ModelName, available_models, create_model
+from ssl_mix.models.inference import eval_mode, model_device
 from ssl_mix.models.small import SmallCNN
 from ssl_mix.models.stages import (
     LayerId,
+    MixableModule,
     StagedModel,
     forward_layers,
     forward_mixed,
     get_stages,
     layer_names,
     run_stages,
+    unwrap_model,
 )
 from ssl_mix.models.timm_adapter import TimmStaged
 from ssl_mix.models.wrn import PreActBlock, WideResNet
@@ -23,6 +26,7 @@ from ssl_mix.models.wrn import PreActBlock, WideResNet
 __all__ = [
     "CNN13",
     "LayerId",
+    "MixableModule",
     "ModelName",
     "PreActBlock",
     "SmallCNN",
@@ -31,9 +35,12 @@ __all__ = [
     "WideResNet",
     "available_models",
     "create_model",
+    "eval_mode",
     "forward_layers",
     "forward_mixed",
     "get_stages",
     "layer_names",
+    "model_device",
     "run_stages",
+    "unwrap_model",
 ]

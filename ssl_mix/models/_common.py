@@ -2,52 +2,28 @@
 
 from __future__ import annotations
 
-import math
-import numbers
-
 from torch import nn
 
-
-def check_int(name: str, value: object, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__} ({value!r}).")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}.")
-    return int(value)
-
-
-def check_float(
-    name: str, value: object, low: float, high: float, *, low_inclusive: bool = True, high_inclusive: bool, hint: str
-) -> float:
-    """A real number between ``low`` and ``high``, with ``hint`` appended to the error message."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {type(value).__name__} ({value!r}).")
-    value = float(value)
-    above = low <= value if low_inclusive else low < value
-    below = value <= high if high_inclusive else value < high
-    if not (math.isfinite(value) and above and below):
-        interval = f"{'[' if low_inclusive else '('}{low}, {high}{']' if high_inclusive else ')'}"
-        raise ValueError(f"{name} must be in {interval}, got {value}; {hint}")
-    return value
+from ssl_mix.checks import check_number
 
 
 def check_bn_momentum(value: object) -> float:
-    return check_float(
-        "bn_momentum", value, 0.0, 1.0, low_inclusive=False, high_inclusive=True,
+    return check_number(
+        "bn_momentum", value, low=0.0, high=1.0, low_open=True,
         hint="0 would freeze the running statistics. PyTorch convention: running = (1 - momentum) * running "
         "+ momentum * batch, so a TensorFlow/Keras decay of 0.999 is momentum 0.001.",
     )
 
 
 def check_leaky_slope(value: object) -> float:
-    return check_float(
-        "leaky_slope", value, 0.0, 1.0, high_inclusive=False,
+    return check_number(
+        "leaky_slope", value, low=0.0, high=1.0, high_open=True,
         hint="the negative slope of the leaky ReLU (0.1 in the ICT/FixMatch code; 0 gives a plain ReLU).",
     )
 
 
 def check_dropout(value: object) -> float:
-    return check_float("dropout", value, 0.0, 1.0, high_inclusive=False, hint="a drop probability; 0 disables it.")
+    return check_number("dropout", value, low=0.0, high=1.0, high_open=True, hint="a drop probability; 0 disables it.")
 
 
 def init_weights(model: nn.Module, leaky_slope: float) -> None:

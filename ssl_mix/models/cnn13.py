@@ -30,13 +30,8 @@ from __future__ import annotations
 from torch import nn
 from torch.nn.utils.parametrizations import weight_norm as _weight_norm
 
-from ssl_mix.models._common import (
-    check_bn_momentum,
-    check_dropout,
-    check_int,
-    check_leaky_slope,
-    init_weights,
-)
+from ssl_mix.checks import check_bool, check_int
+from ssl_mix.models._common import check_bn_momentum, check_dropout, check_leaky_slope, init_weights
 from ssl_mix.models.stages import StagedModel
 
 __all__ = ["CNN13"]
@@ -73,8 +68,7 @@ class CNN13(StagedModel):
         bn_momentum = check_bn_momentum(bn_momentum)
         leaky_slope = check_leaky_slope(leaky_slope)
         dropout = check_dropout(dropout)
-        if not isinstance(weight_norm, bool):
-            raise TypeError(f"weight_norm must be a bool, got {type(weight_norm).__name__} ({weight_norm!r}).")
+        check_bool("weight_norm", weight_norm)
 
         def unit(in_ch: int, out_ch: int, kernel: int, padding: int) -> list[nn.Module]:
             return [

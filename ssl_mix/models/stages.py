@@ -54,6 +54,8 @@ __all__ = [
     "layer_names",
     "forward_layers",
     "forward_mixed",
+    "MixableModule",
+    "unwrap_model",
     "run_stages",
 ]
 
@@ -242,18 +244,16 @@ def forward_mixed(model: nn.Module, x: torch.Tensor, plan: MixPlan, layer: Layer
     Note:
         With batch norm in train mode the statistics of the stages after ``layer`` are those of the mixed
         batch, as in manifold mixup. Mix the targets with the same plan. A model wrapped as
-        ``DistributedDataParallel(ssl_mix.distributed.MixableModule(model))`` (as the trainer does under
+        ``DistributedDataParallel(ssl_mix.models.MixableModule(model))`` (as the trainer does under
         torchrun) runs the mixed pass through the wrapper's ``forward``, so that its gradients are averaged
         across processes.
     """
-    inner = getattr(model, "_orig_mod", model)  # a torch.compile'd model keeps the original in _orig_mod
+    inner = model._orig_mod if isinstance(getattr(model, "_orig_mod", None), nn.Module) else model
     if isinstance(inner, nn.parallel.DistributedDataParallel):
-        from ssl_mix.distributed import MixableModule
-
         if not isinstance(inner.module, MixableModule):
             raise TypeError(
                 "forward_mixed on a DistributedDataParallel model needs it built as DistributedDataParallel("
-                "ssl_mix.distributed.MixableModule(model)) (ssl_mix.distributed.wrap_ddp does this): a pass that "
+                "ssl_mix.models.MixableModule(model)) (ssl_mix.distributed.wrap_ddp does this): a pass that "
                 f"runs the stages one by one would bypass DDP's gradient averaging. Got a DDP of "
                 f"{type(inner.module).__name__}."
             )
@@ -311,3 +311,53 @@ def run_stages(
     for stage in list(stages)[start:stop + 1]:
         h = stage(h)
     return h
+
+
+class MixableModule(nn.Module):
+    """The student as DistributedDataParallel sees it: one ``forward`` for plain and manifold-mixup passes.
+
+    DDP averages gradients only for computations that ran inside its ``forward``. Manifold mixup runs the
+    model's stages one by one (:func:`forward_mixed`), so under DDP it goes through here as
+    ``forward(x, plan, layer)``; :func:`forward_mixed` on a DDP-wrapped ``MixableModule`` does that.
+
+    Args:
+        module: the student (any ``nn.Module``; a staged model for manifold mixup).
+    """
+
+    def __init__(self, module: nn.Module) -> None:
+        super().__init__()
+        self.module = module
+
+    def forward(self, x: torch.Tensor, plan: MixPlan | None = None, layer: LayerId = "input") -> torch.Tensor:
+        """``module(x)``; with a :class:`~ssl_mix.MixPlan`, the mixed pass ``forward_mixed(module, x, plan, layer)``.
+
+        Args:
+            x: the input batch ``(B, ...)``.
+            plan: None for a plain pass, or the mixing plan of manifold mixup.
+            layer: where to mix (``"input"`` or a stage index), with ``plan``.
+
+        Returns:
+            The logits ``(B, num_classes)``.
+        """
+        if plan is None:
+            return self.module(x)
+        return forward_mixed(self.module, x, plan, layer)
+
+
+def unwrap_model(model: nn.Module) -> nn.Module:
+    """The plain model inside training wrappers: ``torch.compile`` (``_orig_mod``), DistributedDataParallel and
+    DataParallel (``module``) and :class:`MixableModule`, however nested.
+
+    Args:
+        model: a model, wrapped or not.
+
+    Returns:
+        The innermost model, whose parameters and buffers are the ones optimised and checkpointed.
+    """
+    while True:
+        if isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel, MixableModule)):
+            model = model.module
+        elif isinstance(getattr(model, "_orig_mod", None), nn.Module):
+            model = model._orig_mod
+        else:
+            return model

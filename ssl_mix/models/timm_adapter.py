@@ -13,13 +13,11 @@ checks this at construction on a small random input and raises ``TypeError`` for
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
-
 import torch
 from torch import nn
 
-from ssl_mix.models._common import check_int
+from ssl_mix.checks import check_int
+from ssl_mix.models.inference import eval_mode
 
 __all__ = ["TimmStaged"]
 
@@ -109,7 +107,7 @@ class TimmStaged(nn.Module):
             for name, module in children
         ]
         try:
-            with _eval_mode(model):
+            with eval_mode(model):
                 features = model.forward_features(probe)
         except Exception as error:
             raise ValueError(
@@ -120,7 +118,7 @@ class TimmStaged(nn.Module):
         finally:
             for hook in hooks:
                 hook.remove()
-        with _eval_mode(model):
+        with eval_mode(model):
             logits = model.forward_head(features)
 
         # The feature stages are the child modules forward_features ran, cut after each feature level.
@@ -138,7 +136,7 @@ class TimmStaged(nn.Module):
         stages: list[nn.Module] = [*feature_stages, _PreLogits(model), model.get_classifier()]
 
         try:
-            with _eval_mode(model):
+            with eval_mode(model):
                 chained_features = probe
                 for stage in feature_stages:
                     chained_features = stage(chained_features)
@@ -163,19 +161,6 @@ class TimmStaged(nn.Module):
         for stage in self.stages:
             x = stage(x)
         return x
-
-
-@contextlib.contextmanager
-def _eval_mode(model: nn.Module) -> Iterator[None]:
-    """Eval mode and no grad for a check; restores each module's own train/eval flag afterwards."""
-    flags = {module: module.training for module in model.modules()}
-    try:
-        model.eval()
-        with torch.no_grad():
-            yield
-    finally:
-        for module, flag in flags.items():
-            module.training = flag
 
 
 def _close(a: torch.Tensor, b: torch.Tensor) -> bool:

@@ -29,13 +29,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ssl_mix.models._common import (
-    check_bn_momentum,
-    check_dropout,
-    check_int,
-    check_leaky_slope,
-    init_weights,
-)
+from ssl_mix.checks import check_int
+from ssl_mix.models._common import check_bn_momentum, check_dropout, check_leaky_slope, init_weights
 from ssl_mix.models.stages import StagedModel
 
 __all__ = ["WideResNet", "PreActBlock"]
