@@ -30,10 +30,10 @@ import time
 from pathlib import Path
 
 import torch
+from bench_data import extract_cifar10_jpeg
+from provenance import git_commit, hardware
 
 import ssl_mix
-from bench_data import CIFAR10_JPEG, extract_cifar10_jpeg
-from provenance import git_commit, hardware
 
 REPO = Path(__file__).resolve().parents[1]
 FULL_STEPS = 180_000  # the ict-cifar10 preset's length

@@ -191,9 +191,10 @@ def test_gpu_check_dry_run_runs_every_phase_on_the_cpu(tmp_path):
     from pathlib import Path
 
     import gpu_check
+    from bench_data import CIFAR10_JPEG
 
-    if not gpu_check.CIFAR10_JPEG.is_file():
-        pytest.skip(f"CIFAR-10 JPEG copy not found at {gpu_check.CIFAR10_JPEG}")
+    if not CIFAR10_JPEG.is_file():
+        pytest.skip(f"CIFAR-10 JPEG copy not found at {CIFAR10_JPEG}")
     repo = Path(gpu_check.__file__).resolve().parents[1]
     out = tmp_path / "gpu"
     env = {**os.environ, "PYTHON": sys.executable, "OMP_NUM_THREADS": "1"}

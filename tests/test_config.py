@@ -65,7 +65,7 @@ def test_literal_fields_are_checked():
         (lambda: Config(method=MethodConfig(name="ict", cutmix_alpha=1.0)), r"cutmix_alpha applies to the supervised"),
         (lambda: MethodConfig(name="mixup", teacher_bn="own"), r"teacher_bn='own' needs a method that runs the teacher"),
         (lambda: MethodConfig(teacher_bn="own", teacher_mode="eval"), r"teacher_bn='own' needs teacher_mode='train'"),
-        (lambda: MethodConfig(teacher_bn="mean"), r"MethodConfig.teacher_bn must be one of 'own', 'copy'; got 'mean'"),
+        (lambda: MethodConfig(teacher_bn="mean"), r"MethodConfig.teacher_bn must be one of 'own', 'copy'"),
         (lambda: DataConfig(zca_eps=-1e-3), r"zca_eps must be a finite number >= 0"),
     ],
 )

@@ -297,7 +297,9 @@ def test_preprocess_is_applied_after_normalisation_in_both_loaders_and_eval_batc
                                                                                    preprocess=zca), strict=True):
         torch.testing.assert_close(xw, zca(x))
         assert torch.equal(y, yw)
-    double = (lambda x: 2 * x)
+    def double(x):
+        return 2 * x
+
     x, _ = next(eval_batches(labeled, spec, 4, "cpu", preprocess=double))
     torch.testing.assert_close(x, 2 * next(eval_batches(labeled, spec, 4, "cpu"))[0])
     with pytest.raises(TypeError, match="preprocess must be a callable"):

@@ -101,7 +101,7 @@ def test_own_buffers_are_left_to_the_teachers_own_passes():
     before = [b.clone() for b in teacher.module.buffers()]
     student(torch.randn(8, 3, dtype=torch.float64) + 3)
     teacher.update(student, 0)
-    assert all(torch.equal(a, b) for a, b in zip(before, teacher.module.buffers()))
+    assert all(torch.equal(a, b) for a, b in zip(before, teacher.module.buffers(), strict=True))
     assert not torch.equal(teacher.module[1].running_mean, student[1].running_mean)
     teacher.train()
     with torch.no_grad():

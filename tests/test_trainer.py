@@ -116,7 +116,7 @@ def test_teacher_keeps_its_own_batch_norm_statistics_or_copies_the_students(tmp_
     assert trainer.teacher.buffers_mode == teacher_bn
     initial = [b.clone() for b in trainer.teacher.module.buffers()]
     trainer.fit()
-    pairs = list(zip(trainer.teacher.module.buffers(), trainer.student.buffers(), initial))
+    pairs = list(zip(trainer.teacher.module.buffers(), trainer.student.buffers(), initial, strict=True))
     assert pairs
     if teacher_bn == "copy":
         assert all(torch.equal(t, s) for t, s, _ in pairs)
@@ -139,9 +139,10 @@ def test_teacher_bn_changes_only_the_teachers_running_statistics(tmp_path, digit
         runs[teacher_bn].fit()
     own, copy = runs["own"], runs["copy"]
     assert torch.equal(_weights(own.student), _weights(copy.student))
-    for a, b in zip(own.teacher.module.parameters(), copy.teacher.module.parameters()):
+    for a, b in zip(own.teacher.module.parameters(), copy.teacher.module.parameters(), strict=True):
         assert torch.equal(a, b)
-    assert not all(torch.equal(a, b) for a, b in zip(own.teacher.module.buffers(), copy.teacher.module.buffers()))
+    assert not all(torch.equal(a, b) for a, b in zip(own.teacher.module.buffers(), copy.teacher.module.buffers(),
+                                                      strict=True))
 
 
 def test_zca_transform_is_fitted_applied_saved_and_restored(tmp_path, digits_data):

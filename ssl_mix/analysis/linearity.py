@@ -42,8 +42,8 @@ to TensorBoard as ``linearity/<key>``.
 from __future__ import annotations
 
 import numbers
-from collections.abc import Iterable
-from typing import TYPE_CHECKING, Callable, Literal, get_args
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Literal, get_args
 
 import torch
 import torch.nn.functional as F
