@@ -78,7 +78,7 @@ def train_probe(args: argparse.Namespace) -> dict:
     loaded = time.perf_counter()
     trainer = build_trainer(cfg, data)  # fits the ZCA transform
     built = time.perf_counter()
-    trainer.model.train()
+    trainer.student.train()
     batches = iter(trainer.loader)
 
     def run(steps: int) -> None:
