@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import tarfile
 import tempfile
 import time
 from itertools import islice
+from fnmatch import fnmatch
 from pathlib import Path
 
 import torch
@@ -15,6 +17,20 @@ from ssl_mix import ImageArrays, load_arrays
 
 REPO = Path(__file__).resolve().parents[1]
 CIFAR10_JPEG = REPO.parent / "shared/data/cifar10-jpeg/cifar10-jpeg.tar.xz"
+
+
+def extract_cifar10_jpeg(dest: Path, patterns: list[str]) -> Path:
+    """Extract the members of the CIFAR-10 JPEG copy matching shell ``patterns`` (``"train/*"``) into ``dest``."""
+    if not CIFAR10_JPEG.is_file():
+        raise FileNotFoundError(f"the CIFAR-10 JPEG copy is not at {CIFAR10_JPEG}")
+    if shutil.which("tar"):
+        subprocess.run(["tar", "-xJf", str(CIFAR10_JPEG), "-C", str(dest), "--wildcards", *patterns], check=True)
+    else:
+        with tarfile.open(CIFAR10_JPEG, "r|xz") as tf:
+            for member in tf:
+                if member.isfile() and any(fnmatch(member.name, p) for p in patterns):
+                    tf.extract(member, dest, filter="data")
+    return dest
 
 
 def benchmark_images(source: str, num_images: int) -> ImageArrays:
@@ -26,22 +42,23 @@ def benchmark_images(source: str, num_images: int) -> ImageArrays:
     if not CIFAR10_JPEG.is_file():
         raise SystemExit(f"--source cifar10-jpeg needs {CIFAR10_JPEG}")
     with tempfile.TemporaryDirectory() as tmp:
-        extract_cifar10_jpeg(Path(tmp), ("train",))
+        extract_cifar10_jpeg(Path(tmp), ("train/*",))
         return load_arrays("folder", tmp, "train", cache=False).subset(range(min(num_images, 50_000)))
 
 
-def extract_cifar10_jpeg(dest: Path, splits: tuple[str, ...] = ("train", "test")) -> Path:
-    """Unpack the CIFAR-10 JPEG copy's ``splits`` into ``dest`` (ImageFolder layout); returns ``dest``."""
+def extract_cifar10_jpeg(dest: Path, patterns: tuple[str, ...] | list[str] = ("train/*", "test/*")) -> Path:
+    """Extract the members of the CIFAR-10 JPEG copy matching shell ``patterns`` (``"train/*"``, the default: all)
+    into ``dest`` (ImageFolder layout); returns ``dest``."""
     if not CIFAR10_JPEG.is_file():
-        raise SystemExit(f"this benchmark needs the CIFAR-10 JPEG copy at {CIFAR10_JPEG}")
+        raise FileNotFoundError(f"the CIFAR-10 JPEG copy is not at {CIFAR10_JPEG}")
     dest.mkdir(parents=True, exist_ok=True)
     if shutil.which("tar"):
-        subprocess.run(["tar", "-xJf", str(CIFAR10_JPEG), "-C", str(dest), *splits], check=True)
+        subprocess.run(["tar", "-xJf", str(CIFAR10_JPEG), "-C", str(dest), "--wildcards", *patterns], check=True)
     else:
-        import tarfile
-
-        with tarfile.open(CIFAR10_JPEG) as tf:
-            tf.extractall(dest, members=[m for m in tf if m.name.split("/")[0] in splits], filter="data")
+        with tarfile.open(CIFAR10_JPEG, "r|xz") as tf:
+            for member in tf:
+                if member.isfile() and any(fnmatch(member.name, p) for p in patterns):
+                    tf.extract(member, dest, filter="data")
     return dest
 
 

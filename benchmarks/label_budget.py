@@ -33,6 +33,7 @@ import sys
 import tarfile
 import time
 from pathlib import Path
+from typing import get_args
 
 import torch
 
@@ -43,20 +44,28 @@ from ssl_mix import (
     MODEL_ROLES,
     PRECISIONS,
     Config,
+    TeacherBN,
     load_run_data,
     method_class,
     preset,
     run_experiment,
 )
 
-METHODS = {
-    "erm": {"name": "erm"},
-    "mixup": {"name": "mixup", "k": 2},
-    "ict2": {"name": "ict", "k": 2},
-    "ict3": {"name": "ict", "k": 3},
-    "ict4": {"name": "ict", "k": 4},
-    "ict5": {"name": "ict", "k": 5},
+# Each grid method is a set of config updates on top of the scale's base config. erm and mixup never run the teacher,
+# so its batch-norm statistics are copied from the student (the paper presets keep the teacher's own, for ICT).
+# The ``-official`` methods add the parts of the official ICT code that the CPU scale's plain ICT leaves out:
+# supervised mixup on the labeled batch, mixed teacher logits as the target, ZCA-whitened inputs and the teacher's own
+# batch-norm statistics (see docs/pages/label-budget.md).
+_OFFICIAL = {"supervised": "mixup", "consistency_target": "logits", "teacher_bn": "own"}
+METHODS: dict[str, dict[str, dict]] = {
+    "erm": {"method": {"name": "erm", "teacher_bn": "copy"}},
+    "mixup": {"method": {"name": "mixup", "k": 2, "teacher_bn": "copy"}},
+    **{f"ict{k}": {"method": {"name": "ict", "k": k}} for k in (2, 3, 4, 5)},
+    **{f"ict{k}-official": {"method": {"name": "ict", "k": k, **_OFFICIAL}, "data": {"zca": True}}
+       for k in (2, 3, 4, 5)},
 }
+# The grid run when --methods is not given: the published CPU table's methods.
+DEFAULT_METHODS = ["erm", "mixup", "ict2", "ict3", "ict4", "ict5"]
 # CPU scale: 12,000 steps in bf16 autocast with channels-last. At 6,000 fp32 steps the small CNN was limited by
 # compute, not labels, at 4000 labels: ERM reached 62.5% with 45,000 labels and 63.6% with 4000 labels and twice
 # the steps (seed 0), so no use of unlabeled data could show there. bf16 makes a cnn-small ICT step 1.6x faster on
@@ -97,21 +106,31 @@ def scale_config(scale: str, dataset: str) -> Config:
     return cfg
 
 
-def run_config(base: Config, method: str, budget: int, seed: int, steps: int | None, runs_dir: Path) -> Config:
-    """The config of one grid cell."""
+def run_config(base: Config, method: str, budget: int, seed: int, steps: int | None, runs_dir: Path, *,
+               teacher_bn: str | None = None, eval_every: int | None = None) -> Config:
+    """The config of one grid cell; ``teacher_bn`` overrides the teacher's batch-norm statistics of the ICT methods
+    (erm and mixup never run the teacher) and ``eval_every`` the evaluation interval."""
+    method_updates = dict(METHODS[method]["method"])
+    name = f"{method}_n{budget}_s{seed}"
+    if teacher_bn is not None and method_updates["name"] == "ict":
+        method_updates["teacher_bn"] = teacher_bn
+        name += f"_bn{teacher_bn}"
     updates = {
-        "method": METHODS[method],
-        "data": {"num_labels": budget},
-        "train": {"seed": seed, "out_dir": str(runs_dir / f"{method}_n{budget}_s{seed}"), "progress": False},
+        "method": method_updates,
+        "data": {"num_labels": budget, **METHODS[method].get("data", {})},
+        "train": {"seed": seed, "out_dir": str(runs_dir / name), "progress": False},
     }
     if steps is not None:
         updates["train"]["steps"] = steps
+    if eval_every is not None:
+        updates["train"]["eval_every"] = eval_every
     return base.replace(**updates)
 
 
 def _key(record: dict) -> tuple:
+    # Records written before the teacher_bn option existed all copied the student's statistics.
     return (record["dataset"], record["scale"], record["method"], record["num_labels"], record["seed"], record["steps"],
-            record.get("num_valid_per_class", 0), record.get("precision", "fp32"))
+            record.get("num_valid_per_class", 0), record.get("precision", "fp32"), record.get("teacher_bn", "copy"))
 
 
 def read_records(path: Path) -> list[dict]:
@@ -143,14 +162,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     done = {_key(r) for r in read_records(records_path)}
     # Seeds outermost: an interrupted grid still covers every budget with the seeds it finished.
     grid = [(b, s, m) for s in args.seeds for b in args.budgets for m in args.methods]
-    cell = (base.data.num_valid_per_class, base.train.precision)
-    todo = [(b, s, m) for b, s, m in grid if (args.dataset, args.scale, m, b, s, steps, *cell) not in done]
+    cells = {(b, s, m): run_config(base, m, b, s, steps, Path(args.runs_dir), teacher_bn=args.teacher_bn,
+                                   eval_every=args.eval_every) for b, s, m in grid}
+    todo = [(b, s, m) for b, s, m in grid if cell_key(args, m, cells[(b, s, m)]) not in done]
     print(f"{len(grid) - len(todo)} of {len(grid)} runs already recorded in {records_path}; {len(todo)} to go",
           flush=True)
     data_cache: dict[tuple[int, int], object] = {}
     grid_start = time.perf_counter()
     for i, (budget, seed, method) in enumerate(todo, 1):
-        cfg = run_config(base, method, budget, seed, steps, Path(args.runs_dir))
+        cfg = cells[(budget, seed, method)]
         if (budget, seed) not in data_cache:
             data_cache.clear()  # one split in memory at a time; the dataset itself is cached by the OS
             data_cache[(budget, seed)] = load_run_data(cfg)
@@ -167,8 +187,20 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cell_key(args: argparse.Namespace, method: str, cfg: Config) -> tuple:
+    """The key a record of this cell has (see :func:`make_record`)."""
+    return (args.dataset, args.scale, method, cfg.data.num_labels, cfg.train.seed, cfg.train.steps,
+            cfg.data.num_valid_per_class, cfg.train.precision, cfg.method.teacher_bn)
+
+
+def compact_history(report: dict) -> list[dict]:
+    """The evaluation history of a run's report as ``[{"step", "student": {set: accuracy}, "teacher": {...}}]``."""
+    return [{"step": h["step"], **{model: {name: metrics["accuracy"] for name, metrics in sets.items()}
+                                   for model, sets in h["models"].items()}} for h in report["history"]]
+
+
 def make_record(args: argparse.Namespace, cfg: Config, method: str, report: dict, wall: float) -> dict:
-    """One run's record: what ran, where, and what it scored."""
+    """One run's record: what ran, where, and what it scored (with every evaluation's accuracies)."""
     best = {m: max((h["models"][m]["test"]["accuracy"] for h in report["history"]), default=float("nan"))
             for m in MODEL_ROLES}
     final = report["final"]
@@ -179,6 +211,8 @@ def make_record(args: argparse.Namespace, cfg: Config, method: str, report: dict
         "alpha": cfg.method.alpha, "model": cfg.model.name, "num_labels": cfg.data.num_labels, "seed": cfg.train.seed,
         "steps": cfg.train.steps, "num_valid_per_class": cfg.data.num_valid_per_class,
         "precision": cfg.train.precision, "channels_last": cfg.model.channels_last,
+        "teacher_bn": cfg.method.teacher_bn, "zca": cfg.data.zca, "eval_every": cfg.train.eval_every,
+        "history": compact_history(report),
         "student_final": final["student"]["test"]["accuracy"], "teacher_final": final["teacher"]["test"]["accuracy"],
         "student_best": best["student"], "teacher_best": best["teacher"],
         "selected": report.get("best"),
@@ -190,68 +224,115 @@ def make_record(args: argparse.Namespace, cfg: Config, method: str, report: dict
     }
 
 
-METRICS = {
-    "teacher_final": "the EMA teacher at the last step",
-    "student_final": "the student at the last step",
-    "teacher_best": "the EMA teacher, best test accuracy over evaluations (an optimistic oracle)",
-    "student_best": "the student, best test accuracy over evaluations (an optimistic oracle)",
-    "selected": "the model (student or teacher, at any evaluation) with the best validation accuracy",
+# Reporting protocols (published SSL tables use all of these; benchmarks/REFERENCE.md says which each source used).
+PROTOCOLS = {
+    "final": "at the last step",
+    "valid": "at the evaluation with the best validation accuracy (of the same model)",
+    "median20": "median over the last 20 evaluations",
+    "best-test": "best test accuracy over all evaluations: selected on the test set, an OPTIMISTIC number",
 }
+MEDIAN_OF = 20
 
 
-def metric_value(record: dict, metric: str) -> float | None:
-    """A record's value of a summary metric; ``None`` where the record has none (``selected`` without a
-    validation split)."""
-    if metric == "selected":
-        selected = record.get("selected") or {}
-        test = selected.get("test") or {}
-        return test.get("accuracy")
-    return record[metric]
+def protocol_value(record: dict, protocol: str, model: str = "teacher") -> float | None:
+    """A record's test accuracy of ``model`` (``teacher`` or ``student``) under a reporting protocol, or ``None``
+    where the record cannot give it: ``valid`` needs a validation split, ``median20`` and ``valid`` need the
+    evaluation history (records written before it was stored hold only the final and best-test values)."""
+    if protocol == "final":
+        return record[f"{model}_final"]
+    if protocol == "best-test":
+        return record[f"{model}_best"]
+    history = [h[model] for h in record.get("history") or []]
+    if protocol == "median20":
+        tests = [h["test"] for h in history[-MEDIAN_OF:]]
+        return statistics.median(tests) if tests else None
+    if protocol == "valid":
+        with_valid = [h for h in history if "valid" in h]
+        if not with_valid:
+            return None
+        return max(with_valid, key=lambda h: h["valid"])["test"]  # max keeps the earliest of equal accuracies
+    raise ValueError(f"unknown protocol {protocol!r}; choose from {list(PROTOCOLS)}")
+
+
+def _missing_reason(records: list[dict], protocol: str) -> str:
+    if protocol == "valid" and not any(r.get("num_valid_per_class") for r in records):
+        return "the runs have no validation split (run the grid with --num-valid-per-class N; the paper scale has one)"
+    return "the records hold no evaluation history (written before histories were recorded)"
 
 
 def cmd_summarize(args: argparse.Namespace) -> int:
     records = read_records(Path(args.records))
     if not records:
         raise SystemExit(f"no records in {args.records}; run the grid first")
-    table, cells = summary_table(records, metric=args.metric)
+    protocols = list(PROTOCOLS) if args.metric == "all" else [args.metric]
     out_md = Path(args.out_md or Path(args.records).with_suffix(".md"))
     out_png = Path(args.out_png or Path(args.records).with_suffix(".png"))
-    used = sum(len(v) for per in cells.values() for v in per.values())
-    header = [f"# {args.title}", "",
-              f"Test accuracy (%) of {METRICS[args.metric]}, mean ± std over seeds (n = seeds). "
-              f"Source: `{args.records}`."]
-    if any(r.get("data_note") for r in records):
-        header.append(f"Data: {records[0]['data_note']}")
     first = records[0]
+    header = [f"# {args.title}", "",
+              f"Test accuracy (%) of the {args.model}, mean ± std over seeds (n = seeds). Source: `{args.records}`."]
+    if any(r.get("data_note") for r in records):
+        header.append(f"Data: {first['data_note']}")
+    evaluations = ", ".join(str(n) if n else "none" for n in sorted({len(r.get("history") or []) for r in records}))
     header.append(f"Hardware: {first['hardware']}; torch {first['torch']}; commit {first['commit']}; "
                   f"{first['steps']} steps per run; run times add up to "
-                  f"{sum(r['wall_time_s'] for r in records) / 60:.0f} min for {len(records)} runs.")
-    if used < len(records):
-        header.append(f"{len(records) - used} of {len(records)} runs have no `{args.metric}` value and are left out.")
-    out_md.write_text("\n".join(header) + "\n\n" + table + "\n" + published_table(first["dataset"]) + "\n")
-    plot(cells, first["dataset"], out_png, args.title, with_published=args.published)
-    print(table)
+                  f"{sum(r['wall_time_s'] for r in records) / 60:.0f} min for {len(records)} runs; evaluations per "
+                  f"run stored in the records: {evaluations}.")
+    sections, plotted = [], None
+    for protocol in protocols:
+        title = f"## {protocol}: {PROTOCOLS[protocol]}"
+        try:
+            table, cells = summary_table(records, protocol=protocol, model=args.model)
+        except SystemExit as err:
+            if len(protocols) == 1:
+                raise
+            sections.append(f"{title}\n\nNot available from these records: {err}.\n")
+            continue
+        used = sum(len(v) for per in cells.values() for v in per.values())
+        note = (f"\n{len(records) - used} of {len(records)} runs have no `{protocol}` value and are left out: "
+                f"{_missing_reason(records, protocol)}.\n" if used < len(records) else "")
+        sections.append(f"{title}\n\n{table}{note}")
+        plotted = plotted or (protocol, cells)
+        print(f"{protocol}:\n{table}")
+    if plotted is None:
+        raise SystemExit(f"no record has a value under any of {protocols}")
+    out_md.write_text("\n".join(header) + "\n\n" + "\n".join(sections) + "\n" + published_table(first["dataset"])
+                      + "\n")
+    plot(plotted[1], first["dataset"], out_png, f"{args.title} ({args.model}, {plotted[0]})",
+         with_published=args.published)
     print(f"wrote {out_md} and {out_png}")
     return 0
 
 
-def summary_table(records: list[dict], metric: str = "teacher_final") -> tuple[str, dict]:
-    """Markdown table (rows: methods, columns: budgets) and the cells {method: {budget: [values]}}.
+def row_labels(records: list[dict]) -> dict[int, str]:
+    """Each record's table row: its method, plus its teacher batch-norm setting where one method has runs with both."""
+    settings: dict[str, set] = {}
+    for r in records:
+        settings.setdefault(r["method"], set()).add(r.get("teacher_bn", "copy"))
+    return {id(r): r["method"] + (f" (teacher BN {r.get('teacher_bn', 'copy')})" if len(settings[r["method"]]) > 1
+                                  else "") for r in records}
 
-    Records without a value of ``metric`` are left out; if none has one, ``SystemExit`` says how to get it."""
+
+def ordered_rows(cells: dict[str, dict]) -> list[str]:
+    """Table rows in the order of :data:`METHODS` (a row label starts with its method's name)."""
+    return sorted(cells, key=lambda row: (list(METHODS).index(row.split(" ")[0]), row))
+
+
+def summary_table(records: list[dict], protocol: str = "final", model: str = "teacher") -> tuple[str, dict]:
+    """Markdown table (rows: methods, columns: budgets) and the cells {row: {budget: [values]}}.
+
+    Records without a value under ``protocol`` are left out; if none has one, ``SystemExit`` says why."""
+    labels = row_labels(records)
     cells: dict[str, dict[int, list[float]]] = {}
     for r in records:
-        value = metric_value(r, metric)
+        value = protocol_value(r, protocol, model)
         if value is not None:
-            cells.setdefault(r["method"], {}).setdefault(r["num_labels"], []).append(value)
+            cells.setdefault(labels[id(r)], {}).setdefault(r["num_labels"], []).append(value)
     if not cells:
-        raise SystemExit(f"no record has a {metric!r} value. The validation-selected result needs a validation split: "
-                         "run the grid with --num-valid-per-class N (the paper scale has one).")
+        raise SystemExit(f"no record has a {protocol!r} value: {_missing_reason(records, protocol)}")
     budgets = sorted({b for per in cells.values() for b in per})
-    order = [m for m in METHODS if m in cells]
     lines = ["| method | " + " | ".join(f"{b} labels" for b in budgets) + " |",
              "|---|" + "---|" * len(budgets)]
-    for method in order:
+    for method in ordered_rows(cells):
         row = []
         for b in budgets:
             values = cells[method].get(b, [])
@@ -287,7 +368,7 @@ def plot(cells: dict, dataset: str, path: Path, title: str, *, with_published: b
     fig = Figure(figsize=(7, 4.5))
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
-    for method in [m for m in METHODS if m in cells]:
+    for method in ordered_rows(cells):
         budgets = sorted(cells[method])
         means = [statistics.fmean(cells[method][b]) for b in budgets]
         stds = [statistics.stdev(cells[method][b]) if len(cells[method][b]) > 1 else 0 for b in budgets]
@@ -344,13 +425,16 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--dataset", choices=[d for d in DATASET_NAMES if d != "digits"], default="folder")
     run.add_argument("--data-root", required=True)
     run.add_argument("--download", action="store_true")
-    run.add_argument("--methods", type=_methods, default=list(METHODS))
+    run.add_argument("--methods", type=_methods, default=DEFAULT_METHODS)
     run.add_argument("--budgets", type=_ints, default=[250, 1000, 4000])
     run.add_argument("--seeds", type=_ints, default=[0, 1, 2])
     run.add_argument("--steps", type=int, help="override the scale's steps per run")
     run.add_argument("--num-valid-per-class", type=int,
                      help="labeled examples per class held out for model selection (default: the scale's; cpu: 0)")
     run.add_argument("--device", default="auto")
+    run.add_argument("--teacher-bn", choices=get_args(TeacherBN),
+                     help="the teacher's batch-norm statistics in the ICT methods (default: the scale's and method's)")
+    run.add_argument("--eval-every", type=int, help="evaluate every this many steps (default: the scale's)")
     run.add_argument("--precision", choices=PRECISIONS,
                      help="training precision (default: the scale's; cpu: bf16, paper: the preset's)")
     run.add_argument("--records", default="benchmarks/results/label_budget_cpu.jsonl")
@@ -358,8 +442,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--data-note", default="", help="a note stored in every record, e.g. which copy of the data")
     summ = sub.add_parser("summarize", help="table + plot from records")
     summ.add_argument("--records", required=True)
-    summ.add_argument("--metric", choices=list(METRICS), default="teacher_final",
-                      help="which accuracy to tabulate; 'selected' needs runs with a validation split")
+    summ.add_argument("--metric", choices=[*PROTOCOLS, "all"], default="all",
+                      help="the reporting protocol to tabulate, or all of them (one table each)")
+    summ.add_argument("--model", choices=MODEL_ROLES, default="teacher", help="whose accuracy to tabulate")
     summ.add_argument("--title", default="Label-budget curve")
     summ.add_argument("--out-md")
     summ.add_argument("--out-png")

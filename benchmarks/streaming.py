@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> dict:
     results = {}
     with tempfile.TemporaryDirectory(dir=args.tmp) as tmp:
         base = Path(tmp)
-        cifar = extract_cifar10_jpeg(base / "cifar10", ("train",))
+        cifar = extract_cifar10_jpeg(base / "cifar10", ("train/*",))
         train = folder_files(cifar, "train")
         pool = train.subset(range(0, len(train), len(train) // args.num_images)[:args.num_images])  # every class
         upscaled = upscaled_copy(cifar, base / f"cifar10_{args.upscale}", args.upscale, files=pool.paths)

@@ -266,6 +266,14 @@ def _floor_step(trainer: Trainer, method_name: str, batch: Batch, mixed_u: torch
     return step
 
 
+def _marking_steps(step: Callable[[], None]) -> Callable[[], None]:
+    def marked() -> None:
+        torch.compiler.cudagraph_mark_step_begin()
+        step()
+
+    return marked
+
+
 def _summary(times: list[float]) -> dict:
     return {"median_s": statistics.median(times), "p25_s": float(np.percentile(times, 25)),
             "p75_s": float(np.percentile(times, 75)), "steps": len(times)}
@@ -288,13 +296,23 @@ def run_config(model_name: str, method_key: str, args: argparse.Namespace, data:
     loader = TensorDualLoader(labeled, unlabeled, spec, batch_size=args.batch_size,
                               unlabeled_batch_size=args.unlabeled_batch_size, seed=args.seed, device=device,
                               with_unlabeled=method.uses_unlabeled)
-    train = TrainConfig(steps=10**6, device=str(device), precision=args.precision, compile=args.compile,
-                        progress=False, out_dir=out_dir, seed=args.seed)
+    train = TrainConfig(steps=10**6, device=str(device), precision=args.precision,
+                        compile=args.compile and args.compile_mode is None, progress=False, out_dir=out_dir,
+                        seed=args.seed)
     trainer = Trainer(model, method, loader, train=train, optim=OptimConfig(), ema_decay=0.999)
     trainer.student.train()
+    if args.compile_mode is not None:
+        # A compile mode the Trainer does not offer (it compiles with the default mode and falls back to eager):
+        # compiled here, without a fallback, so a failure is reported instead of timing eager steps.
+        trainer.wrapped_student = torch.compile(trainer.wrapped_student, mode=args.compile_mode,
+                                                backend=args.compile_backend)
+    cuda_graphs = args.compile_mode in ("reduce-overhead", "max-autotune")
     batches = iter(loader)
 
     def ours() -> None:
+        if cuda_graphs:
+            # One training iteration per step: CUDA-graph outputs of the previous step may be overwritten.
+            torch.compiler.cudagraph_mark_step_begin()
         x_l, y_l, x_u = next(batches)
         trainer.train_step(Batch(x_l, y_l, x_u))
 
@@ -302,8 +320,10 @@ def run_config(model_name: str, method_key: str, args: argparse.Namespace, data:
     # (the model work of a joint pass is the same arithmetic).
     fixed = Batch(*loader.batch(0))
     mixed_u = fixed.x_u.flip(0).contiguous()
-    steps: dict[str, Callable[[], None]] = {
-        "ours": ours, "floor": _floor_step(trainer, method_name, fixed, mixed_u, args.precision)}
+    floor = _floor_step(trainer, method_name, fixed, mixed_u, args.precision)
+    if cuda_graphs:
+        floor = _marking_steps(floor)
+    steps: dict[str, Callable[[], None]] = {"ours": ours, "floor": floor}
     if not args.no_naive:
         steps["naive"] = NaiveStep(method_name, k, naive_init, labeled, unlabeled, spec.mean, spec.std,
                                    args.batch_size, args.unlabeled_batch_size, device, args.naive_workers,
@@ -313,7 +333,7 @@ def run_config(model_name: str, method_key: str, args: argparse.Namespace, data:
         _time_steps(steps[name], args.warmup, device, args.clock)
     # A compiled student runs fused kernels, not the ATen ops a dispatch mode sees; the naive step's count would
     # mix host-side image decoding with device work.
-    ops = {} if args.compile else {name: count_ops(steps[name]) for name in ("ours", "floor")}
+    ops = {} if args.compile or args.compile_mode else {name: count_ops(steps[name]) for name in ("ours", "floor")}
     per_round: dict[str, list[list[float]]] = {name: [] for name in names}
     for r in range(args.rounds):
         for name in names[r % len(names):] + names[:r % len(names)]:
@@ -363,6 +383,11 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--precision", choices=PRECISIONS, default="fp32")
     parser.add_argument("--channels-last", action="store_true")
     parser.add_argument("--compile", action="store_true", help="torch.compile the student (Trainer option)")
+    parser.add_argument("--compile-mode", choices=["default", "reduce-overhead", "max-autotune"],
+                        help="torch.compile the student with this mode instead (reduce-overhead: CUDA graphs); no "
+                             "eager fallback")
+    parser.add_argument("--compile-backend", default="inductor",
+                        help="with --compile-mode: torch.compile's backend (eager: trace only, for quick checks)")
     parser.add_argument("--joint-forward", action="store_true",
                         help="ICT: one student forward on labeled + mixed unlabeled (MethodConfig.joint_forward)")
     parser.add_argument("--no-naive", action="store_true", help="skip the naive baseline")

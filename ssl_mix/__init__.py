@@ -63,6 +63,7 @@ from ssl_mix.config import (
 from ssl_mix.data import (
     DATASET_NAMES,
     PADDING_MODES,
+    ZCA,
     ArrayDataset,
     BadImageError,
     DatasetName,
@@ -74,6 +75,7 @@ from ssl_mix.data import (
     PaddingMode,
     TensorDualLoader,
     TorchDualLoader,
+    apply_zca,
     arrays_dataset,
     arrays_from_dataset,
     arrays_from_tensors,
@@ -82,11 +84,14 @@ from ssl_mix.data import (
     decode_files,
     decode_image,
     eval_batches,
+    fit_zca,
     folder_files,
     load_arrays,
     make_split,
     normalize,
     prepare_image,
+    preprocess_entry,
+    preprocess_transform,
     random_crop_flip,
     spec_from_arrays,
     split_summary,
@@ -97,6 +102,7 @@ from ssl_mix.experiment import (
     RunData,
     build_loader,
     build_method,
+    build_preprocess,
     build_trainer,
     calibrate_run,
     load_run_data,
@@ -141,7 +147,7 @@ from ssl_mix.models import (
 )
 from ssl_mix.predict import find_images, predict_files
 from ssl_mix.ramps import ConsistencySchedule, cosine_rampdown, linear_rampup, sigmoid_rampup
-from ssl_mix.teacher import MODEL_ROLES, EMATeacher
+from ssl_mix.teacher import MODEL_ROLES, EMATeacher, TeacherBN
 from ssl_mix.optim import build_optimizer, build_scheduler, lr_multiplier
 from ssl_mix.run import (
     CHECKPOINT_FORMAT,
@@ -163,14 +169,15 @@ __all__ = [
     "soft_target_cross_entropy", "mse_consistency", "kl_consistency", "ict_consistency",
     "sigmoid_rampup", "linear_rampup", "cosine_rampdown", "ConsistencySchedule",
     # teacher, methods, training
-    "EMATeacher", "MODEL_ROLES", "Method", "ERM", "Mixup", "ManifoldMixup", "ICT", "Batch", "StepContext", "StepOutput",
+    "EMATeacher", "MODEL_ROLES", "TeacherBN", "Method", "ERM", "Mixup", "ManifoldMixup", "ICT", "Batch",
+    "StepContext", "StepOutput",
     "METHODS", "MethodName", "method_class",
     "Trainer", "NonFiniteLossError", "evaluate", "ClassificationMetrics", "expected_calibration_error",
     "save_checkpoint", "load_checkpoint",
-    "RunData", "load_run_data", "build_method", "build_loader", "build_trainer", "run_experiment", "run_demo",
+    "RunData", "load_run_data", "build_method", "build_preprocess", "build_loader", "build_trainer", "run_experiment", "run_demo",
     # using a trained model: calibration, prediction
     "fit_temperature", "scale_logits", "calibration_metrics", "model_logits", "calibrate_models", "calibrate_run",
-    "calibrate_checkpoints",    "NoValidationSplitError", "InferenceModel", "Predictor", "Prediction", "load_predictor", "image_settings",
+    "calibrate_checkpoints", "NoValidationSplitError", "InferenceModel", "Predictor", "Prediction", "load_predictor", "image_settings",
     "find_images", "predict_files", "export_model", "load_export", "reliability_bins", "plot_reliability",
     "build_optimizer", "build_scheduler", "lr_multiplier",
     # runs: directory, checkpoints, loading a trained model
@@ -182,6 +189,7 @@ __all__ = [
     "ArrayDataset", "random_crop_flip", "normalize", "TensorDualLoader", "TorchDualLoader",
     "eval_batches", "DATASET_NAMES", "DatasetName", "PADDING_MODES", "PaddingMode",
     "decode_image", "prepare_image", "BadImageError", "ImageFiles", "folder_files", "decode_files", "ImageFileDataset",
+    "ZCA", "fit_zca", "apply_zca", "preprocess_entry", "preprocess_transform",
     # analysis
     "nonlinearity", "nonlinearity_k", "measure_linearity", "linearity_probe", "class_singular_values",
     "flattening", "flattening_summary", "plot_linearity_curves", "plot_linearity_comparison", "plot_spectra",

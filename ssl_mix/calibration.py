@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ssl_mix.data import eval_batches
+from ssl_mix.data import eval_batches, preprocess_transform
 from ssl_mix.metrics import ClassificationMetrics
 from ssl_mix.models.inference import model_device
 from ssl_mix.run import load_run, update_checkpoint
@@ -134,7 +134,7 @@ def model_logits(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.T
 
 
 def calibrate_models(models: Mapping[str, nn.Module], valid: Any, spec: Any, *,
-                     device: torch.device | str = "cpu") -> dict[str, Any]:
+                     device: torch.device | str = "cpu", preprocess: Any = None) -> dict[str, Any]:
     """Fit one temperature per model on the validation images.
 
     Args:
@@ -142,6 +142,8 @@ def calibrate_models(models: Mapping[str, nn.Module], valid: Any, spec: Any, *,
         valid: the validation :class:`~ssl_mix.ImageArrays` (labeled).
         spec: the run's :class:`~ssl_mix.DataSpec` (normalisation).
         device: where the models run.
+        preprocess: the run's input transform after normalisation (e.g. its ZCA; see
+            :func:`~ssl_mix.preprocess_transform`), or None.
 
     Returns:
         The calibration record stored in a checkpoint: ``{"method": "temperature", "fitted_on": "valid",
@@ -155,7 +157,8 @@ def calibrate_models(models: Mapping[str, nn.Module], valid: Any, spec: Any, *,
     record: dict[str, Any] = {"method": "temperature", "fitted_on": "valid", "count": len(valid),
                               "num_bins": NUM_BINS, "temperature": {}, "valid": {}}
     for name, model in models.items():
-        logits, targets = model_logits(model, eval_batches(valid, spec, 500, device), device=device)
+        batches = eval_batches(valid, spec, 500, device, preprocess=preprocess)
+        logits, targets = model_logits(model, batches, device=device)
         temperature = fit_temperature(logits, targets)
         record["temperature"][name] = temperature
         record["valid"][name] = calibration_metrics(logits, targets, temperature)
@@ -180,6 +183,8 @@ def calibrate_checkpoints(paths: Iterable[str | Path], valid: Any, *, device: to
     out = {}
     for path in paths:
         run = load_run(path, device=device)
-        out[str(path)] = calibrate_models(run.models, valid, run.spec, device=model_device(run.models["teacher"]))
+        run_device = model_device(run.models["teacher"])
+        out[str(path)] = calibrate_models(run.models, valid, run.spec, device=run_device,
+                                          preprocess=preprocess_transform(run.preprocess, run_device))
         update_checkpoint(path, calibration=out[str(path)])
     return out

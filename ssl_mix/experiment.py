@@ -32,15 +32,18 @@ from ssl_mix.data import (
     LabelSplit,
     TensorDualLoader,
     TorchDualLoader,
+    ZCA,
     arrays_dataset,
     concat_arrays,
     data_spec,
     decode_files,
     eval_batches,
     eval_transform,
+    fit_zca,
     folder_files,
     load_arrays,
     make_split,
+    preprocess_entry,
     scan_files,
     spec_from_stats,
     train_transform,
@@ -52,8 +55,8 @@ from ssl_mix.ramps import ConsistencySchedule
 from ssl_mix.run import RunDir, check_resume, data_info, load_run, note_fresh_start, write_json
 from ssl_mix.trainer import Trainer, resolve_device
 
-__all__ = ["RunData", "load_run_data", "build_method", "build_loader", "build_trainer", "run_experiment",
-           "calibrate_run"]
+__all__ = ["RunData", "load_run_data", "build_method", "build_preprocess", "build_loader", "build_trainer",
+           "run_experiment", "calibrate_run"]
 
 EVAL_BATCH_SIZE = 500
 
@@ -233,16 +236,36 @@ def build_method(cfg: MethodConfig, *, num_classes: int, total_steps: int) -> Me
                teacher_mode=cfg.teacher_mode, joint_forward=cfg.joint_forward)
 
 
-def build_loader(cfg: Config, data: RunData, device: torch.device, *, with_unlabeled: bool | None = None):
+def build_preprocess(cfg: Config, data: RunData, device: torch.device | str = "cpu") -> ZCA | None:
+    """The batch transform applied after normalisation: the ZCA whitening of ``cfg.data.zca`` (None when off).
+
+    Fitted (:func:`~ssl_mix.fit_zca`, with ``cfg.data.zca_eps``) on the training images, the labeled examples and the
+    unlabeled pool, never on the validation or test images; returned on ``device``. The loaders, the evaluation
+    batches and the linearity probe of :func:`build_trainer` all apply this one object, and checkpoints keep it
+    (:func:`~ssl_mix.preprocess_entry`; :func:`~ssl_mix.preprocess_transform` rebuilds it from a loaded run)."""
+    if not cfg.data.zca:
+        return None
+    if isinstance(data.labeled, ImageFileDataset):
+        raise ValueError("--zca fits the whitening on the training images in memory, but this folder is streamed from "
+                         "its files (--loader torch, or a pool above --max-memory-gb); use the in-memory path "
+                         "(--loader tensor and a larger --max-memory-gb) or drop --zca")
+    pool = data.unlabeled if data.split.labeled_in_unlabeled else concat_arrays([data.labeled, data.unlabeled])
+    return fit_zca(pool.images.to(device), cfg.data.zca_eps, mean=data.spec.mean, std=data.spec.std)
+
+
+def build_loader(cfg: Config, data: RunData, device: torch.device, *, with_unlabeled: bool | None = None,
+                 preprocess: ZCA | None = None):
     """The dual labeled/unlabeled loader ``cfg.data.loader`` names, seeded by ``cfg.train.seed``; in a distributed
     run, this process's shard (the batch sizes are per process).
 
     ``with_unlabeled`` (default: whether ``cfg.method`` uses unlabeled data) False makes the loader skip the
-    unlabeled stream and yield empty unlabeled batches; the labeled batches are the same either way."""
+    unlabeled stream and yield empty unlabeled batches; the labeled batches are the same either way. ``preprocess``
+    (see :func:`build_preprocess`) is applied to every normalised batch."""
     d = cfg.data
     if with_unlabeled is None:
         with_unlabeled = method_class(cfg.method.name).uses_unlabeled
-    common = {"rank": distributed.rank(), "world_size": distributed.world_size(), "with_unlabeled": with_unlabeled}
+    common = {"rank": distributed.rank(), "world_size": distributed.world_size(), "with_unlabeled": with_unlabeled,
+              "preprocess": preprocess}
     if isinstance(data.labeled, ImageFileDataset):  # an image folder streamed from its files
         transform = train_transform(data.spec, data.labeled.image_shape[1:]) if d.augment else eval_transform(data.spec)
         return TorchDualLoader(data.labeled, data.unlabeled, batch_size=d.batch_size,
@@ -276,23 +299,25 @@ def build_trainer(cfg: Config, data: RunData | None = None) -> Trainer:
         np.random.seed(seed & 0xFFFFFFFF)
         random.seed(seed)
     method = build_method(cfg.method, num_classes=data.spec.num_classes, total_steps=cfg.train.steps)
-    loader = build_loader(cfg, data, device, with_unlabeled=method.uses_unlabeled)
+    preprocess = build_preprocess(cfg, data, device)
+    loader = build_loader(cfg, data, device, with_unlabeled=method.uses_unlabeled, preprocess=preprocess)
     eval_sets: dict[str, Any] = {}
     if len(data.test):  # an image folder may have no test/
-        eval_sets["test"] = lambda: eval_batches(data.test, data.spec, EVAL_BATCH_SIZE, device)
+        eval_sets["test"] = lambda: eval_batches(data.test, data.spec, EVAL_BATCH_SIZE, device, preprocess=preprocess)
     if data.valid is not None:
-        eval_sets["valid"] = lambda: eval_batches(data.valid, data.spec, EVAL_BATCH_SIZE, device)
+        eval_sets["valid"] = lambda: eval_batches(data.valid, data.spec, EVAL_BATCH_SIZE, device, preprocess=preprocess)
     linearity = None
     if cfg.train.linearity_every:
         from ssl_mix.analysis.linearity import linearity_probe
 
         held_out = data.valid if data.valid is not None else data.test
         linearity = linearity_probe(held_out, data.spec, num_pairs=cfg.train.linearity_pairs, seed=cfg.train.seed,
-                                    device=device)
-    info = data_info(data.spec, data.labeled.classes, data.labeled.image_shape, data.split)
+                                    device=device, preprocess=preprocess)
+    info = data_info(data.spec, data.labeled.classes, data.labeled.image_shape, data.split,
+                     preprocess=preprocess_entry(preprocess))
     return Trainer(model, method, loader, train=cfg.train, optim=cfg.optim, ema_decay=cfg.method.ema_decay,
-                   ema_warmup=cfg.method.ema_warmup, eval_sets=eval_sets, config=cfg.to_dict(), linearity=linearity,
-                   data_info=info)
+                   ema_warmup=cfg.method.ema_warmup, teacher_bn=cfg.method.teacher_bn, eval_sets=eval_sets,
+                   config=cfg.to_dict(), linearity=linearity, data_info=info)
 
 
 def run_experiment(cfg: Config, *, resume: bool = False, data: RunData | None = None) -> dict[str, Any]:

@@ -81,8 +81,11 @@ def export_model(run: str | Path | Any, out: str | Path, *, format: ExportFormat
                   "dtype": "uint8" if format == "onnx" else "uint8 (0..255) or float (0..1)",
                   "resize": settings["resize"], "layout": "NCHW", "channel_order": "RGB" if channels == 3 else "L"},
         "output": "probabilities (softmax of the logits divided by the temperature)",
+        "preprocessing": "x / 255, then (x - mean) / std per channel, then the ZCA whitening when zca is true "
+                         "(baked into the exported model)",
         "mean": list(loaded.spec.mean), "std": list(loaded.spec.std),
         "temperature": float(model.temperature), "model": loaded.config.model.name, "which": which,
+        "zca": model.whiten,
         "num_classes": len(loaded.classes), "source": str(getattr(loaded, "checkpoint", "")),
         "step": int(getattr(loaded, "step", 0)),
     }
@@ -132,6 +135,7 @@ def load_export(path: str | Path) -> nn.Module:
     Returns:
         The module: raw images in, probabilities out. (For ONNX, use ``onnxruntime.InferenceSession(path)``.)
     """
+    from ssl_mix.data import ZCA
     from ssl_mix.inference import InferenceModel
     from ssl_mix.models import create_model
 
@@ -151,8 +155,14 @@ def load_export(path: str | Path) -> nn.Module:
     from safetensors.torch import load_file
 
     network = create_model(meta["model"], meta["num_classes"], in_channels=meta["input"]["channels"])
-    model = InferenceModel(network, meta["mean"], meta["std"], temperature=meta["temperature"])
-    model.load_state_dict(load_file(str(path)))
+    state = load_file(str(path))
+    zca = None
+    if meta.get("zca"):  # a placeholder of the right shape; the state below holds the fitted whitening
+        shape = (meta["input"]["channels"], meta["input"]["height"], meta["input"]["width"])
+        dims = shape[0] * shape[1] * shape[2]
+        zca = ZCA(mean=torch.zeros(dims), matrix=torch.eye(dims), eps=0.0, image_shape=shape)
+    model = InferenceModel(network, meta["mean"], meta["std"], temperature=meta["temperature"], zca=zca)
+    model.load_state_dict(state)
     return model.eval()
 
 

@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from ssl_mix.checks import check_in
+from ssl_mix.data import ZCA, preprocess_transform
 from ssl_mix.teacher import MODEL_ROLES
 
 __all__ = ["InferenceModel", "Predictor", "Prediction", "load_predictor", "image_settings", "inference_model",
@@ -38,6 +39,8 @@ class InferenceModel(nn.Module):
         model: the trained network (takes normalised float images, returns logits).
         mean, std: per-channel normalisation of the run, in [0, 1] units.
         temperature: the calibration temperature T (1: uncalibrated); logits are divided by it.
+        zca: the run's ZCA whitening (:func:`~ssl_mix.preprocess_transform`), applied after normalisation as in
+            training; None for runs without one.
         output: ``"probabilities"`` (softmax of the scaled logits; the default) or ``"logits"`` (scaled logits).
 
     The input is ``(N, C, H, W)`` of the run's channels and size, either uint8 0..255 or float 0..1 (any float
@@ -45,7 +48,7 @@ class InferenceModel(nn.Module):
     """
 
     def __init__(self, model: nn.Module, mean: Sequence[float], std: Sequence[float], *, temperature: float = 1.0,
-                 output: Literal["probabilities", "logits"] = "probabilities") -> None:
+                 output: Literal["probabilities", "logits"] = "probabilities", zca: ZCA | None = None) -> None:
         super().__init__()
         check_in("output", output, ("probabilities", "logits"))
         if len(mean) != len(std) or not len(mean):
@@ -57,11 +60,20 @@ class InferenceModel(nn.Module):
         self.register_buffer("std", torch.tensor(list(std), dtype=torch.float32).view(1, -1, 1, 1))
         self.register_buffer("temperature", torch.tensor(float(temperature), dtype=torch.float32))
         self.probabilities = output == "probabilities"
+        self.whiten = zca is not None
+        # (x - m) W = x W - m W with W symmetric: one matrix product, exportable as a plain Gemm. Empty without a
+        # ZCA, so that the buffers exist either way (TorchScript compiles both branches).
+        matrix = zca.matrix.float() if zca is not None else torch.zeros(0, 0)
+        self.register_buffer("zca_matrix", matrix)
+        self.register_buffer("zca_shift", -(zca.mean.float() @ matrix) if zca is not None else torch.zeros(0))
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """``(N, C, H, W)`` uint8 0..255 or float 0..1 images -> ``(N, num_classes)`` probabilities or logits."""
         x = images.float() / 255.0 if images.dtype == torch.uint8 else images.float()
-        logits = self.model((x - self.mean) / self.std).float() / self.temperature
+        x = (x - self.mean) / self.std
+        if self.whiten:
+            x = torch.addmm(self.zca_shift, x.reshape(x.shape[0], -1), self.zca_matrix).view(x.shape)
+        logits = self.model(x).float() / self.temperature
         if self.probabilities:
             return torch.softmax(logits, dim=1)
         return logits
@@ -179,8 +191,10 @@ def inference_model(run: Any, which: Which = "teacher", *, calibrated: bool = Tr
     """The :class:`InferenceModel` of one model of a loaded run, with the run's temperature when ``calibrated``
     and the run has one (else T = 1)."""
     check_in("which", which, MODEL_ROLES)
+    device = next(run.models[which].parameters()).device
     return InferenceModel(run.models[which], run.spec.mean, run.spec.std,
-                          temperature=run_temperature(run, which) if calibrated else 1.0, output=output).eval()
+                          temperature=run_temperature(run, which) if calibrated else 1.0, output=output,
+                          zca=preprocess_transform(run.preprocess, device)).eval()
 
 
 def run_temperature(run: Any, which: Which) -> float:

@@ -219,8 +219,9 @@ class ICT(Method):
         target: ``probs`` (paper's equation, default) or ``logits`` (official code): see
             :func:`ssl_mix.ict_consistency`.
         distance: ``mse`` (ICT) or ``kl``.
-        teacher_mode: ``train`` runs the teacher with batch statistics (official ICT code); ``eval`` with the
-            running statistics copied from the student.
+        teacher_mode: ``train`` runs the teacher with batch statistics (official ICT code), which also updates
+            its running statistics; ``eval`` uses its running statistics (see :class:`~ssl_mix.EMATeacher`'s
+            ``buffers`` for whose they are).
         joint_forward: run the student once on the labeled batch and the mixed unlabeled batch concatenated,
             instead of two forward passes (default False).
 

@@ -5,21 +5,33 @@ optimiser step the teacher's parameters follow the student's,
 
     theta'_t = d_t theta'_{t-1} + (1 - d_t) theta_t,   d_t = min(1 - 1 / (t + 1), decay)  (warm-up),
 
-and its buffers (batch-norm running statistics) are copied from the student. The warm-up makes the teacher
-the plain average of the student's parameters over the first steps, when ``1 - 1/(t+1) < decay``.
+The warm-up makes the teacher the plain average of the student's parameters over the first steps, when
+``1 - 1/(t+1) < decay``.
+
+Buffers (batch-norm running statistics) are not parameters, and two conventions exist for them (:data:`TeacherBN`):
+
+- ``own``: only parameters are averaged; the teacher keeps its own running statistics, updated by its own forward
+  passes in train mode. This is what the official mean-teacher and ICT code do (their EMA loop runs over
+  ``parameters()`` only and the teacher is called in train mode on every batch).
+- ``copy``: the student's buffers are copied into the teacher at every update. The teacher's statistics then
+  describe the student's activations, not its own.
 """
 
 from __future__ import annotations
 
 import copy
+from typing import Literal, get_args
 
 import torch
 from torch import nn
 
-from ssl_mix.checks import check_bool, check_int, check_probability
+from ssl_mix.checks import check_bool, check_in, check_int, check_probability
 from ssl_mix.models import unwrap_model
 
-__all__ = ["EMATeacher", "MODEL_ROLES"]
+__all__ = ["EMATeacher", "MODEL_ROLES", "TeacherBN"]
+
+TeacherBN = Literal["own", "copy"]
+"""The teacher's batch-norm statistics: its ``own`` (parameters averaged only) or a ``copy`` of the student's."""
 
 MODEL_ROLES: tuple[str, str] = ("student", "teacher")
 """The two models of a run: the trained student and its EMA teacher (the keys of evaluations and checkpoints)."""
@@ -32,22 +44,28 @@ class EMATeacher(nn.Module):
         student: the model to follow; may be wrapped in DistributedDataParallel or ``torch.compile``.
         decay: EMA decay in ``[0, 1]``; 0 copies the student, 1 freezes the teacher (without warm-up).
         warmup: use the mean-teacher warm-up decay ``min(1 - 1/(step + 1), decay)``.
+        buffers: ``copy`` (default) copies the student's buffers at every update; ``own`` leaves the teacher's
+            buffers to its own forward passes (see the module docstring).
 
     Attributes:
         module: a deep copy of the (unwrapped) student with ``requires_grad=False`` everywhere.
 
     Note:
         The teacher's train/eval mode is left to the caller (copied from the student at construction and not
-        changed by :meth:`update`). ``state_dict``/``load_state_dict`` hold the teacher's weights only;
-        ``decay`` and ``warmup`` are constructor arguments and the step is passed to :meth:`update`.
+        changed by :meth:`update`). ``state_dict``/``load_state_dict`` hold the teacher's weights and buffers only;
+        ``decay``, ``warmup`` and ``buffers`` are constructor arguments and the step is passed to :meth:`update`.
+        With ``buffers="own"`` the teacher's running statistics move only when it is called in train mode: a
+        teacher that is only ever run in eval mode keeps the statistics it was built with.
     """
 
-    def __init__(self, student: nn.Module, decay: float = 0.999, warmup: bool = True) -> None:
+    def __init__(self, student: nn.Module, decay: float = 0.999, warmup: bool = True, *,
+                 buffers: TeacherBN = "copy") -> None:
         super().__init__()
         if not isinstance(student, nn.Module):
             raise TypeError(f"student must be a torch.nn.Module, got {type(student).__name__}.")
         self.decay = check_probability("decay", decay, hint="typically 0.99 to 0.9999.")
         self.warmup = check_bool("warmup", warmup)
+        self.buffers_mode = check_in("buffers", buffers, get_args(TeacherBN))
         self.module = copy.deepcopy(unwrap_model(student)).requires_grad_(False)
 
     def decay_at(self, step: int) -> float:
@@ -61,7 +79,8 @@ class EMATeacher(nn.Module):
     def update(self, student: nn.Module, step: int) -> None:
         """Move the teacher towards ``student``: ``p_t <- d p_t + (1 - d) p_s`` with ``d = decay_at(step)``.
 
-        Buffers (batch-norm running statistics and counters) are copied from the student, not averaged.
+        With ``buffers="copy"`` the buffers (batch-norm running statistics and counters) are copied from the
+        student, not averaged; with ``buffers="own"`` they are left alone.
 
         Args:
             student: the model being trained, with the architecture the teacher was built from (possibly
@@ -87,7 +106,7 @@ class EMATeacher(nn.Module):
         # lerp_(end, w) computes self + w (end - self) = (1 - w) self + w end, one fused call for all tensors.
         if teacher_params:
             torch._foreach_lerp_(teacher_params, student_params, 1.0 - decay)
-        if teacher_buffers:
+        if teacher_buffers and self.buffers_mode == "copy":
             torch._foreach_copy_(teacher_buffers, student_buffers)
 
     def forward(self, *args, **kwargs):

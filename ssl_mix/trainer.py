@@ -34,7 +34,7 @@ from ssl_mix.evaluation import evaluate
 from ssl_mix.methods import Batch, Method, StepContext, StepOutput
 from ssl_mix.optim import build_optimizer, build_scheduler
 from ssl_mix.run import CHECKPOINT_FORMAT, RunDir, check_checkpoint_format, write_json
-from ssl_mix.teacher import EMATeacher
+from ssl_mix.teacher import EMATeacher, TeacherBN
 from ssl_mix.train_logs import GracefulStop, LogAccumulator, NullWriter, flatten_dict
 
 __all__ = ["Trainer", "NonFiniteLossError", "resolve_device"]
@@ -64,6 +64,8 @@ class Trainer:
         optim: optimiser and learning-rate schedule.
         ema_decay: EMA decay of the teacher.
         ema_warmup: use the mean-teacher warm-up decay min(1 - 1/(t+1), decay).
+        teacher_bn: the teacher's buffers: ``copy`` the student's at every update, or keep its ``own``
+            (see :class:`~ssl_mix.EMATeacher`).
         eval_sets: named evaluation data: ``"test"`` and optionally ``"valid"`` (model selection uses ``"valid"``
             only). Each value is a re-iterable of ``(x, y)`` batches (e.g. a DataLoader or a function's result
             list), or a zero-argument callable returning such an iterable.
@@ -94,8 +96,9 @@ class Trainer:
 
     def __init__(self, model: nn.Module, method: Method, loader: Any, *, train: TrainConfig | None = None,
                  optim: OptimConfig | None = None, ema_decay: float = 0.999, ema_warmup: bool = True,
-                 eval_sets: Mapping[str, Any] | None = None, config: dict[str, Any] | None = None,
-                 linearity: Any = None, data_info: Mapping[str, Any] | None = None) -> None:
+                 teacher_bn: TeacherBN = "copy", eval_sets: Mapping[str, Any] | None = None,
+                 config: dict[str, Any] | None = None, linearity: Any = None,
+                 data_info: Mapping[str, Any] | None = None) -> None:
         _check_arguments(model, method, loader, eval_sets)
         self.cfg = train or TrainConfig()
         self.optim_cfg = optim or OptimConfig()
@@ -114,7 +117,7 @@ class Trainer:
         self.student = model.to(self.device)  # the raw student: optimised, averaged into the teacher, checkpointed
         self.wrapped_student = self.student  # what the training step calls: the student behind DDP / compile
         self._wrap_student(loader)
-        self.teacher = EMATeacher(self.student, decay=ema_decay, warmup=ema_warmup).to(self.device)
+        self.teacher = EMATeacher(self.student, decay=ema_decay, warmup=ema_warmup, buffers=teacher_bn).to(self.device)
         self.optimizer = build_optimizer(self.student.parameters(), self.optim_cfg)
         self.scheduler = build_scheduler(self.optimizer, self.cfg.steps, self.optim_cfg)
         # Each process mixes its own shard with its own draws; rank 0 keeps the one-process seeds.
@@ -257,6 +260,8 @@ class Trainer:
             # Batch-norm statistics were updated from each process's own batch: take process 0's everywhere, so
             # the teacher copies the same buffers on every process.
             distributed.broadcast_buffers_(self.student)
+            if self.teacher.buffers_mode == "own":
+                distributed.broadcast_buffers_(self.teacher.module)
         self.teacher.update(self.student, self.step)
         return out
 

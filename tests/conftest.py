@@ -21,13 +21,10 @@ torch.set_num_threads(1)
 
 import os  # noqa: E402
 import shutil  # noqa: E402
-import subprocess  # noqa: E402
-import tarfile  # noqa: E402
-from fnmatch import fnmatch  # noqa: E402
 
 import pytest  # noqa: E402
+from bench_data import CIFAR10_JPEG, extract_cifar10_jpeg  # noqa: E402
 
-CIFAR10_JPEG = Path(__file__).resolve().parents[2] / "shared/data/cifar10-jpeg/cifar10-jpeg.tar.xz"
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -43,18 +40,11 @@ def _private_image_cache(tmp_path_factory):
 
 
 def _extract_cifar10_jpeg(dest: Path, *patterns: str) -> Path:
-    """Extract the members of the CIFAR-10 JPEG archive that match ``patterns`` (shell wildcards, e.g.
-    ``"test/*"``) into ``dest``; skips the test when the archive is not beside the repository."""
+    """The CIFAR-10 JPEG members matching ``patterns`` (shell wildcards) extracted into ``dest``; skips the test when
+    the archive is not beside the repository."""
     if not CIFAR10_JPEG.is_file():
         pytest.skip(f"CIFAR-10 JPEG copy not found at {CIFAR10_JPEG}")
-    if shutil.which("tar"):
-        subprocess.run(["tar", "-xJf", str(CIFAR10_JPEG), "-C", str(dest), "--wildcards", *patterns], check=True)
-    else:
-        with tarfile.open(CIFAR10_JPEG, "r|xz") as tf:
-            for member in tf:
-                if member.isfile() and any(fnmatch(member.name, p) for p in patterns):
-                    tf.extract(member, dest, filter="data")
-    return dest
+    return extract_cifar10_jpeg(dest, patterns)
 
 
 @pytest.fixture(scope="session")
@@ -63,6 +53,12 @@ def cifar10_jpeg_sample(tmp_path_factory) -> Path:
     patterns = [f"{split}/{c}/00{digits}.jpg" for c in ("cat", "dog", "ship")
                 for split, digits in (("train", "[0-3][0-9]"), ("test", "0[0-9]"))]
     return _extract_cifar10_jpeg(tmp_path_factory.mktemp("cifar10-jpeg-sample"), *patterns)
+
+
+@pytest.fixture(scope="session")
+def cifar10_jpeg_train300(tmp_path_factory) -> Path:
+    """An image folder with 30 training images per class of the CIFAR-10 JPEG copy (300 images, ``train/`` only)."""
+    return _extract_cifar10_jpeg(tmp_path_factory.mktemp("cifar10-jpeg-300"), "train/*/00[0-2][0-9].jpg")
 
 
 @pytest.fixture(scope="session")

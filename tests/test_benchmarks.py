@@ -47,6 +47,10 @@ def test_label_budget_grid_records_skips_and_summarizes(tiny_folder, tmp_path, c
     assert lb.main(["summarize", "--records", str(records), "--title", "test"]) == 0
     table = records.with_suffix(".md").read_text()
     assert "| erm |" in table and "10 labels" in table and "(n=1)" in table and "generated test images" in table
+    for protocol in ("final", "median20", "best-test"):
+        assert f"## {protocol}: " in table
+    assert "## valid: " in table and "Not available from these records: no record has a 'valid' value" in table
+    assert "OPTIMISTIC" in table
     assert records.with_suffix(".png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -56,7 +60,7 @@ def test_label_budget_tabulates_the_validation_selected_model(tiny_folder, tmp_p
             "--steps", "2", "--device", "cpu", "--records", str(records), "--runs-dir", str(tmp_path / "runs")]
     assert lb.main(base) == 0
     with pytest.raises(SystemExit, match="--num-valid-per-class"):
-        lb.main(["summarize", "--records", str(records), "--metric", "selected"])
+        lb.main(["summarize", "--records", str(records), "--metric", "valid"])
 
     # With a validation split the same cells are new runs, and their selected model is tabulated.
     assert lb.main(base + ["--num-valid-per-class", "1"]) == 0
@@ -64,13 +68,58 @@ def test_label_budget_tabulates_the_validation_selected_model(tiny_folder, tmp_p
     rows = [json.loads(line) for line in records.read_text().splitlines()]
     selected = [r for r in rows if r["num_valid_per_class"] == 1]
     assert len(selected) == 2 and all(r["selected"]["step"] == 2 for r in selected)
-    accuracies = [r["selected"]["test"]["accuracy"] for r in selected]
+    assert all([h["step"] for h in r["history"]] == [2] and set(r["history"][0]["teacher"]) == {"test", "valid"}
+               for r in selected)
+    accuracies = [r["history"][0]["teacher"]["test"] for r in selected]
     out_md = tmp_path / "selected.md"
-    assert lb.main(["summarize", "--records", str(records), "--metric", "selected", "--out-md", str(out_md)]) == 0
+    assert lb.main(["summarize", "--records", str(records), "--metric", "valid", "--out-md", str(out_md)]) == 0
     table = out_md.read_text()
     mean = sum(accuracies) / 2
     assert f"| erm | {mean:.2f} ± " in table and "(n=2)" in table
-    assert "2 of 4 runs have no `selected` value" in table and "validation accuracy" in table
+    assert "2 of 4 runs have no `valid` value" in table and "validation accuracy" in table
+
+
+def test_reporting_protocols_read_the_evaluation_history():
+    history = [{"step": s, "teacher": {"test": t, "valid": v}, "student": {"test": t - 1}}
+               for s, t, v in [(1, 50.0, 40.0), (2, 70.0, 60.0), (3, 60.0, 60.0), (4, 55.0, 10.0)]]
+    record = {"teacher_final": 55.0, "teacher_best": 70.0, "student_final": 54.0, "student_best": 69.0,
+              "history": history}
+    assert lb.protocol_value(record, "final") == 55.0 and lb.protocol_value(record, "best-test") == 70.0
+    assert lb.protocol_value(record, "valid") == 70.0  # the earliest of the evaluations tied on validation
+    assert lb.protocol_value(record, "median20") == 57.5  # fewer than 20 evaluations: the median of all of them
+    assert lb.protocol_value(record, "median20", "student") == 56.5
+    assert lb.protocol_value(record, "valid", "student") is None  # no validation accuracy of the student
+    long = {**record, "history": [{"step": s, "teacher": {"test": float(s)}} for s in range(1, 31)]}
+    assert lb.protocol_value(long, "median20") == 20.5  # the last 20: 11..30
+    old = {"teacher_final": 55.0, "teacher_best": 70.0}  # written before histories were recorded
+    assert lb.protocol_value(old, "median20") is None and lb.protocol_value(old, "valid") is None
+    with pytest.raises(ValueError, match="unknown protocol 'mean'"):
+        lb.protocol_value(record, "mean")
+
+
+def test_label_budget_official_methods_and_teacher_bn_run(tiny_folder, tmp_path):
+    cfg = lb.run_config(lb.scale_config("cpu", "folder"), "ict4-official", 10, 0, 2, tmp_path)
+    assert (cfg.method.k, cfg.method.supervised, cfg.method.consistency_target) == (4, "mixup", "logits")
+    assert (cfg.method.teacher_bn, cfg.data.zca) == ("own", True)
+    assert lb.run_config(lb.scale_config("cpu", "folder"), "ict2", 10, 0, 2, tmp_path).method.teacher_bn == "copy"
+    paper_erm = lb.run_config(lb.scale_config("paper", "cifar10"), "erm", 10, 0, 2, tmp_path, teacher_bn="own")
+    assert paper_erm.method.teacher_bn == "copy"  # erm never runs the teacher
+    records = tmp_path / "records.jsonl"
+    argv = ["run", "--data-root", str(tiny_folder), "--methods", ",".join(f"ict{k}-official" for k in (2, 3, 4, 5)),
+            "--budgets", "10", "--seeds", "0", "--steps", "2", "--eval-every", "1", "--device", "cpu",
+            "--records", str(records), "--runs-dir", str(tmp_path / "runs")]
+    assert lb.main(argv) == 0
+    rows = [json.loads(line) for line in records.read_text().splitlines()]
+    assert [(r["method"], r["k"], r["zca"], r["teacher_bn"]) for r in rows] == [
+        (f"ict{k}-official", k, True, "own") for k in (2, 3, 4, 5)]
+    assert all([h["step"] for h in r["history"]] == [1, 2] for r in rows)
+    # The teacher-BN variant of a cell is a cell of its own, tabulated on its own row.
+    assert lb.main(["run", "--data-root", str(tiny_folder), "--methods", "ict2-official", "--budgets", "10",
+                    "--seeds", "0", "--steps", "2", "--teacher-bn", "copy", "--device", "cpu",
+                    "--records", str(records), "--runs-dir", str(tmp_path / "runs")]) == 0
+    table, _ = lb.summary_table(lb.read_records(records))
+    assert "| ict2-official (teacher BN copy) |" in table and "| ict2-official (teacher BN own) |" in table
+    assert "| ict5-official |" in table
 
 
 def test_label_budget_paper_scale_is_the_official_recipe(tiny_folder, tmp_path):
@@ -165,3 +214,43 @@ def test_predict_benchmark_speed_and_memory(tiny_folder, tmp_path):
                          "--out", str(out)]) == 0
     memory = json.loads(out.read_text())["results"]
     assert memory["40"]["count"] == 40 and memory["10"]["peak_rss_mib"] > 0
+
+
+def test_gpu_check_dry_run_runs_every_phase_on_the_cpu(tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import gpu_check
+    from bench_data import CIFAR10_JPEG
+
+    if not CIFAR10_JPEG.is_file():
+        pytest.skip(f"CIFAR-10 JPEG copy not found at {CIFAR10_JPEG}")
+    repo = Path(gpu_check.__file__).resolve().parents[1]
+    out = tmp_path / "gpu"
+    env = {**os.environ, "PYTHON": sys.executable, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(["bash", str(repo / "benchmarks/gpu_check.sh"), "--dry-run", "--out", str(out)], env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    summary = json.loads((out / "gpu_check.json").read_text())
+    assert summary["dry_run"] and summary["hardware"]["device"] == "cpu"
+    assert {name: phase["rc"] for name, phase in summary["phases"].items()} == {
+        "tests": 0, "eager": 0, "compile": 0, "train": 0}
+    # On the CPU the CUDA-only tests are collected and skipped.
+    tests = summary["phases"]["tests"]["result"]
+    assert tests["skipped"] >= 2 and "failed" not in tests and "passed" not in tests
+    assert set(gpu_check.cuda_test_files()) >= {"tests/test_loaders.py", "tests/test_throughput.py"}
+    for name in ("eager", "compile"):
+        record = json.loads((out / f"throughput_{name}.json").read_text())
+        (result,) = record["results"]
+        assert result["method"] == "ict2" and result["overhead_ratio"] > 0
+    compiled = json.loads((out / "throughput_compile.json").read_text())["config"]
+    assert compiled["compile_mode"] == "reduce-overhead"
+    train = json.loads((out / "train_ict-cifar10.json").read_text())
+    assert train["preset"] == "ict-cifar10" and train["config"]["model"]["name"] == "wrn28-2"
+    assert train["steps_trained"] == train["warmup_steps"] + train["timed_steps"] == 3
+    projected = train["projected_full_run"]
+    assert projected["training_s"] == pytest.approx(180_000 / train["steps_per_s"])
+    assert projected["total_h"] * 3600 == pytest.approx(projected["training_s"] + projected["evaluation_s"])
+    assert summary["phases"]["train"]["result"]["steps_per_s"] == train["steps_per_s"]

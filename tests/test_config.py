@@ -63,6 +63,10 @@ def test_literal_fields_are_checked():
         (lambda: TrainConfig(log_every="10"), r"TrainConfig.log_every must be an int, got str"),
         (lambda: Config(data=DataConfig(dataset="cifar10", use_extra=True)), r"use_extra adds SVHN"),
         (lambda: Config(method=MethodConfig(name="ict", cutmix_alpha=1.0)), r"cutmix_alpha applies to the supervised"),
+        (lambda: MethodConfig(name="mixup", teacher_bn="own"), r"teacher_bn='own' needs a method that runs the teacher"),
+        (lambda: MethodConfig(teacher_bn="own", teacher_mode="eval"), r"teacher_bn='own' needs teacher_mode='train'"),
+        (lambda: MethodConfig(teacher_bn="mean"), r"MethodConfig.teacher_bn must be one of 'own', 'copy'"),
+        (lambda: DataConfig(zca_eps=-1e-3), r"zca_eps must be a finite number >= 0"),
     ],
 )
 def test_bad_values_raise(make, match):
@@ -93,6 +97,11 @@ def test_presets_match_the_published_recipes():
     assert (ch.optim.optimizer, ch.optim.lr, ch.data.batch_size) == ("adam", 0.002, 128)
     assert (ch.method.ramp, ch.method.ramp_fraction, ch.method.consistency_weight) == ("linear", 0.4, 100.0)
     assert ch.method.alpha == 0.5 and preset("chaudhry-svhn").method.alpha == 0.1
+    # The official code whitens CIFAR-10 only and averages the teacher's parameters only; the others keep their
+    # earlier behaviour (no whitening, the student's batch-norm statistics copied).
+    assert {name: (PRESETS[name].data.zca, PRESETS[name].method.teacher_bn) for name in PRESETS} == {
+        "ict-cifar10": (True, "own"), "ict-svhn": (False, "own"), "chaudhry-cifar10": (False, "own"),
+        "chaudhry-svhn": (False, "own"), "cpu-cifar10": (False, "copy"), "demo": (False, "copy")}
 
 
 def test_preset_returns_a_copy_and_rejects_unknown_names():

@@ -241,6 +241,8 @@ def test_preset_table_matches_the_code():
                 assert text in row[4], f"preset {name}: {text!r} missing from {row[4]!r}"
         else:
             assert f"α={cfg.method.alpha}" in row[4], f"preset {name}: alpha {cfg.method.alpha}"
+        inputs = "ZCA-whitened" if cfg.data.zca else "normalised"
+        assert (row[8], row[9]) == (inputs, cfg.method.teacher_bn), f"preset {name}: inputs and teacher BN"
     demo_labels = PRESETS["demo"].data.num_labels
     assert f"**{demo_labels} labels**" in (PAGES / "quickstart.md").read_text(), "quickstart: the demo's label budget"
 

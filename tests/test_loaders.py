@@ -18,6 +18,7 @@ from ssl_mix.data import (
     crop_flip,
     derive_seed,
     eval_batches,
+    fit_zca,
     train_transform,
 )
 
@@ -276,6 +277,35 @@ def test_eval_batches_in_order_with_last_partial_batch():
         eval_batches(data, spec, 0, "cpu")
     with pytest.raises(ValueError, match="images have 1 channels but spec 'id' has 3"):
         eval_batches(data, _identity_spec(3), 4, "cpu")
+
+
+def test_preprocess_is_applied_after_normalisation_in_both_loaders_and_eval_batches():
+    labeled, unlabeled, spec = _indexed(13), _indexed(29), DataSpec("half", 10, (0.5,), (0.5,))
+    zca = fit_zca(torch.randn(50, 1, 4, 4, generator=torch.Generator().manual_seed(0)), 0.1)
+    kwargs = {"batch_size": 5, "mu": 2, "seed": 4}
+    fast = (TensorDualLoader(labeled, unlabeled, spec, augment=False, **kwargs),
+            TensorDualLoader(labeled, unlabeled, spec, augment=False, preprocess=zca, **kwargs))
+    datasets = (arrays_dataset(labeled, spec, augment=False), arrays_dataset(unlabeled, spec, augment=False,
+                                                                            labeled=False))
+    slow = (TorchDualLoader(*datasets, **kwargs), TorchDualLoader(*datasets, preprocess=zca, **kwargs))
+    for plain_loader, whitened_loader in (fast, slow):
+        for plain, whitened in zip(_take(plain_loader, 3), _take(whitened_loader, 3), strict=True):
+            torch.testing.assert_close(whitened[0], zca(plain[0]))
+            assert torch.equal(whitened[1], plain[1])
+            torch.testing.assert_close(whitened[2], zca(plain[2]))
+    for (x, y), (xw, yw) in zip(eval_batches(labeled, spec, 4, "cpu"), eval_batches(labeled, spec, 4, "cpu",
+                                                                                   preprocess=zca), strict=True):
+        torch.testing.assert_close(xw, zca(x))
+        assert torch.equal(y, yw)
+    def double(x):
+        return 2 * x
+
+    x, _ = next(eval_batches(labeled, spec, 4, "cpu", preprocess=double))
+    torch.testing.assert_close(x, 2 * next(eval_batches(labeled, spec, 4, "cpu"))[0])
+    with pytest.raises(TypeError, match="preprocess must be a callable"):
+        TensorDualLoader(labeled, unlabeled, spec, preprocess="zca", **kwargs)
+    with pytest.raises(TypeError, match="preprocess must be a callable"):
+        eval_batches(labeled, spec, 4, "cpu", preprocess=zca.matrix)
 
 
 def test_derive_seed_is_pinned():

@@ -95,6 +95,21 @@ def test_buffers_are_copied_not_averaged():
     assert bn_t.num_batches_tracked.item() == 2
 
 
+def test_own_buffers_are_left_to_the_teachers_own_passes():
+    student = make_student()
+    teacher = EMATeacher(student, decay=0.99, warmup=False, buffers="own")
+    before = [b.clone() for b in teacher.module.buffers()]
+    student(torch.randn(8, 3, dtype=torch.float64) + 3)
+    teacher.update(student, 0)
+    assert all(torch.equal(a, b) for a, b in zip(before, teacher.module.buffers(), strict=True))
+    assert not torch.equal(teacher.module[1].running_mean, student[1].running_mean)
+    teacher.train()
+    with torch.no_grad():
+        teacher(torch.randn(8, 3, dtype=torch.float64) - 3)
+    assert teacher.module[1].num_batches_tracked.item() == 1 and student[1].num_batches_tracked.item() == 1
+    assert (teacher.module[1].running_mean != before[0]).all()
+
+
 def test_update_uses_one_foreach_call(monkeypatch):
     calls = []
     real = torch._foreach_lerp_
@@ -161,6 +176,7 @@ def test_wrapped_students_are_unwrapped():
         (dict(decay=float("nan")), ValueError, r"decay must be in \[0, 1\].*got nan"),
         (dict(decay="0.9"), TypeError, r"decay must be a number, got str"),
         (dict(warmup=1), TypeError, r"warmup must be a bool, got int"),
+        (dict(buffers="average"), ValueError, r"buffers must be one of 'own', 'copy'; got 'average'"),
     ],
 )
 def test_teacher_rejects_bad_construction(kwargs, error, match):

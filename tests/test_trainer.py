@@ -7,6 +7,7 @@ import torch
 
 from ssl_mix.checkpoint import load_checkpoint
 from ssl_mix.config import Config, preset
+from ssl_mix.data import fit_zca
 from ssl_mix.experiment import build_trainer, load_run_data, run_experiment
 from ssl_mix.methods import ERM, StepOutput
 from ssl_mix.optim import lr_multiplier
@@ -84,16 +85,22 @@ class _Interrupting:
         return self.method.loss(student, batch, ctx)
 
 
-@pytest.mark.parametrize("interrupt_at, how, resumes_from", [(5, "crash", 4), (8, "crash", 8), (6, "sigint", 7)])
-def test_resumed_run_equals_uninterrupted_run(tmp_path, digits_data, interrupt_at, how, resumes_from):
-    full = build_trainer(_cfg(tmp_path / "full", "ict"), digits_data)
+# The official ICT recipe's parts: the teacher's own batch-norm statistics and ZCA-whitened inputs.
+OFFICIAL = {"method": {"teacher_bn": "own", "supervised": "mixup", "consistency_target": "logits"},
+            "data": {"zca": True}}
+
+
+@pytest.mark.parametrize("interrupt_at, how, resumes_from, recipe",
+                         [(5, "crash", 4, {}), (8, "crash", 8, {}), (6, "sigint", 7, {}), (5, "crash", 4, OFFICIAL)])
+def test_resumed_run_equals_uninterrupted_run(tmp_path, digits_data, interrupt_at, how, resumes_from, recipe):
+    full = build_trainer(_cfg(tmp_path / "full", "ict").replace(**recipe), digits_data)
     full.fit()
 
-    first = build_trainer(_cfg(tmp_path / "part", "ict"), digits_data)
+    first = build_trainer(_cfg(tmp_path / "part", "ict").replace(**recipe), digits_data)
     first.method = _Interrupting(first.method, interrupt_at, how)
     with pytest.raises(KeyboardInterrupt):
         first.fit()
-    resumed = build_trainer(_cfg(tmp_path / "part", "ict"), digits_data)
+    resumed = build_trainer(_cfg(tmp_path / "part", "ict").replace(**recipe), digits_data)
     assert resumed.resume() == resumes_from
     resumed.fit()
     for (name, a), b in zip(full.student.state_dict().items(), resumed.student.state_dict().values()):
@@ -101,6 +108,68 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path, digits_data, interrupt_a
     for a, b in zip(full.teacher.state_dict().values(), resumed.teacher.state_dict().values()):
         assert torch.equal(a, b)
     assert [r["step"] for r in resumed.history] == [r["step"] for r in full.history]
+
+
+@pytest.mark.parametrize("teacher_bn", ["own", "copy"])
+def test_teacher_keeps_its_own_batch_norm_statistics_or_copies_the_students(tmp_path, digits_data, teacher_bn):
+    trainer = build_trainer(_cfg(tmp_path, "ict", steps=5).replace(method={"teacher_bn": teacher_bn}), digits_data)
+    assert trainer.teacher.buffers_mode == teacher_bn
+    initial = [b.clone() for b in trainer.teacher.module.buffers()]
+    trainer.fit()
+    pairs = list(zip(trainer.teacher.module.buffers(), trainer.student.buffers(), initial, strict=True))
+    assert pairs
+    if teacher_bn == "copy":
+        assert all(torch.equal(t, s) for t, s, _ in pairs)
+    else:
+        # Updated by the teacher's own train-mode passes on the unlabeled batches: moved, but not to the student's.
+        floats = [(t, s, i) for t, s, i in pairs if t.is_floating_point()]
+        assert not any(torch.equal(t, s) for t, s, _ in floats)
+        assert not any(torch.equal(t, i) for t, _, i in floats)
+        counts = [t for t in trainer.teacher.module.buffers() if not t.is_floating_point()]
+        assert all(int(c) == 5 for c in counts)  # one teacher pass per step
+
+
+def test_teacher_bn_changes_only_the_teachers_running_statistics(tmp_path, digits_data):
+    # In train mode the teacher normalises with batch statistics either way, so both settings train the same student
+    # and the same teacher parameters; only the running statistics, used when the teacher is evaluated, differ.
+    runs = {}
+    for teacher_bn in ("own", "copy"):
+        cfg = _cfg(tmp_path / teacher_bn, "ict", steps=4).replace(method={"teacher_bn": teacher_bn})
+        runs[teacher_bn] = build_trainer(cfg, digits_data)
+        runs[teacher_bn].fit()
+    own, copy = runs["own"], runs["copy"]
+    assert torch.equal(_weights(own.student), _weights(copy.student))
+    for a, b in zip(own.teacher.module.parameters(), copy.teacher.module.parameters(), strict=True):
+        assert torch.equal(a, b)
+    assert not all(torch.equal(a, b) for a, b in zip(own.teacher.module.buffers(), copy.teacher.module.buffers(),
+                                                      strict=True))
+
+
+def test_zca_transform_is_fitted_applied_saved_and_restored(tmp_path, digits_data):
+    from ssl_mix import ZCA, eval_batches, load_trained, preprocess_transform
+
+    cfg = _cfg(tmp_path, "ict", steps=2).replace(data={"zca": True, "zca_eps": 0.1})
+    trainer = build_trainer(cfg, digits_data)
+    zca = trainer.loader.preprocess
+    assert isinstance(zca, ZCA) and zca.eps == 0.1 and zca.image_shape == (1, 16, 16)
+    # Fitted on the training pool (labeled examples are in the unlabeled pool here), never on the test images.
+    expected = fit_zca(digits_data.unlabeled.images, 0.1, mean=digits_data.spec.mean, std=digits_data.spec.std)
+    torch.testing.assert_close(zca.matrix, expected.matrix)
+    x, _ = next(iter(trainer.eval_sets["test"]()))
+    plain, _ = next(eval_batches(digits_data.test, digits_data.spec, 500, "cpu"))
+    torch.testing.assert_close(x, zca(plain))
+    trainer.fit()
+    state = load_checkpoint(tmp_path / "run" / "last.pt")
+    torch.testing.assert_close(ZCA.from_state_dict(state["data"]["preprocess"]["zca"]).matrix, zca.matrix)
+    run = load_trained(tmp_path / "run" / "last.pt", device="cpu")
+    torch.testing.assert_close(preprocess_transform(run.preprocess).matrix, zca.matrix)
+    plain_run = build_trainer(_cfg(tmp_path / "plain", "erm", steps=1), digits_data)
+    plain_run.fit()
+    assert preprocess_transform(load_trained(tmp_path / "plain" / "run" / "last.pt", device="cpu").preprocess) is None
+    with pytest.raises(ValueError, match=r"holds \['pca'\], which this version of ssl_mix cannot apply"):
+        preprocess_transform({"pca": {}})
+    with pytest.raises(TypeError, match="preprocess must be a checkpoint's preprocess entry"):
+        preprocess_transform(None)
 
 
 def test_checkpoints_and_report_are_written(tmp_path, digits_data):

@@ -26,6 +26,7 @@ from ssl_mix.analysis.plots import (
 )
 from ssl_mix.checks import check_bool, check_positive_int
 from ssl_mix.data.augment import normalize
+from ssl_mix.data.zca import preprocess_transform
 from ssl_mix.models.inference import model_device
 from ssl_mix.models.stages import LayerId, layer_names
 from ssl_mix.run import load_trained
@@ -86,6 +87,7 @@ def analyze_run(
     run_dir, checkpoint = trained.run_dir, trained.checkpoint
     cfg, models, test, spec = trained.config, trained.models, trained.test, trained.spec
     run_device = model_device(models["teacher"])
+    preprocess = preprocess_transform(trained.preprocess, run_device)  # the run's input whitening, if any
     num_pairs = num_pairs if num_pairs is not None else cfg.train.linearity_pairs
     seed = seed if seed is not None else cfg.train.seed
     names = layer_names(models["teacher"])
@@ -101,7 +103,8 @@ def analyze_run(
                               "model": cfg.model.name, "method": cfg.method.name}
     files: list[Path] = []
     if linearity:
-        probe = linearity_probe(test, spec, num_pairs=num_pairs, seed=seed, device=run_device, k=k, alpha=alpha)
+        probe = linearity_probe(test, spec, num_pairs=num_pairs, seed=seed, device=run_device, k=k, alpha=alpha,
+                                preprocess=preprocess)
         final = {name: probe(model) for name, model in models.items()}
         log_dir = run_dir.tensorboard
         history = read_linearity_history(log_dir) if log_dir.is_dir() else {}
@@ -121,6 +124,7 @@ def analyze_run(
     if flattening:
         order = torch.randperm(len(test), generator=torch.Generator().manual_seed(seed))[:num_images]
         images = normalize(test.images[order].to(run_device), spec.mean, spec.std)
+        images = images if preprocess is None else preprocess(images)
         labels = test.targets[order]
         layer_name = "input" if layer == "input" else names[layer]
         result["flattening"] = {"layer": layer, "layer_name": layer_name, "num_images": len(order)}

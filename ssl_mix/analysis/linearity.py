@@ -42,7 +42,7 @@ to TensorBoard as ``linearity/<key>``.
 from __future__ import annotations
 
 import numbers
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Literal, get_args
 
 import torch
@@ -390,6 +390,7 @@ def linearity_probe(
     batch_size: int = 256,
     layers: Iterable[LayerId] | None = None,
     normalization: Normalization = "shared",
+    preprocess: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> LinearityProbe:
     """A :class:`LinearityProbe` on a fixed sample of held-out images, for measurements during training.
 
@@ -408,6 +409,8 @@ def linearity_probe(
         batch_size: mixes per forward pass.
         layers: layer ids; ``None`` means every stage output ``0..n-1``.
         normalization: ``"shared"`` (default) or ``"example"``; see the module docstring.
+        preprocess: applied to the normalised endpoints on ``device``, as the run's loaders do (e.g. its
+            :class:`~ssl_mix.ZCA`); None for none.
 
     Returns:
         A callable ``probe(model) -> {layer_key: mean non-linearity}`` (keys as in :func:`layer_key`).
@@ -422,5 +425,7 @@ def linearity_probe(
         )
     indices, weights = _sample_mixes(images.shape[0], num_pairs, k, alpha, seed)
     points = normalize(images[indices.t().to(images.device)].to(device), spec.mean, spec.std)
+    if preprocess is not None:
+        points = preprocess(points.flatten(0, 1)).view(points.shape)
     return LinearityProbe(points, weights.to(device), batch_size=batch_size, layers=layers,
                           normalization=normalization)

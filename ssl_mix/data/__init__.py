@@ -1,4 +1,5 @@
-"""Data for semi-supervised training: label-budget splits, datasets in memory, augmentation and dual loaders."""
+"""Data for semi-supervised training: label-budget splits, datasets in memory, augmentation, ZCA whitening and dual
+loaders."""
 
 from ssl_mix.data.arrays import ImageArrays, channel_stats, concat_arrays
 from ssl_mix.data.augment import PADDING_MODES, PaddingMode, crop_flip, normalize, random_crop_flip
@@ -42,6 +43,7 @@ from ssl_mix.data.images import (
 )
 from ssl_mix.data.loaders import TensorDualLoader, TorchDualLoader, derive_seed, eval_batches
 from ssl_mix.data.splits import SPLIT_FORMAT_VERSION, LabelSplit, make_split, split_summary
+from ssl_mix.data.zca import ZCA, apply_zca, fit_zca, preprocess_entry, preprocess_transform
 
 __all__ = [
     "DATASET_NAMES",
@@ -92,4 +94,9 @@ __all__ = [
     "TorchDualLoader",
     "eval_batches",
     "derive_seed",
+    "ZCA",
+    "fit_zca",
+    "apply_zca",
+    "preprocess_entry",
+    "preprocess_transform",
 ]

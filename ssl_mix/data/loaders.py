@@ -41,6 +41,7 @@ from torch.utils.data import DataLoader, Dataset
 from ssl_mix.checks import check_bool, check_int, check_positive_int
 from ssl_mix.data.augment import normalize, random_crop_flip
 from ssl_mix.data.datasets import DataSpec, ImageArrays
+from ssl_mix.data.zca import ZCA
 
 __all__ = ["TensorDualLoader", "TorchDualLoader", "eval_batches", "derive_seed"]
 
@@ -85,6 +86,20 @@ def _batch_sizes(batch_size: int, unlabeled_batch_size: int | None, mu: float | 
         return batch_size, batch_size
     check_positive_int("unlabeled_batch_size", unlabeled_batch_size)
     return batch_size, unlabeled_batch_size
+
+
+# A batch transform applied after normalisation, on the device: (B, C, H, W) float -> same shape (e.g. a ZCA).
+Preprocess = Callable[[torch.Tensor], torch.Tensor]
+
+
+def _check_preprocess(preprocess: Preprocess | None, device: torch.device) -> Preprocess | None:
+    if preprocess is None:
+        return None
+    if not callable(preprocess):
+        raise TypeError(f"preprocess must be a callable (B, C, H, W) -> (B, C, H, W) such as a fitted ssl_mix.ZCA, or "
+                        f"None, got {type(preprocess).__name__}")
+    # Tensor-holding transforms (a ZCA) move to the batches' device once, not at every call.
+    return preprocess.to(device) if isinstance(preprocess, ZCA) else preprocess
 
 
 def _check_shard(rank: int, world_size: int) -> tuple[int, int]:
@@ -207,6 +222,8 @@ class TensorDualLoader:
             global batch is ``world_size`` times larger; the shards are disjoint (see the module docstring).
         balance_labeled: draw the labeled stream class-balanced: each epoch repeats every class as often as the
             largest one (smaller classes over-sampled), shuffled; deterministic and resumable like the plain stream.
+        preprocess: applied on ``device`` to every normalised batch (labeled and unlabeled), e.g. a fitted
+            :class:`~ssl_mix.ZCA`; None for none.
 
     Note:
         The loader holds its position; every ``iter(loader)`` continues from it (and iterators share it).
@@ -218,7 +235,8 @@ class TensorDualLoader:
     def __init__(self, labeled: ImageArrays, unlabeled: ImageArrays, spec: DataSpec, *, batch_size: int,
                  unlabeled_batch_size: int | None = None, mu: float | None = None, seed: int,
                  device: torch.device | str = "cpu", augment: bool = True, with_unlabeled: bool = True,
-                 rank: int = 0, world_size: int = 1, balance_labeled: bool = False) -> None:
+                 rank: int = 0, world_size: int = 1, balance_labeled: bool = False,
+                 preprocess: Preprocess | None = None) -> None:
         if not isinstance(labeled, ImageArrays) or not isinstance(unlabeled, ImageArrays):
             raise TypeError(f"labeled and unlabeled must be ImageArrays (see arrays_from_tensors / load_arrays), got "
                             f"{type(labeled).__name__} and {type(unlabeled).__name__}; use TorchDualLoader for "
@@ -243,6 +261,7 @@ class TensorDualLoader:
         self.rank, self.world_size = _check_shard(rank, world_size)
         self.spec, self.augment = spec, augment
         self.device = torch.device(device)
+        self.preprocess = _check_preprocess(preprocess, self.device)
         self._images = (labeled.images.to(self.device), unlabeled.images.to(self.device))
         self._targets = labeled.targets.to(self.device)
         self._mean = torch.tensor(spec.mean, dtype=torch.float32, device=self.device)
@@ -281,7 +300,8 @@ class TensorDualLoader:
             self._generator.manual_seed(derive_seed(self.seed, stream, _AUGMENT, *key))
             images = random_crop_flip(images, self.spec.crop_padding, self.spec.flip, generator=self._generator,
                                       padding_mode=self.spec.padding_mode)
-        return normalize(images, self._mean, self._std)
+        images = normalize(images, self._mean, self._std)
+        return images if self.preprocess is None else self.preprocess(images)
 
     def batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The batch of a given step, without moving the loader's position (iteration yields ``batch(step)``)."""
@@ -429,6 +449,8 @@ class TorchDualLoader:
         rank, world_size: this process's shard in distributed training, as in :class:`TensorDualLoader`.
         balance_labeled: the class index of each labeled example, to draw the labeled stream class-balanced as
             :class:`TensorDualLoader` does (None: plain epochs).
+        preprocess: applied on ``device`` to every batch after the transform (which normalises), as in
+            :class:`TensorDualLoader`.
 
     Note:
         Each sample is loaded and transformed with torch's CPU generator, ``random`` and NumPy's global
@@ -443,7 +465,8 @@ class TorchDualLoader:
                  transform: Callable[[Any], Any] | None = None, num_workers: int = 0,
                  device: torch.device | str = "cpu", pin_memory: bool | None = None,
                  prefetch_factor: int | None = None, with_unlabeled: bool = True, rank: int = 0,
-                 world_size: int = 1, balance_labeled: Any = None) -> None:
+                 world_size: int = 1, balance_labeled: Any = None,
+                 preprocess: Preprocess | None = None) -> None:
         sizes = []
         for name, ds in (("labeled", labeled), ("unlabeled", unlabeled)):
             try:
@@ -461,6 +484,7 @@ class TorchDualLoader:
         self.seed = check_int("seed", seed, 0)
         self.rank, self.world_size = _check_shard(rank, world_size)
         self.device = torch.device(device)
+        self.preprocess = _check_preprocess(preprocess, self.device)
         self.num_workers = num_workers
         self.pin_memory = self.device.type == "cuda" if pin_memory is None else bool(pin_memory)
         self.prefetch_factor = prefetch_factor
@@ -492,9 +516,11 @@ class TorchDualLoader:
                     if self._version != version:
                         break  # load_state_dict moved the position: restart the workers from there
                     self.step += 1
-                    yield (x_l.to(self.device, non_blocking=self.pin_memory),
-                           y_l.to(self.device, non_blocking=self.pin_memory),
-                           x_u.to(self.device, non_blocking=self.pin_memory))
+                    x_l, x_u = (x.to(self.device, non_blocking=self.pin_memory) for x in (x_l, x_u))
+                    if self.preprocess is not None:
+                        x_l = self.preprocess(x_l)
+                        x_u = self.preprocess(x_u) if len(x_u) else x_u
+                    yield x_l, y_l.to(self.device, non_blocking=self.pin_memory), x_u
             finally:
                 del batches  # shuts the worker processes down
 
@@ -509,8 +535,8 @@ class TorchDualLoader:
         self._version += 1
 
 
-def eval_batches(data: ImageArrays, spec: DataSpec, batch_size: int, device: torch.device | str
-                 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+def eval_batches(data: ImageArrays, spec: DataSpec, batch_size: int, device: torch.device | str, *,
+                 preprocess: Preprocess | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Plain evaluation batches in dataset order: normalised images and targets, on ``device``.
 
     Args:
@@ -518,6 +544,8 @@ def eval_batches(data: ImageArrays, spec: DataSpec, batch_size: int, device: tor
         spec: normalisation constants.
         batch_size: images per batch; the last batch may be smaller.
         device: where batches are delivered.
+        preprocess: applied to every normalised batch on ``device``, as the training loaders do (e.g. the run's
+            :class:`~ssl_mix.ZCA`); None for none.
 
     Returns:
         An iterator of ``(x, y)``: float32 ``(b, C, H, W)`` and int64 ``(b,)``. One pass, no augmentation.
@@ -528,6 +556,7 @@ def eval_batches(data: ImageArrays, spec: DataSpec, batch_size: int, device: tor
     if len(data) and data.images.shape[1] != spec.channels:
         raise ValueError(f"images have {data.images.shape[1]} channels but spec {spec.name!r} has {spec.channels}")
     device = torch.device(device)
+    preprocess = _check_preprocess(preprocess, device)
     mean = torch.tensor(spec.mean, dtype=torch.float32, device=device)
     std = torch.tensor(spec.std, dtype=torch.float32, device=device)
 
@@ -535,6 +564,7 @@ def eval_batches(data: ImageArrays, spec: DataSpec, batch_size: int, device: tor
         for start in range(0, len(data), batch_size):
             x = data.images[start:start + batch_size].to(device, non_blocking=True)
             y = data.targets[start:start + batch_size].to(device, non_blocking=True)
-            yield normalize(x, mean, std), y
+            x = normalize(x, mean, std)
+            yield (x if preprocess is None else preprocess(x)), y
 
     return batches()
