@@ -5,6 +5,8 @@ from __future__ import annotations
 import shutil
 import subprocess
 import tempfile
+import time
+from itertools import islice
 from pathlib import Path
 
 import torch
@@ -24,11 +26,53 @@ def benchmark_images(source: str, num_images: int) -> ImageArrays:
     if not CIFAR10_JPEG.is_file():
         raise SystemExit(f"--source cifar10-jpeg needs {CIFAR10_JPEG}")
     with tempfile.TemporaryDirectory() as tmp:
-        if shutil.which("tar"):
-            subprocess.run(["tar", "-xJf", str(CIFAR10_JPEG), "-C", tmp, "train"], check=True)
-        else:
-            import tarfile
+        extract_cifar10_jpeg(Path(tmp), ("train",))
+        return load_arrays("folder", tmp, "train", cache=False).subset(range(min(num_images, 50_000)))
 
-            with tarfile.open(CIFAR10_JPEG) as tf:
-                tf.extractall(tmp, members=[m for m in tf if m.name.startswith("train/")], filter="data")
-        return load_arrays("folder", tmp, "train").subset(range(min(num_images, 50_000)))
+
+def extract_cifar10_jpeg(dest: Path, splits: tuple[str, ...] = ("train", "test")) -> Path:
+    """Unpack the CIFAR-10 JPEG copy's ``splits`` into ``dest`` (ImageFolder layout); returns ``dest``."""
+    if not CIFAR10_JPEG.is_file():
+        raise SystemExit(f"this benchmark needs the CIFAR-10 JPEG copy at {CIFAR10_JPEG}")
+    dest.mkdir(parents=True, exist_ok=True)
+    if shutil.which("tar"):
+        subprocess.run(["tar", "-xJf", str(CIFAR10_JPEG), "-C", str(dest), *splits], check=True)
+    else:
+        import tarfile
+
+        with tarfile.open(CIFAR10_JPEG) as tf:
+            tf.extractall(dest, members=[m for m in tf if m.name.split("/")[0] in splits], filter="data")
+    return dest
+
+
+def upscaled_copy(source: Path, dest: Path, size: int, *, quality: int = 90, threads: int = 2,
+                  files: list[Path] | None = None) -> Path:
+    """Every JPEG under ``source`` (or just ``files``) resized (bicubic) to ``size`` x ``size`` and saved under
+    ``dest`` at the same relative path, as JPEG of the given quality: the same images as a larger-image folder."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from PIL import Image
+
+    files = sorted(source.rglob("*.jpg")) if files is None else files
+
+    def one(path: Path) -> None:
+        target = dest / path.relative_to(source)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with Image.open(path) as im:
+            im.convert("RGB").resize((size, size), Image.Resampling.BICUBIC).save(target, quality=quality)
+
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(one, files, chunksize=256))
+    return dest
+
+
+def batches_per_second(loader, steps: int, warmup: int) -> float:
+    """Steps per second of a dual loader over ``steps`` timed steps, after ``warmup`` untimed ones (worker start-up,
+    first-epoch permutations)."""
+    batches = iter(loader)
+    for _ in islice(batches, warmup):
+        pass
+    start = time.perf_counter()
+    for _ in islice(batches, steps):
+        pass
+    return steps / (time.perf_counter() - start)

@@ -17,13 +17,12 @@ import platform
 import statistics
 import sys
 import time
-from itertools import islice
 from pathlib import Path
 
 import torch
 import torchvision
 
-from bench_data import benchmark_images
+from bench_data import batches_per_second, benchmark_images
 from provenance import git_commit, hardware
 from ssl_mix.data import (
     TensorDualLoader,
@@ -33,16 +32,6 @@ from ssl_mix.data import (
 )
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def _rate(loader, steps: int, warmup: int) -> float:
-    batches = iter(loader)
-    for _ in islice(batches, warmup):  # worker start-up and first-epoch permutations
-        pass
-    start = time.perf_counter()
-    for _ in islice(batches, steps):
-        pass
-    return steps / (time.perf_counter() - start)
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -73,7 +62,7 @@ def main(argv: list[str] | None = None) -> dict:
     rates: dict[str, list[float]] = {"tensor": []}
     for seed in seeds:
         fast = TensorDualLoader(labeled, unlabeled, spec, seed=seed, device=args.device, **sizes)
-        rates["tensor"].append(_rate(fast, args.steps, args.warmup))
+        rates["tensor"].append(batches_per_second(fast, args.steps, args.warmup))
     labeled_ds = arrays_dataset(labeled, spec)
     unlabeled_ds = arrays_dataset(unlabeled, spec, labeled=False)
     for workers in args.workers:
@@ -82,7 +71,7 @@ def main(argv: list[str] | None = None) -> dict:
         for seed in seeds:
             slow = TorchDualLoader(labeled_ds, unlabeled_ds, seed=seed, num_workers=workers, device=args.device,
                                    **sizes)
-            rates[name].append(_rate(slow, args.steps, args.warmup))
+            rates[name].append(batches_per_second(slow, args.steps, args.warmup))
     results = {name: {"batches_per_s": [round(r, 2) for r in values], "mean": round(statistics.mean(values), 2),
                       "std": round(statistics.stdev(values), 2) if len(values) > 1 else 0.0}
                for name, values in rates.items()}

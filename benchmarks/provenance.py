@@ -6,9 +6,12 @@ Every results file under ``benchmarks/results/`` records the command, git commit
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import subprocess
+import sys
+import time
 from pathlib import Path
 
 import torch
@@ -66,3 +69,28 @@ def hardware_summary(device: torch.device | str = "cpu") -> str:
     """One line: the GPU name on CUDA, else ``CPU model (N threads)``."""
     info = hardware(device)
     return info.get("gpu") or f"{info['cpu']} ({info['torch_threads']} threads)"
+
+
+def record_header(script: str, argv: list[str] | None, device: torch.device | str = "cpu") -> dict:
+    """The provenance fields a result record starts with: command, git commit, hardware, versions and date.
+
+    Args:
+        script: the benchmark's ``__file__``.
+        argv: the arguments ``main`` was given (None: the command line).
+        device: the device the benchmark measured.
+    """
+    from PIL import __version__ as pillow_version
+
+    command = " ".join(["python", *sys.argv]) if argv is None else " ".join(["python", script, *argv])
+    return {"command": command, "git_commit": git_commit(), "hardware": hardware(device),
+            "torch_version": torch.__version__, "pillow_version": pillow_version,
+            "python_version": platform.python_version(), "date": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+
+
+def write_record(path: str | Path, record: dict) -> Path:
+    """Write a result record as indented JSON (creating its folder) and say where."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record, indent=2) + "\n")
+    print(f"wrote {path}")
+    return path

@@ -80,10 +80,16 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
             kwargs["action"] = argparse.BooleanOptionalAction
         elif literal is not None:
             kwargs["choices"] = list(literal)
-        elif hint is int:
-            kwargs.update(type=int, metavar="N")
+            if not isinstance(literal[0], str):  # e.g. --channels 1|3: compare as numbers
+                kwargs["type"] = type(literal[0])
+        elif hint is int or (type(None) in args and int in args):
+            kwargs.update(type=int if hint is int else _optional(int), metavar="N")
         elif hint is float or (type(None) in args and float in args):
             kwargs.update(type=_optional(float), metavar="FLOAT")
+        elif origin is tuple and args == (str, Ellipsis):  # one value per use: paths may hold commas
+            kwargs.update(action="append", metavar=_metavar(name))
+        elif name == "image_size":
+            kwargs["metavar"] = "N|H,W"
         elif origin is tuple:
             pair = len(args) == 2 and all(a is int for a in args)
             kwargs.update(type=_comma_list, metavar="H,W" if pair else "A,B,...")
@@ -422,8 +428,12 @@ def _add_split(p: argparse.ArgumentParser) -> None:
                    help="the dataset whose training set is split (folder: DATA_ROOT/train/<class>/*)")
     p.add_argument("--data-root", metavar="DIR", help="where the dataset lives (not needed for digits)")
     p.add_argument("--download", action="store_true", help="let torchvision download CIFAR/SVHN into --data-root")
-    p.add_argument("--num-labels", type=int, required=True, metavar="N",
-                   help="label budget N: labeled examples in total, N / num_classes per class")
+    p.add_argument("--labels", metavar="FILE",
+                   help="folder only: CSV file of path,label rows (paths relative to --data-root) instead of class "
+                        "folders; images it does not name are unlabeled")
+    p.add_argument("--num-labels", type=int, metavar="N",
+                   help="label budget N: labeled examples in total, N / num_classes per class (required without "
+                        "--labels; with it, default every labeled row)")
     p.add_argument("--seed", type=int, required=True, metavar="N",
                    help="seed of the draw (same seed, same split, any machine)")
     p.add_argument("--num-valid-per-class", type=int, default=0, metavar="N",
@@ -439,7 +449,9 @@ def _run_split(args: argparse.Namespace) -> int:
 
     from ssl_mix.data import load_targets, make_split, split_summary
 
-    targets, classes = load_targets(args.dataset, args.data_root, "train", download=args.download)
+    if args.num_labels is None and args.labels is None:
+        raise UsageError("--num-labels is required (the label budget), unless --labels gives the labeled images")
+    targets, classes = load_targets(args.dataset, args.data_root, "train", download=args.download, labels=args.labels)
     split = make_split(targets, args.num_labels, seed=args.seed, dataset=args.dataset, num_classes=len(classes),
                        num_valid_per_class=args.num_valid_per_class,
                        labeled_in_unlabeled=not args.labeled_not_in_unlabeled)

@@ -25,6 +25,7 @@ import yaml
 
 from ssl_mix.checks import check_alpha, check_bool, check_in, check_int, check_k, check_number, check_probability
 from ssl_mix.data.datasets import DatasetName
+from ssl_mix.data.images import ResizeMode, image_size_pair
 from ssl_mix.losses import ConsistencyDistance, ConsistencyTarget
 from ssl_mix.methods import MethodName, SupervisedTerm, TeacherMode
 from ssl_mix.ramps import RampKind
@@ -47,6 +48,9 @@ __all__ = [
     "PRECISIONS",
     "CONFIG_FORMATS",
 ]
+
+DEFAULT_NUM_LABELS = 4000
+"""The label budget when ``num_labels`` is None and no label file is given (the standard CIFAR-10 budget)."""
 
 Precision = Literal["fp32", "bf16"]
 """Numeric precision of the forward passes: float32, or bfloat16 autocast."""
@@ -126,7 +130,8 @@ class DataConfig:
         download: let torchvision download CIFAR/SVHN into ``data_root`` when missing. Off so that nothing is
             fetched without asking.
         num_labels: the label budget: labeled examples in total, the same number per class (a multiple of the
-            class count). 4000 is the standard CIFAR-10 budget.
+            class count). ``none``: every row of ``labels`` (as imbalanced as it is), else 4000, the standard
+            CIFAR-10 budget.
         split: a saved split JSON file (``ssl-mix split``); replaces drawing the split from ``num_labels`` and the
             seed.
         num_valid_per_class: labeled examples per class held out for model selection (never trained on). 0: no
@@ -143,12 +148,32 @@ class DataConfig:
         num_workers: worker processes of the ``torch`` loader.
         augment: random crop (reflect padding) and horizontal flip of training batches. The standard augmentation
             of the ICT and mean-teacher recipes; SVHN and the digits are not flipped.
+        labels: ``folder`` only: a CSV file of ``path,label`` rows (paths relative to ``data_root``) instead of
+            class folders. Images it does not name are unlabeled; ``test/<class>/`` stays the test set.
+        unlabeled_dirs: ``folder`` only: another folder of unlabeled images, anywhere on disk (``--unlabeled-dir``,
+            repeatable).
+        image_size: ``folder`` only: resize every image to N x N or H,W pixels, the same way for training,
+            evaluation and prediction. ``none``: the files must share one size.
+        resize: how ``image_size`` is reached: ``crop`` scales the image to cover it and cuts the centre (aspect
+            ratio kept); ``stretch`` scales each axis (nothing cut).
+        channels: ``folder`` only: force 1 (grayscale) or 3 (RGB) channels. ``none``: RGB if any training image is
+            in colour, else grayscale.
+        cache: keep the decoded images of a folder in the decoded-image cache, so the next run skips decoding.
+            ``--no-cache`` decodes every time.
+        cache_dir: the decoded-image cache directory. ``none``: ``$XDG_CACHE_HOME/ssl_mix``, i.e.
+            ``~/.cache/ssl_mix``.
+        max_memory_gb: stream a folder from its files when its decoded training pool (images x C x H x W bytes)
+            would exceed this many GB. Streaming uses the ``DataLoader`` path (``--num-workers``).
+        skip_bad_images: leave unreadable image files out instead of stopping with an error that names them. They
+            are listed in the run's ``skipped_images.txt``.
+        balance_labeled: draw the labeled stream class-balanced, for imbalanced labels (smaller classes
+            over-sampled). Deterministic and resumable like the plain stream.
     """
 
     dataset: DatasetName = "cifar10"
     data_root: str | None = None
     download: bool = False
-    num_labels: int = 4000
+    num_labels: int | None = None
     split: str | None = None
     num_valid_per_class: int = 0
     labeled_in_unlabeled: bool = True
@@ -158,11 +183,39 @@ class DataConfig:
     loader: Literal["tensor", "torch"] = "tensor"
     num_workers: int = 0
     augment: bool = True
+    labels: str | None = None
+    unlabeled_dirs: tuple[str, ...] = ()
+    image_size: tuple[int, int] | None = None
+    resize: ResizeMode = "crop"
+    channels: Literal[1, 3] | None = None
+    cache: bool = True
+    cache_dir: str | None = None
+    max_memory_gb: float = 8.0
+    skip_bad_images: bool = False
+    balance_labeled: bool = False
 
     def __post_init__(self) -> None:
         _check_fields(self)
-        _positive(self, "num_labels", "batch_size", "unlabeled_batch_size")
+        _positive(self, "num_labels", "batch_size", "unlabeled_batch_size", "max_memory_gb")
         _positive(self, "num_valid_per_class", "num_workers", allow_zero=True)
+        self.image_size = image_size_pair(self.image_size)
+        if isinstance(self.unlabeled_dirs, str):
+            self.unlabeled_dirs = (self.unlabeled_dirs,)
+        self.unlabeled_dirs = tuple(str(d) for d in self.unlabeled_dirs)
+        folder_only = {"labels": self.labels, "unlabeled_dirs": self.unlabeled_dirs or None,
+                       "image_size": self.image_size, "channels": self.channels}
+        given = [name for name, value in folder_only.items() if value is not None]
+        if given and self.dataset != "folder":
+            flag = next(f for f, key in config_flags().items() if key == ("data", given[0]))
+            raise ValueError(f"DataConfig.{given[0]} applies to dataset 'folder' (your own images), not "
+                             f"{self.dataset!r}; drop {flag} or use --dataset folder")
+
+    def resolved_num_labels(self) -> int | None:
+        """The label budget to draw: ``num_labels``, or when it is None, None (every labeled row) with a label
+        file and :data:`DEFAULT_NUM_LABELS` otherwise."""
+        if self.num_labels is not None:
+            return self.num_labels
+        return None if self.labels is not None else DEFAULT_NUM_LABELS
 
 
 @dataclass
@@ -488,7 +541,8 @@ class Config:
 
 
 # Command-line flag names that differ from the field name (both ``model.name`` and ``method.name`` exist).
-_FLAG_ALIASES = {("method", "name"): "method", ("model", "name"): "model", ("train", "out_dir"): "out"}
+_FLAG_ALIASES = {("method", "name"): "method", ("model", "name"): "model", ("train", "out_dir"): "out",
+                 ("data", "unlabeled_dirs"): "unlabeled_dir"}
 
 
 def config_flags() -> dict[str, tuple[str, str]]:
@@ -632,7 +686,7 @@ def _with(cfg: Config, **section_updates: dict[str, Any]) -> Config:
 PRESETS: dict[str, Config] = {
     "ict-cifar10": _with(_ict(1.0, 180_000), data={"dataset": "cifar10", "num_labels": 4000, "num_valid_per_class": 500}),
     "ict-svhn": _with(_ict(0.1, 180_000), data={"dataset": "svhn", "num_labels": 1000, "num_valid_per_class": 100}),
-    "chaudhry-cifar10": _with(_chaudhry(0.5), data={"dataset": "cifar10"}),
+    "chaudhry-cifar10": _with(_chaudhry(0.5), data={"dataset": "cifar10", "num_labels": 4000}),
     "chaudhry-svhn": _with(_chaudhry(0.1), data={"dataset": "svhn", "num_labels": 1000}),
     "cpu-cifar10": Config(
         data=DataConfig(dataset="folder", num_labels=1000, batch_size=32, unlabeled_batch_size=32),

@@ -9,8 +9,10 @@ this process's shard, and only process 0 writes files (see :mod:`ssl_mix.distrib
 
 from __future__ import annotations
 
+import os
 import random
-from dataclasses import dataclass
+import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,17 +24,27 @@ from ssl_mix.calibration import NoValidationSplitError, calibrate_checkpoints
 from ssl_mix.checkpoint import load_checkpoint
 from ssl_mix.config import Config, MethodConfig
 from ssl_mix.data import (
+    BadImageError,
     DataSpec,
     ImageArrays,
+    ImageFileDataset,
+    ImageFiles,
     LabelSplit,
     TensorDualLoader,
     TorchDualLoader,
     arrays_dataset,
     concat_arrays,
     data_spec,
+    decode_files,
     eval_batches,
+    eval_transform,
+    folder_files,
     load_arrays,
     make_split,
+    scan_files,
+    spec_from_stats,
+    train_transform,
+    unlabeled_dir_files,
 )
 from ssl_mix.methods import ERM, ICT, ManifoldMixup, Method, Mixup, method_class
 from ssl_mix.models import create_model
@@ -48,50 +60,161 @@ EVAL_BATCH_SIZE = 500
 
 @dataclass
 class RunData:
-    """The data of one run, split and held in memory.
+    """The data of one run, split, held in memory or (for image folders too large for it) streamed from the files.
 
     Attributes:
         spec: dataset constants (classes, normalisation, augmentation).
         split: the label-budget split used (saved in the run directory, see :class:`ssl_mix.run.RunDir`).
-        labeled, unlabeled: the training streams.
+        labeled, unlabeled: the training streams: in memory, or datasets that decode the files on the fly.
         valid: the validation subset (None without ``num_valid_per_class``).
-        test: the test set.
+        test: the test set (empty when an image folder has no ``test/``).
+        skipped_images: image files left out as unreadable (``--skip-bad-images``), each ``(path, reason)``.
     """
 
     spec: DataSpec
     split: LabelSplit
-    labeled: ImageArrays
-    unlabeled: ImageArrays
+    labeled: ImageArrays | ImageFileDataset
+    unlabeled: ImageArrays | ImageFileDataset
     valid: ImageArrays | None
     test: ImageArrays
+    skipped_images: list[tuple[str, str]] = field(default_factory=list)
 
 
 def load_run_data(cfg: Config) -> RunData:
-    """Load the dataset named in ``cfg.data`` and draw (or load) its label split, seeded by ``cfg.train.seed``."""
+    """Load the dataset named in ``cfg.data`` and draw (or load) its label split, seeded by ``cfg.train.seed``.
+
+    An image folder is decoded into memory (through the decoded-image cache) unless ``cfg.data.loader`` is
+    ``torch`` or the decoded training pool (images x C x H x W bytes) would exceed ``cfg.data.max_memory_gb``; it is
+    then streamed from the files by the ``DataLoader`` path (a message says so).
+    """
     d = cfg.data
+    if d.dataset == "folder":
+        return _load_folder_run(cfg)
     train = load_arrays(d.dataset, d.data_root, "train", download=d.download)
     test = load_arrays(d.dataset, d.data_root, "test", download=d.download)
     spec = data_spec(d.dataset, train)
-    if d.split is not None:
-        split = LabelSplit.load(d.split, dataset=d.dataset, targets=train.targets)
-    else:
-        split = make_split(train.targets, d.num_labels, seed=cfg.train.seed, dataset=d.dataset,
-                           num_classes=spec.num_classes, num_valid_per_class=d.num_valid_per_class,
-                           labeled_in_unlabeled=d.labeled_in_unlabeled)
+    split = _split(cfg, train.targets, spec.num_classes)
     unlabeled = train.subset(split.unlabeled)
-    extra_sets = []
     if d.use_extra:
         if d.dataset != "svhn":
             raise ValueError(f"use_extra adds SVHN's 'extra' images; it does not apply to dataset {d.dataset!r}")
-        extra_sets.append(load_arrays("svhn", d.data_root, "extra", download=d.download))
-    if d.dataset == "folder":
-        folder_unlabeled = load_arrays("folder", d.data_root, "unlabeled")
-        if len(folder_unlabeled):
-            extra_sets.append(folder_unlabeled)
-    if extra_sets:
-        unlabeled = concat_arrays([unlabeled, *extra_sets])
+        unlabeled = concat_arrays([unlabeled, load_arrays("svhn", d.data_root, "extra", download=d.download)])
     return RunData(spec=spec, split=split, labeled=train.subset(split.labeled), unlabeled=unlabeled,
                    valid=train.subset(split.valid) if split.valid else None, test=test)
+
+
+def _split(cfg: Config, targets: torch.Tensor, num_classes: int) -> LabelSplit:
+    d = cfg.data
+    if d.split is not None:
+        return LabelSplit.load(d.split, dataset=d.dataset, targets=targets)
+    return make_split(targets, d.resolved_num_labels(), seed=cfg.train.seed, dataset=d.dataset,
+                      num_classes=num_classes, num_valid_per_class=d.num_valid_per_class,
+                      labeled_in_unlabeled=d.labeled_in_unlabeled)
+
+
+def _decoded_bytes(files: ImageFiles, image_size: tuple[int, int] | None, channels: int | None) -> int:
+    """An upper bound of the memory the decoded images of ``files`` take: N * C * H * W bytes (C = 3 unless
+    forced; H, W from ``image_size`` or the first file's header)."""
+    if not len(files):
+        return 0
+    if image_size is None:
+        from PIL import Image
+
+        try:
+            with Image.open(files.paths[0]) as im:
+                image_size = (im.height, im.width)
+        except (OSError, ValueError):
+            return 0  # decoding will name the file
+    return len(files) * (channels or 3) * image_size[0] * image_size[1]
+
+
+def _check_shape(name: str, arrays_shape: tuple[int, ...], train_shape: tuple[int, ...]) -> None:
+    if arrays_shape[1:] != train_shape[1:]:
+        raise ValueError(f"the {name} images are {arrays_shape[1]}x{arrays_shape[2]} (HxW) but the training images "
+                         f"are {train_shape[1]}x{train_shape[2]}; pass --image-size H,W to resize them all alike")
+
+
+def _load_folder_run(cfg: Config) -> RunData:
+    d = cfg.data
+    if not d.data_root:
+        raise ValueError("--data-root is required for dataset 'folder': the image folder (train/<class>/ inside, or "
+                         "images anywhere under it with --labels FILE)")
+    root = Path(d.data_root).expanduser()
+    cache: bool | str = (d.cache_dir or True) if d.cache else False
+    options = {"resize": d.resize, "skip_bad_images": d.skip_bad_images, "cache": cache}
+    train_files = folder_files(root, "train", labels=d.labels)
+    test_files = folder_files(root, "test", labels=d.labels)
+    extra = folder_files(root, "unlabeled", labels=d.labels)
+    extra_dirs = unlabeled_dir_files(d.unlabeled_dirs, train_files.classes)
+    extra_files = ImageFiles(extra.paths + extra_dirs.paths, torch.cat([extra.targets, extra_dirs.targets]),
+                             list(train_files.classes), root)
+    split = _split(cfg, train_files.targets, len(train_files.classes))
+    skipped: list[BadImageError] = []
+
+    pool_bytes = _decoded_bytes(train_files, d.image_size, d.channels) + _decoded_bytes(extra_files, d.image_size,
+                                                                                         d.channels)
+    stream = d.loader == "torch"
+    if not stream and pool_bytes > d.max_memory_gb * 1e9:
+        stream = True
+        count = len(train_files) + len(extra_files)
+        print(f"ssl-mix: the decoded training pool would take {pool_bytes / 1e9:.1f} GB ({count} "
+              f"images x C*H*W bytes), more than --max-memory-gb {d.max_memory_gb:g}; streaming the images from their "
+              f"files with the DataLoader path instead (--loader torch; use --num-workers N to decode in parallel)",
+              file=sys.stderr)
+
+    if not stream:
+        train = decode_files(train_files, image_size=d.image_size, channels=d.channels, **options)
+        shape = train.arrays.image_shape
+        same = {"image_size": d.image_size, "channels": shape[0], **options}
+        extras = decode_files(extra_files, **same)
+        skipped += train.skipped + extras.skipped
+        kept, spec = train.kept, data_spec("folder", train.arrays)
+        pick = _picker(len(train_files), kept)
+        labeled = train.arrays.subset(pick(split.labeled))
+        unlabeled = train.arrays.subset(pick(split.unlabeled))
+        if len(extras.arrays):
+            _check_shape("unlabeled", extras.arrays.image_shape, shape)
+            unlabeled = concat_arrays([unlabeled, ImageArrays(extras.arrays.images, extras.arrays.targets, [])])
+        valid = train.arrays.subset(pick(split.valid)) if split.valid else None
+    else:
+        scan = scan_files(train_files, image_size=d.image_size, channels=d.channels, **options)
+        shape = scan.image_shape
+        same = {"image_size": d.image_size, "channels": shape[0], **options}
+        skipped += scan.skipped
+        pick = _picker(len(train_files), scan.kept)
+        spec = spec_from_stats("folder", len(train_files.classes), scan.mean, scan.std, shape[1])
+        pool = train_files.subset(pick(split.unlabeled))
+        if len(extra_files):
+            extra_scan = scan_files(extra_files, **same)
+            _check_shape("unlabeled", extra_scan.image_shape, shape)
+            skipped += extra_scan.skipped
+            kept_extra = extra_files.subset(extra_scan.kept)
+            pool = ImageFiles(pool.paths + kept_extra.paths, torch.cat([pool.targets, kept_extra.targets]),
+                              pool.classes, root)
+        settings = {"image_size": d.image_size, "resize": d.resize}
+        labeled = ImageFileDataset(train_files.subset(pick(split.labeled)), shape, **settings)
+        unlabeled = ImageFileDataset(pool, shape, labeled=False, **settings)
+        valid = (decode_files(train_files.subset(pick(split.valid)), **same).arrays  # already checked by the scan
+                 if split.valid else None)
+    test_decoded = decode_files(test_files, **same)
+    skipped += test_decoded.skipped
+    test = test_decoded.arrays
+    if len(test):
+        _check_shape("test", test.image_shape, shape)
+    return RunData(spec=spec, split=split, labeled=labeled, unlabeled=unlabeled, valid=valid, test=test,
+                   skipped_images=[(err.path, err.reason) for err in skipped])
+
+
+def _picker(num_files: int, kept: np.ndarray):
+    """Map split indices (positions among all listed files) to rows of the readable files, dropping the rest."""
+    row = np.full(num_files, -1, dtype=np.int64)
+    row[kept] = np.arange(len(kept))
+
+    def pick(indices: tuple[int, ...]) -> np.ndarray:
+        rows = row[np.asarray(indices, dtype=np.int64)]
+        return rows[rows >= 0]
+
+    return pick
 
 
 def build_method(cfg: MethodConfig, *, num_classes: int, total_steps: int) -> Method:
@@ -120,14 +243,21 @@ def build_loader(cfg: Config, data: RunData, device: torch.device, *, with_unlab
     if with_unlabeled is None:
         with_unlabeled = method_class(cfg.method.name).uses_unlabeled
     common = {"rank": distributed.rank(), "world_size": distributed.world_size(), "with_unlabeled": with_unlabeled}
+    if isinstance(data.labeled, ImageFileDataset):  # an image folder streamed from its files
+        transform = train_transform(data.spec, data.labeled.image_shape[1:]) if d.augment else eval_transform(data.spec)
+        return TorchDualLoader(data.labeled, data.unlabeled, batch_size=d.batch_size,
+                               unlabeled_batch_size=d.unlabeled_batch_size, seed=cfg.train.seed, transform=transform,
+                               num_workers=d.num_workers, device=device,
+                               balance_labeled=data.labeled.files.targets if d.balance_labeled else None, **common)
     if d.loader == "tensor":
         return TensorDualLoader(data.labeled, data.unlabeled, data.spec, batch_size=d.batch_size,
                                 unlabeled_batch_size=d.unlabeled_batch_size, seed=cfg.train.seed, device=device,
-                                augment=d.augment, **common)
+                                augment=d.augment, balance_labeled=d.balance_labeled, **common)
     return TorchDualLoader(arrays_dataset(data.labeled, data.spec, augment=d.augment),
                            arrays_dataset(data.unlabeled, data.spec, augment=d.augment, labeled=False),
                            batch_size=d.batch_size, unlabeled_batch_size=d.unlabeled_batch_size, seed=cfg.train.seed,
-                           num_workers=d.num_workers, device=device, **common)
+                           num_workers=d.num_workers, device=device,
+                           balance_labeled=data.labeled.targets if d.balance_labeled else None, **common)
 
 
 def build_trainer(cfg: Config, data: RunData | None = None) -> Trainer:
@@ -135,7 +265,7 @@ def build_trainer(cfg: Config, data: RunData | None = None) -> Trainer:
     data = data if data is not None else load_run_data(cfg)
     device = resolve_device(cfg.train.device)
     torch.manual_seed(cfg.train.seed)  # initial weights
-    model = create_model(cfg.model.name, data.spec.num_classes, in_channels=data.labeled.images.shape[1],
+    model = create_model(cfg.model.name, data.spec.num_classes, in_channels=data.labeled.image_shape[0],
                          bn_momentum=cfg.model.bn_momentum, dropout=cfg.model.dropout)
     if cfg.model.channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -147,7 +277,9 @@ def build_trainer(cfg: Config, data: RunData | None = None) -> Trainer:
         random.seed(seed)
     method = build_method(cfg.method, num_classes=data.spec.num_classes, total_steps=cfg.train.steps)
     loader = build_loader(cfg, data, device, with_unlabeled=method.uses_unlabeled)
-    eval_sets: dict[str, Any] = {"test": lambda: eval_batches(data.test, data.spec, EVAL_BATCH_SIZE, device)}
+    eval_sets: dict[str, Any] = {}
+    if len(data.test):  # an image folder may have no test/
+        eval_sets["test"] = lambda: eval_batches(data.test, data.spec, EVAL_BATCH_SIZE, device)
     if data.valid is not None:
         eval_sets["valid"] = lambda: eval_batches(data.valid, data.spec, EVAL_BATCH_SIZE, device)
     linearity = None
@@ -192,6 +324,8 @@ def run_experiment(cfg: Config, *, resume: bool = False, data: RunData | None = 
         if distributed.is_main():
             run.root.mkdir(parents=True, exist_ok=True)
             data.split.save(run.split)
+            if cfg.data.skip_bad_images:
+                _write_skipped(run.skipped_images, data.skipped_images)
             write_json(run.config, cfg.to_dict())  # atomic: other processes may be reading the previous one
         if resuming:
             trainer.resume(run.last)
@@ -234,6 +368,17 @@ def calibrate_run(run: str | Path, *, device: str | torch.device = "auto", valid
             "images (never the test set). Train with one: ssl-mix train ... --num-valid-per-class 100 (or "
             "DataConfig(num_valid_per_class=...)), then ssl-mix calibrate RUN.")
     return calibrate_checkpoints(paths, valid, device=device)
+
+
+def _write_skipped(path: Path, skipped: list[tuple[str, str]]) -> None:
+    """List the skipped image files (``path<TAB>reason`` lines; empty when none was skipped), atomically, and say how
+    many were skipped."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("".join(f"{file}\t{reason}\n" for file, reason in skipped))
+    os.replace(tmp, path)
+    if skipped:
+        print(f"ssl-mix: skipped {len(skipped)} unreadable image file(s) (--skip-bad-images); they are listed in "
+              f"{path}", file=sys.stderr)
 
 
 def _exists_everywhere(path: Path) -> bool:

@@ -19,49 +19,66 @@ import torch  # noqa: E402
 
 torch.set_num_threads(1)
 
-
-# --- a small CIFAR-10 JPEG image folder and a run trained on it (prediction, calibration and export tests) ---
+import os  # noqa: E402
 import shutil  # noqa: E402
 import subprocess  # noqa: E402
 import tarfile  # noqa: E402
+from fnmatch import fnmatch  # noqa: E402
 
 import pytest  # noqa: E402
 
 CIFAR10_JPEG = Path(__file__).resolve().parents[2] / "shared/data/cifar10-jpeg/cifar10-jpeg.tar.xz"
 
 
-def _extract_cifar10_jpeg(dest: Path, member: str) -> Path:
-    """Extract one top-level folder (``train`` or ``test``) of the CIFAR-10 JPEG archive into ``dest``."""
+@pytest.fixture(autouse=True, scope="session")
+def _private_image_cache(tmp_path_factory):
+    """Folder loads cache decoded images under $XDG_CACHE_HOME; the tests keep theirs out of the user's cache."""
+    old = os.environ.get("XDG_CACHE_HOME")
+    os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("xdg-cache"))
+    yield
+    if old is None:
+        os.environ.pop("XDG_CACHE_HOME", None)
+    else:
+        os.environ["XDG_CACHE_HOME"] = old
+
+
+def _extract_cifar10_jpeg(root: Path, patterns: list[str]) -> Path:
+    """Extract the members of the CIFAR-10 JPEG archive matching ``patterns`` (shell wildcards) into ``root``."""
     if not CIFAR10_JPEG.is_file():
         pytest.skip(f"CIFAR-10 JPEG copy not found at {CIFAR10_JPEG}")
     if shutil.which("tar"):
-        subprocess.run(["tar", "-xJf", str(CIFAR10_JPEG), "-C", str(dest), member], check=True)
+        subprocess.run(["tar", "-xJf", str(CIFAR10_JPEG), "-C", str(root), "--wildcards", *patterns], check=True)
     else:
         with tarfile.open(CIFAR10_JPEG, "r|xz") as tf:
-            for item in tf:
-                if item.name.startswith(f"{member}/"):
-                    tf.extract(item, dest, filter="data")
-    return dest
+            for member in tf:
+                if member.isfile() and any(fnmatch(member.name, p) for p in patterns):
+                    tf.extract(member, root, filter="data")
+    return root
+
+
+@pytest.fixture(scope="session")
+def cifar10_jpeg_sample(tmp_path_factory) -> Path:
+    """A few real CIFAR-10 JPEGs in their ImageFolder layout: 40 training and 10 test images of cat, dog and ship."""
+    patterns = [f"{split}/{c}/00{digits}.jpg" for c in ("cat", "dog", "ship")
+                for split, digits in (("train", "[0-3][0-9]"), ("test", "0[0-9]"))]
+    return _extract_cifar10_jpeg(tmp_path_factory.mktemp("cifar10-jpeg-sample"), patterns)
 
 
 @pytest.fixture(scope="session")
 def cifar10_jpeg_train(tmp_path_factory) -> Path:
     """The CIFAR-10 JPEG training images (ROOT/train/<class>/*.jpg), extracted once (about 1.5 s with GNU tar)."""
-    return _extract_cifar10_jpeg(tmp_path_factory.mktemp("cifar10-jpeg"), "train")
+    return _extract_cifar10_jpeg(tmp_path_factory.mktemp("cifar10-jpeg"), ["train/*"])
 
 
 @pytest.fixture(scope="session")
 def cifar10_jpeg_small(tmp_path_factory) -> Path:
-    """An image folder of real CIFAR-10 JPEGs: train/<class>/ 30 images and test/<class>/ 10 per class, taken
-    from the archive's test split (extracting only test/ takes a few seconds)."""
-    extracted = _extract_cifar10_jpeg(tmp_path_factory.mktemp("cifar10-jpeg-test"), "test")
-    root = tmp_path_factory.mktemp("cifar10-small")
-    for class_dir in sorted((extracted / "test").iterdir()):
-        files = sorted(class_dir.iterdir())
-        for split, chosen in (("train", files[:30]), ("test", files[30:40])):
-            (root / split / class_dir.name).mkdir(parents=True)
-            for f in chosen:
-                shutil.copy(f, root / split / class_dir.name / f.name)
+    """An image folder of real CIFAR-10 JPEGs of all ten classes: train/<class>/ 30 images and test/<class>/ 10,
+    all from the archive's test split."""
+    root = _extract_cifar10_jpeg(tmp_path_factory.mktemp("cifar10-small"), ["test/*/00[0-3][0-9].jpg"])
+    for class_dir in sorted((root / "test").iterdir()):
+        (root / "train" / class_dir.name).mkdir(parents=True)
+        for f in sorted(class_dir.iterdir())[:30]:
+            f.rename(root / "train" / class_dir.name / f.name)
     return root
 
 
@@ -79,3 +96,23 @@ def cifar_run(cifar10_jpeg_small, tmp_path_factory) -> Path:
                "device": "cpu", "seed": 0})
     run_experiment(cfg)
     return out
+
+
+@pytest.fixture(scope="session")
+def write_broken_images():
+    """A function that writes one image file of each broken kind into a folder and returns their names, sorted.
+
+    The kinds: a truncated JPEG (half of ``good``, the bytes of a valid JPEG), a zero-byte file, a text file named
+    ``.png``, a directory named like an image, and a symlink loop (two links to each other).
+    """
+
+    def write(folder: Path, good: bytes) -> list[str]:
+        (folder / "zz_truncated.jpg").write_bytes(good[: len(good) // 2])
+        (folder / "zz_empty.jpg").write_bytes(b"")
+        (folder / "zz_text.png").write_text("this is not a PNG\n")
+        (folder / "zz_folder.jpg").mkdir()
+        os.symlink("zz_loop_b.jpg", folder / "zz_loop_a.jpg")
+        os.symlink("zz_loop_a.jpg", folder / "zz_loop_b.jpg")
+        return ["zz_empty.jpg", "zz_folder.jpg", "zz_loop_a.jpg", "zz_loop_b.jpg", "zz_text.png", "zz_truncated.jpg"]
+
+    return write

@@ -89,7 +89,7 @@ def test_crop_flip_errors():
         crop_flip(images, z, z, None, 1, "circular")
     with pytest.raises(ValueError, match="batch \\(B, C, H, W\\)"):
         crop_flip(images[0], z, z, None, 1)
-    with pytest.raises(ValueError, match="padding must be an int >= 0"):
+    with pytest.raises(ValueError, match="padding must be >= 0"):
         crop_flip(images, z, z, None, -1)
 
 

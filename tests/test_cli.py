@@ -110,7 +110,8 @@ def test_train_help_describes_every_config_flag_with_its_default(capsys):
     with pytest.raises(SystemExit):
         main(["train", "--help"])
     out = capsys.readouterr().out
-    assert "CFG__" not in out and "--num-labels N" in out and "(default: 4000)" in out
+    assert "CFG__" not in out and "--num-labels N" in out
+    assert "else 4000, the standard CIFAR-10 budget (default: none)" in " ".join(out.split())
     assert "linearity (Chaudhry et al. eq. 3) every this many steps; 0: off (default: 0)" in " ".join(out.split())
 
 

@@ -211,3 +211,34 @@ def test_joint_forward_is_an_ict_option_plumbed_to_the_method():
         MethodConfig(name="mixup", joint_forward=True)
     with pytest.raises(TypeError, match="joint_forward must be a bool"):
         MethodConfig(joint_forward=1)
+
+
+def test_folder_data_options():
+    data = DataConfig(dataset="folder", image_size="24,20", unlabeled_dirs="more")
+    assert data.image_size == (24, 20) and data.unlabeled_dirs == ("more",) and data.resize == "crop"
+    assert DataConfig(dataset="folder", image_size=32).image_size == (32, 32)
+    assert Config.from_dict(Config(data=data).to_dict()).data == data  # lists in JSON come back as tuples
+    assert DataConfig().num_labels is None and DataConfig().resolved_num_labels() == 4000
+    assert DataConfig(dataset="folder", labels="l.csv").resolved_num_labels() is None
+    assert DataConfig(num_labels=250).resolved_num_labels() == 250
+    with pytest.raises(ValueError, match="DataConfig.image_size applies to dataset 'folder' .*drop --image-size"):
+        DataConfig(dataset="cifar10", image_size=32)
+    with pytest.raises(ValueError, match="DataConfig.unlabeled_dirs applies .*drop --unlabeled-dir"):
+        DataConfig(unlabeled_dirs=("x",))
+    with pytest.raises(ValueError, match="image size must be a positive int N or a pair H,W"):
+        DataConfig(dataset="folder", image_size="big")
+    with pytest.raises(ValueError, match="DataConfig.channels must be one of"):
+        DataConfig(dataset="folder", channels=2)
+    with pytest.raises(ValueError, match="DataConfig.max_memory_gb must be a finite number > 0"):
+        DataConfig(max_memory_gb=0)
+
+
+def test_folder_data_flags_parse():
+    from ssl_mix.cli import _config_from_args, build_parser
+
+    args = build_parser().parse_args(["train", "--dataset", "folder", "--image-size", "48,64", "--channels", "1",
+                                      "--unlabeled-dir", "a,b", "--unlabeled-dir", "c", "--no-cache", "--num-labels",
+                                      "none", "--max-memory-gb", "0.5", "--resize", "stretch"])
+    data = _config_from_args(args).data
+    assert data.image_size == (48, 64) and data.channels == 1 and data.unlabeled_dirs == ("a,b", "c")
+    assert data.cache is False and data.num_labels is None and data.max_memory_gb == 0.5 and data.resize == "stretch"

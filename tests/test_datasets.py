@@ -259,7 +259,7 @@ def test_folder_grayscale_sizes_and_errors(tmp_path):
     root = tmp_path / "gray"
     _save(root / "train" / "a" / "0.png", np.zeros((4, 4), dtype=np.uint8))
     _save(root / "train" / "b" / "0.png", np.full((6, 6), 9, dtype=np.uint8))
-    with pytest.raises(ValueError, match="different sizes.*pass image_size"):
+    with pytest.raises(ValueError, match="different sizes.*pass --image-size N or --image-size H,W \\(image_size="):
         load_arrays("folder", root, "train")
     resized = load_arrays("folder", root, "train", image_size=5)
     assert resized.images.shape == (2, 1, 5, 5) and int(resized.images[1].min()) == 9
@@ -270,11 +270,11 @@ def test_folder_grayscale_sizes_and_errors(tmp_path):
     _save(root / "test" / "zebra" / "0.png", np.zeros((4, 4), dtype=np.uint8))
     with pytest.raises(ValueError, match="class folder\\(s\\) zebra that .*train lacks"):
         load_arrays("folder", root, "test", image_size=4)
-    with pytest.raises(ValueError, match="image_size must be a positive int"):
+    with pytest.raises(ValueError, match="image size must be a positive int"):
         load_arrays("folder", root, "train", image_size=0)
     with pytest.raises(ValueError, match="channels must be 1, 3 or None"):
         load_arrays("folder", root, "train", channels=2)
-    with pytest.raises(ValueError, match="image_size, channels and classes apply to name='folder' only"):
+    with pytest.raises(ValueError, match="image_size, channels, classes and labels apply to name='folder' only"):
         load_arrays("cifar10", root, "train", image_size=4)
     (root / "train" / "a" / "bad.jpg").write_bytes(b"not a jpeg")
     with pytest.raises(ValueError, match="cannot read image .*bad.jpg"):

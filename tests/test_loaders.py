@@ -225,7 +225,7 @@ def test_loader_argument_errors():
         TensorDualLoader(labeled, unlabeled, spec, batch_size=4, unlabeled_batch_size=4, mu=1, seed=0)
     with pytest.raises(ValueError, match="mu \\* batch_size must be a positive integer.*2.5 \\* 3 = 7.5"):
         TensorDualLoader(labeled, unlabeled, spec, batch_size=3, mu=2.5, seed=0)
-    with pytest.raises(ValueError, match="batch_size must be a positive int"):
+    with pytest.raises(ValueError, match="batch_size must be >= 1, got 0"):
         TensorDualLoader(labeled, unlabeled, spec, batch_size=0, seed=0)
     with pytest.raises(ValueError, match="seed must be >= 0, got -3"):
         TensorDualLoader(labeled, unlabeled, spec, batch_size=2, seed=-3)
@@ -242,7 +242,7 @@ def test_loader_argument_errors():
         TensorDualLoader(arrays_dataset(labeled, spec), unlabeled, spec, batch_size=2, seed=0)
     with pytest.raises(TypeError, match="map-style dataset"):
         TorchDualLoader(iter([]), unlabeled, batch_size=2, seed=0)
-    with pytest.raises(ValueError, match="num_workers must be an int >= 0"):
+    with pytest.raises(ValueError, match="num_workers must be >= 0"):
         TorchDualLoader(arrays_dataset(labeled, spec), arrays_dataset(unlabeled, spec), batch_size=2, seed=0,
                         num_workers=-1)
     untransformed = TorchDualLoader([("not a tensor", 0)] * 3, [("x", 1)] * 3, batch_size=2, seed=0)
@@ -272,7 +272,7 @@ def test_eval_batches_in_order_with_last_partial_batch():
     x = torch.cat([x for x, _ in batches])
     torch.testing.assert_close(x[:, 0, 0, 0], (torch.arange(11) / 255 - 0.5) / 0.5)
     assert torch.cat([y for _, y in batches]).tolist() == data.targets.tolist()
-    with pytest.raises(ValueError, match="batch_size must be a positive int"):
+    with pytest.raises(ValueError, match="batch_size must be >= 1, got 0"):
         eval_batches(data, spec, 0, "cpu")
     with pytest.raises(ValueError, match="images have 1 channels but spec 'id' has 3"):
         eval_batches(data, _identity_spec(3), 4, "cpu")
@@ -343,3 +343,34 @@ def test_shard_arguments_and_resume_are_checked():
     old = {k: v for k, v in single.state_dict().items() if k != "world_size"}  # written before sharding existed
     single.load_state_dict({**old, "step": 3})
     assert single.step == 3
+
+
+def test_balanced_labeled_stream_is_class_balanced_deterministic_and_resumable():
+    # 40 examples of class 0, 8 of class 1, 2 of class 2: image i holds the value i.
+    targets = torch.tensor([0] * 40 + [1] * 8 + [2] * 2)
+    labeled = ImageArrays(torch.arange(50, dtype=torch.uint8).view(50, 1, 1, 1).expand(50, 1, 4, 4).contiguous(),
+                          targets, ["a", "b", "c"])
+    spec = _identity_spec(1)
+    make = lambda: TensorDualLoader(labeled, _indexed(30), spec, batch_size=10, seed=2, augment=False,  # noqa: E731
+                                    balance_labeled=True)
+    batches = _take(make(), 12)  # one epoch: 3 classes x 40 = 120 draws
+    ids = [i for x_l, _, _ in batches for i in _ids(x_l)]
+    drawn = torch.tensor(ids)
+    assert torch.equal(torch.cat([y for _, y, _ in batches]), targets[drawn])
+    assert torch.bincount(targets[drawn]).tolist() == [40, 40, 40]  # each class as often as the largest
+    assert sorted(i for i in ids if i < 40) == list(range(40))  # the largest class: each example once per epoch
+    assert _same(batches, _take(make(), 12))
+    resumed = make()
+    resumed.load_state_dict({**make().state_dict(), "step": 7})
+    assert _same(batches[7:], _take(resumed, 5))
+    plain = _take(TensorDualLoader(labeled, _indexed(30), spec, batch_size=10, seed=2, augment=False), 5)
+    assert torch.bincount(torch.cat([y for _, y, _ in plain]), minlength=3)[0] > 30  # without: mostly class 0
+    slow = _take(TorchDualLoader(arrays_dataset(labeled, spec, augment=False),
+                                 arrays_dataset(_indexed(30), spec, augment=False, labeled=False), batch_size=10,
+                                 seed=2, balance_labeled=targets), 12)
+    assert all(torch.equal(a[1], b[1]) for a, b in zip(batches, slow))  # the DataLoader path takes the same examples
+    with pytest.raises(ValueError, match="balance_labeled has 3 class indices but the labeled set has 50"):
+        TorchDualLoader(arrays_dataset(labeled, spec), arrays_dataset(_indexed(30), spec, labeled=False),
+                        batch_size=10, seed=2, balance_labeled=[0, 1, 2])
+    with pytest.raises(TypeError, match="balance_labeled must be a bool"):
+        TensorDualLoader(labeled, _indexed(30), spec, batch_size=10, seed=2, balance_labeled="yes")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 
@@ -159,8 +160,10 @@ def test_argument_errors():
     targets = _targets()
     with pytest.raises(ValueError, match="seed must be >= 0, got -1"):
         make_split(targets, 10, seed=-1)
-    with pytest.raises(ValueError, match="class indices >= 0"):
-        make_split([0, 1, -1], 2, seed=0)
+    with pytest.raises(ValueError, match="class indices >= 0, or -1 for an example without a label"):
+        make_split([0, 1, -2], 2, seed=0)
+    with pytest.raises(ValueError, match="no labeled example \\(all -1\\)"):
+        make_split([-1, -1], None, seed=0)
     with pytest.raises(ValueError, match="num_classes must be an int >= max\\(targets\\) \\+ 1 = 10"):
         make_split(targets, 10, seed=0, num_classes=5)
     with pytest.raises(ValueError, match="one-dimensional"):
@@ -197,3 +200,35 @@ def test_split_summary_counts():
     assert lines[-1].split() == ["total", "300", "20", "10", "290"]
     with pytest.raises(ValueError, match="3 names but the split has 10 classes"):
         split_summary(split, targets, ["a", "b", "c"])
+
+
+def test_examples_without_labels_stay_unlabeled_and_none_takes_every_label(tmp_path):
+    # A label file's targets: imbalanced classes (5, 3, 2 rows) and images it does not name (-1).
+    targets = np.array([0, -1, 0, 1, 0, -1, 2, 0, 1, 0, -1, 2, 1])
+    balanced = make_split(targets, 3, seed=0)
+    assert balanced.balanced and np.bincount(targets[list(balanced.labeled)]).tolist() == [1, 1, 1]
+    assert {1, 5, 10} <= set(balanced.unlabeled)
+    every = make_split(targets, None, seed=0, num_valid_per_class=1, labeled_in_unlabeled=False)
+    assert not every.balanced and every.num_labels == 7 and len(every.valid) == 3
+    assert sorted(every.labeled + every.valid) == [i for i, t in enumerate(targets) if t >= 0]
+    assert every.unlabeled == (1, 5, 10)
+    every.save(tmp_path / "every.json")
+    assert LabelSplit.load(tmp_path / "every.json", targets=targets) == every
+    table = split_summary(every, targets, ["a", "b", "c"])
+    assert "a                  5        4       1          0" in table and "(no label)" in table
+    assert table.splitlines()[-1].split()[1:] == ["13", "7", "3", "3"]
+    with pytest.raises(ValueError, match="class 1 has 3 labeled example\\(s\\), but 3 are held out"):
+        make_split(targets[targets != 2], None, seed=0, num_valid_per_class=3)
+    relabeled = targets.copy()
+    relabeled[list(every.labeled)[0]] = -1
+    with pytest.raises(ValueError, match="labels examples that have no label"):
+        dataclasses.replace(every, targets_sha256=None).check_targets(relabeled)
+
+
+def test_version_1_files_read_as_balanced(tmp_path):
+    split = make_split(_targets(), 20, seed=0)
+    data = split.to_dict()
+    del data["balanced"]
+    data["format_version"] = 1
+    (tmp_path / "v1.json").write_text(json.dumps(data))
+    assert LabelSplit.load(tmp_path / "v1.json") == split

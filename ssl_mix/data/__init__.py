@@ -1,28 +1,44 @@
 """Data for semi-supervised training: label-budget splits, datasets in memory, augmentation and dual loaders."""
 
+from ssl_mix.data.arrays import ImageArrays, channel_stats, concat_arrays
 from ssl_mix.data.augment import PADDING_MODES, PaddingMode, crop_flip, normalize, random_crop_flip
+from ssl_mix.data.cache import default_cache_dir
 from ssl_mix.data.datasets import (
     DATASET_NAMES,
-    IMAGE_EXTENSIONS,
-    BadImageError,
-    decode_image,
-    image_files,
-    prepare_image,
     ArrayDataset,
     DataSpec,
     DatasetName,
-    ImageArrays,
     arrays_dataset,
     arrays_from_dataset,
     arrays_from_tensors,
-    channel_stats,
-    concat_arrays,
     data_spec,
     load_arrays,
     load_targets,
     spec_from_arrays,
+    spec_from_stats,
     eval_transform,
     train_transform,
+)
+from ssl_mix.data.folder import (
+    IMAGE_EXTENSIONS,
+    DecodedFiles,
+    FileScan,
+    ImageFileDataset,
+    ImageFiles,
+    decode_files,
+    folder_files,
+    image_files,
+    read_labels,
+    scan_files,
+    unlabeled_dir_files,
+)
+from ssl_mix.data.images import (
+    BadImageError,
+    ResizeMode,
+    decode_image,
+    image_channels,
+    image_size_pair,
+    prepare_image,
 )
 from ssl_mix.data.loaders import TensorDualLoader, TorchDualLoader, derive_seed, eval_batches
 from ssl_mix.data.splits import SPLIT_FORMAT_VERSION, LabelSplit, make_split, split_summary
@@ -43,6 +59,7 @@ __all__ = [
     "load_targets",
     "data_spec",
     "spec_from_arrays",
+    "spec_from_stats",
     "channel_stats",
     "concat_arrays",
     "arrays_from_tensors",
@@ -51,6 +68,23 @@ __all__ = [
     "ArrayDataset",
     "train_transform",
     "eval_transform",
+    "BadImageError",
+    "ResizeMode",
+    "decode_image",
+    "prepare_image",
+    "image_size_pair",
+    "image_channels",
+    "ImageFiles",
+    "image_files",
+    "folder_files",
+    "unlabeled_dir_files",
+    "read_labels",
+    "decode_files",
+    "DecodedFiles",
+    "scan_files",
+    "FileScan",
+    "ImageFileDataset",
+    "default_cache_dir",
     "crop_flip",
     "random_crop_flip",
     "normalize",
@@ -58,8 +92,4 @@ __all__ = [
     "TorchDualLoader",
     "eval_batches",
     "derive_seed",
-    "BadImageError",
-    "decode_image",
-    "prepare_image",
-    "image_files",
 ]

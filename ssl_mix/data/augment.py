@@ -13,7 +13,7 @@ from typing import Literal, Sequence, get_args
 
 import torch
 
-from ssl_mix.checks import check_in
+from ssl_mix.checks import check_in, check_int
 
 __all__ = ["crop_flip", "random_crop_flip", "normalize", "PaddingMode", "PADDING_MODES"]
 
@@ -58,8 +58,7 @@ def crop_flip(images: torch.Tensor, offsets_y: torch.Tensor, offsets_x: torch.Te
         raise ValueError(f"images must be a batch (B, C, H, W), got shape {tuple(images.shape)}")
     check_in("padding_mode", padding_mode, PADDING_MODES)
     b, c, h, w = images.shape
-    if isinstance(padding, bool) or not isinstance(padding, int) or padding < 0:
-        raise ValueError(f"padding must be an int >= 0, got {padding!r}")
+    check_int("padding", padding, 0)
     if padding_mode == "reflect" and padding >= min(h, w):
         raise ValueError(f"reflect padding must be smaller than the image ({h}x{w}), got padding={padding}; use "
                          "padding_mode='constant' or 'replicate', or less padding")

@@ -4,8 +4,8 @@ Built in: CIFAR-10 and CIFAR-100 (Krizhevsky 2009) and SVHN (Netzer et al. 2011)
 ``torchvision.datasets``; scikit-learn's bundled handwritten digits (no download, used by the demo and tests);
 and the user's own data as an image folder, tensors, NumPy arrays or any ``torch.utils.data.Dataset``.
 
-Everything becomes an :class:`ImageArrays` (uint8 ``(N, C, H, W)`` images, int64 targets with -1 for
-unlabeled examples, class names), the form the fast tensor-resident loader needs. :class:`DataSpec` holds what
+Everything becomes an :class:`~ssl_mix.data.arrays.ImageArrays` (uint8 ``(N, C, H, W)`` images, int64 targets with
+-1 for unlabeled examples, class names), the form the fast tensor-resident loader needs. :class:`DataSpec` holds what
 training needs to know about a dataset: class count, normalisation constants and the standard augmentation
 (CIFAR: random crop with 4-pixel reflect padding and horizontal flip, as in Laine & Aila 2017, Tarvainen &
 Valpola 2017 and ICT; SVHN: the same crop without flip, as digits are not mirror-symmetric).
@@ -14,7 +14,7 @@ Valpola 2017 and ICT; SVHN: the same crop without flip, as digits are not mirror
 from __future__ import annotations
 
 import os
-from concurrent.futures import ThreadPoolExecutor
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Sequence, get_args
@@ -24,30 +24,26 @@ import torch
 from torch.utils.data import Dataset
 
 from ssl_mix.checks import check_bool, check_in, check_int, check_positive_int
+from ssl_mix.data.arrays import ImageArrays, channel_stats, concat_arrays  # noqa: F401 (concat_arrays: re-exported)
 from ssl_mix.data.augment import PADDING_MODES, PaddingMode
+from ssl_mix.data.folder import IMAGE_EXTENSIONS, decode_files, folder_files  # noqa: F401 (re-exported)
+from ssl_mix.data.images import ResizeMode, prepare_image
 
 __all__ = [
-    "ImageArrays",
     "DataSpec",
     "DatasetName",
     "DATASET_NAMES",
-    "IMAGE_EXTENSIONS",
     "load_arrays",
     "load_targets",
     "data_spec",
     "spec_from_arrays",
-    "channel_stats",
-    "concat_arrays",
+    "spec_from_stats",
     "arrays_from_tensors",
     "arrays_from_dataset",
     "arrays_dataset",
     "ArrayDataset",
     "train_transform",
     "eval_transform",
-    "BadImageError",
-    "decode_image",
-    "prepare_image",
-    "image_files",
 ]
 
 DatasetName = Literal["cifar10", "cifar100", "svhn", "folder", "digits"]
@@ -58,109 +54,6 @@ DATASET_NAMES: tuple[str, ...] = get_args(DatasetName)
 
 SplitName = Literal["train", "test", "extra", "unlabeled"]
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff", ".ppm", ".pgm", ".pbm")
-"""File extensions (case-insensitive) read as images in an image folder; other files are ignored."""
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Containers
-# ---------------------------------------------------------------------------------------------------------
-
-
-@dataclass(eq=False)  # tensors have no single truth value; compare fields explicitly
-class ImageArrays:
-    """A whole image set held in memory.
-
-    Args:
-        images: uint8 ``(N, C, H, W)`` tensor, values 0..255.
-        targets: int64 ``(N,)`` tensor of class indices in ``[0, len(classes))``, or -1 for unlabeled examples.
-        classes: class names; index i names class i. May be empty for a purely unlabeled set.
-
-    Note:
-        An empty set (N = 0, e.g. a missing ``unlabeled/`` folder) has images of shape ``(0, 0, 0, 0)`` when its
-        image size is unknown; :func:`concat_arrays` skips empty parts.
-    """
-
-    images: torch.Tensor
-    targets: torch.Tensor
-    classes: list[str]
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.images, torch.Tensor) or self.images.dtype != torch.uint8 or self.images.dim() != 4:
-            got = (f"{self.images.dtype} tensor of shape {tuple(self.images.shape)}"
-                   if isinstance(self.images, torch.Tensor) else type(self.images).__name__)
-            raise ValueError(f"ImageArrays.images must be a uint8 tensor of shape (N, C, H, W), got {got}; "
-                             "use arrays_from_tensors to convert other layouts and dtypes")
-        if (not isinstance(self.targets, torch.Tensor) or self.targets.dtype != torch.int64
-                or self.targets.shape != (self.images.shape[0],)):
-            got = (f"{self.targets.dtype} tensor of shape {tuple(self.targets.shape)}"
-                   if isinstance(self.targets, torch.Tensor) else type(self.targets).__name__)
-            raise ValueError(f"ImageArrays.targets must be an int64 tensor of shape ({self.images.shape[0]},), "
-                             f"got {got}")
-        self.classes = [str(c) for c in self.classes]
-        if len(self.targets) and (int(self.targets.min()) < -1 or int(self.targets.max()) >= len(self.classes)):
-            raise ValueError(f"ImageArrays.targets must lie in [-1, {len(self.classes)}) for {len(self.classes)} "
-                             f"classes, got [{int(self.targets.min())}, {int(self.targets.max())}]")
-
-    def __len__(self) -> int:
-        return self.images.shape[0]
-
-    @property
-    def num_classes(self) -> int:
-        """Number of classes (``len(classes)``)."""
-        return len(self.classes)
-
-    @property
-    def image_shape(self) -> tuple[int, int, int]:
-        """``(C, H, W)`` of every image."""
-        return tuple(self.images.shape[1:])  # type: ignore[return-value]
-
-    def subset(self, indices: Sequence[int] | torch.Tensor | np.ndarray) -> ImageArrays:
-        """The examples at ``indices`` (in that order; repeats allowed), as a new :class:`ImageArrays`.
-
-        Args:
-            indices: integer positions in ``[0, len(self))``.
-        """
-        index = torch.as_tensor(np.asarray(indices, dtype=np.int64) if not isinstance(indices, torch.Tensor)
-                                else indices, dtype=torch.int64).reshape(-1)
-        if index.numel() and (int(index.min()) < 0 or int(index.max()) >= len(self)):
-            raise ValueError(f"subset indices must lie in [0, {len(self)}), got [{int(index.min())}, "
-                             f"{int(index.max())}]; were they made for another dataset?")
-        index = index.to(self.images.device)
-        return ImageArrays(self.images[index], self.targets[index], list(self.classes))
-
-    def to(self, device: torch.device | str) -> ImageArrays:
-        """A copy with images and targets on ``device``."""
-        return ImageArrays(self.images.to(device), self.targets.to(device), list(self.classes))
-
-
-def concat_arrays(parts: Sequence[ImageArrays]) -> ImageArrays:
-    """Concatenate image sets (e.g. an unlabeled pool and extra unlabeled images).
-
-    Args:
-        parts: image sets with the same ``(C, H, W)`` and the same classes; empty parts and parts without
-            classes (purely unlabeled) are accepted alongside.
-
-    Returns:
-        One :class:`ImageArrays` with the parts in order.
-    """
-    parts = list(parts)
-    if not parts or not all(isinstance(p, ImageArrays) for p in parts):
-        raise ValueError("concat_arrays needs a non-empty list of ImageArrays")
-    nonempty = [p for p in parts if len(p)] or parts[:1]
-    shapes = {p.image_shape for p in nonempty}
-    if len(shapes) > 1:
-        raise ValueError(f"concat_arrays: parts have different image shapes (C, H, W) {sorted(shapes)}; load them "
-                         "with the same image_size and channels")
-    class_lists = [p.classes for p in parts if p.classes]
-    if any(c != class_lists[0] for c in class_lists):
-        raise ValueError("concat_arrays: parts have different class lists; give every part the same classes "
-                         "(or none, for purely unlabeled parts)")
-    classes = list(class_lists[0]) if class_lists else []
-    targets = [p.targets if p.classes or not len(p) or int(p.targets.max()) < 0 else None for p in nonempty]
-    if any(t is None for t in targets):
-        raise ValueError("concat_arrays: a part without classes has labeled targets")
-    return ImageArrays(torch.cat([p.images for p in nonempty]), torch.cat(targets), classes)  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)
@@ -245,31 +138,6 @@ def data_spec(name: DatasetName | str, train: ImageArrays | None = None, *, root
     raise ValueError(f"unknown dataset {name!r}; expected one of {', '.join(DATASET_NAMES)}")
 
 
-def channel_stats(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """Per-channel mean and standard deviation of uint8 images, in [0, 1] units.
-
-    Args:
-        images: uint8 ``(N, C, H, W)``.
-
-    Returns:
-        ``(mean, std)``, one float per channel (population std, accumulated in float64).
-    """
-    if images.dtype != torch.uint8 or images.dim() != 4 or images.shape[0] == 0:
-        raise ValueError(f"channel_stats needs non-empty uint8 (N, C, H, W) images, got {images.dtype} "
-                         f"{tuple(images.shape)}")
-    c = images.shape[1]
-    total = torch.zeros(c, dtype=torch.int64, device=images.device)
-    total_sq = torch.zeros_like(total)
-    for chunk in images.split(4096):  # exact integer sums; int32 squares (<= 255^2) bound the temporaries
-        x = chunk.to(torch.int32)
-        total += x.sum(dim=(0, 2, 3), dtype=torch.int64)
-        total_sq += (x * x).sum(dim=(0, 2, 3), dtype=torch.int64)
-    count = images.shape[0] * images.shape[2] * images.shape[3]
-    mean = total.double() / count
-    std = (total_sq.double() / count - mean.square()).clamp_min(0).sqrt()
-    return tuple((mean / 255).tolist()), tuple((std / 255).tolist())
-
-
 def spec_from_arrays(arrays: ImageArrays, name: str = "custom", *, crop_padding: int | None = None,
                      flip: bool = True, padding_mode: PaddingMode = "reflect") -> DataSpec:
     """A :class:`DataSpec` for custom data, with mean and std computed from ``arrays``.
@@ -285,10 +153,27 @@ def spec_from_arrays(arrays: ImageArrays, name: str = "custom", *, crop_padding:
         The spec; a channel with zero variance gets std 1 so that normalisation stays finite.
     """
     mean, std = channel_stats(arrays.images)
+    return spec_from_stats(name, arrays.num_classes, mean, std, arrays.images.shape[2], crop_padding=crop_padding,
+                           flip=flip, padding_mode=padding_mode)
+
+
+def spec_from_stats(name: str, num_classes: int, mean: Sequence[float], std: Sequence[float], height: int, *,
+                    crop_padding: int | None = None, flip: bool = True, padding_mode: PaddingMode = "reflect"
+                    ) -> DataSpec:
+    """A :class:`DataSpec` for custom data from its channel statistics (e.g. of a streamed pool, see
+    :func:`~ssl_mix.data.folder.scan_files`); :func:`spec_from_arrays` computes them from images in memory.
+
+    Args:
+        name: the name to record.
+        num_classes: the class count (at least 1 is recorded).
+        mean, std: per-channel statistics in [0, 1] units; a zero std becomes 1 so that normalisation stays finite.
+        height: the image height H; ``crop_padding`` defaults to ``round(H / 8)``.
+        crop_padding, flip, padding_mode: see :func:`spec_from_arrays`.
+    """
     std = tuple(s if s > 0 else 1.0 for s in std)
     if crop_padding is None:
-        crop_padding = max(1, round(arrays.images.shape[2] / 8))
-    return DataSpec(name, max(1, arrays.num_classes), mean, std, crop_padding=crop_padding, flip=flip,
+        crop_padding = max(1, round(height / 8))
+    return DataSpec(name, max(1, num_classes), tuple(mean), std, crop_padding=crop_padding, flip=flip,
                     padding_mode=padding_mode)
 
 
@@ -299,7 +184,9 @@ def spec_from_arrays(arrays: ImageArrays, name: str = "custom", *, crop_padding:
 
 def load_arrays(name: DatasetName, root: str | Path | None, split: SplitName, *, download: bool = False,
                 image_size: int | tuple[int, int] | None = None, channels: Literal[1, 3] | None = None,
-                num_threads: int | None = None, classes: Sequence[str] | None = None) -> ImageArrays:
+                num_threads: int | None = None, classes: Sequence[str] | None = None, resize: ResizeMode = "crop",
+                labels: str | Path | None = None, cache: bool | str | Path = True, skip_bad_images: bool = False
+                ) -> ImageArrays:
     """Load a whole dataset split into memory.
 
     Args:
@@ -314,6 +201,11 @@ def load_arrays(name: DatasetName, root: str | Path | None, split: SplitName, *,
         num_threads: folder only: decoding threads (default ``min(8, os.cpu_count())``).
         classes: folder only: the class names, in order, instead of the sub-directories of ``root/train``
             (a trained run's classes, to read a test set without its training folder).
+        resize: folder only: ``"crop"`` (cover ``image_size``, cut the centre) or ``"stretch"``; see
+            :mod:`ssl_mix.data.images`.
+        labels: folder only: a CSV label file instead of class folders (see :mod:`ssl_mix.data.folder`).
+        cache: folder only: the decoded-image cache (True: the default directory, a path, or False: none).
+        skip_bad_images: folder only: leave unreadable files out (named on stderr) instead of raising.
 
     Returns:
         The images and targets; unlabeled examples have target -1.
@@ -321,44 +213,53 @@ def load_arrays(name: DatasetName, root: str | Path | None, split: SplitName, *,
     Raises:
         FileNotFoundError: files are missing (the message lists the files expected, where, and how to get
             them), or a download failed.
-        ValueError: unknown name or split, or a folder whose images cannot be combined.
+        ValueError: unknown name or split, or a folder whose images cannot be combined;
+            :class:`~ssl_mix.data.images.BadImageError` for an unreadable image file.
 
     Note:
         Image folder layout: ``root/train/<class>/*``, ``root/test/<class>/*`` and optionally
-        ``root/unlabeled/**`` (images in any layout, all unlabeled). Class names are the sorted
-        sub-directory names of ``root/train``; files are read in sorted path order, so indices are the same on
-        every machine. Alpha channels are dropped. All images become RGB if any image in the split is in
-        colour, else grayscale (``channels`` forces one; use it so that all splits agree). All images must
-        share one size unless ``image_size`` is given. Nothing is cached on disk; images are decoded with PIL in
-        a thread pool (about 5 s for CIFAR-10's 50,000 JPEGs on 2 cores). A missing ``unlabeled/`` gives an
-        empty set.
+        ``root/unlabeled/**`` (images in any layout, all unlabeled); or a label file (see
+        :func:`~ssl_mix.data.folder.folder_files`). Class names are the sorted sub-directory names of
+        ``root/train`` (or the sorted labels of the file); files are read in sorted path order, so indices are the
+        same on every machine. All images become RGB if any image in the split is in colour, else grayscale
+        (``channels`` forces one; use it so that all splits agree). All images must share one size unless
+        ``image_size`` is given. Decoded images are cached on disk (:mod:`ssl_mix.data.cache`); a first load
+        decodes with PIL in a thread pool. A missing ``unlabeled/`` gives an empty set.
     """
     if name not in DATASET_NAMES:
         raise ValueError(f"unknown dataset {name!r}; expected one of {', '.join(DATASET_NAMES)}")
-    if name != "folder" and (image_size is not None or channels is not None or classes is not None):
-        raise ValueError(f"image_size, channels and classes apply to name='folder' only, not {name!r}")
+    folder_only = {"image_size": image_size, "channels": channels, "classes": classes, "labels": labels}
+    if name != "folder" and any(v is not None for v in folder_only.values()):
+        raise ValueError(f"image_size, channels, classes and labels apply to name='folder' only, not {name!r}")
     if name == "digits":
         return _load_digits(split)
     if name == "folder":
-        return _load_folder(_require_root(name, root), split, image_size=image_size, channels=channels,
-                            num_threads=num_threads, classes=classes)
+        files = folder_files(_require_root(name, root), split, labels=labels, classes=classes)  # type: ignore[arg-type]
+        decoded = decode_files(files, image_size=image_size, resize=resize, channels=channels,
+                               skip_bad_images=skip_bad_images, cache=cache, num_threads=num_threads)
+        if decoded.skipped:
+            print(f"skipped {len(decoded.skipped)} unreadable image(s): "
+                  + "; ".join(f"{err.path} ({err.reason})" for err in decoded.skipped), file=sys.stderr)
+        return decoded.arrays
     return _load_torchvision(name, _require_root(name, root), split, download)
 
 
 def load_targets(name: DatasetName, root: str | Path | None, split: SplitName = "train", *,
-                 download: bool = False) -> tuple[torch.Tensor, list[str]]:
+                 download: bool = False, labels: str | Path | None = None) -> tuple[torch.Tensor, list[str]]:
     """The targets and class names of a dataset split, without decoding a folder's images.
 
     Args:
-        name, root, split, download: as in :func:`load_arrays`.
+        name, root, split, download, labels: as in :func:`load_arrays`.
 
     Returns:
-        ``(targets, classes)``: int64 ``(N,)`` targets and the class names, in the order
-        :func:`load_arrays` would load the images.
+        ``(targets, classes)``: int64 ``(N,)`` targets (-1 for unlabeled images) and the class names, in the
+        order :func:`load_arrays` would load the images.
     """
     if name == "folder":
-        _, targets, classes = _list_folder(_require_root(name, root), split)
-        return targets, classes
+        files = folder_files(_require_root(name, root), split, labels=labels)  # type: ignore[arg-type]
+        return files.targets, files.classes
+    if labels is not None:
+        raise ValueError(f"labels (--labels) applies to dataset 'folder' only, not {name!r}")
     arrays = load_arrays(name, root, split, download=download)
     return arrays.targets, arrays.classes
 
@@ -454,190 +355,6 @@ def _load_torchvision(name: str, root: Path, split: str, download: bool) -> Imag
     return ImageArrays(images, targets, classes)
 
 
-# --- image folders --------------------------------------------------------------------------------------
-
-
-def _image_files(directory: Path) -> list[Path]:
-    found = []
-    for dirpath, dirnames, filenames in os.walk(directory):
-        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
-        found.extend(Path(dirpath) / f for f in filenames
-                     if not f.startswith(".") and os.path.splitext(f)[1].lower() in IMAGE_EXTENSIONS)
-    return sorted(found, key=lambda p: p.relative_to(directory).as_posix())
-
-
-def _folder_classes(root: Path) -> list[str]:
-    train = root / "train"
-    if not train.is_dir():
-        raise FileNotFoundError(f"image folder {root} has no train/ directory: expected {train}/<class>/<images> "
-                                "(one sub-directory per class; they define the class names), optionally "
-                                f"{root}/test/<class>/ and {root}/unlabeled/")
-    classes = sorted(d.name for d in train.iterdir() if d.is_dir() and not d.name.startswith("."))
-    if not classes:
-        raise ValueError(f"{train} has no class sub-directories: put the images of class c in {train}/c/")
-    return classes
-
-
-def _list_folder(root: Path, split: str, classes: Sequence[str] | None = None
-                 ) -> tuple[list[Path], torch.Tensor, list[str]]:
-    if split not in ("train", "test", "unlabeled"):
-        raise ValueError(f"dataset 'folder' has splits 'train', 'test' and 'unlabeled', not {split!r}")
-    if not root.is_dir():
-        raise FileNotFoundError(f"image folder {root} does not exist: expected {root}/{split}/<class>/<images>")
-    source = f"{root}/train" if classes is None else "the trained run"
-    classes = [str(c) for c in classes] if classes is not None else _folder_classes(root)
-    directory = root / split
-    if split == "unlabeled":
-        files = _image_files(directory) if directory.is_dir() else []
-        return files, torch.full((len(files),), -1, dtype=torch.int64), classes
-    if not directory.is_dir():
-        raise FileNotFoundError(f"image folder {root} has no {split}/ directory: expected {directory}/<class>/"
-                                f"<images> with class folders among {', '.join(classes)}")
-    present = sorted(d.name for d in directory.iterdir() if d.is_dir() and not d.name.startswith("."))
-    unknown = [c for c in present if c not in classes]
-    if unknown:
-        raise ValueError(f"{directory} has class folder(s) {', '.join(unknown)} that {source} lacks; the classes "
-                         f"are {', '.join(classes)}")
-    files: list[Path] = []
-    targets: list[int] = []
-    for index, name in enumerate(classes):
-        found = _image_files(directory / name) if (directory / name).is_dir() else []
-        if split == "train" and not found:
-            raise ValueError(f"class folder {directory / name} holds no images (extensions: "
-                             f"{', '.join(IMAGE_EXTENSIONS)})")
-        files.extend(found)
-        targets.extend([index] * len(found))
-    if not files:
-        raise ValueError(f"{directory} holds no images in its class folders")
-    return files, torch.tensor(targets, dtype=torch.int64), classes
-
-
-def _decode(path: Path, size: tuple[int, int] | None, channels: int | None) -> torch.Tensor:
-    """One image file as a uint8 (C, H, W) tensor with C in {1, 3} (``channels`` if given), resized to ``size``."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as im:
-            if im.mode.startswith("I;16"):  # 16-bit grayscale: keep the 8 most significant bits
-                im = Image.fromarray((np.asarray(im).astype(np.uint16) >> 8).astype(np.uint8))
-            elif im.mode not in ("L", "RGB"):  # palette, alpha, CMYK, 1-bit, ...: drop alpha, keep colour
-                im = im.convert("L" if im.mode in ("1", "LA", "La", "I", "F") else "RGB")
-            if channels is not None and im.mode != ("L" if channels == 1 else "RGB"):
-                im = im.convert("L" if channels == 1 else "RGB")
-            if size is not None and (im.height, im.width) != size:
-                im = im.resize((size[1], size[0]), Image.Resampling.BILINEAR)  # antialiased when shrinking
-            array = np.array(im, dtype=np.uint8)  # a writable copy: torch refuses read-only arrays
-    except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as err:
-        raise ValueError(f"cannot read image {path}: {err}; remove or replace the file") from None
-    array = array[:, :, None] if array.ndim == 2 else array
-    return torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1)))
-
-
-class BadImageError(ValueError):
-    """An image file that cannot be read (truncated, not an image, unsupported format); the message names it."""
-
-
-def decode_image(path: str | Path, *, image_size: int | tuple[int, int] | None = None, resize: str | None = None,
-                 channels: int | None = None) -> torch.Tensor:
-    """One image file as uint8 ``(C, H, W)``, brought to ``image_size`` and ``channels`` as training loads it.
-
-    Args:
-        path: the image file.
-        image_size: ``(H, W)`` (an int means square); None keeps the file's size.
-        resize: how a differently shaped image reaches ``image_size`` (accepted for the data layer's
-            signature; this version stretches).
-        channels: 1 (grayscale) or 3 (RGB); None keeps the file's.
-
-    Returns:
-        uint8 ``(C, H, W)``.
-
-    Raises:
-        BadImageError: the file cannot be read; the message names it.
-    """
-    size = None if image_size is None else ((image_size, image_size) if isinstance(image_size, int)
-                                            else (int(image_size[0]), int(image_size[1])))
-    try:
-        return _decode(Path(path), size, channels)
-    except ValueError as err:
-        raise BadImageError(str(err)) from None
-
-
-def prepare_image(image: Any, *, image_size: int | tuple[int, int] | None = None, resize: str | None = None,
-                  channels: int | None = None) -> torch.Tensor:
-    """An in-memory image (PIL image, ``(H, W, C)``/``(H, W)`` array or ``(C, H, W)`` tensor) as uint8
-    ``(C, H, W)`` at ``image_size`` with ``channels``, like :func:`decode_image` does for files.
-
-    Args:
-        image: the image; uint8 0..255 or float 0..1.
-        image_size, resize, channels: as in :func:`decode_image`.
-
-    Returns:
-        uint8 ``(C, H, W)``.
-    """
-    from torchvision.transforms.v2 import functional as TF
-
-    x = _item_to_uint8(image, 0)
-    if x.shape[0] in (2, 4):  # drop alpha
-        x = x[:-1]
-    if channels == 3 and x.shape[0] == 1:
-        x = x.expand(3, -1, -1)
-    elif channels == 1 and x.shape[0] == 3:
-        x = TF.rgb_to_grayscale(x)
-    if image_size is not None:
-        size = [image_size, image_size] if isinstance(image_size, int) else list(image_size)
-        if list(x.shape[1:]) != size:
-            x = TF.resize(x, size, antialias=True)
-    return x.contiguous()
-
-
-def image_files(directory: str | Path) -> list[Path]:
-    """The image files under ``directory`` (recursively; extensions :data:`IMAGE_EXTENSIONS`, hidden files and
-    folders skipped), in sorted relative-path order."""
-    return _image_files(Path(directory))
-
-
-def _load_folder(root: Path, split: str, *, image_size: int | tuple[int, int] | None,
-                 channels: int | None, num_threads: int | None, classes: Sequence[str] | None = None) -> ImageArrays:
-    size: tuple[int, int] | None = None
-    if image_size is not None:
-        pair = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
-        if len(pair) != 2 or any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in pair):
-            raise ValueError(f"image_size must be a positive int or a pair (H, W) of them, got {image_size!r}")
-        size = (int(pair[0]), int(pair[1]))
-    if channels not in (None, 1, 3):
-        raise ValueError(f"channels must be 1, 3 or None (automatic), got {channels!r}")
-    files, targets, classes = _list_folder(root, split, classes)
-    if not files:
-        return ImageArrays(torch.zeros((0, 0, 0, 0), dtype=torch.uint8), targets, classes)
-    threads = num_threads if num_threads is not None else min(8, os.cpu_count() or 1)
-    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
-        raise ValueError(f"num_threads must be a positive int, got {num_threads!r}")
-    # Chunks amortise the thread hand-off over many small files; PIL's decoders release the GIL, which
-    # pays off for large images (for CIFAR-sized JPEGs, Python-level header parsing dominates).
-    chunk = max(1, min(1024, -(-len(files) // (4 * threads))))
-    batches = [files[i:i + chunk] for i in range(0, len(files), chunk)]
-    decode_chunk = lambda paths: [_decode(p, size, channels) for p in paths]  # noqa: E731
-    if threads == 1 or len(batches) == 1:
-        decoded = [img for b in batches for img in decode_chunk(b)]
-    else:
-        with ThreadPoolExecutor(threads) as pool:
-            decoded = [img for imgs in pool.map(decode_chunk, batches) for img in imgs]
-    sizes = {tuple(img.shape[1:]) for img in decoded}
-    if len(sizes) > 1:
-        first = tuple(decoded[0].shape[1:])
-        other = next(i for i, img in enumerate(decoded) if tuple(img.shape[1:]) != first)
-        raise ValueError(f"images in {root / split} have different sizes, e.g. {files[0]} is {first[0]}x{first[1]} "
-                         f"and {files[other]} is {decoded[other].shape[1]}x{decoded[other].shape[2]} "
-                         f"({len(sizes)} sizes in all); pass image_size=(H, W) to load_arrays to resize them all, or "
-                         "resize the files to one size")
-    out_channels = channels or (3 if any(img.shape[0] == 3 for img in decoded) else 1)
-    height, width = next(iter(sizes))
-    images = torch.empty((len(decoded), out_channels, height, width), dtype=torch.uint8)
-    for i, img in enumerate(decoded):
-        images[i].copy_(img)  # broadcasts grayscale to RGB when the split is in colour
-    return ImageArrays(images, targets, classes)
-
-
 # ---------------------------------------------------------------------------------------------------------
 # Custom data: tensors, arrays and datasets
 # ---------------------------------------------------------------------------------------------------------
@@ -667,7 +384,7 @@ def _to_uint8(images: torch.Tensor, what: str) -> torch.Tensor:
 def arrays_from_tensors(images: torch.Tensor | np.ndarray, targets: torch.Tensor | np.ndarray | Sequence[int] |
                         None = None, classes: Sequence[str] | None = None, *, channels_last: bool | None = None
                         ) -> ImageArrays:
-    """An :class:`ImageArrays` from in-memory images (tensor or NumPy array).
+    """An :class:`~ssl_mix.data.arrays.ImageArrays` from in-memory images (tensor or NumPy array).
 
     Args:
         images: ``(N, C, H, W)`` or ``(N, H, W, C)`` with C in 1..4, or ``(N, H, W)`` for grayscale; uint8
@@ -730,11 +447,8 @@ def _item_to_uint8(x: Any, index: int) -> torch.Tensor:
         image = _from_numpy(x)
         if image.dim() == 3 and image.shape[2] <= 4 and image.shape[0] > 4:  # HWC, as PIL and OpenCV give
             image = image.permute(2, 0, 1)
-    elif hasattr(x, "mode") and hasattr(x, "size"):  # PIL image
-        from torchvision.transforms.v2 import functional as TF
-
-        mode = "L" if x.mode in ("1", "L", "I", "I;16", "F") else "RGB"
-        image = TF.pil_to_tensor(x.convert(mode) if x.mode != mode else x)
+    elif hasattr(x, "mode") and hasattr(x, "size"):  # PIL image: decoded as image files are
+        image = prepare_image(x, image_size=None)
     else:
         raise TypeError(f"dataset item {index} is a {type(x).__name__}; expected a PIL image, tensor or array")
     if image.dim() == 2:
@@ -746,7 +460,8 @@ def _item_to_uint8(x: Any, index: int) -> torch.Tensor:
 
 def arrays_from_dataset(dataset: Dataset, *, labeled: bool = True, classes: Sequence[str] | None = None
                         ) -> ImageArrays:
-    """Materialise a map-style dataset into an :class:`ImageArrays` (for the fast tensor-resident loader).
+    """Materialise a map-style dataset into an :class:`~ssl_mix.data.arrays.ImageArrays` (for the fast
+    tensor-resident loader).
 
     Args:
         dataset: a ``torch.utils.data.Dataset`` with ``__len__``; items ``(x, y)`` when ``labeled``, ``x`` or
@@ -830,7 +545,7 @@ def eval_transform(spec: DataSpec) -> Any:
 
 
 class ArrayDataset(Dataset):
-    """A map-style dataset over an :class:`ImageArrays`, applying a per-image transform.
+    """A map-style dataset over an :class:`~ssl_mix.data.arrays.ImageArrays`, applying a per-image transform.
 
     Items are ``(transform(image), target)`` when ``labeled``, else ``transform(image)``; ``image`` is the
     uint8 ``(C, H, W)`` tensor. Use :func:`arrays_dataset` to build one with the standard transforms.

@@ -38,7 +38,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from ssl_mix.checks import check_bool, check_int
+from ssl_mix.checks import check_bool, check_int, check_positive_int
 from ssl_mix.data.augment import normalize, random_crop_flip
 from ssl_mix.data.datasets import DataSpec, ImageArrays
 
@@ -69,8 +69,7 @@ def derive_seed(*values: int) -> int:
 
 
 def _batch_sizes(batch_size: int, unlabeled_batch_size: int | None, mu: float | None) -> tuple[int, int]:
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    check_positive_int("batch_size", batch_size)
     if unlabeled_batch_size is not None and mu is not None:
         raise ValueError(f"give unlabeled_batch_size or mu (= unlabeled_batch_size / batch_size), not both; got "
                          f"unlabeled_batch_size={unlabeled_batch_size!r}, mu={mu!r}")
@@ -84,8 +83,7 @@ def _batch_sizes(batch_size: int, unlabeled_batch_size: int | None, mu: float | 
         return batch_size, unlabeled
     if unlabeled_batch_size is None:
         return batch_size, batch_size
-    if isinstance(unlabeled_batch_size, bool) or not isinstance(unlabeled_batch_size, int) or unlabeled_batch_size < 1:
-        raise ValueError(f"unlabeled_batch_size must be a positive int, got {unlabeled_batch_size!r}")
+    check_positive_int("unlabeled_batch_size", unlabeled_batch_size)
     return batch_size, unlabeled_batch_size
 
 
@@ -125,6 +123,43 @@ class _Stream:
             out.append((epoch, start, stop))
             consumed, need = consumed + (stop - start), need - (stop - start)
         return out
+
+
+class _BalancedStream(_Stream):
+    """A class-balanced labeled stream: each epoch holds every class ``M`` times (M: the largest class's count).
+
+    Epoch ``e`` takes, for each class, its examples in a permutation keyed by ``(seed, stream, e, class)``, repeated
+    (further permutations) until ``M`` long, and shuffles the ``C * M`` entries with one more keyed permutation. So
+    each step is class-balanced in expectation, every example of the largest class is seen once per epoch and
+    smaller classes are over-sampled; and the order is, like the plain stream's, a pure function of the epoch.
+    """
+
+    def __init__(self, targets: torch.Tensor, batch: int, seed: int, stream: int, rank: int = 0,
+                 world_size: int = 1) -> None:
+        targets = torch.as_tensor(targets, dtype=torch.int64).cpu()
+        self.members = [torch.nonzero(targets == c).flatten() for c in torch.unique(targets).tolist()]
+        self.largest = max(len(m) for m in self.members)
+        super().__init__(len(self.members) * self.largest, batch, seed, stream, rank, world_size)
+
+    def permutation(self, epoch: int) -> torch.Tensor:
+        parts = []
+        for c, members in enumerate(self.members):
+            draws = []
+            for repeat in range(-(-self.largest // len(members))):
+                key = derive_seed(self.seed, self.stream, _PERMUTATION, epoch, c + 1, repeat)
+                draws.append(members[torch.randperm(len(members), generator=torch.Generator().manual_seed(key))])
+            parts.append(torch.cat(draws)[:self.largest])
+        shuffle = torch.Generator().manual_seed(derive_seed(self.seed, self.stream, _PERMUTATION, epoch, 0))
+        return torch.cat(parts)[torch.randperm(self.size, generator=shuffle)]
+
+
+def _labeled_stream(targets: torch.Tensor | None, size: int, batch: int, seed: int, rank: int, world_size: int
+                    ) -> _Stream:
+    if targets is None:
+        return _Stream(size, batch, seed, _LABELED, rank, world_size)
+    if len(targets) != size:
+        raise ValueError(f"balance_labeled has {len(targets)} class indices but the labeled set has {size} examples")
+    return _BalancedStream(targets, batch, seed, _LABELED, rank, world_size)
 
 
 def _state(loader: Any) -> dict:
@@ -170,6 +205,8 @@ class TensorDualLoader:
         rank, world_size: this process's shard in distributed training (default: the whole stream). Each step
             yields ``batch_size`` labeled and ``unlabeled_batch_size`` unlabeled examples per process, so the
             global batch is ``world_size`` times larger; the shards are disjoint (see the module docstring).
+        balance_labeled: draw the labeled stream class-balanced: each epoch repeats every class as often as the
+            largest one (smaller classes over-sampled), shuffled; deterministic and resumable like the plain stream.
 
     Note:
         The loader holds its position; every ``iter(loader)`` continues from it (and iterators share it).
@@ -181,7 +218,7 @@ class TensorDualLoader:
     def __init__(self, labeled: ImageArrays, unlabeled: ImageArrays, spec: DataSpec, *, batch_size: int,
                  unlabeled_batch_size: int | None = None, mu: float | None = None, seed: int,
                  device: torch.device | str = "cpu", augment: bool = True, with_unlabeled: bool = True,
-                 rank: int = 0, world_size: int = 1) -> None:
+                 rank: int = 0, world_size: int = 1, balance_labeled: bool = False) -> None:
         if not isinstance(labeled, ImageArrays) or not isinstance(unlabeled, ImageArrays):
             raise TypeError(f"labeled and unlabeled must be ImageArrays (see arrays_from_tensors / load_arrays), got "
                             f"{type(labeled).__name__} and {type(unlabeled).__name__}; use TorchDualLoader for "
@@ -210,7 +247,9 @@ class TensorDualLoader:
         self._targets = labeled.targets.to(self.device)
         self._mean = torch.tensor(spec.mean, dtype=torch.float32, device=self.device)
         self._std = torch.tensor(spec.std, dtype=torch.float32, device=self.device)
-        self._streams = (_Stream(len(labeled), self.batch_size, self.seed, _LABELED, self.rank, self.world_size),
+        balanced = labeled.targets if check_bool("balance_labeled", balance_labeled) else None
+        self._streams = (_labeled_stream(balanced, len(labeled), self.batch_size, self.seed, self.rank,
+                                         self.world_size),
                          _Stream(len(unlabeled), self.unlabeled_batch_size, self.seed, _UNLABELED, self.rank,
                                  self.world_size))
         self._permutations: list[dict[int, torch.Tensor]] = [{}, {}]
@@ -388,6 +427,8 @@ class TorchDualLoader:
         with_unlabeled: False loads no unlabeled samples and yields an empty unlabeled batch, as in
             :class:`TensorDualLoader`.
         rank, world_size: this process's shard in distributed training, as in :class:`TensorDualLoader`.
+        balance_labeled: the class index of each labeled example, to draw the labeled stream class-balanced as
+            :class:`TensorDualLoader` does (None: plain epochs).
 
     Note:
         Each sample is loaded and transformed with torch's CPU generator, ``random`` and NumPy's global
@@ -402,7 +443,7 @@ class TorchDualLoader:
                  transform: Callable[[Any], Any] | None = None, num_workers: int = 0,
                  device: torch.device | str = "cpu", pin_memory: bool | None = None,
                  prefetch_factor: int | None = None, with_unlabeled: bool = True, rank: int = 0,
-                 world_size: int = 1) -> None:
+                 world_size: int = 1, balance_labeled: Any = None) -> None:
         sizes = []
         for name, ds in (("labeled", labeled), ("unlabeled", unlabeled)):
             try:
@@ -412,8 +453,7 @@ class TorchDualLoader:
                                 f"{type(ds).__name__}") from None
             if sizes[-1] == 0:
                 raise ValueError(f"the {name} dataset is empty")
-        if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
-            raise ValueError(f"num_workers must be an int >= 0, got {num_workers!r}")
+        check_int("num_workers", num_workers, 0)
         if transform is not None and not callable(transform):
             raise TypeError(f"transform must be callable, got {type(transform).__name__}")
         self.batch_size, self.unlabeled_batch_size = _batch_sizes(batch_size, unlabeled_batch_size, mu)
@@ -425,7 +465,8 @@ class TorchDualLoader:
         self.pin_memory = self.device.type == "cuda" if pin_memory is None else bool(pin_memory)
         self.prefetch_factor = prefetch_factor
         self._dataset = _DualDataset(labeled, unlabeled, transform)
-        self._streams = (_Stream(sizes[0], self.batch_size, self.seed, _LABELED, self.rank, self.world_size),
+        balanced = None if balance_labeled is None else torch.as_tensor(balance_labeled, dtype=torch.int64)
+        self._streams = (_labeled_stream(balanced, sizes[0], self.batch_size, self.seed, self.rank, self.world_size),
                          _Stream(sizes[1], self.unlabeled_batch_size, self.seed, _UNLABELED, self.rank,
                                  self.world_size))
         self._version = 0
@@ -483,8 +524,7 @@ def eval_batches(data: ImageArrays, spec: DataSpec, batch_size: int, device: tor
     """
     if not isinstance(data, ImageArrays):
         raise TypeError(f"data must be ImageArrays, got {type(data).__name__}")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    check_positive_int("batch_size", batch_size)
     if len(data) and data.images.shape[1] != spec.channels:
         raise ValueError(f"images have {data.images.shape[1]} channels but spec {spec.name!r} has {spec.channels}")
     device = torch.device(device)

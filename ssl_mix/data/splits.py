@@ -27,22 +27,23 @@ from ssl_mix.checks import check_bool, check_int
 
 __all__ = ["LabelSplit", "make_split", "split_summary", "SPLIT_FORMAT_VERSION"]
 
-SPLIT_FORMAT_VERSION = 1
-"""Version of the JSON layout written by :meth:`LabelSplit.save`; bumped on any incompatible change."""
+SPLIT_FORMAT_VERSION = 2
+"""Version of the JSON layout written by :meth:`LabelSplit.save`; bumped on any incompatible change (version 2
+added ``balanced``; version 1 files, all class-balanced, are still read)."""
 
 _FORMAT_NAME = "ssl_mix.LabelSplit"
 
 
 @dataclass(frozen=True)
 class LabelSplit:
-    """A class-balanced label-budget split of a training set, as index lists into that set.
+    """A label-budget split of a training set, as index lists into that set.
 
     Build one with :func:`make_split` (or :meth:`LabelSplit.load`); the constructor validates consistency.
 
     Args:
         dataset: name of the dataset the indices refer to (e.g. ``"cifar10"``, ``"folder"``).
         num_classes: number of classes C.
-        num_labels: the label budget N (total labeled examples, N / C per class).
+        num_labels: the label budget N (total labeled examples; N / C per class when ``balanced``).
         seed: the seed the split was drawn with.
         num_valid_per_class: labeled examples per class held out for validation (0 for none).
         labeled_in_unlabeled: whether the labeled examples also stay in the unlabeled pool. :func:`make_split`
@@ -53,6 +54,8 @@ class LabelSplit:
         unlabeled: sorted indices of the unlabeled pool.
         targets_sha256: SHA-256 of the training targets the split was drawn from (as little-endian int64), used
             to refuse a split made for another dataset; None when unknown.
+        balanced: whether the labeled subset is class-balanced (N / C per class); False when every labeled
+            example was taken (e.g. the rows of a label file, as imbalanced as they come).
 
     Note:
         ``num_examples`` (the size of the training set) is implied by the index lists: every training example
@@ -69,6 +72,7 @@ class LabelSplit:
     valid: tuple[int, ...]
     unlabeled: tuple[int, ...]
     targets_sha256: str | None = field(default=None, compare=True)
+    balanced: bool = True
 
     def __post_init__(self) -> None:
         if not isinstance(self.dataset, str) or not self.dataset:
@@ -83,7 +87,9 @@ class LabelSplit:
             if any(b <= a for a, b in zip(indices, indices[1:])) or (indices and indices[0] < 0):
                 raise ValueError(f"LabelSplit.{name} must be sorted, non-negative and without repeats")
             object.__setattr__(self, name, indices)
-        if self.num_labels % self.num_classes:
+        if not isinstance(self.balanced, bool):
+            raise ValueError(f"LabelSplit.balanced must be a bool, got {self.balanced!r}")
+        if self.balanced and self.num_labels % self.num_classes:
             raise ValueError(f"LabelSplit.num_labels={self.num_labels} is not a multiple of "
                              f"num_classes={self.num_classes}")
         if len(self.labeled) != self.num_labels:
@@ -124,6 +130,7 @@ class LabelSplit:
             "labeled_in_unlabeled": self.labeled_in_unlabeled,
             "num_examples": self.num_examples,
             "targets_sha256": self.targets_sha256,
+            "balanced": self.balanced,
             "labeled": list(self.labeled),
             "valid": list(self.valid),
             "unlabeled": list(self.unlabeled),
@@ -150,11 +157,13 @@ class LabelSplit:
             raise ValueError(f"{source} is not an ssl_mix split file (expected a JSON object with "
                              f"\"format\": \"{_FORMAT_NAME}\"); write one with `ssl-mix split` or LabelSplit.save")
         version = data.get("format_version")
-        if version != SPLIT_FORMAT_VERSION:
+        if version == 1 and "balanced" not in data:  # version 1 drew class-balanced splits only
+            data = {**data, "balanced": True}
+        if version not in (1, SPLIT_FORMAT_VERSION):
             raise ValueError(f"{source} has split format version {version!r}; this version of ssl_mix reads "
                              f"version {SPLIT_FORMAT_VERSION}. Redraw the split with `ssl-mix split`.")
         names = ["dataset", "num_classes", "num_labels", "seed", "num_valid_per_class", "labeled_in_unlabeled",
-                 "labeled", "valid", "unlabeled", "targets_sha256"]
+                 "labeled", "valid", "unlabeled", "targets_sha256", "balanced"]
         missing = [n for n in names + ["num_examples"] if n not in data]
         if missing:
             raise ValueError(f"{source} is missing field(s) {', '.join(missing)}; the file is damaged or "
@@ -223,11 +232,15 @@ class LabelSplit:
         if self.targets_sha256 is not None and _targets_digest(array) != self.targets_sha256:
             raise ValueError(f"this split of {self.dataset!r} was drawn from different training targets (SHA-256 "
                              "mismatch): same size, but another dataset or another file order")
-        if array.size and (array.min() < 0 or array.max() >= self.num_classes):
-            raise ValueError(f"targets must lie in [0, {self.num_classes}) for this split of {self.dataset!r}, got "
-                             f"[{int(array.min())}, {int(array.max())}]")
+        if array.size and (array.min() < -1 or array.max() >= self.num_classes):
+            raise ValueError(f"targets must lie in [0, {self.num_classes}) (or -1: unlabeled) for this split of "
+                             f"{self.dataset!r}, got [{int(array.min())}, {int(array.max())}]")
+        chosen = array[list(self.labeled) + list(self.valid)]
+        if chosen.size and chosen.min() < 0:
+            raise ValueError(f"this split of {self.dataset!r} labels examples that have no label (target -1) in the "
+                             "given training set; it was made for another dataset or label file")
         per_class = np.bincount(array[list(self.labeled)], minlength=self.num_classes)
-        if np.any(per_class != self.num_labels // self.num_classes):
+        if self.balanced and np.any(per_class != self.num_labels // self.num_classes):
             raise ValueError(f"this split of {self.dataset!r} is not class-balanced on the given targets "
                              f"(labeled per class: {per_class.tolist()}); it was made for another dataset")
 
@@ -259,18 +272,21 @@ def _nearest_multiples(n: int, c: int) -> str:
     return f"{upper}" if lower <= 0 else f"{lower} or {upper}"
 
 
-def make_split(targets: Sequence[int] | torch.Tensor | np.ndarray, num_labels: int, *, seed: int,
+def make_split(targets: Sequence[int] | torch.Tensor | np.ndarray, num_labels: int | None, *, seed: int,
                dataset: str = "custom", num_classes: int | None = None, num_valid_per_class: int = 0,
                labeled_in_unlabeled: bool = True) -> LabelSplit:
     """Draw a class-balanced label-budget split from a training set's targets.
 
     Every class gets ``num_labels / C`` labeled and ``num_valid_per_class`` validation examples, chosen
     uniformly at random without replacement; the unlabeled pool is everything outside the validation subset
-    (and outside the labeled subset when ``labeled_in_unlabeled`` is False).
+    (and outside the labeled subset when ``labeled_in_unlabeled`` is False). Examples without a label (target
+    -1, e.g. images a label file does not name) are never labeled or validation; they are always unlabeled.
 
     Args:
-        targets: (num_examples,) integer class indices in ``[0, C)`` (list, NumPy array or tensor).
-        num_labels: the label budget N > 0; must be a multiple of C.
+        targets: (num_examples,) integer class indices in ``[0, C)``, or -1 for an example without a label (list,
+            NumPy array or tensor).
+        num_labels: the label budget N > 0; must be a multiple of C. None: every labeled example outside the
+            validation subset is labeled, however imbalanced the classes (the split is then not ``balanced``).
         seed: non-negative int. The draw uses a local generator and touches no global random state.
         dataset: name stored in the split and checked by :meth:`LabelSplit.load`.
         num_classes: C; inferred as ``max(targets) + 1`` when None.
@@ -289,9 +305,11 @@ def make_split(targets: Sequence[int] | torch.Tensor | np.ndarray, num_labels: i
     array = _as_targets(targets)
     if array.size == 0:
         raise ValueError("targets is empty: a split needs the targets of a non-empty training set")
-    if array.min() < 0:
-        raise ValueError(f"targets must be class indices >= 0, got {int(array.min())}; a split is drawn from the "
-                         "labeled training set (keep extra unlabeled data, target -1, out of it)")
+    if array.min() < -1:
+        raise ValueError(f"targets must be class indices >= 0, or -1 for an example without a label, got "
+                         f"{int(array.min())}")
+    if array.max() < 0:
+        raise ValueError("targets has no labeled example (all -1): a split needs labels to draw from")
     seed = check_int("seed", seed, 0)
     inferred = int(array.max()) + 1
     if num_classes is None:
@@ -299,20 +317,30 @@ def make_split(targets: Sequence[int] | torch.Tensor | np.ndarray, num_labels: i
     elif isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) or num_classes < inferred:
         raise ValueError(f"num_classes must be an int >= max(targets) + 1 = {inferred}, got {num_classes!r}")
     num_classes = int(num_classes)
-    num_labels = check_int("num_labels", num_labels)
-    if num_labels <= 0:
+    balanced = num_labels is not None
+    if num_labels is None:
+        num_labels = int((array >= 0).sum())  # recounted once validation is held out
+    else:
+        num_labels = check_int("num_labels", num_labels)
+    if balanced and num_labels <= 0:
         raise ValueError(f"num_labels must be a positive multiple of the number of classes ({num_classes}), got "
                          f"{num_labels}; e.g. {num_classes * 4} for 4 labels per class")
-    if num_labels % num_classes:
+    if balanced and num_labels % num_classes:
         raise ValueError(f"num_labels={num_labels} is not divisible by the number of classes ({num_classes}), so "
                          f"the split cannot be class-balanced; use {_nearest_multiples(num_labels, num_classes)}")
     num_valid_per_class = check_int("num_valid_per_class", num_valid_per_class, 0)
     check_bool("labeled_in_unlabeled", labeled_in_unlabeled)
 
-    per_class = num_labels // num_classes
-    counts = np.bincount(array, minlength=num_classes)
-    needed = per_class + num_valid_per_class
+    labeled_targets = np.where(array >= 0, array, num_classes)  # examples without a label sort last, as class C
+    counts = np.bincount(labeled_targets, minlength=num_classes + 1)[:num_classes]
+    per_class = num_labels // num_classes if balanced else int(counts.max())
+    needed = per_class + num_valid_per_class if balanced else num_valid_per_class + 1
     short = np.flatnonzero(counts < needed)
+    if short.size and not balanced:
+        c = int(short[0])
+        raise ValueError(f"class {c} has {int(counts[c])} labeled example(s), but {num_valid_per_class} are held out "
+                         f"for validation and at least one must stay labeled ({short.size} class(es) too small); "
+                         "label more examples of it or use a smaller num_valid_per_class")
     if short.size:
         c = int(short[0])
         fewest = int(counts.min())
@@ -325,18 +353,25 @@ def make_split(targets: Sequence[int] | torch.Tensor | np.ndarray, num_labels: i
     keys = _random_keys(int(seed), len(array))
     # Sort by class, then by random key: each class's examples in a seed-determined order. lexsort is stable
     # and deterministic, and the keys are distinct with probability ~1 (ties fall back to index order).
-    order = np.lexsort((keys, array))
-    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    order = np.lexsort((keys, labeled_targets))
+    all_counts = np.bincount(labeled_targets, minlength=num_classes + 1)
+    starts = np.concatenate([[0], np.cumsum(all_counts)[:-1]])
     rank = np.empty(len(array), dtype=np.int64)
-    rank[order] = np.arange(len(array)) - np.repeat(starts, counts)
-    labeled_mask = rank < per_class
-    valid_mask = (rank >= per_class) & (rank < needed)
+    rank[order] = np.arange(len(array)) - np.repeat(starts, all_counts)
+    has_label = array >= 0
+    if balanced:
+        labeled_mask = has_label & (rank < per_class)
+        valid_mask = has_label & (rank >= per_class) & (rank < needed)
+    else:  # validation first, so that a larger validation split leaves the rest labeled
+        valid_mask = has_label & (rank < num_valid_per_class)
+        labeled_mask = has_label & ~valid_mask
+        num_labels = int(labeled_mask.sum())
     unlabeled_mask = ~valid_mask if labeled_in_unlabeled else ~(valid_mask | labeled_mask)
     as_tuple = lambda mask: tuple(int(i) for i in np.flatnonzero(mask))  # noqa: E731
     return LabelSplit(dataset=dataset, num_classes=num_classes, num_labels=int(num_labels), seed=int(seed),
                       num_valid_per_class=num_valid_per_class, labeled_in_unlabeled=labeled_in_unlabeled,
                       labeled=as_tuple(labeled_mask), valid=as_tuple(valid_mask), unlabeled=as_tuple(unlabeled_mask),
-                      targets_sha256=_targets_digest(array))
+                      targets_sha256=_targets_digest(array), balanced=balanced)
 
 
 def split_summary(split: LabelSplit, targets: Sequence[int] | torch.Tensor | np.ndarray,
@@ -357,9 +392,14 @@ def split_summary(split: LabelSplit, targets: Sequence[int] | torch.Tensor | np.
     names = list(classes) if classes is not None else [str(i) for i in range(c)]
     if len(names) != c:
         raise ValueError(f"classes has {len(names)} names but the split has {c} classes")
-    columns = [np.bincount(array, minlength=c)] + [
-        np.bincount(array[list(idx)], minlength=c) if idx else np.zeros(c, dtype=np.int64)
+    shifted = np.where(array >= 0, array, c)  # examples without a label counted in an extra row
+    columns = [np.bincount(shifted, minlength=c + 1)] + [
+        np.bincount(shifted[list(idx)], minlength=c + 1) if idx else np.zeros(c + 1, dtype=np.int64)
         for idx in (split.labeled, split.valid, split.unlabeled)]
+    if columns[0][c]:
+        names.append("(no label)")
+    else:
+        columns = [col[:c] for col in columns]
     width = max(5, *(len(n) for n in names))
     header = f"{'class':<{width}}  {'examples':>8}  {'labeled':>7}  {'valid':>6}  {'unlabeled':>9}"
     rows = [f"{name:<{width}}  {a:>8}  {b:>7}  {v:>6}  {u:>9}"
