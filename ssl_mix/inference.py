@@ -104,6 +104,7 @@ def image_settings(run: Any) -> dict[str, Any]:
     "resize": "crop" | "stretch"}``, from the run's input shape and its ``data.resize`` setting (the one place
     that reads them). A run trained without ``image_size`` took its images at their own size; other images are
     brought to that size the same way."""
+    data = run.config.data
     channels, height, width = (int(v) for v in run.input_shape)
     return {"image_size": (height, width), "channels": data.channels or channels, "resize": data.resize}
 
@@ -165,13 +166,7 @@ class Predictor:
                             f"{type(images).__name__}; for files use ssl_mix.data.decode_image or ssl-mix predict")
         if not len(images):
             raise ValueError("predict got no images")
-
-        def one(image: Any) -> torch.Tensor:
-            if isinstance(image, torch.Tensor) and image.dtype != torch.uint8:  # float 0..1 -> uint8 0..255
-                image = arrays_from_tensors(image[None] if image.dim() == 3 else image[None, None]).images[0]
-            return prepare_image(image, **settings)
-
-        return torch.stack([one(image) for image in images])
+        return torch.stack([prepare_image(image, **settings) for image in images])
 
     @torch.inference_mode()
     def predict(self, images: Any, *, batch_size: int = 256) -> Prediction:
