@@ -7,8 +7,8 @@ import subprocess
 import tarfile
 import tempfile
 import time
-from itertools import islice
 from fnmatch import fnmatch
+from itertools import islice
 from pathlib import Path
 
 import torch
@@ -17,20 +17,6 @@ from ssl_mix import ImageArrays, load_arrays
 
 REPO = Path(__file__).resolve().parents[1]
 CIFAR10_JPEG = REPO.parent / "shared/data/cifar10-jpeg/cifar10-jpeg.tar.xz"
-
-
-def extract_cifar10_jpeg(dest: Path, patterns: list[str]) -> Path:
-    """Extract the members of the CIFAR-10 JPEG copy matching shell ``patterns`` (``"train/*"``) into ``dest``."""
-    if not CIFAR10_JPEG.is_file():
-        raise FileNotFoundError(f"the CIFAR-10 JPEG copy is not at {CIFAR10_JPEG}")
-    if shutil.which("tar"):
-        subprocess.run(["tar", "-xJf", str(CIFAR10_JPEG), "-C", str(dest), "--wildcards", *patterns], check=True)
-    else:
-        with tarfile.open(CIFAR10_JPEG, "r|xz") as tf:
-            for member in tf:
-                if member.isfile() and any(fnmatch(member.name, p) for p in patterns):
-                    tf.extract(member, dest, filter="data")
-    return dest
 
 
 def benchmark_images(source: str, num_images: int) -> ImageArrays:

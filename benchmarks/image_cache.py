@@ -18,9 +18,9 @@ import time
 from pathlib import Path
 
 import torch
-
 from bench_data import extract_cifar10_jpeg, upscaled_copy
 from provenance import record_header, write_record
+
 from ssl_mix.data import ImageFiles, decode_files, folder_files
 
 REPO = Path(__file__).resolve().parents[1]

@@ -36,9 +36,9 @@ from pathlib import Path
 from typing import get_args
 
 import torch
+from provenance import git_commit, hardware_summary
 
 import ssl_mix
-from provenance import git_commit, hardware_summary
 from ssl_mix import (
     DATASET_NAMES,
     MODEL_ROLES,

@@ -19,9 +19,9 @@ import time
 from pathlib import Path
 
 import torch
+from provenance import git_commit, hardware_summary
 
 import ssl_mix
-from provenance import git_commit, hardware_summary
 from ssl_mix import (
     DATASET_NAMES,
     load_run_data,
@@ -51,7 +51,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="benchmarks/results/linearity_cpu")
     parser.add_argument("--runs-dir", default="runs/linearity")
     parser.add_argument("--from-runs", metavar="DIR",
-                        help="measure finished runs of benchmarks/label_budget.py (DIR/<method>_n<labels>_s<seed>/last.pt) "
+                        help="measure finished runs of benchmarks/label_budget.py "
+                             "(DIR/<method>_n<labels>_s<seed>/last.pt) "
                              "instead of training; their non-linearity was not logged during training")
     args = parser.parse_args(argv)
     methods = [m for m in args.methods.split(",") if m]

@@ -21,9 +21,9 @@ from pathlib import Path
 
 import torch
 import torchvision
-
 from bench_data import batches_per_second, benchmark_images
 from provenance import git_commit, hardware
+
 from ssl_mix.data import (
     TensorDualLoader,
     TorchDualLoader,

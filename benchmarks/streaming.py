@@ -24,9 +24,9 @@ import time
 from pathlib import Path
 
 import torch
-
 from bench_data import batches_per_second, extract_cifar10_jpeg, upscaled_copy
 from provenance import record_header, write_record
+
 from ssl_mix.data import (
     ImageFileDataset,
     ImageFiles,

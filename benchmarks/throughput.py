@@ -40,20 +40,20 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 import torchvision
+from bench_data import benchmark_images
 from PIL import Image
+from provenance import git_commit, hardware
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
 import ssl_mix
-from bench_data import benchmark_images
-from provenance import git_commit, hardware
 from ssl_mix import (
     PRECISIONS,
     Batch,
@@ -180,9 +180,9 @@ class NaiveStep:
         self.optimizer.step()
         self.step_count += 1
         decay = min(1 - 1 / (self.step_count + 1), self.decay)
-        for ema_p, p in zip(self.teacher.parameters(), self.student.parameters()):
+        for ema_p, p in zip(self.teacher.parameters(), self.student.parameters(), strict=True):
             ema_p.data.mul_(decay).add_(p.data, alpha=1 - decay)
-        for ema_b, b in zip(self.teacher.buffers(), self.student.buffers()):
+        for ema_b, b in zip(self.teacher.buffers(), self.student.buffers(), strict=True):
             ema_b.data.copy_(b.data)
         accuracy = (logits.argmax(1) == y_l).float().mean() * 100
         self._log(loss=loss, sup=sup, accuracy=accuracy, **({"cons": cons} if self.method == "ict" else {}))
@@ -344,12 +344,13 @@ def run_config(model_name: str, method_key: str, args: argparse.Namespace, data:
         flat = [t for times in per_round[name] for t in times]
         result[name] = {**_summary(flat), "round_medians_s": [statistics.median(t) for t in per_round[name]],
                         "images_per_s": images / statistics.median(flat), "ops_per_step": ops.get(name)}
-    ratios = [o / f for o, f in zip(result["ours"]["round_medians_s"], result["floor"]["round_medians_s"])]
+    ratios = [o / f for o, f in zip(result["ours"]["round_medians_s"], result["floor"]["round_medians_s"], strict=True)]
     result["overhead_ratio"] = result["ours"]["median_s"] / result["floor"]["median_s"]
     result["overhead_ratio_rounds"] = {"mean": statistics.mean(ratios),
                                        "std": statistics.stdev(ratios) if len(ratios) > 1 else 0.0}
     if "naive" in result:
-        speedups = [n / o for n, o in zip(result["naive"]["round_medians_s"], result["ours"]["round_medians_s"])]
+        speedups = [n / o for n, o in zip(result["naive"]["round_medians_s"], result["ours"]["round_medians_s"],
+                                          strict=True)]
         result["speedup_vs_naive"] = result["naive"]["median_s"] / result["ours"]["median_s"]
         result["speedup_vs_naive_rounds"] = {"mean": statistics.mean(speedups),
                                              "std": statistics.stdev(speedups) if len(speedups) > 1 else 0.0}

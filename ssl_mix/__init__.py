@@ -145,10 +145,9 @@ from ssl_mix.models import (
     run_stages,
     unwrap_model,
 )
+from ssl_mix.optim import build_optimizer, build_scheduler, lr_multiplier
 from ssl_mix.predict import find_images, predict_files
 from ssl_mix.ramps import ConsistencySchedule, cosine_rampdown, linear_rampup, sigmoid_rampup
-from ssl_mix.teacher import MODEL_ROLES, EMATeacher, TeacherBN
-from ssl_mix.optim import build_optimizer, build_scheduler, lr_multiplier
 from ssl_mix.run import (
     CHECKPOINT_FORMAT,
     RunDir,
@@ -159,6 +158,7 @@ from ssl_mix.run import (
     load_trained,
     update_checkpoint,
 )
+from ssl_mix.teacher import MODEL_ROLES, EMATeacher, TeacherBN
 from ssl_mix.trainer import NonFiniteLossError, Trainer
 
 __all__ = [
@@ -174,10 +174,12 @@ __all__ = [
     "METHODS", "MethodName", "method_class",
     "Trainer", "NonFiniteLossError", "evaluate", "ClassificationMetrics", "expected_calibration_error",
     "save_checkpoint", "load_checkpoint",
-    "RunData", "load_run_data", "build_method", "build_preprocess", "build_loader", "build_trainer", "run_experiment", "run_demo",
+    "RunData", "load_run_data", "build_method", "build_preprocess", "build_loader", "build_trainer", "run_experiment",
+    "run_demo",
     # using a trained model: calibration, prediction
     "fit_temperature", "scale_logits", "calibration_metrics", "model_logits", "calibrate_models", "calibrate_run",
-    "calibrate_checkpoints", "NoValidationSplitError", "InferenceModel", "Predictor", "Prediction", "load_predictor", "image_settings",
+    "calibrate_checkpoints", "NoValidationSplitError", "InferenceModel", "Predictor", "Prediction", "load_predictor",
+    "image_settings",
     "find_images", "predict_files", "export_model", "load_export", "reliability_bins", "plot_reliability",
     "build_optimizer", "build_scheduler", "lr_multiplier",
     # runs: directory, checkpoints, loading a trained model

@@ -10,7 +10,8 @@ from __future__ import annotations
 import argparse
 import re
 import sys
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from ssl_mix import __version__
 
@@ -153,7 +154,8 @@ def _add_train(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", metavar="FILE",
                    help="a JSON or YAML file of config sections (e.g. method: {k: 3}) applied after the preset")
     p.add_argument("--resume", action="store_true",
-                   help="continue the run in --out from its latest checkpoint (starts anew, with a note, if it has none)")
+                   help="continue the run in --out from its latest checkpoint (starts anew, with a note, if it has "
+                        "none)")
     p.add_argument("--print-config", action="store_true",
                    help="print the resolved config as a config file (see --format) and exit")
     p.add_argument("--format", choices=CONFIG_FORMATS, default="json", help="format of --print-config (default: json)")

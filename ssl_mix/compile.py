@@ -58,7 +58,7 @@ class CompiledModel(nn.Module):
         except Exception as err:  # noqa: BLE001 - decided by the eager retry below
             if snapshot is not None:
                 with torch.no_grad():
-                    for buffer, saved in zip(self._orig_mod.buffers(), snapshot):
+                    for buffer, saved in zip(self._orig_mod.buffers(), snapshot, strict=True):
                         buffer.copy_(saved)
             out = self._orig_mod(*args, **kwargs)  # raises if the fault is not the compiler's
             self.eager = True

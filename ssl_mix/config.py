@@ -459,7 +459,8 @@ class Config:
     def __post_init__(self) -> None:
         for name, section_cls in _SECTIONS.items():
             if not isinstance(getattr(self, name), section_cls):
-                raise TypeError(f"Config.{name} must be a {section_cls.__name__}, got {type(getattr(self, name)).__name__}")
+                raise TypeError(f"Config.{name} must be a {section_cls.__name__}, got "
+                                f"{type(getattr(self, name)).__name__}")
         if self.data.use_extra and self.data.dataset != "svhn":
             raise ValueError(f"use_extra adds SVHN's 'extra' images to the unlabeled pool; it does not apply to "
                              f"dataset {self.data.dataset!r}")
@@ -492,7 +493,8 @@ class Config:
             valid = {f.name for f in dataclasses.fields(section_cls)}
             bad = set(updates) - valid
             if bad:
-                raise ValueError(f"unknown key(s) {sorted(bad)} in config section {name!r}; valid keys: {sorted(valid)}")
+                raise ValueError(f"unknown key(s) {sorted(bad)} in config section {name!r}; valid keys: "
+                                 f"{sorted(valid)}")
             current.update(updates)
             sections[name] = section_cls(**current)
         return cls(**sections)

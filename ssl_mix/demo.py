@@ -8,8 +8,9 @@ Every run writes TensorBoard logs and checkpoints under the output directory.
 from __future__ import annotations
 
 import statistics
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from ssl_mix.config import Config, preset
 from ssl_mix.experiment import load_run_data, run_experiment

@@ -62,9 +62,10 @@ from __future__ import annotations
 import inspect
 import math
 import os
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -293,7 +294,7 @@ def broadcast_buffers_(module: nn.Module, src: int = 0) -> None:
         dist.broadcast(flat, src)
         if rank() != src:
             parts = flat.split([b.numel() for b in buffers])
-            torch._foreach_copy_(buffers, [p.view_as(b) for p, b in zip(parts, buffers)])
+            torch._foreach_copy_(buffers, [p.view_as(b) for p, b in zip(parts, buffers, strict=True)])
 
 
 def barrier() -> None:

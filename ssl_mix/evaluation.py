@@ -6,7 +6,7 @@ device; in a distributed run each process evaluates a shard and the sums are add
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 import torch
 from torch import nn

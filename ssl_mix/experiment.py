@@ -24,6 +24,7 @@ from ssl_mix.calibration import NoValidationSplitError, calibrate_checkpoints
 from ssl_mix.checkpoint import load_checkpoint
 from ssl_mix.config import Config, MethodConfig
 from ssl_mix.data import (
+    ZCA,
     BadImageError,
     DataSpec,
     ImageArrays,
@@ -32,7 +33,6 @@ from ssl_mix.data import (
     LabelSplit,
     TensorDualLoader,
     TorchDualLoader,
-    ZCA,
     arrays_dataset,
     concat_arrays,
     data_spec,

@@ -128,10 +128,7 @@ def ict_consistency(
     check_in("distance", distance, get_args(ConsistencyDistance))
     _check_pair("student_logits_on_mix", student_logits_on_mix, "teacher_logits", teacher_logits)
     teacher = _at_least_float32(teacher_logits.detach())
-    if target == "probs":
-        mixed_target = mix(teacher.softmax(dim=1), plan)
-    else:
-        mixed_target = mix(teacher, plan).softmax(dim=1)
+    mixed_target = mix(teacher.softmax(dim=1), plan) if target == "probs" else mix(teacher, plan).softmax(dim=1)
     if distance == "mse":
         return mse_consistency(student_logits_on_mix, mixed_target)
     return kl_consistency(student_logits_on_mix, mixed_target)

@@ -15,8 +15,9 @@ the device and is read by the trainer every ``log_every`` steps.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import ClassVar, Literal, NamedTuple, Sequence, get_args
+from typing import ClassVar, Literal, NamedTuple, get_args
 
 import torch
 import torch.nn.functional as F
@@ -103,11 +104,9 @@ class Method:
 
 def _mixup_loss(student: nn.Module, x: torch.Tensor, y: torch.Tensor, plan: MixPlan,
                 layer: LayerId = "input") -> torch.Tensor:
-    """Soft-target cross-entropy of the student on a mix of ``x`` (at ``layer``) against the same mix of one-hot ``y``."""
-    if layer == "input":
-        logits = student(plan.apply(x))
-    else:
-        logits = forward_mixed(student, x, plan, layer)
+    """Soft-target cross-entropy of the student on a mix of ``x`` (at ``layer``) against the same mix of one-hot
+    ``y``."""
+    logits = student(plan.apply(x)) if layer == "input" else forward_mixed(student, x, plan, layer)
     return _mixed_target_loss(logits, y, plan)
 
 

@@ -89,7 +89,8 @@ class ClassificationMetrics:
     def update(self, logits: torch.Tensor, targets: torch.Tensor) -> None:
         """Add a batch: ``logits`` (B, C), ``targets`` (B,) int64 class indices."""
         if logits.ndim != 2 or targets.shape != logits.shape[:1]:
-            raise ValueError(f"expected logits (B, C) and targets (B,), got {tuple(logits.shape)} and {tuple(targets.shape)}")
+            raise ValueError(f"expected logits (B, C) and targets (B,), got {tuple(logits.shape)} and "
+                             f"{tuple(targets.shape)}")
         logp = F.log_softmax(logits.float(), dim=1)
         conf, pred = logp.max(dim=1)
         correct = pred == targets
@@ -103,7 +104,7 @@ class ClassificationMetrics:
         self._count += targets.numel()
         self._correct += correct.sum()
         self._nll += nll
-        self._bins = tuple(a + b for a, b in zip(self._bins, bins))
+        self._bins = tuple(a + b for a, b in zip(self._bins, bins, strict=True))
 
     @torch.no_grad()
     def all_reduce(self, device: torch.device | str | None = None) -> None:

@@ -7,7 +7,7 @@ the training length (450/400 epochs = 1.125), so the last steps keep a small non
 from __future__ import annotations
 
 import math
-from typing import Iterable
+from collections.abc import Iterable
 
 import torch
 from torch import nn

@@ -25,16 +25,17 @@ import dataclasses
 import json
 import os
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 
 from ssl_mix.checkpoint import load_checkpoint, save_checkpoint
-from ssl_mix.distributed import local_device
 from ssl_mix.config import Config
 from ssl_mix.data import DataSpec, ImageArrays, LabelSplit, load_arrays
+from ssl_mix.distributed import local_device
 from ssl_mix.models import create_model
 
 __all__ = ["CHECKPOINT_FORMAT", "RunDir", "write_json", "data_info", "check_checkpoint_format", "check_resume",

@@ -9,7 +9,8 @@ from __future__ import annotations
 import math
 import signal
 import threading
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 
@@ -78,7 +79,7 @@ class LogAccumulator:
             first_bad = torch.where(torch.isinf(first_bad), torch.full_like(first_bad, -1.0), first_bad)
             row = torch.cat([rows[:, :-2].mean(dim=0), first_bad.view(1), rows[:, -1].max().view(1)])
         values = row.cpu().tolist()
-        means = {k: v / max(self.count, 1) for k, v in zip(keys, values[:-2])}
+        means = {k: v / max(self.count, 1) for k, v in zip(keys, values[:-2], strict=True)}
         self.sums, self.count = {}, 0
         return means, int(values[-2]), values[-1] > 0
 

@@ -7,7 +7,8 @@ training at the next read with a message naming that step, leaving the last good
 
 Checkpoints (the run directory's latest and, when a validation split exists, best; see :mod:`ssl_mix.run`) hold
 everything needed to continue: student, teacher, optimiser, scheduler, loader position, every random state, step,
-config, the data description and evaluation history. A run interrupted at any step and resumed ends with the same weights as an uninterrupted run on CPU.
+config, the data description and evaluation history. A run interrupted at any step and resumed ends with the same
+weights as an uninterrupted run on CPU.
 Model selection uses the validation split only, never the test set.
 
 Launched by torchrun with several processes (and the process group joined, e.g. by
@@ -20,8 +21,9 @@ from __future__ import annotations
 
 import time
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 from torch import nn
@@ -319,7 +321,8 @@ class Trainer:
         return self._writer
 
     def _log_hparams(self, writer, report: dict[str, Any]) -> None:
-        hparams = {k: (v if isinstance(v, (int, float, str, bool)) else str(v)) for k, v in flatten_dict(self.config).items()}
+        hparams = {k: (v if isinstance(v, (int, float, str, bool)) else str(v))
+                   for k, v in flatten_dict(self.config).items()}
         final = report["final"]
         metrics = {f"hparam/{m}_{s}_accuracy": v["accuracy"] for m, sets in final.items() for s, v in sets.items()}
         if hparams and metrics:
@@ -411,10 +414,12 @@ def _check_arguments(model: Any, method: Any, loader: Any, eval_sets: Mapping[st
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     if not isinstance(method, Method):
-        raise TypeError(f"method must be an ssl_mix Method (ERM, Mixup, ManifoldMixup, ICT), got {type(method).__name__}")
+        raise TypeError(f"method must be an ssl_mix Method (ERM, Mixup, ManifoldMixup, ICT), got "
+                        f"{type(method).__name__}")
     for name in ("state_dict", "load_state_dict", "__iter__"):
         if not hasattr(loader, name):
-            raise TypeError(f"loader must be a dual loader with {name}() (e.g. TensorDualLoader), got {type(loader).__name__}")
+            raise TypeError(f"loader must be a dual loader with {name}() (e.g. TensorDualLoader), got "
+                            f"{type(loader).__name__}")
     unknown = set(eval_sets or {}) - {"test", "valid"}
     if unknown:
         raise ValueError(f"eval_sets keys must be 'test' and/or 'valid', got {sorted(unknown)}")

@@ -26,7 +26,6 @@ import pytest  # noqa: E402
 from bench_data import CIFAR10_JPEG, extract_cifar10_jpeg  # noqa: E402
 
 
-
 @pytest.fixture(autouse=True, scope="session")
 def _private_image_cache(tmp_path_factory):
     """Folder loads cache decoded images under $XDG_CACHE_HOME; the tests keep theirs out of the user's cache."""

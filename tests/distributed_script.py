@@ -39,12 +39,12 @@ from ssl_mix import (
     Trainer,
     arrays_from_tensors,
     build_trainer,
+    distributed,
     load_checkpoint,
     load_run_data,
     preset,
     run_experiment,
 )
-from ssl_mix import distributed
 
 TIMEOUT_S = 30.0
 
@@ -176,7 +176,7 @@ def sgd(run_dir: Path, batch: int = 8, steps: int = 3, lr: float = 0.5) -> dict:
             x, y, _ = reference_loader.batch(s)
             grads = torch.autograd.grad(F.cross_entropy(reference(x), y), list(reference.parameters()))
             with torch.no_grad():
-                for p, g in zip(reference.parameters(), grads):
+                for p, g in zip(reference.parameters(), grads, strict=True):
                     p -= lr * g
         out[name] = {"max_diff": float((_flat(trainer.student) - _flat(reference)).abs().max()),
                      "moved": float((_flat(trainer.student) - _flat(initial)).abs().max()),

@@ -2,12 +2,11 @@
 
 import json
 
+import label_budget as lb  # benchmarks/ is on sys.path (tests/conftest.py)
+import linearity as lin
 import numpy as np
 import pytest
 from PIL import Image
-
-import label_budget as lb  # benchmarks/ is on sys.path (tests/conftest.py)
-import linearity as lin
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,6 @@ from ssl_mix.cli import main
 from ssl_mix.data import LabelSplit, load_targets
 
 
-
 def test_split_digits_writes_file_and_summary(tmp_path, capsys):
     out = tmp_path / "nested" / "split.json"
     assert main(["split", "--dataset", "digits", "--num-labels", "50", "--seed", "3", "--num-valid-per-class", "2",
@@ -61,7 +60,7 @@ def test_split_offline_missing_cifar_exits_2(tmp_path, capsys):
 
 def test_split_real_cifar10_folder_is_reproducible(cifar10_jpeg_train, tmp_path, capsys):
     paths = [tmp_path / "a.json", tmp_path / "b.json", tmp_path / "c.json"]
-    for path, seed in zip(paths, ["0", "0", "1"]):
+    for path, seed in zip(paths, ["0", "0", "1"], strict=True):
         assert main(["split", "--dataset", "folder", "--data-root", str(cifar10_jpeg_train), "--num-labels", "250",
                      "--seed", seed, "--out", str(path)]) == 0
     printed = capsys.readouterr().out

@@ -24,11 +24,11 @@ from ssl_mix.data import (
     channel_stats,
     concat_arrays,
     data_spec,
+    eval_transform,
     load_arrays,
     load_targets,
     normalize,
     spec_from_arrays,
-    eval_transform,
     train_transform,
 )
 

@@ -27,12 +27,12 @@ from ssl_mix import (
     TrainConfig,
     Trainer,
     arrays_from_tensors,
+    distributed,
     evaluate,
     forward_mixed,
     load_arrays,
     sample_mix_plan,
 )
-from ssl_mix import distributed
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "tests" / "distributed_script.py"

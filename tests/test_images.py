@@ -38,7 +38,7 @@ def test_modes_become_gray_or_rgb(tmp_path):
         "one.png": (Image.fromarray(gray > 127), _chw(np.where(gray > 127, 255, 0).astype(np.uint8))),
         "p.png": (Image.fromarray(rgb).quantize(16), None),
         "cmyk.jpg": (Image.fromarray(rgb).convert("CMYK"), None),
-        "sixteen.png": (Image.fromarray((gray.astype(np.uint16) * 257)), _chw(gray)),  # 16-bit: the high byte
+        "sixteen.png": (Image.fromarray(gray.astype(np.uint16) * 257), _chw(gray)),  # 16-bit: the high byte
     }
     for name, (image, expected) in cases.items():
         image.save(tmp_path / name)

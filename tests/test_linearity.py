@@ -190,7 +190,7 @@ def test_mix_endpoints_are_distinct_images(monkeypatch, cells):
         monkeypatch.setattr(linearity, "_SAMPLING_CELLS", cells)
     indices, weights = linearity._sample_mixes(10, 31, 3, 1.0, seed=5)
     assert indices.shape == (31, 3) and weights.shape == (31, 3)
-    assert all(len(set(row)) == 3 for row in indices.tolist()) and 0 <= indices.min() and indices.max() < 10
+    assert all(len(set(row)) == 3 for row in indices.tolist()) and indices.min() >= 0 and indices.max() < 10
     tight, _ = linearity._sample_mixes(3, 40, 3, 1.0, seed=5)  # only 3 images: every row is a permutation
     assert all(sorted(row) == [0, 1, 2] for row in tight.tolist())
     torch.testing.assert_close(linearity._sample_mixes(10, 31, 3, 1.0, seed=5)[0], indices, rtol=0, atol=0)

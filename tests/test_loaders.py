@@ -61,7 +61,8 @@ def _take(loader, steps):
 
 
 def _same(a, b) -> bool:
-    return all(torch.equal(u, v) for batch_a, batch_b in zip(a, b, strict=True) for u, v in zip(batch_a, batch_b))
+    return all(torch.equal(u, v) for batch_a, batch_b in zip(a, b, strict=True)
+               for u, v in zip(batch_a, batch_b, strict=True))
 
 
 def test_batch_shapes_and_mu():
@@ -132,7 +133,7 @@ def test_worker_processes_do_not_change_batches():
     labeled, unlabeled = _coordinates(16, 8), _coordinates(24, 8)
     spec = _identity_spec(2, 2, True)
     transform = train_transform(spec, 8)
-    datasets = [(img, int(t)) for img, t in zip(labeled.images, labeled.targets)], list(unlabeled.images)
+    datasets = [(img, int(t)) for img, t in zip(labeled.images, labeled.targets, strict=True)], list(unlabeled.images)
     in_process = _take(TorchDualLoader(*datasets, batch_size=4, seed=9, transform=transform), 4)
     workers = _take(TorchDualLoader(*datasets, batch_size=4, seed=9, transform=transform, num_workers=2), 4)
     assert _same(in_process, workers)
@@ -398,7 +399,8 @@ def test_balanced_labeled_stream_is_class_balanced_deterministic_and_resumable()
     slow = _take(TorchDualLoader(arrays_dataset(labeled, spec, augment=False),
                                  arrays_dataset(_indexed(30), spec, augment=False, labeled=False), batch_size=10,
                                  seed=2, balance_labeled=targets), 12)
-    assert all(torch.equal(a[1], b[1]) for a, b in zip(batches, slow))  # the DataLoader path takes the same examples
+    # The DataLoader path takes the same examples.
+    assert all(torch.equal(a[1], b[1]) for a, b in zip(batches, slow, strict=True))
     with pytest.raises(ValueError, match="balance_labeled has 3 class indices but the labeled set has 50"):
         TorchDualLoader(arrays_dataset(labeled, spec), arrays_dataset(_indexed(30), spec, labeled=False),
                         batch_size=10, seed=2, balance_labeled=[0, 1, 2])

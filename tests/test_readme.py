@@ -20,6 +20,7 @@ def test_ci_runs_the_readme_setup_and_test_command_verbatim():
     for command in setup[0].split(" && ") + setup[1:]:
         assert command in ci_lines, f"README set-up command {command!r} is not in .ci/run"
     assert ci_lines[-1] == commands[-1], ".ci/run must end with the README's test command"
+    assert ci_lines.index("ruff check .") < len(ci_lines) - 1, ".ci/run lints before it tests"
 
 
 def test_readme_torch_pin_matches_the_disk_copy():

@@ -26,7 +26,7 @@ def test_teacher_is_a_frozen_copy():
     assert teacher.module is not student
     assert all(not p.requires_grad for p in teacher.module.parameters())
     assert all(p.requires_grad for p in student.parameters())
-    for pt, ps in zip(teacher.module.parameters(), student.parameters()):
+    for pt, ps in zip(teacher.module.parameters(), student.parameters(), strict=True):
         torch.testing.assert_close(pt, ps)
         assert pt.data_ptr() != ps.data_ptr()
 
@@ -78,7 +78,7 @@ def test_first_warmup_update_copies_student():
     student, other = make_student(0), make_student(1)
     teacher = EMATeacher(other, decay=0.999)
     teacher.update(student, 0)
-    for pt, ps in zip(teacher.module.parameters(), student.parameters()):
+    for pt, ps in zip(teacher.module.parameters(), student.parameters(), strict=True):
         torch.testing.assert_close(pt, ps)
 
 
@@ -145,13 +145,13 @@ def test_state_dict_round_trip():
     teacher.update(student, 0)
     restored = EMATeacher(make_student(1), decay=0.7, warmup=False)
     restored.load_state_dict(teacher.state_dict())
-    for (name, a), (_, b) in zip(teacher.state_dict().items(), restored.state_dict().items()):
+    for (name, a), (_, b) in zip(teacher.state_dict().items(), restored.state_dict().items(), strict=True):
         assert name.startswith("module.")
         torch.testing.assert_close(a, b, rtol=0, atol=0)
     set_params(student, -2.0)
     teacher.update(student, 1)
     restored.update(student, 1)
-    for a, b in zip(teacher.module.parameters(), restored.module.parameters()):
+    for a, b in zip(teacher.module.parameters(), restored.module.parameters(), strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
 
 

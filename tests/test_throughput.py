@@ -7,13 +7,12 @@ the properties that make it fast and that speed costs no accuracy, on the CPU wi
 import json
 
 import pytest
+import throughput as bench  # benchmarks/ is on sys.path (tests/conftest.py)
 import torch
 
 from ssl_mix import Batch, preset
 from ssl_mix.experiment import build_trainer, load_run_data
 from ssl_mix.train_logs import LogAccumulator
-
-import throughput as bench  # benchmarks/ is on sys.path (tests/conftest.py)
 
 # Every way a tensor reaches the host as a Python value or a host copy.
 _HOST_READS = ("item", "tolist", "cpu", "numpy", "__bool__", "__float__", "__int__", "__index__")

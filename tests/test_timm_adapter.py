@@ -28,7 +28,7 @@ def test_resnet_split_follows_feature_info() -> None:
     torch.testing.assert_close(logits, reference, rtol=0, atol=0)
     reductions = [entry["reduction"] for entry in model.feature_info]
     channels = [entry["num_chs"] for entry in model.feature_info]
-    for i, (reduction, num_chs) in enumerate(zip(reductions, channels)):
+    for i, (reduction, num_chs) in enumerate(zip(reductions, channels, strict=True)):
         assert outputs[i].shape == (2, num_chs, 32 // reduction, 32 // reduction)
     assert outputs[5].shape == (2, model.num_features) and outputs[6].shape == (2, 5)
 

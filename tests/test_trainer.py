@@ -103,9 +103,9 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path, digits_data, interrupt_a
     resumed = build_trainer(_cfg(tmp_path / "part", "ict").replace(**recipe), digits_data)
     assert resumed.resume() == resumes_from
     resumed.fit()
-    for (name, a), b in zip(full.student.state_dict().items(), resumed.student.state_dict().values()):
+    for (name, a), b in zip(full.student.state_dict().items(), resumed.student.state_dict().values(), strict=True):
         assert torch.equal(a, b), name
-    for a, b in zip(full.teacher.state_dict().values(), resumed.teacher.state_dict().values()):
+    for a, b in zip(full.teacher.state_dict().values(), resumed.teacher.state_dict().values(), strict=True):
         assert torch.equal(a, b)
     assert [r["step"] for r in resumed.history] == [r["step"] for r in full.history]
 
@@ -244,7 +244,7 @@ def test_fused_and_foreach_optimisers_take_the_same_steps(optimizer):
     g = torch.Generator().manual_seed(0)
     for _ in range(5):
         x = torch.randn(4, 1, 8, 8, generator=g)
-        for model, opt in zip(models, optimizers):
+        for model, opt in zip(models, optimizers, strict=True):
             opt.zero_grad()
             model(x).square().mean().backward()
             opt.step()
@@ -252,7 +252,7 @@ def test_fused_and_foreach_optimisers_take_the_same_steps(optimizer):
     # so where a gradient is near zero a last-bit difference in v moves the step by up to ~1e-3 * lr (largest
     # difference over 20 seeds: 1.9e-5 for Adam, 2.4e-7 for SGD).
     atol = 5e-5 if optimizer == "adam" else 1e-6
-    for a, b in zip(models[0].parameters(), models[1].parameters()):
+    for a, b in zip(models[0].parameters(), models[1].parameters(), strict=True):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=atol)
 
 
@@ -269,7 +269,8 @@ def test_compile_falls_back_to_eager_when_compilation_fails_at_the_first_call(tm
     monkeypatch.setattr(torch, "compile", _broken_compile)
     eager = build_trainer(_cfg(tmp_path / "eager", "ict"), digits_data)
     compiled = build_trainer(_cfg(tmp_path / "compiled", "ict", compile=True), digits_data)
-    assert compiled.wrapped_student is not compiled.student and compiled.wrapped_student.stages is compiled.student.stages
+    assert compiled.wrapped_student is not compiled.student
+    assert compiled.wrapped_student.stages is compiled.student.stages
     batch = Batch(*eager.loader.batch(0))
     expected = r"torch.compile failed \(RuntimeError: InvalidCxxCompiler.*training eagerly"
     with pytest.warns(RuntimeWarning, match=expected):

@@ -101,8 +101,17 @@ def test_bad_input_errors():
 
 def test_prediction_and_export_whiten_as_training_did(tmp_path):
     """A run trained with --zca: the predictor and its exports apply the checkpoint's whitening after normalising."""
-    from ssl_mix import apply_zca, export_model, load_export, load_predictor, load_run, normalize, preset, \
-        preprocess_transform, run_experiment
+    from ssl_mix import (
+        apply_zca,
+        export_model,
+        load_export,
+        load_predictor,
+        load_run,
+        normalize,
+        preprocess_transform,
+        preset,
+        run_experiment,
+    )
 
     cfg = preset("demo").replace(data={"zca": True, "num_valid_per_class": 5},
                                  train={"steps": 4, "eval_every": 4, "out_dir": str(tmp_path / "run"),

@@ -107,9 +107,7 @@ def on_config(config, **kwargs):
     entries: list = [{"Overview": INDEX}]
     groups: dict[str, list] = {}
     for name in modules:
-        if name == PACKAGE:
-            entries.append({name: _page(name)})
-        elif name.count(".") == 1 and not _is_package(name):
+        if name == PACKAGE or name.count(".") == 1 and not _is_package(name):
             entries.append({name: _page(name)})
         else:
             top = ".".join(name.split(".")[:2])

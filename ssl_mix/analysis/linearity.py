@@ -304,7 +304,7 @@ class LinearityProbe:
                     totals[layer] = totals[layer] + values.sum() if layer in totals else values.sum()
         layer_ids = list(totals)
         means = (torch.stack([totals[layer] for layer in layer_ids]) / self.num_mixes).tolist()
-        return {layer_key(model, layer): value for layer, value in zip(layer_ids, means)}
+        return {layer_key(model, layer): value for layer, value in zip(layer_ids, means, strict=True)}
 
 
 def _sample_mixes(n: int, num_pairs: int, k: int, alpha: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:

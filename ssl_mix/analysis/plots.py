@@ -82,7 +82,7 @@ def plot_linearity_curves(
     figure = _new_figure()
     ax = figure.add_subplot()
     for key in sort_layer_keys(history):
-        steps, values = zip(*history[key])
+        steps, values = zip(*history[key], strict=True)
         ax.plot(steps, values, marker="o" if len(steps) < 20 else None, markersize=3, label=key)
     ax.set_xlabel("training step")
     ax.set_ylabel("non-linearity (mean over mixes)")

@@ -7,17 +7,17 @@ from ssl_mix.data.cache import default_cache_dir
 from ssl_mix.data.datasets import (
     DATASET_NAMES,
     ArrayDataset,
-    DataSpec,
     DatasetName,
+    DataSpec,
     arrays_dataset,
     arrays_from_dataset,
     arrays_from_tensors,
     data_spec,
+    eval_transform,
     load_arrays,
     load_targets,
     spec_from_arrays,
     spec_from_stats,
-    eval_transform,
     train_transform,
 )
 from ssl_mix.data.folder import (

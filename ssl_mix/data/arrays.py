@@ -7,8 +7,8 @@ normalisation constants of such a set, also of one too large to hold at once (gi
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Sequence
 
 import numpy as np
 import torch

@@ -9,7 +9,8 @@ output pixel reads the source pixel its padded position maps to.
 
 from __future__ import annotations
 
-from typing import Literal, Sequence, get_args
+from collections.abc import Sequence
+from typing import Literal, get_args
 
 import torch
 

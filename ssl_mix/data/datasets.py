@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Sequence, get_args
+from typing import Any, Literal, get_args
 
 import numpy as np
 import torch
@@ -333,7 +334,7 @@ def _load_torchvision(name: str, root: Path, split: str, download: bool) -> Imag
             raise FileNotFoundError(f"could not download {name} {split!r} into {root} ({type(err).__name__}: "
                                     f"{err}). To provide {expected} without a download here: {offline}.") from None
     else:
-        missing = [n for f, n in zip(files, names) if not (root / f).is_file()]
+        missing = [n for f, n in zip(files, names, strict=True) if not (root / f).is_file()]
         if missing:
             which = "all missing" if len(missing) == len(files) else f"missing: {', '.join(missing)}"
             raise FileNotFoundError(f"{name} {split!r} not found under {root}: expected {expected} there ({which}). "

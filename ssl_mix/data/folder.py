@@ -19,10 +19,11 @@ from __future__ import annotations
 import csv
 import os
 import sys
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any, Iterator, Literal, NamedTuple, Sequence
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 import torch
@@ -538,7 +539,7 @@ def scan_files(files: ImageFiles, *, image_size: int | tuple[int, int] | None = 
             batch: list[torch.Tensor] = []
             decoded = _decode_stream([files.paths[i] for i in good_index], settings, threads,
                                      f"checking {_where(files)}")
-            for i, img in zip(good_index, decoded):
+            for i, img in zip(good_index, decoded, strict=True):
                 if isinstance(img, BadImageError):
                     late_bad.append((i, img))
                     continue

@@ -30,9 +30,10 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import partial
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import numpy as np
 import torch

@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -84,7 +85,7 @@ class LabelSplit:
             indices = tuple(getattr(self, name))
             if any(isinstance(i, bool) or not isinstance(i, int) for i in indices):
                 raise ValueError(f"LabelSplit.{name} must hold ints only")
-            if any(b <= a for a, b in zip(indices, indices[1:])) or (indices and indices[0] < 0):
+            if any(b <= a for a, b in zip(indices, indices[1:], strict=True)) or (indices and indices[0] < 0):
                 raise ValueError(f"LabelSplit.{name} must be sorted, non-negative and without repeats")
             object.__setattr__(self, name, indices)
         if not isinstance(self.balanced, bool):
@@ -251,9 +252,10 @@ def _as_targets(targets: Sequence[int] | torch.Tensor | np.ndarray) -> np.ndarra
     array = np.asarray(targets)
     if array.ndim != 1:
         raise ValueError(f"targets must be one-dimensional (one class index per example), got shape {array.shape}")
-    if array.size and not (np.issubdtype(array.dtype, np.integer) or array.dtype == np.bool_):
-        if not np.issubdtype(array.dtype, np.floating) or not np.all(array == np.round(array)):
-            raise ValueError(f"targets must be integer class indices, got dtype {array.dtype}")
+    integral = np.issubdtype(array.dtype, np.integer) or array.dtype == np.bool_ or (
+        np.issubdtype(array.dtype, np.floating) and np.all(array == np.round(array)))
+    if array.size and not integral:
+        raise ValueError(f"targets must be integer class indices, got dtype {array.dtype}")
     return array.astype(np.int64)
 
 
@@ -318,10 +320,8 @@ def make_split(targets: Sequence[int] | torch.Tensor | np.ndarray, num_labels: i
         raise ValueError(f"num_classes must be an int >= max(targets) + 1 = {inferred}, got {num_classes!r}")
     num_classes = int(num_classes)
     balanced = num_labels is not None
-    if num_labels is None:
-        num_labels = int((array >= 0).sum())  # recounted once validation is held out
-    else:
-        num_labels = check_int("num_labels", num_labels)
+    # Without a budget every labeled example counts (recounted once validation is held out).
+    num_labels = int((array >= 0).sum()) if num_labels is None else check_int("num_labels", num_labels)
     if balanced and num_labels <= 0:
         raise ValueError(f"num_labels must be a positive multiple of the number of classes ({num_classes}), got "
                          f"{num_labels}; e.g. {num_classes * 4} for 4 labels per class")
@@ -403,6 +403,7 @@ def split_summary(split: LabelSplit, targets: Sequence[int] | torch.Tensor | np.
     width = max(5, *(len(n) for n in names))
     header = f"{'class':<{width}}  {'examples':>8}  {'labeled':>7}  {'valid':>6}  {'unlabeled':>9}"
     rows = [f"{name:<{width}}  {a:>8}  {b:>7}  {v:>6}  {u:>9}"
-            for name, a, b, v, u in zip(names, *(col.tolist() for col in columns))]
-    total = f"{'total':<{width}}  " + "  ".join(f"{int(col.sum()):>{w}}" for col, w in zip(columns, (8, 7, 6, 9)))
+            for name, a, b, v, u in zip(names, *(col.tolist() for col in columns), strict=True)]
+    total = f"{'total':<{width}}  " + "  ".join(f"{int(col.sum()):>{w}}"
+                                               for col, w in zip(columns, (8, 7, 6, 9), strict=True))
     return "\n".join([header, *rows, total])

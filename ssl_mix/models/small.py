@@ -55,7 +55,7 @@ class SmallCNN(StagedModel):
         dropout = check_dropout(dropout)
 
         stages: list[nn.Module] = []
-        for in_ch, out_ch in zip((in_channels, *widths[:-1]), widths):
+        for in_ch, out_ch in zip((in_channels, *widths[:-1]), widths, strict=True):
             stages.append(nn.Sequential(
                 nn.Conv2d(in_ch, out_ch, 3, stride=2, padding=1, bias=False),
                 nn.BatchNorm2d(out_ch, momentum=bn_momentum),
