@@ -256,12 +256,12 @@ def test_scan_and_streaming_match_the_decoded_pool(mixed, tmp_path):
     make = lambda: TorchDualLoader(dataset, unlabeled, batch_size=4, seed=3, num_workers=0,  # noqa: E731
                                    balance_labeled=files.targets)
     loader = make()
-    batches = [b for _, b in zip(range(4), loader, strict=True)]
+    batches = [b for _, b in zip(range(4), loader, strict=False)]
     resumed = make()
     state = loader.state_dict()
     state["step"] = 2
     resumed.load_state_dict(state)
-    for a, b in zip(batches[2:], resumed, strict=True):
+    for a, b in zip(batches[2:], resumed, strict=False):
         assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
     with pytest.raises(ValueError, match="different sizes"):
         scan_files(files, cache=False)

@@ -85,7 +85,7 @@ class LabelSplit:
             indices = tuple(getattr(self, name))
             if any(isinstance(i, bool) or not isinstance(i, int) for i in indices):
                 raise ValueError(f"LabelSplit.{name} must hold ints only")
-            if any(b <= a for a, b in zip(indices, indices[1:], strict=True)) or (indices and indices[0] < 0):
+            if any(b <= a for a, b in zip(indices, indices[1:], strict=False)) or (indices and indices[0] < 0):
                 raise ValueError(f"LabelSplit.{name} must be sorted, non-negative and without repeats")
             object.__setattr__(self, name, indices)
         if not isinstance(self.balanced, bool):
