@@ -62,6 +62,10 @@ from ssl_mix.config import (
 )
 from ssl_mix.data import (
     DATASET_NAMES,
+    AddedLabels,
+    LabelRows,
+    added_labels,
+    read_label_rows,
     PADDING_MODES,
     ArrayDataset,
     BadImageError,
@@ -99,6 +103,7 @@ from ssl_mix.experiment import (
     build_method,
     build_trainer,
     calibrate_run,
+    folder_run_files,
     load_run_data,
     run_experiment,
 )
@@ -139,7 +144,16 @@ from ssl_mix.models import (
     run_stages,
     unwrap_model,
 )
-from ssl_mix.predict import find_images, predict_files
+from ssl_mix.predict import find_images, iter_predictions, predict_files
+from ssl_mix.selection import STRATEGIES, Strategy, acquisition_scores, select_top
+from ssl_mix.active import (
+    SELECTION_COLUMNS,
+    Selection,
+    pool_probabilities,
+    select_for_labeling,
+    unlabeled_pool,
+    write_selection,
+)
 from ssl_mix.ramps import ConsistencySchedule, cosine_rampdown, linear_rampup, sigmoid_rampup
 from ssl_mix.teacher import MODEL_ROLES, EMATeacher
 from ssl_mix.optim import build_optimizer, build_scheduler, lr_multiplier
@@ -171,8 +185,11 @@ __all__ = [
     # using a trained model: calibration, prediction
     "fit_temperature", "scale_logits", "calibration_metrics", "model_logits", "calibrate_models", "calibrate_run",
     "calibrate_checkpoints",    "NoValidationSplitError", "InferenceModel", "Predictor", "Prediction", "load_predictor", "image_settings",
-    "find_images", "predict_files", "export_model", "load_export", "reliability_bins", "plot_reliability",
+    "find_images", "predict_files", "iter_predictions", "export_model", "load_export", "reliability_bins", "plot_reliability",
     "build_optimizer", "build_scheduler", "lr_multiplier",
+    # which images to label next
+    "STRATEGIES", "Strategy", "acquisition_scores", "select_top", "Selection", "SELECTION_COLUMNS", "unlabeled_pool",
+    "pool_probabilities", "select_for_labeling", "write_selection",
     # runs: directory, checkpoints, loading a trained model
     "RunDir", "CHECKPOINT_FORMAT", "data_info", "TrainedRun", "load_run", "load_trained", "load_test_set",
     "update_checkpoint",
@@ -182,6 +199,7 @@ __all__ = [
     "ArrayDataset", "random_crop_flip", "normalize", "TensorDualLoader", "TorchDualLoader",
     "eval_batches", "DATASET_NAMES", "DatasetName", "PADDING_MODES", "PaddingMode",
     "decode_image", "prepare_image", "BadImageError", "ImageFiles", "folder_files", "decode_files", "ImageFileDataset",
+    "read_label_rows", "LabelRows", "added_labels", "AddedLabels", "folder_run_files",
     # analysis
     "nonlinearity", "nonlinearity_k", "measure_linearity", "linearity_probe", "class_singular_values",
     "flattening", "flattening_summary", "plot_linearity_curves", "plot_linearity_comparison", "plot_spectra",
