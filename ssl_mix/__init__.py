@@ -145,7 +145,7 @@ from ssl_mix.models import (
     unwrap_model,
 )
 from ssl_mix.predict import find_images, iter_predictions, predict_files
-from ssl_mix.selection import STRATEGIES, Strategy, acquisition_scores, select_top
+from ssl_mix.selection import STRATEGIES, Strategy, acquisition_scores, check_strategy, select_top
 from ssl_mix.active import (
     SELECTION_COLUMNS,
     Selection,
@@ -188,7 +188,7 @@ __all__ = [
     "find_images", "predict_files", "iter_predictions", "export_model", "load_export", "reliability_bins", "plot_reliability",
     "build_optimizer", "build_scheduler", "lr_multiplier",
     # which images to label next
-    "STRATEGIES", "Strategy", "acquisition_scores", "select_top", "Selection", "SELECTION_COLUMNS", "unlabeled_pool",
+    "STRATEGIES", "Strategy", "check_strategy", "acquisition_scores", "select_top", "Selection", "SELECTION_COLUMNS", "unlabeled_pool",
     "pool_probabilities", "select_for_labeling", "write_selection",
     # runs: directory, checkpoints, loading a trained model
     "RunDir", "CHECKPOINT_FORMAT", "data_info", "TrainedRun", "load_run", "load_trained", "load_test_set",

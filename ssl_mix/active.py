@@ -20,7 +20,7 @@ from typing import Any, NamedTuple
 import torch
 
 from ssl_mix.checks import check_bool, check_int, check_positive_int
-from ssl_mix.selection import Strategy, acquisition_scores, select_top
+from ssl_mix.selection import Strategy, acquisition_scores, check_strategy, select_top
 
 __all__ = ["Selection", "unlabeled_pool", "pool_probabilities", "select_for_labeling", "write_selection",
            "SELECTION_COLUMNS"]
@@ -171,10 +171,8 @@ def select_for_labeling(run: str | Path | Any, budget: int, strategy: Strategy, 
             ``pool``.
     """
     from ssl_mix.run import load_run
-    from ssl_mix.selection import STRATEGIES
 
-    if strategy not in STRATEGIES:
-        raise ValueError(f"unknown strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
+    check_strategy(strategy)
     check_positive_int("budget", budget)
     check_bool("balance", balance)
     check_int("seed", seed, 0)

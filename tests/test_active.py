@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ from ssl_mix import (
     RunDir,
     folder_files,
     load_run,
+    pool_probabilities,
     preset,
     run_experiment,
     select_for_labeling,
@@ -62,11 +64,13 @@ def test_uncertainty_picks_are_less_confident_than_the_rest(run):
 
 
 def test_balance_spreads_picks_over_predicted_classes(run):
-    picks = _select(run, budget=20, balance=True)
-    counts = picks.histogram()
-    plain = _select(run, budget=20).histogram()
-    assert sum(counts.values()) == 20
-    assert max(counts.values()) - min(counts.values()) <= 1 or max(counts.values()) <= max(plain.values())
+    files, _ = unlabeled_pool(run)
+    probabilities, _, _ = pool_probabilities(run, files, num_workers=0, progress=False)
+    in_pool = Counter(run.classes[i] for i in probabilities.argmax(dim=1).tolist())
+    counts = _select(run, budget=20, balance=True).histogram()
+    assert sum(counts.values()) == 20 and set(counts) <= set(in_pool)
+    share = 20 // len(in_pool)
+    assert all(counts.get(c, 0) >= min(n, share) for c, n in in_pool.items())  # every class gets its share
 
 
 def test_pool_directory(run, cifar10_jpeg_small, tmp_path):
