@@ -145,6 +145,16 @@ def cmd_summarize(args: argparse.Namespace) -> int:
     records = read_records(Path(args.records))
     if not records:
         raise SystemExit(f"no records in {args.records}; run the benchmark first")
+    # Only seeds with every run of the loop count, so that each strategy is compared on the same seeds.
+    seen: dict[int, set[str]] = {}
+    for r in records:
+        seen.setdefault(r["seed"], set()).add(r["strategy"])
+    wanted = {"start", *(r["strategy"] for r in records)}
+    complete = sorted(seed for seed, done in seen.items() if done == wanted)
+    partial = [r for r in records if r["seed"] not in complete]
+    records = [r for r in records if r["seed"] in complete]
+    if not records:
+        raise SystemExit(f"no seed has finished every run in {args.records} yet")
     by: dict[str, list[dict]] = {}
     for r in records:
         by.setdefault(r["strategy"], []).append(r)
@@ -176,7 +186,12 @@ def cmd_summarize(args: argparse.Namespace) -> int:
             counts = ", ".join(f"{c} {n}" for c, n in r["picked_true_classes"].items())
             lines.append(f"- {strategy}, seed {r['seed']}: {counts}")
     wall = sum(r["wall_time_s"] for r in records)
-    lines += ["", f"{len(records)} training runs, {wall / 60:.0f} min of training in all."]
+    lines += ["", f"Seeds: {', '.join(map(str, complete))}. {len(records)} training runs, {wall / 60:.0f} min of "
+              "training in all; scoring the pool took "
+              f"{statistics.fmean(r['score_time_s'] for r in records if 'score_time_s' in r):.0f} s per seed."]
+    if partial:
+        lines.append(f"Left out: {len(partial)} run(s) of seed(s) "
+                     f"{', '.join(sorted({str(r['seed']) for r in partial}))} that did not finish every strategy.")
     out = Path(args.out_md or Path(args.records).with_suffix(".md"))
     out.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

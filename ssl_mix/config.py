@@ -205,8 +205,9 @@ class DataConfig:
         if isinstance(self.unlabeled_dirs, str):
             self.unlabeled_dirs = (self.unlabeled_dirs,)
         self.unlabeled_dirs = tuple(str(d) for d in self.unlabeled_dirs)
-        folder_only = {"labels": self.labels, "add_labels": self.add_labels, "unlabeled_dirs": self.unlabeled_dirs or None,
-                       "image_size": self.image_size, "channels": self.channels}
+        folder_only = {"labels": self.labels, "add_labels": self.add_labels,
+                       "unlabeled_dirs": self.unlabeled_dirs or None, "image_size": self.image_size,
+                       "channels": self.channels}
         given = [name for name, value in folder_only.items() if value is not None]
         if given and self.dataset != "folder":
             flag = next(f for f, key in config_flags().items() if key == ("data", given[0]))
