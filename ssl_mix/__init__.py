@@ -8,6 +8,14 @@ linearity analysis. Public names are re-exported here flat: ``from ssl_mix impor
 
 __version__ = "0.1.0"
 
+from ssl_mix.active import (
+    SELECTION_COLUMNS,
+    Selection,
+    pool_probabilities,
+    select_for_labeling,
+    unlabeled_pool,
+    write_selection,
+)
 from ssl_mix.analysis import (
     analyze_run,
     class_singular_values,
@@ -64,6 +72,7 @@ from ssl_mix.data import (
     DATASET_NAMES,
     PADDING_MODES,
     ZCA,
+    AddedLabels,
     ArrayDataset,
     BadImageError,
     DatasetName,
@@ -71,10 +80,12 @@ from ssl_mix.data import (
     ImageArrays,
     ImageFileDataset,
     ImageFiles,
+    LabelRows,
     LabelSplit,
     PaddingMode,
     TensorDualLoader,
     TorchDualLoader,
+    added_labels,
     apply_zca,
     arrays_dataset,
     arrays_from_dataset,
@@ -93,6 +104,7 @@ from ssl_mix.data import (
     preprocess_entry,
     preprocess_transform,
     random_crop_flip,
+    read_label_rows,
     spec_from_arrays,
     split_summary,
 )
@@ -105,6 +117,7 @@ from ssl_mix.experiment import (
     build_preprocess,
     build_trainer,
     calibrate_run,
+    folder_run_files,
     load_run_data,
     run_experiment,
 )
@@ -146,7 +159,7 @@ from ssl_mix.models import (
     unwrap_model,
 )
 from ssl_mix.optim import build_optimizer, build_scheduler, lr_multiplier
-from ssl_mix.predict import find_images, predict_files
+from ssl_mix.predict import find_images, iter_predictions, predict_files
 from ssl_mix.ramps import ConsistencySchedule, cosine_rampdown, linear_rampup, sigmoid_rampup
 from ssl_mix.run import (
     CHECKPOINT_FORMAT,
@@ -158,6 +171,7 @@ from ssl_mix.run import (
     load_trained,
     update_checkpoint,
 )
+from ssl_mix.selection import STRATEGIES, Strategy, acquisition_scores, check_strategy, select_top
 from ssl_mix.teacher import MODEL_ROLES, EMATeacher, TeacherBN
 from ssl_mix.trainer import NonFiniteLossError, Trainer
 
@@ -180,8 +194,13 @@ __all__ = [
     "fit_temperature", "scale_logits", "calibration_metrics", "model_logits", "calibrate_models", "calibrate_run",
     "calibrate_checkpoints", "NoValidationSplitError", "InferenceModel", "Predictor", "Prediction", "load_predictor",
     "image_settings",
-    "find_images", "predict_files", "export_model", "load_export", "reliability_bins", "plot_reliability",
+    "find_images", "predict_files", "iter_predictions", "export_model", "load_export", "reliability_bins",
+    "plot_reliability",
     "build_optimizer", "build_scheduler", "lr_multiplier",
+    # which images to label next
+    "STRATEGIES", "Strategy", "check_strategy", "acquisition_scores", "select_top", "Selection", "SELECTION_COLUMNS",
+    "unlabeled_pool",
+    "pool_probabilities", "select_for_labeling", "write_selection",
     # runs: directory, checkpoints, loading a trained model
     "RunDir", "CHECKPOINT_FORMAT", "data_info", "TrainedRun", "load_run", "load_trained", "load_test_set",
     "update_checkpoint",
@@ -192,6 +211,7 @@ __all__ = [
     "eval_batches", "DATASET_NAMES", "DatasetName", "PADDING_MODES", "PaddingMode",
     "decode_image", "prepare_image", "BadImageError", "ImageFiles", "folder_files", "decode_files", "ImageFileDataset",
     "ZCA", "fit_zca", "apply_zca", "preprocess_entry", "preprocess_transform",
+    "read_label_rows", "LabelRows", "added_labels", "AddedLabels", "folder_run_files",
     # analysis
     "nonlinearity", "nonlinearity_k", "measure_linearity", "linearity_probe", "class_singular_values",
     "flattening", "flattening_summary", "plot_linearity_curves", "plot_linearity_comparison", "plot_spectra",

@@ -314,6 +314,43 @@ def _run_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_select(p: argparse.ArgumentParser) -> None:
+    from ssl_mix.selection import STRATEGIES
+    from ssl_mix.teacher import MODEL_ROLES
+
+    p.add_argument("run", metavar="RUN_DIR_OR_CHECKPOINT", help="a run directory of ssl-mix train or a checkpoint")
+    p.add_argument("--budget", type=int, required=True, metavar="N", help="how many images to pick")
+    p.add_argument("--strategy", choices=STRATEGIES, default=STRATEGIES[0],
+                   help=f"how to rank the pool (default: {STRATEGIES[0]}; random is the baseline)")
+    p.add_argument("--balance", action="store_true", help="spread the picks evenly over the predicted classes")
+    p.add_argument("--pool", metavar="DIR",
+                   help="choose among the images under DIR instead of the run's unlabeled training images")
+    p.add_argument("--seed", type=int, default=0, help="seeds random and the order of ties (default: 0)")
+    p.add_argument("--out", required=True, metavar="FILE.csv",
+                   help="the picks: path,guess,confidence,label with label empty, to fill in for --add-labels")
+    p.add_argument("--which", choices=MODEL_ROLES, default="teacher", help="which model scores (default: teacher)")
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--workers", type=int, help="decoding processes (default: min(4, CPU count))")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True)
+
+
+def _run_select(args: argparse.Namespace) -> int:
+    from ssl_mix.active import select_for_labeling, write_selection
+
+    selection = select_for_labeling(args.run, args.budget, args.strategy, pool=args.pool, balance=args.balance,
+                                    seed=args.seed, which=args.which, batch_size=args.batch_size,
+                                    num_workers=args.workers, device=args.device, progress=args.progress)
+    out = write_selection(selection, args.out)
+    histogram = ", ".join(f"{name} {count}" for name, count in selection.histogram().items())
+    print(f"wrote {len(selection.paths)} of {selection.pool_size} unlabeled images to {out} ({args.strategy}"
+          f"{', balanced' if args.balance else ''}); predicted classes: {histogram}")
+    print(f"fill in the label column, then train with --add-labels {out} (and --split RUN/split.json)")
+    if selection.skipped:
+        print(f"skipped {len(selection.skipped)} unreadable file(s), e.g. {selection.skipped[0][1]}", file=sys.stderr)
+    return 0
+
+
 def _add_export(p: argparse.ArgumentParser) -> None:
     from ssl_mix.export import EXPORT_FORMATS
     from ssl_mix.teacher import MODEL_ROLES
@@ -478,6 +515,8 @@ _COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Calla
                   _add_calibrate, _run_calibrate),
     "predict": ("Predict the classes of image files, folders or globs; write CSV or JSON lines.",
                 _add_predict, _run_predict),
+    "select": ("Pick the unlabeled images most worth labeling next; write them as a CSV to fill in.",
+               _add_select, _run_select),
     "export": ("Export a trained model with its preprocessing baked in: ONNX, TorchScript or safetensors.",
                _add_export, _run_export),
     "analyze": ("Measure per-layer non-linearity and flattening of a trained run; write JSON and PNG plots.",

@@ -151,6 +151,8 @@ class DataConfig:
             of the ICT and mean-teacher recipes; SVHN and the digits are not flipped.
         labels: ``folder`` only: a CSV file of ``path,label`` rows (paths relative to ``data_root``) instead of
             class folders. Images it does not name are unlabeled; ``test/<class>/`` stays the test set.
+        add_labels: ``folder`` only: a CSV of newly labeled images (``ssl-mix select`` writes one to fill in) added
+            to the labeled set of ``split`` or ``labels``; rows with an empty label are skipped.
         unlabeled_dirs: ``folder`` only: another folder of unlabeled images, anywhere on disk (``--unlabeled-dir``,
             repeatable).
         image_size: ``folder`` only: resize every image to N x N or H,W pixels, the same way for training,
@@ -189,6 +191,7 @@ class DataConfig:
     num_workers: int = 0
     augment: bool = True
     labels: str | None = None
+    add_labels: str | None = None
     unlabeled_dirs: tuple[str, ...] = ()
     image_size: tuple[int, int] | None = None
     resize: ResizeMode = "crop"
@@ -209,8 +212,9 @@ class DataConfig:
         if isinstance(self.unlabeled_dirs, str):
             self.unlabeled_dirs = (self.unlabeled_dirs,)
         self.unlabeled_dirs = tuple(str(d) for d in self.unlabeled_dirs)
-        folder_only = {"labels": self.labels, "unlabeled_dirs": self.unlabeled_dirs or None,
-                       "image_size": self.image_size, "channels": self.channels}
+        folder_only = {"labels": self.labels, "add_labels": self.add_labels,
+                       "unlabeled_dirs": self.unlabeled_dirs or None, "image_size": self.image_size,
+                       "channels": self.channels}
         given = [name for name, value in folder_only.items() if value is not None]
         if given and self.dataset != "folder":
             flag = next(f for f, key in config_flags().items() if key == ("data", given[0]))

@@ -33,6 +33,7 @@ from ssl_mix.data import (
     LabelSplit,
     TensorDualLoader,
     TorchDualLoader,
+    added_labels,
     arrays_dataset,
     concat_arrays,
     data_spec,
@@ -55,7 +56,8 @@ from ssl_mix.ramps import ConsistencySchedule
 from ssl_mix.run import RunDir, check_resume, data_info, load_run, note_fresh_start, write_json
 from ssl_mix.trainer import Trainer, resolve_device
 
-__all__ = ["RunData", "load_run_data", "build_method", "build_preprocess", "build_loader", "build_trainer",
+__all__ = ["RunData", "load_run_data", "folder_run_files", "build_method", "build_preprocess", "build_loader",
+           "build_trainer",
            "run_experiment", "calibrate_run"]
 
 EVAL_BATCH_SIZE = 500
@@ -139,19 +141,13 @@ def _check_shape(name: str, arrays_shape: tuple[int, ...], train_shape: tuple[in
 
 def _load_folder_run(cfg: Config) -> RunData:
     d = cfg.data
-    if not d.data_root:
-        raise ValueError("--data-root is required for dataset 'folder': the image folder (train/<class>/ inside, or "
-                         "images anywhere under it with --labels FILE)")
-    root = Path(d.data_root).expanduser()
     cache: bool | str = (d.cache_dir or True) if d.cache else False
     options = {"resize": d.resize, "skip_bad_images": d.skip_bad_images, "cache": cache}
-    train_files = folder_files(root, "train", labels=d.labels)
-    test_files = folder_files(root, "test", labels=d.labels)
-    extra = folder_files(root, "unlabeled", labels=d.labels)
-    extra_dirs = unlabeled_dir_files(d.unlabeled_dirs, train_files.classes)
-    extra_files = ImageFiles(extra.paths + extra_dirs.paths, torch.cat([extra.targets, extra_dirs.targets]),
-                             list(train_files.classes), root)
+    train_files, test_files, extra_files = folder_run_files(cfg)
+    root = train_files.root
     split = _split(cfg, train_files.targets, len(train_files.classes))
+    if d.add_labels is not None:
+        split, train_files = _merge_added_labels(d.add_labels, split, train_files)
     skipped: list[BadImageError] = []
 
     pool_bytes = _decoded_bytes(train_files, d.image_size, d.channels) + _decoded_bytes(extra_files, d.image_size,
@@ -206,6 +202,42 @@ def _load_folder_run(cfg: Config) -> RunData:
         _check_shape("test", test.image_shape, shape)
     return RunData(spec=spec, split=split, labeled=labeled, unlabeled=unlabeled, valid=valid, test=test,
                    skipped_images=[(err.path, err.reason) for err in skipped])
+
+
+def folder_run_files(cfg: Config) -> tuple[ImageFiles, ImageFiles, ImageFiles]:
+    """The files of an image-folder run, listed as training lists them: ``(train, test, extra unlabeled)``.
+
+    ``train`` is what the split indexes (targets from the class folders or ``cfg.data.labels``, before
+    ``add_labels``); ``extra`` is ``unlabeled/`` followed by the ``unlabeled_dirs``, always unlabeled.
+    """
+    d = cfg.data
+    if not d.data_root:
+        raise ValueError("--data-root is required for dataset 'folder': the image folder (train/<class>/ inside, or "
+                         "images anywhere under it with --labels FILE)")
+    root = Path(d.data_root).expanduser()
+    train_files = folder_files(root, "train", labels=d.labels)
+    test_files = folder_files(root, "test", labels=d.labels)
+    extra = folder_files(root, "unlabeled", labels=d.labels)
+    extra_dirs = unlabeled_dir_files(d.unlabeled_dirs, train_files.classes)
+    extra_files = ImageFiles(extra.paths + extra_dirs.paths, torch.cat([extra.targets, extra_dirs.targets]),
+                             list(train_files.classes), root)
+    return train_files, test_files, extra_files
+
+
+def _merge_added_labels(path: str, split: LabelSplit, train_files: ImageFiles) -> tuple[LabelSplit, ImageFiles]:
+    """``split`` with the filled rows of ``path`` labeled, and ``train_files`` with their targets."""
+    added = added_labels(train_files, path)
+    taken = {*split.labeled, *split.valid}
+    for index, line in zip(added.indices, added.lines, strict=True):
+        if index in taken:
+            role = "labeled" if index in split.labeled else "in the validation subset"
+            raise ValueError(f"{path}, line {line}: {train_files.name(index)} is already {role} in the split; "
+                             "remove the row (ssl-mix select never proposes such images)")
+    note = f" ({added.skipped} row(s) with an empty label skipped)" if added.skipped else ""
+    print(f"ssl-mix: {path}: {len(added.indices)} labeled image(s) added to the {len(split.labeled)} of the "
+          f"split{note}", file=sys.stderr)
+    files = ImageFiles(train_files.paths, added.targets, train_files.classes, train_files.root)
+    return split.with_labeled(added.indices, added.targets), files
 
 
 def _picker(num_files: int, kept: np.ndarray):

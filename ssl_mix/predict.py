@@ -26,7 +26,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from ssl_mix.checks import check_int, check_positive_int
 
-__all__ = ["find_images", "predict_files", "OUTPUT_FORMATS"]
+__all__ = ["find_images", "predict_files", "iter_predictions", "OUTPUT_FORMATS"]
 
 OUTPUT_FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 """Output file extensions and the format each one selects."""
@@ -88,12 +88,26 @@ class _ImageFiles(Dataset):
             return torch.zeros(self.shape, dtype=torch.uint8), str(err)
 
 
-def _rows(predictor: Any, paths: Sequence[Path], *, batch_size: int, num_workers: int, progress: bool
-          ) -> Iterator[tuple[Path, torch.Tensor | None, str]]:
+def iter_predictions(predictor: Any, paths: Sequence[Path], *, batch_size: int = 256, num_workers: int | None = None,
+                     progress: bool = True) -> Iterator[tuple[Path, torch.Tensor | None, str]]:
+    """Stream the calibrated probabilities of image files, decoded in ``DataLoader`` workers batch by batch.
+
+    Args:
+        predictor: a :class:`~ssl_mix.Predictor`.
+        paths: the image files, in order.
+        batch_size: images per forward pass (memory is bounded by it).
+        num_workers: decoding processes (default ``min(4, os.cpu_count())``; 0 decodes in this process).
+        progress: show a progress bar.
+
+    Returns:
+        An iterator of ``(path, (num_classes,) probabilities or None, error)`` per file, in order; an unreadable
+        file gives ``None`` and the reason.
+    """
     from tqdm.auto import tqdm
 
+    workers = min(4, os.cpu_count() or 1) if num_workers is None else check_int("num_workers", num_workers, 0)
     settings = {"image_size": predictor.image_size, "channels": predictor.channels, "resize": predictor.resize}
-    loader = DataLoader(_ImageFiles(paths, settings), batch_size=batch_size, num_workers=num_workers,
+    loader = DataLoader(_ImageFiles(paths, settings), batch_size=batch_size, num_workers=workers,
                         pin_memory=predictor.device.type == "cuda")
     position = 0
     with tqdm(total=len(paths), unit="img", disable=not progress, dynamic_ncols=True) as bar, torch.inference_mode():
@@ -136,7 +150,6 @@ def predict_files(predictor: Any, inputs: Sequence[str | Path], out: str | Path,
     if check_positive_int("top_k", top_k) > num_classes:
         raise ValueError(f"top_k must be at most {num_classes} (the number of classes), got {top_k}")
     check_positive_int("batch_size", batch_size)
-    workers = min(4, os.cpu_count() or 1) if num_workers is None else check_int("num_workers", num_workers, 0)
     paths = find_images(inputs)
     out.parent.mkdir(parents=True, exist_ok=True)
     partial = out.with_name(out.name + ".partial")
@@ -144,8 +157,8 @@ def predict_files(predictor: Any, inputs: Sequence[str | Path], out: str | Path,
     start = time.perf_counter()
     with partial.open("w", newline="") as f:
         write = _writer(f, fmt, predictor.classes, top_k, probabilities)
-        for path, probs, error in _rows(predictor, paths, batch_size=batch_size, num_workers=workers,
-                                        progress=progress):
+        for path, probs, error in iter_predictions(predictor, paths, batch_size=batch_size, num_workers=num_workers,
+                                                   progress=progress):
             if error:
                 if strict:
                     f.close()

@@ -19,11 +19,18 @@ from typing import Literal, get_args
 
 import torch
 
-__all__ = ["Strategy", "STRATEGIES", "acquisition_scores", "select_top"]
+__all__ = ["Strategy", "STRATEGIES", "check_strategy", "acquisition_scores", "select_top"]
 
 Strategy = Literal["margin", "entropy", "least-confidence", "random"]
 STRATEGIES: tuple[str, ...] = get_args(Strategy)
 """The selection strategies, best-known first."""
+
+
+def check_strategy(strategy: str) -> str:
+    """``strategy`` if it is one of :data:`STRATEGIES`, else ``ValueError`` listing them."""
+    if strategy not in STRATEGIES:
+        raise ValueError(f"unknown strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
+    return strategy
 
 
 def _check_probs(probs: torch.Tensor) -> None:
@@ -47,8 +54,7 @@ def acquisition_scores(probs: torch.Tensor, strategy: Strategy, *, seed: int = 0
         ``(N,)`` float32 scores on the CPU.
     """
     _check_probs(probs)
-    if strategy not in STRATEGIES:
-        raise ValueError(f"unknown strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
+    check_strategy(strategy)
     p = probs.detach().float().cpu()
     if strategy == "random":
         return torch.rand(p.shape[0], generator=torch.Generator().manual_seed(seed))

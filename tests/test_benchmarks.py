@@ -253,3 +253,21 @@ def test_gpu_check_dry_run_runs_every_phase_on_the_cpu(tmp_path):
     assert projected["training_s"] == pytest.approx(180_000 / train["steps_per_s"])
     assert projected["total_h"] * 3600 == pytest.approx(projected["training_s"] + projected["evaluation_s"])
     assert summary["phases"]["train"]["result"]["steps_per_s"] == train["steps_per_s"]
+
+
+def test_active_loop_benchmark_records_skips_and_summarizes(tiny_folder, tmp_path, capsys):
+    import active_loop
+
+    records = tmp_path / "active.jsonl"
+    argv = ["run", "--data-root", str(tiny_folder), "--seeds", "0", "--steps", "2", "--start", "10", "--add", "10",
+            "--precision", "fp32", "--records", str(records), "--runs-dir", str(tmp_path / "runs")]
+    assert active_loop.main(argv) == 0
+    rows = [json.loads(line) for line in records.read_text().splitlines()]
+    assert [r["strategy"] for r in rows] == ["start", "margin", "entropy", "least-confidence", "random"]
+    assert all(sum(r["picked_true_classes"].values()) == 10 for r in rows[1:])
+    assert all(r["num_labels"] == 20 and r["commit"] and r["hardware"] for r in rows[1:])
+    capsys.readouterr()
+    assert active_loop.main(argv) == 0 and len(records.read_text().splitlines()) == 5  # nothing run twice
+    assert active_loop.main(["summarize", "--records", str(records), "--title", "test"]) == 0
+    table = records.with_suffix(".md").read_text()
+    assert "| margin | 20 |" in table and "(n=1)" in table and "Seeds: 0." in table

@@ -23,6 +23,7 @@ from ssl_mix.data import (
     decode_files,
     folder_files,
     image_files,
+    read_label_rows,
     read_labels,
     scan_files,
     unlabeled_dir_files,
@@ -297,3 +298,19 @@ def test_broken_files_stop_the_run_or_are_skipped_and_listed(mixed, tmp_path, ca
         assert "empty (0 bytes)" in listed[0] and "truncated" in listed[-1]
     with pytest.raises(BadImageError, match="zz_empty.jpg"):
         decode_files(folder_files(root, "unlabeled"), image_size=16, cache=False)
+
+
+def test_label_rows_by_header_with_empty_labels_skipped(labeled_by_file, tmp_path):
+    root, labels, _ = labeled_by_file
+    rows = [line.split(",") for line in labels.read_text().splitlines()[1:4]]
+    picks = tmp_path / "picks.csv"
+    picks.write_text("path,guess,confidence,label\n" + f"{rows[0][0]},dog,0.4,{rows[0][1]}\n"
+                     + f"{rows[1][0]},dog,0.3,\n" + f"{rows[2][0]},cat,0.2,{rows[2][1]}\n")
+    read = read_label_rows(picks, root, skip_empty=True)
+    assert read.labels == {rows[0][0]: rows[0][1], rows[2][0]: rows[2][1]}
+    assert read.lines == {rows[0][0]: 2, rows[2][0]: 4} and read.skipped == 1
+    with pytest.raises(ValueError, match=r"picks\.csv, line 3: .* has an empty label"):
+        read_label_rows(picks, root)
+    picks.write_text("path,guess,confidence,label\n" + f"{rows[0][0]},dog,{rows[0][1]}\n")
+    with pytest.raises(ValueError, match=r"line 2: expected 4 fields like the header, got 3"):
+        read_label_rows(picks, root, skip_empty=True)

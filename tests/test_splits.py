@@ -232,3 +232,24 @@ def test_version_1_files_read_as_balanced(tmp_path):
     data["format_version"] = 1
     (tmp_path / "v1.json").write_text(json.dumps(data))
     assert LabelSplit.load(tmp_path / "v1.json") == split
+
+
+def test_with_labeled_adds_examples_and_refuses_taken_ones():
+    targets = np.repeat(np.arange(3), 10)
+    split = make_split(targets, 3, seed=0, num_valid_per_class=2)
+    free = [i for i in split.unlabeled if i not in split.labeled][:4]
+    merged = split.with_labeled(free, targets)
+    assert set(merged.labeled) == set(split.labeled) | set(free) and merged.num_labels == 7
+    assert not merged.balanced and merged.valid == split.valid and merged.unlabeled == split.unlabeled
+    merged.check_targets(targets)
+    removed = make_split(targets, 3, seed=0, labeled_in_unlabeled=False)
+    assert not set(removed.with_labeled(free[:2], targets).unlabeled) & set(free[:2])
+    for taken in (split.labeled[0], split.valid[0], 30):
+        with pytest.raises(ValueError, match=f"cannot add example {taken} to the labeled subset"):
+            split.with_labeled([taken], targets)
+    unlabeled = targets.copy()
+    unlabeled[free[0]] = -1
+    with pytest.raises(ValueError, match="every added example needs a label"):
+        split.with_labeled([free[0]], unlabeled)
+    with pytest.raises(ValueError, match="targets has 29 entries"):
+        split.with_labeled(free, targets[:-1])

@@ -14,6 +14,7 @@ lists in a fixed layout.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from collections.abc import Sequence
@@ -217,6 +218,37 @@ class LabelSplit:
         if targets is not None:
             split.check_targets(targets)
         return split
+
+    def with_labeled(self, indices: Sequence[int], targets: Sequence[int] | torch.Tensor | np.ndarray) -> LabelSplit:
+        """This split with more labeled examples (e.g. images labeled after a first run, see
+        :func:`ssl_mix.select_for_labeling`).
+
+        Args:
+            indices: training examples to add to the labeled subset; each must be in the unlabeled pool and
+                neither labeled nor in the validation subset already.
+            targets: ``(num_examples,)`` the training targets with the new labels filled in (recorded as the
+                split's ``targets_sha256``).
+
+        Returns:
+            The merged split: not ``balanced`` (the added labels fall where they fall), same seed, validation
+            subset and ``labeled_in_unlabeled``; the added examples leave the unlabeled pool when
+            ``labeled_in_unlabeled`` is False.
+        """
+        added = sorted({int(i) for i in indices})
+        taken = set(self.labeled) | set(self.valid)
+        clash = [i for i in added if i in taken or not 0 <= i < self.num_examples]
+        if clash:
+            raise ValueError(f"cannot add example {clash[0]} to the labeled subset: it is already labeled, in the "
+                             f"validation subset, or not among the {self.num_examples} training examples")
+        array = _as_targets(targets)
+        if len(array) != self.num_examples:
+            raise ValueError(f"targets has {len(array)} entries but the split indexes {self.num_examples} examples")
+        if added and array[added].min() < 0:
+            raise ValueError("every added example needs a label (a target >= 0)")
+        labeled = tuple(sorted(set(self.labeled) | set(added)))
+        unlabeled = self.unlabeled if self.labeled_in_unlabeled else tuple(sorted(set(self.unlabeled) - set(added)))
+        return dataclasses.replace(self, num_labels=len(labeled), labeled=labeled, unlabeled=unlabeled,
+                                   targets_sha256=_targets_digest(array), balanced=False)
 
     def check_targets(self, targets: Sequence[int] | torch.Tensor | np.ndarray) -> None:
         """Raise ValueError unless ``targets`` is the training set this split was drawn from.
