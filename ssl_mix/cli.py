@@ -320,8 +320,8 @@ def _add_select(p: argparse.ArgumentParser) -> None:
 
     p.add_argument("run", metavar="RUN_DIR_OR_CHECKPOINT", help="a run directory of ssl-mix train or a checkpoint")
     p.add_argument("--budget", type=int, required=True, metavar="N", help="how many images to pick")
-    p.add_argument("--strategy", choices=STRATEGIES, default=STRATEGIES[0],
-                   help=f"how to rank the pool (default: {STRATEGIES[0]}; random is the baseline)")
+    p.add_argument("--strategy", choices=STRATEGIES, required=True,
+                   help="how to rank the pool (random is the baseline; see the docs for what each bought)")
     p.add_argument("--balance", action="store_true", help="spread the picks evenly over the predicted classes")
     p.add_argument("--pool", metavar="DIR",
                    help="choose among the images under DIR instead of the run's unlabeled training images")

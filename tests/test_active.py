@@ -192,8 +192,8 @@ def test_add_labels_needs_a_folder_dataset():
 
 def test_cli_errors_exit_2(cifar_run, tmp_path, capsys):
     out = str(tmp_path / "p.csv")
-    assert main(["select", str(cifar_run), "--budget", "1000", "--out", out, "--no-progress", "--device", "cpu",
-                 "--workers", "0"]) == 2
+    assert main(["select", str(cifar_run), "--budget", "1000", "--strategy", "random", "--out", out, "--no-progress",
+                 "--device", "cpu", "--workers", "0"]) == 2
     assert "larger than the pool" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exit_info:
         main(["select", str(cifar_run), "--budget", "5", "--strategy", "best", "--out", out])
