@@ -84,7 +84,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     records_path = Path(args.records)
     records_path.parent.mkdir(parents=True, exist_ok=True)
     base = scale_config("cpu", "folder").replace(
-        method=METHODS["ict2"], data={"data_root": args.data_root},
+        **METHODS["ict2"], data={"data_root": args.data_root},
         train={"steps": args.steps, "eval_every": args.steps, "checkpoint_every": 0, "device": "cpu",
                "progress": False, "precision": args.precision})
     done = {_key(r) for r in read_records(records_path)}
