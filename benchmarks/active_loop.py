@@ -26,7 +26,7 @@ from collections import Counter
 from pathlib import Path
 
 import torch
-from label_budget import METHODS, scale_config
+from label_budget import METHODS, int_list, scale_config
 from provenance import git_commit, hardware_summary
 
 from ssl_mix import (
@@ -200,10 +200,6 @@ def cmd_summarize(args: argparse.Namespace) -> int:
     return 0
 
 
-def _ints(text: str) -> list[int]:
-    return [int(v) for v in text.split(",") if v.strip()]
-
-
 def _strategies(text: str) -> list[str]:
     chosen = [v.strip() for v in text.split(",") if v.strip()]
     bad = [s for s in chosen if s not in STRATEGIES]
@@ -218,7 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run the loop for some seeds, appending records")
     run.add_argument("--data-root", required=True, help="the CIFAR-10 JPEG folder (train/<class>/, test/<class>/)")
-    run.add_argument("--seeds", type=_ints, default=[0, 1, 2])
+    run.add_argument("--seeds", type=int_list, default=[0, 1, 2])
     run.add_argument("--steps", type=int, default=3000, help="training steps of every run (default: 3000)")
     run.add_argument("--start", type=int, default=250, help="random class-balanced labels to start from")
     run.add_argument("--add", type=int, default=250, help="labels each strategy adds")

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 import torch
-from label_budget import make_record, read_records, run_config, scale_config
+from label_budget import int_list, make_record, read_records, run_config, scale_config
 
 from ssl_mix import calibration_metrics, eval_batches, load_run, load_run_data, model_logits, run_experiment
 
@@ -122,10 +122,6 @@ def cmd_summarize(args: argparse.Namespace) -> int:
     return 0
 
 
-def _ints(text: str) -> list[int]:
-    return [int(v) for v in text.split(",") if v.strip()]
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The command-line parser, with subcommands ``run`` and ``summarize``."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -137,7 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--methods", type=lambda t: [m for m in t.split(",") if m], default=["erm", "ict2"])
     run.add_argument("--num-labels", type=int, default=4000)
     run.add_argument("--num-valid-per-class", type=int, default=100)
-    run.add_argument("--seeds", type=_ints, default=[0, 1, 2])
+    run.add_argument("--seeds", type=int_list, default=[0, 1, 2])
     run.add_argument("--steps", type=int, help="override the scale's steps per run")
     run.add_argument("--device", default="cpu")
     run.add_argument("--precision", choices=["fp32", "bf16"],

@@ -403,7 +403,8 @@ def cmd_extract(args: argparse.Namespace) -> int:
     return 0
 
 
-def _ints(text: str) -> list[int]:
+def int_list(text: str) -> list[int]:
+    """``"1,2, 3"`` -> ``[1, 2, 3]``: the comma-separated integers of a flag (the benchmarks' --seeds, --budgets)."""
     return [int(v) for v in text.split(",") if v.strip()]
 
 
@@ -426,8 +427,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--data-root", required=True)
     run.add_argument("--download", action="store_true")
     run.add_argument("--methods", type=_methods, default=DEFAULT_METHODS)
-    run.add_argument("--budgets", type=_ints, default=[250, 1000, 4000])
-    run.add_argument("--seeds", type=_ints, default=[0, 1, 2])
+    run.add_argument("--budgets", type=int_list, default=[250, 1000, 4000])
+    run.add_argument("--seeds", type=int_list, default=[0, 1, 2])
     run.add_argument("--steps", type=int, help="override the scale's steps per run")
     run.add_argument("--num-valid-per-class", type=int,
                      help="labeled examples per class held out for model selection (default: the scale's; cpu: 0)")
