@@ -56,7 +56,12 @@ def read_records(path: Path) -> list[dict]:
 
 
 def _key(r: dict) -> tuple:
-    return r["seed"], r["strategy"], r["steps"], r["start"], r["add"]
+    return r["seed"], r["strategy"], r["steps"], r["start"], r["add"], r.get("balance", False)
+
+
+def _label(strategy: str, balance: bool) -> str:
+    """A strategy's name in run folders and tables: ``margin`` or, picked with ``--balance``, ``margin-balanced``."""
+    return f"{strategy}-balanced" if balance else strategy
 
 
 def _record(args: argparse.Namespace, cfg, seed: int, strategy: str, report: dict, wall: float, **extra) -> dict:
@@ -91,14 +96,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     for seed in args.seeds:
         runs = Path(args.runs_dir) / f"s{seed}_n{args.start}_{args.steps}"
         start_dir = runs / "start"
-        if (seed, "start", args.steps, args.start, args.add) not in done or not RunDir(start_dir).last.is_file():
+        if (seed, "start", args.steps, args.start, args.add, False) not in done or not RunDir(start_dir).last.is_file():
             cfg = base.replace(data={"num_labels": args.start}, train={"seed": seed, "out_dir": str(start_dir)})
             t = time.perf_counter()
             report = run_experiment(cfg)
             record = _record(args, cfg, seed, "start", report, time.perf_counter() - t, num_labels=args.start)
             _append(records_path, record)
             print(f"seed {seed}: {args.start} labels: teacher {record['teacher_final']:.2f}%", flush=True)
-        todo = [s for s in args.strategies if (seed, s, args.steps, args.start, args.add) not in done]
+        todo = [s for s in args.strategies if (seed, s, args.steps, args.start, args.add, args.balance) not in done]
         if not todo:
             continue
         run = load_run(start_dir, device="cpu")
@@ -112,7 +117,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             picks = select_top(acquisition_scores(probabilities, strategy, seed=seed), args.add, seed=seed,
                                classes=guesses if args.balance else None).tolist()
             picked = [names[kept[i]] for i in picks]
-            csv_path = runs / f"picks_{strategy}.csv"
+            label = _label(strategy, args.balance)
+            csv_path = runs / f"picks_{label}.csv"
             with csv_path.open("w", newline="") as f:
                 rows = csv.writer(f)
                 rows.writerow(SELECTION_COLUMNS)
@@ -120,7 +126,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                     rows.writerow([name, run.classes[int(guesses[i])], f"{float(probabilities[i].max()):.6f}",
                                    _oracle(name)])
             cfg = base.replace(data={"split": str(RunDir(start_dir).split), "add_labels": str(csv_path)},
-                               train={"seed": seed, "out_dir": str(runs / strategy)})
+                               train={"seed": seed, "out_dir": str(runs / label)})
             t = time.perf_counter()
             report = run_experiment(cfg)
             true_counts = Counter(_oracle(n) for n in picked)
@@ -132,9 +138,13 @@ def cmd_run(args: argparse.Namespace) -> int:
                                  for i, n in zip(picks, picked, strict=True)) / len(picks),
                              score_time_s=score_time, pool_size=len(kept))
             _append(records_path, record)
-            print(f"seed {seed}: +{args.add} by {strategy}: teacher {record['teacher_final']:.2f}% (picks per true "
+            print(f"seed {seed}: +{args.add} by {label}: teacher {record['teacher_final']:.2f}% (picks per true "
                   f"class {sorted(true_counts.values())})", flush=True)
     return 0
+
+
+def _row(r: dict) -> str:
+    return _label(r["strategy"], r.get("balance", False))
 
 
 def _mean_std(values: list[float]) -> str:
@@ -149,8 +159,8 @@ def cmd_summarize(args: argparse.Namespace) -> int:
     # Only seeds with every run of the loop count, so that each strategy is compared on the same seeds.
     seen: dict[int, set[str]] = {}
     for r in records:
-        seen.setdefault(r["seed"], set()).add(r["strategy"])
-    wanted = {"start", *(r["strategy"] for r in records)}
+        seen.setdefault(r["seed"], set()).add(_row(r))
+    wanted = {"start", *(_row(r) for r in records)}
     complete = sorted(seed for seed, done in seen.items() if done == wanted)
     partial = [r for r in records if r["seed"] not in complete]
     records = [r for r in records if r["seed"] in complete]
@@ -158,7 +168,7 @@ def cmd_summarize(args: argparse.Namespace) -> int:
         raise SystemExit(f"no seed has finished every run in {args.records} yet")
     by: dict[str, list[dict]] = {}
     for r in records:
-        by.setdefault(r["strategy"], []).append(r)
+        by.setdefault(_row(r), []).append(r)
     first = records[0]
     lines = [f"# {args.title}", "",
              f"Teacher test accuracy (%) of ICT[2] (`cpu-cifar10` preset, {first['model']}, {first['steps']} steps, "
@@ -169,7 +179,8 @@ def cmd_summarize(args: argparse.Namespace) -> int:
              f"Source: `{args.records}`; command: `{first['command']}`.", "",
              "| strategy | labels | teacher test accuracy | picks per true class (min–max, mean over seeds) "
              "| teacher's guess right on picks |", "|---|---|---|---|---|"]
-    for strategy in ["start", *STRATEGIES]:
+    rows = ["start", *STRATEGIES, *(_label(s, True) for s in STRATEGIES)]
+    for strategy in rows:
         rs = by.get(strategy)
         if not rs:
             continue
@@ -182,7 +193,7 @@ def cmd_summarize(args: argparse.Namespace) -> int:
                      f"{statistics.fmean(s[0] for s in spread):.0f}–{statistics.fmean(s[1] for s in spread):.0f} | "
                      f"{statistics.fmean(r['picked_guess_accuracy'] for r in rs):.0f}% |")
     lines += ["", "Picks per true class (seed: class counts):", ""]
-    for strategy in STRATEGIES:
+    for strategy in rows[1:]:
         for r in by.get(strategy, []):
             counts = ", ".join(f"{c} {n}" for c, n in r["picked_true_classes"].items())
             lines.append(f"- {strategy}, seed {r['seed']}: {counts}")

@@ -78,7 +78,7 @@ def unlabeled_pool(run: Any, pool: str | Path | None = None) -> tuple[list[Path]
         ValueError: the run did not train on an image folder and no ``pool`` is given.
         FileNotFoundError: the run's ``split.json`` or its data are missing.
     """
-    from ssl_mix.data import LabelSplit, added_labels
+    from ssl_mix.data import LabelSplit
     from ssl_mix.experiment import folder_run_files
     from ssl_mix.predict import find_images
 
@@ -95,14 +95,11 @@ def unlabeled_pool(run: Any, pool: str | Path | None = None) -> tuple[list[Path]
                          "label; pass --pool DIR (pool=...) with the images to choose from, or train on your images "
                          "with --dataset folder")
     train_files, _, extra_files = folder_run_files(run.config)
-    targets = train_files.targets
-    if d.add_labels is not None:
-        targets = added_labels(train_files, d.add_labels).targets
     split_file = run.run_dir.split
     if not split_file.is_file():
         raise FileNotFoundError(f"{split_file} is missing: selection needs the run's split to know which images are "
                                 "labeled; it is written by ssl-mix train into the run directory")
-    split = LabelSplit.load(split_file, dataset="folder", targets=targets)
+    split = LabelSplit.load(split_file, dataset="folder", targets=train_files.targets)
     taken = {*split.labeled, *split.valid}
     index = [i for i in split.unlabeled if i not in taken]
     files = [train_files.paths[i] for i in index] + list(extra_files.paths)

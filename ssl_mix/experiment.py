@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import random
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -146,6 +146,8 @@ def _load_folder_run(cfg: Config) -> RunData:
     train_files, test_files, extra_files = folder_run_files(cfg)
     root = train_files.root
     split = _split(cfg, train_files.targets, len(train_files.classes))
+    # A split from an earlier round of --add-labels carries the labels it added (files that --labels does not name).
+    train_files = replace(train_files, targets=split.targets_with_added(train_files.targets))
     if d.add_labels is not None:
         split, train_files = _merge_added_labels(d.add_labels, split, train_files)
     skipped: list[BadImageError] = []
@@ -236,8 +238,7 @@ def _merge_added_labels(path: str, split: LabelSplit, train_files: ImageFiles) -
     note = f" ({added.skipped} row(s) with an empty label skipped)" if added.skipped else ""
     print(f"ssl-mix: {path}: {len(added.indices)} labeled image(s) added to the {len(split.labeled)} of the "
           f"split{note}", file=sys.stderr)
-    files = ImageFiles(train_files.paths, added.targets, train_files.classes, train_files.root)
-    return split.with_labeled(added.indices, added.targets), files
+    return split.with_labeled(added.indices, added.targets), replace(train_files, targets=added.targets)
 
 
 def _picker(num_files: int, kept: np.ndarray):

@@ -218,5 +218,17 @@ def test_label_file_run_adds_labels(cifar10_jpeg_small, tmp_path, capsys):
                               add_labels=str(filled)))
     saved = json.loads(RunDir(second).split.read_text())
     assert saved["num_labels"] == len(range(0, len(files), 10)) + 5
-    assert set(select_for_labeling(second, 5, "margin", num_workers=0, progress=False,
-                                   device="cpu").paths).isdisjoint(picks.paths)
+    again = select_for_labeling(second, 5, "margin", num_workers=0, progress=False, device="cpu")
+    assert set(again.paths).isdisjoint(picks.paths)
+    # A third round: the label file does not name the second round's images, the split carries their labels.
+    refilled = tmp_path / "refilled.csv"
+    refilled.write_text("path,label\n" + "".join(f"{p},{p.split('/')[1]}\n" for p in again.paths))
+    third = tmp_path / "third"
+    run_experiment(_train_cfg(cifar10_jpeg_small, third, labels=str(labels), num_labels=None,
+                              split=str(RunDir(second).split), add_labels=str(refilled)))
+    merged = json.loads(RunDir(third).split.read_text())
+    assert merged["num_labels"] == saved["num_labels"] + 5 and len(merged["added_labels"]) == 10
+    added = {files.name(i): files.classes[c] for i, c in merged["added_labels"]}
+    assert added == {p: p.split("/")[1] for p in [*picks.paths, *again.paths]}
+    assert set(select_for_labeling(third, 5, "margin", num_workers=0, progress=False,
+                                   device="cpu").paths).isdisjoint([*picks.paths, *again.paths])

@@ -228,7 +228,7 @@ def test_examples_without_labels_stay_unlabeled_and_none_takes_every_label(tmp_p
 def test_version_1_files_read_as_balanced(tmp_path):
     split = make_split(_targets(), 20, seed=0)
     data = split.to_dict()
-    del data["balanced"]
+    del data["balanced"], data["added_labels"]
     data["format_version"] = 1
     (tmp_path / "v1.json").write_text(json.dumps(data))
     assert LabelSplit.load(tmp_path / "v1.json") == split
@@ -253,3 +253,39 @@ def test_with_labeled_adds_examples_and_refuses_taken_ones():
         split.with_labeled([free[0]], unlabeled)
     with pytest.raises(ValueError, match="targets has 29 entries"):
         split.with_labeled(free, targets[:-1])
+
+
+def test_added_labels_travel_with_the_split(tmp_path):
+    # A label file names some images (-1: not named); a round of labelling adds two it did not name.
+    targets = np.repeat(np.arange(3), 10)
+    listed = targets.copy()
+    listed[[5, 15, 25, 26]] = -1
+    split = make_split(listed, None, seed=0)
+    merged = listed.copy()
+    merged[[5, 15]] = [0, 1]
+    second = split.with_labeled([15, 5], merged)
+    assert second.added_labels == ((5, 0), (15, 1))
+    second.save(tmp_path / "second.json")
+    loaded = LabelSplit.load(tmp_path / "second.json", targets=listed)  # the label file alone: no digest mismatch
+    assert loaded == second
+    np.testing.assert_array_equal(loaded.targets_with_added(listed), merged)
+    # The next round adds on top; both rounds' labels are kept.
+    merged[25] = 2
+    third = loaded.with_labeled([25], merged)
+    assert third.added_labels == ((5, 0), (15, 1), (25, 2)) and third.num_labels == split.num_labels + 3
+    third.check_targets(listed)
+    contradicted = listed.copy()
+    contradicted[5] = 2
+    with pytest.raises(ValueError, match="example 5 was added .* with class 0, but the given targets say 2"):
+        third.check_targets(contradicted)
+    with pytest.raises(ValueError, match="added_labels must name labeled examples"):
+        dataclasses.replace(split, added_labels=((26, 0),))
+
+
+def test_version_2_files_have_no_added_labels(tmp_path):
+    split = make_split(_targets(), 20, seed=0)
+    data = split.to_dict()
+    del data["added_labels"]
+    data["format_version"] = 2
+    (tmp_path / "v2.json").write_text(json.dumps(data))
+    assert LabelSplit.load(tmp_path / "v2.json") == split

@@ -29,9 +29,9 @@ from ssl_mix.checks import check_bool, check_int
 
 __all__ = ["LabelSplit", "make_split", "split_summary", "SPLIT_FORMAT_VERSION"]
 
-SPLIT_FORMAT_VERSION = 2
+SPLIT_FORMAT_VERSION = 3
 """Version of the JSON layout written by :meth:`LabelSplit.save`; bumped on any incompatible change (version 2
-added ``balanced``; version 1 files, all class-balanced, are still read)."""
+added ``balanced``, version 3 ``added_labels``; older files are still read)."""
 
 _FORMAT_NAME = "ssl_mix.LabelSplit"
 
@@ -58,6 +58,10 @@ class LabelSplit:
             to refuse a split made for another dataset; None when unknown.
         balanced: whether the labeled subset is class-balanced (N / C per class); False when every labeled
             example was taken (e.g. the rows of a label file, as imbalanced as they come).
+        added_labels: sorted ``(index, class)`` pairs: the examples :meth:`with_labeled` labeled after the split
+            was drawn, with their labels. The split carries them, so a later round of labelling needs only the
+            original training targets (e.g. the ``--labels`` file, which does not name the added images): see
+            :meth:`targets_with_added`.
 
     Note:
         ``num_examples`` (the size of the training set) is implied by the index lists: every training example
@@ -75,6 +79,7 @@ class LabelSplit:
     unlabeled: tuple[int, ...]
     targets_sha256: str | None = field(default=None, compare=True)
     balanced: bool = True
+    added_labels: tuple[tuple[int, int], ...] = ()
 
     def __post_init__(self) -> None:
         if not isinstance(self.dataset, str) or not self.dataset:
@@ -89,6 +94,12 @@ class LabelSplit:
             if any(b <= a for a, b in zip(indices, indices[1:], strict=False)) or (indices and indices[0] < 0):
                 raise ValueError(f"LabelSplit.{name} must be sorted, non-negative and without repeats")
             object.__setattr__(self, name, indices)
+        try:
+            added = tuple(sorted((int(i), int(c)) for i, c in self.added_labels))
+        except (TypeError, ValueError):
+            raise ValueError(f"LabelSplit.added_labels must hold (index, class) pairs of ints, got "
+                             f"{self.added_labels!r}") from None
+        object.__setattr__(self, "added_labels", added)
         if not isinstance(self.balanced, bool):
             raise ValueError(f"LabelSplit.balanced must be a bool, got {self.balanced!r}")
         if self.balanced and self.num_labels % self.num_classes:
@@ -105,6 +116,11 @@ class LabelSplit:
         if not (labeled <= unlabeled if self.labeled_in_unlabeled else labeled.isdisjoint(unlabeled)):
             raise ValueError(f"LabelSplit.labeled_in_unlabeled={self.labeled_in_unlabeled} contradicts the index "
                              "lists (labeled indices must be all in the unlabeled pool when True, none when False)")
+        if not {i for i, _ in self.added_labels} <= labeled or len(set(self.added_labels)) != len(
+                {i for i, _ in self.added_labels}):
+            raise ValueError("LabelSplit.added_labels must name labeled examples, each once")
+        if any(not 0 <= c < self.num_classes for _, c in self.added_labels):
+            raise ValueError(f"LabelSplit.added_labels must hold classes in [0, {self.num_classes})")
         covered = unlabeled | valid | labeled
         if len(covered) != self.num_examples or (covered and max(covered) != self.num_examples - 1):
             raise ValueError("LabelSplit index lists must together cover 0 .. num_examples-1 exactly once")
@@ -133,6 +149,7 @@ class LabelSplit:
             "num_examples": self.num_examples,
             "targets_sha256": self.targets_sha256,
             "balanced": self.balanced,
+            "added_labels": [list(pair) for pair in self.added_labels],
             "labeled": list(self.labeled),
             "valid": list(self.valid),
             "unlabeled": list(self.unlabeled),
@@ -161,11 +178,13 @@ class LabelSplit:
         version = data.get("format_version")
         if version == 1 and "balanced" not in data:  # version 1 drew class-balanced splits only
             data = {**data, "balanced": True}
-        if version not in (1, SPLIT_FORMAT_VERSION):
+        if version in (1, 2) and "added_labels" not in data:  # labels were added to splits from version 3 on
+            data = {**data, "added_labels": []}
+        if version not in (1, 2, SPLIT_FORMAT_VERSION):
             raise ValueError(f"{source} has split format version {version!r}; this version of ssl_mix reads "
                              f"version {SPLIT_FORMAT_VERSION}. Redraw the split with `ssl-mix split`.")
         names = ["dataset", "num_classes", "num_labels", "seed", "num_valid_per_class", "labeled_in_unlabeled",
-                 "labeled", "valid", "unlabeled", "targets_sha256", "balanced"]
+                 "labeled", "valid", "unlabeled", "targets_sha256", "balanced", "added_labels"]
         missing = [n for n in names + ["num_examples"] if n not in data]
         if missing:
             raise ValueError(f"{source} is missing field(s) {', '.join(missing)}; the file is damaged or "
@@ -173,7 +192,7 @@ class LabelSplit:
         unknown = sorted(set(data) - set(names) - {"format", "format_version", "num_examples"})
         if unknown:
             raise ValueError(f"{source} has unknown field(s) {', '.join(unknown)}")
-        for n in ("labeled", "valid", "unlabeled"):
+        for n in ("labeled", "valid", "unlabeled", "added_labels"):
             if not isinstance(data[n], list):
                 raise ValueError(f"{source}: field {n!r} must be a list of indices, got {type(data[n]).__name__}")
         try:
@@ -232,7 +251,7 @@ class LabelSplit:
         Returns:
             The merged split: not ``balanced`` (the added labels fall where they fall), same seed, validation
             subset and ``labeled_in_unlabeled``; the added examples leave the unlabeled pool when
-            ``labeled_in_unlabeled`` is False.
+            ``labeled_in_unlabeled`` is False, and are recorded with their labels in ``added_labels``.
         """
         added = sorted({int(i) for i in indices})
         taken = set(self.labeled) | set(self.valid)
@@ -247,21 +266,44 @@ class LabelSplit:
             raise ValueError("every added example needs a label (a target >= 0)")
         labeled = tuple(sorted(set(self.labeled) | set(added)))
         unlabeled = self.unlabeled if self.labeled_in_unlabeled else tuple(sorted(set(self.unlabeled) - set(added)))
+        pairs = (*self.added_labels, *((i, int(array[i])) for i in added))
         return dataclasses.replace(self, num_labels=len(labeled), labeled=labeled, unlabeled=unlabeled,
-                                   targets_sha256=_targets_digest(array), balanced=False)
+                                   targets_sha256=_targets_digest(array), balanced=False, added_labels=pairs)
+
+    def targets_with_added(self, targets: Sequence[int] | torch.Tensor | np.ndarray) -> np.ndarray:
+        """The training targets with this split's ``added_labels`` written in.
+
+        Args:
+            targets: ``(num_examples,)`` the training targets as listed again (class folders, or a label file in
+                which the added images may have no label, -1).
+
+        Returns:
+            A new ``(num_examples,)`` int64 array: ``targets`` with each added example's label.
+
+        Raises:
+            ValueError: ``targets`` has another length, or labels an added example with another class.
+        """
+        array = _as_targets(targets).copy()
+        if len(array) != self.num_examples:
+            raise ValueError(f"this split of {self.dataset!r} indexes {self.num_examples} training examples but the "
+                             f"given training set has {len(array)}; it was made for another dataset or data root")
+        for i, c in self.added_labels:
+            if array[i] >= 0 and array[i] != c:
+                raise ValueError(f"training example {i} was added to this split of {self.dataset!r} with class {c}, "
+                                 f"but the given targets say {int(array[i])}; the labels changed since")
+            array[i] = c
+        return array
 
     def check_targets(self, targets: Sequence[int] | torch.Tensor | np.ndarray) -> None:
         """Raise ValueError unless ``targets`` is the training set this split was drawn from.
 
-        Compares the number of examples, and the targets' SHA-256 when the split records one.
+        Compares the number of examples, and the targets' SHA-256 (with ``added_labels`` written in, see
+        :meth:`targets_with_added`) when the split records one.
 
         Args:
             targets: (num_examples,) class indices of the training set.
         """
-        array = _as_targets(targets)
-        if len(array) != self.num_examples:
-            raise ValueError(f"this split of {self.dataset!r} indexes {self.num_examples} training examples but the "
-                             f"given training set has {len(array)}; it was made for another dataset or data root")
+        array = self.targets_with_added(targets)
         if self.targets_sha256 is not None and _targets_digest(array) != self.targets_sha256:
             raise ValueError(f"this split of {self.dataset!r} was drawn from different training targets (SHA-256 "
                              "mismatch): same size, but another dataset or another file order")
