@@ -44,8 +44,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     _, _, run = _COMMANDS[args.command]
     try:
         return run(args)
-    except (UsageError, ValueError, TypeError, FileNotFoundError) as err:
-        # Library code raises these for bad user input, with a message that says what to do.
+    except (UsageError, ValueError, TypeError, FileNotFoundError, NotADirectoryError, IsADirectoryError,
+            PermissionError, FileExistsError) as err:
+        # Library code raises these for bad user input, with a message that says what to do; the OS errors name
+        # the path (e.g. an --out folder under a file).
         print(f"ssl-mix {args.command}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

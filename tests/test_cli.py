@@ -85,6 +85,16 @@ def test_user_errors_exit_2_with_a_message(argv, message, capsys):
     assert message.lower() in err.lower()
 
 
+def test_out_under_a_file_exits_2_naming_the_path(tmp_path, capsys):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    argv = ["train", "--preset", "demo", "--steps", "1", "--no-progress", "--device", "cpu",
+            "--out", str(blocker / "run")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("ssl-mix train: error:") and "Not a directory" in err and str(blocker) in err
+
+
 def test_demo_prints_a_table(tmp_path, capsys):
     assert main(["demo", "--seeds", "2", "--steps", "4", "--out", str(tmp_path), "--device", "cpu"]) == 0
     out = capsys.readouterr().out

@@ -9,7 +9,6 @@ writes ``analysis.json`` and PNG figures. :func:`format_analysis` turns the resu
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +28,7 @@ from ssl_mix.data.augment import normalize
 from ssl_mix.data.zca import preprocess_transform
 from ssl_mix.models.inference import model_device
 from ssl_mix.models.stages import LayerId, layer_names
-from ssl_mix.run import load_trained
+from ssl_mix.run import load_trained, write_json
 
 __all__ = ["analyze_run", "format_analysis"]
 
@@ -137,7 +136,7 @@ def analyze_run(
     json_path = out / "analysis.json"
     result["out_dir"] = str(out)
     result["files"] = [json_path.name, *(p.name for p in files)]
-    json_path.write_text(json.dumps(result, indent=2) + "\n")
+    write_json(json_path, result)
     return result
 
 
