@@ -5,7 +5,8 @@ the EMA teacher's calibrated probabilities, let each strategy pick ``--add`` mor
 dataset's own labels (the "oracle": the class folder of each file), write the filled selection CSV and retrain from
 scratch on ``--split start/split.json --add-labels picks.csv`` with the same steps. One JSON record per run goes to
 a JSON-lines file (a recorded run is skipped, so an interrupted benchmark continues); ``summarize`` writes the
-Markdown table of teacher test accuracy per strategy (mean ± std over seeds) and the class balance of the picks.
+Markdown table of teacher test accuracy per strategy (mean ± std over seeds) and the class balance of the picks,
+and a plot of both.
 
 Example (CPU scale, the CIFAR-10 JPEG copy extracted with ``label_budget.py extract``):
     python benchmarks/active_loop.py run --data-root data/c10 --seeds 0,1,2 --steps 3000 \
@@ -205,10 +206,49 @@ def cmd_summarize(args: argparse.Namespace) -> int:
         lines.append(f"Left out: {len(partial)} run(s) of seed(s) "
                      f"{', '.join(sorted({str(r['seed']) for r in partial}))} that did not finish every strategy.")
     out = Path(args.out_md or Path(args.records).with_suffix(".md"))
+    picture = Path(args.plot or out.with_suffix(".png"))
+    plot(by, rows, picture, args.title)
+    lines += ["", f"Plot: `{picture.name}`."]
     out.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     print(f"wrote {out}")
     return 0
+
+
+def plot(by: dict[str, list[dict]], rows: list[str], path: Path, title: str) -> None:
+    """Left: teacher test accuracy per strategy (each seed a dot, mean ± std a bar). Right: the picks per true
+    class, mean over seeds, one line per strategy."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    shown = [r for r in rows if r in by]
+    fig = Figure(figsize=(11, 4.2))
+    FigureCanvasAgg(fig)
+    left, right = fig.subplots(1, 2, gridspec_kw={"width_ratios": [1, 1.3]})
+    for x, row in enumerate(shown):
+        accuracies = [r["teacher_final"] for r in by[row]]
+        std = statistics.stdev(accuracies) if len(accuracies) > 1 else 0.0
+        left.bar(x, statistics.fmean(accuracies), yerr=std, capsize=4, color="lightgray" if row == "start" else None,
+                 alpha=0.8)
+        left.plot([x] * len(accuracies), accuracies, "k.", markersize=5)
+    left.set_xticks(range(len(shown)), [f"{r}\n({by[r][0]['num_labels']})" for r in shown], fontsize=7)
+    low = min(r["teacher_final"] for row in shown for r in by[row])
+    left.set_ylim(low - 3, None)
+    left.set_ylabel("teacher test accuracy (%)")
+    left.set_title("accuracy (labels in brackets)", fontsize=9)
+    left.grid(True, axis="y", alpha=0.3)
+    classes = list(by[shown[-1]][0]["picked_true_classes"]) if shown[-1] != "start" else []
+    for row in shown[1:]:
+        counts = [statistics.fmean(r["picked_true_classes"][c] for r in by[row]) for c in classes]
+        right.plot(range(len(classes)), counts, marker="o", label=row)
+    right.set_xticks(range(len(classes)), classes, rotation=45, fontsize=7)
+    right.set_ylabel("picked images (mean over seeds)")
+    right.set_title("class balance of the picks (true classes)", fontsize=9)
+    right.grid(True, alpha=0.3)
+    right.legend(fontsize=7)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
 
 
 def _strategies(text: str) -> list[str]:
@@ -239,6 +279,7 @@ def build_parser() -> argparse.ArgumentParser:
     summarize = sub.add_parser("summarize", help="write the Markdown table of the records")
     summarize.add_argument("--records", default="benchmarks/results/active_loop_cpu.jsonl")
     summarize.add_argument("--out-md")
+    summarize.add_argument("--plot", help="the PNG to draw (default: the Markdown file's name with .png)")
     summarize.add_argument("--title", default="Which images to label next: CIFAR-10 (JPEG copy), CPU scale")
     summarize.set_defaults(func=cmd_summarize)
     return parser

@@ -268,6 +268,14 @@ def test_active_loop_benchmark_records_skips_and_summarizes(tiny_folder, tmp_pat
     assert all(r["num_labels"] == 20 and r["commit"] and r["hardware"] for r in rows[1:])
     capsys.readouterr()
     assert active_loop.main(argv) == 0 and len(records.read_text().splitlines()) == 5  # nothing run twice
+    # --balance picks are runs of their own, in their own folders and rows.
+    assert active_loop.main([*argv, "--strategies", "margin", "--balance"]) == 0
+    balanced = json.loads(records.read_text().splitlines()[-1])
+    assert len(records.read_text().splitlines()) == 6 and balanced["balance"] and balanced["strategy"] == "margin"
+    assert (tmp_path / "runs" / "s0_n10_2" / "margin-balanced").is_dir()
+    assert active_loop.main([*argv, "--strategies", "margin", "--balance"]) == 0
+    assert len(records.read_text().splitlines()) == 6
     assert active_loop.main(["summarize", "--records", str(records), "--title", "test"]) == 0
     table = records.with_suffix(".md").read_text()
-    assert "| margin | 20 |" in table and "(n=1)" in table and "Seeds: 0." in table
+    assert "| margin | 20 |" in table and "| margin-balanced | 20 |" in table and "(n=1)" in table
+    assert "Seeds: 0." in table and records.with_suffix(".png").stat().st_size > 0
