@@ -27,7 +27,7 @@ from torch import nn
 
 from ssl_mix.data import eval_batches, preprocess_transform
 from ssl_mix.metrics import ClassificationMetrics
-from ssl_mix.models.inference import model_device
+from ssl_mix.models.eval_mode import model_device
 from ssl_mix.run import load_run, update_checkpoint
 
 __all__ = ["fit_temperature", "scale_logits", "calibration_metrics", "model_logits", "calibrate_models",

@@ -26,7 +26,7 @@ from ssl_mix.analysis.plots import (
 from ssl_mix.checks import check_bool, check_positive_int
 from ssl_mix.data.augment import normalize
 from ssl_mix.data.zca import preprocess_transform
-from ssl_mix.models.inference import model_device
+from ssl_mix.models.eval_mode import model_device
 from ssl_mix.models.stages import LayerId, layer_names
 from ssl_mix.run import load_trained, write_json
 

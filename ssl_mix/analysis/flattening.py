@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from ssl_mix.checks import check_number, check_positive_int
-from ssl_mix.models.inference import eval_mode, model_device
+from ssl_mix.models.eval_mode import eval_mode, model_device
 from ssl_mix.models.stages import LayerId, forward_layers, get_stages
 
 __all__ = [

@@ -51,7 +51,7 @@ from torch import nn
 
 from ssl_mix.checks import check_in, check_int, check_k, check_positive_int
 from ssl_mix.mixing import sample_mix_weights
-from ssl_mix.models.inference import eval_mode, model_device
+from ssl_mix.models.eval_mode import eval_mode, model_device
 from ssl_mix.models.stages import LayerId, forward_layers, get_stages, layer_names
 
 if TYPE_CHECKING:

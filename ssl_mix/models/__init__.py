@@ -6,8 +6,8 @@ layer (manifold mixup, ICT), :func:`run_stages` runs part of the chain.
 """
 
 from ssl_mix.models.cnn13 import CNN13
+from ssl_mix.models.eval_mode import eval_mode, model_device
 from ssl_mix.models.factory import ModelName, available_models, create_model
-from ssl_mix.models.inference import eval_mode, model_device
 from ssl_mix.models.small import SmallCNN
 from ssl_mix.models.stages import (
     LayerId,

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from ssl_mix.checks import check_int
-from ssl_mix.models.inference import eval_mode
+from ssl_mix.models.eval_mode import eval_mode
 
 __all__ = ["TimmStaged"]
 
