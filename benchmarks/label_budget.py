@@ -27,7 +27,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
+import socket
 import statistics
 import sys
 import tarfile
@@ -171,20 +173,70 @@ def cmd_run(args: argparse.Namespace) -> int:
     grid_start = time.perf_counter()
     for i, (budget, seed, method) in enumerate(todo, 1):
         cfg = cells[(budget, seed, method)]
-        if (budget, seed) not in data_cache:
-            data_cache.clear()  # one split in memory at a time; the dataset itself is cached by the OS
-            data_cache[(budget, seed)] = load_run_data(cfg)
-        start = time.perf_counter()
-        report = run_experiment(cfg, data=data_cache[(budget, seed)])
-        wall = time.perf_counter() - start
-        record = make_record(args, cfg, method, report, wall)
-        with records_path.open("a") as f:
-            f.write(json.dumps(record, sort_keys=True) + "\n")
+        # Several `run` processes with the same records and runs folder share the grid: a cell another one has
+        # recorded meanwhile, or is running now, is left to it.
+        if cell_key(args, method, cfg) in {_key(r) for r in read_records(records_path)}:
+            print(f"[{i}/{len(todo)}] {method} labels={budget} seed={seed}: recorded meanwhile by another process",
+                  flush=True)
+            continue
+        claim = claim_cell(Path(cfg.train.out_dir))
+        if claim is None:
+            print(f"[{i}/{len(todo)}] {method} labels={budget} seed={seed}: being run by another process (its claim: "
+                  f"{Path(cfg.train.out_dir).name}.claim)", flush=True)
+            continue
+        try:
+            if (budget, seed) not in data_cache:
+                data_cache.clear()  # one split in memory at a time; the dataset itself is cached by the OS
+                data_cache[(budget, seed)] = load_run_data(cfg)
+            start = time.perf_counter()
+            report = run_experiment(cfg, data=data_cache[(budget, seed)])
+            wall = time.perf_counter() - start
+            record = make_record(args, cfg, method, report, wall)
+            with records_path.open("a") as f:
+                f.write(json.dumps(record, sort_keys=True) + "\n")
+        finally:
+            claim.unlink(missing_ok=True)
         elapsed = time.perf_counter() - grid_start
         eta = elapsed / i * (len(todo) - i)
         print(f"[{i}/{len(todo)}] {method:<5} labels={budget:<5} seed={seed}: teacher {record['teacher_final']:.2f}%"
               f" student {record['student_final']:.2f}% in {wall:.0f} s; ETA {eta / 60:.0f} min", flush=True)
     return 0
+
+
+def claim_cell(run_dir: Path) -> Path | None:
+    """Claim a grid cell for this process by creating ``<run dir>.claim`` (holding the host name and PID).
+
+    Returns:
+        The claim file (delete it when the cell is done), or None when another process holds the cell: a live
+        process on this machine, or any process on another machine sharing the folder (delete its claim file by
+        hand if that process is gone). A claim left by a killed process on this machine is taken over.
+    """
+    path = run_dir.with_name(run_dir.name + ".claim")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    host = socket.gethostname()
+    for _ in range(2):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            owner, _, pid = path.read_text().partition(" ")
+            if owner != host or not pid.isdigit() or _alive(int(pid)):
+                return None
+            path.unlink(missing_ok=True)  # stale: its process is gone
+            continue
+        with os.fdopen(fd, "w") as f:
+            f.write(f"{host} {os.getpid()}")
+        return path
+    return None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def cell_key(args: argparse.Namespace, method: str, cfg: Config) -> tuple:

@@ -1,6 +1,10 @@
 """Smoke tests of the benchmark scripts on a tiny generated image folder (the real runs are benchmarks)."""
 
 import json
+import os
+import socket
+import subprocess
+import sys
 
 import label_budget as lb  # benchmarks/ is on sys.path (tests/conftest.py)
 import linearity as lin
@@ -51,6 +55,26 @@ def test_label_budget_grid_records_skips_and_summarizes(tiny_folder, tmp_path, c
     assert "## valid: " in table and "Not available from these records: no record has a 'valid' value" in table
     assert "OPTIMISTIC" in table
     assert records.with_suffix(".png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_label_budget_processes_share_a_grid_through_claims(tiny_folder, tmp_path, capsys):
+    records, runs = tmp_path / "records.jsonl", tmp_path / "runs"
+    argv = ["run", "--data-root", str(tiny_folder), "--methods", "erm", "--budgets", "10", "--seeds", "0,1",
+            "--steps", "2", "--device", "cpu", "--records", str(records), "--runs-dir", str(runs)]
+    runs.mkdir()
+    host = socket.gethostname()
+    (runs / "erm_n10_s0.claim").write_text(f"{host} {os.getpid()}")  # a live process holds seed 0
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    (runs / "erm_n10_s1.claim").write_text(f"{host} {gone.pid}")  # a killed process left seed 1's claim
+    assert lb.main(argv) == 0
+    assert "seed=0: being run by another process" in capsys.readouterr().out
+    assert [json.loads(line)["seed"] for line in records.read_text().splitlines()] == [1]
+    assert not (runs / "erm_n10_s1.claim").exists() and (runs / "erm_n10_s0.claim").exists()
+    (runs / "erm_n10_s0.claim").unlink()
+    assert lb.main(argv) == 0
+    assert sorted(json.loads(line)["seed"] for line in records.read_text().splitlines()) == [0, 1]
+    assert not list(runs.glob("*.claim"))
 
 
 def test_label_budget_tabulates_the_validation_selected_model(tiny_folder, tmp_path, capsys):
