@@ -143,7 +143,7 @@ def _config_from_args(args: argparse.Namespace):
         if key.startswith("cfg__"):
             _, section, name = key.split("__")
             updates.setdefault(section, {})[name] = value
-    if "split" in updates.get("data", {}) and "num_labels" in updates.get("data", {}):
+    if "split" in updates.get("data", {}) and updates["data"].get("num_labels") is not None:  # none: no budget
         raise UsageError("--split and --num-labels conflict: a saved split fixes the labeled examples; drop one")
     return cfg.replace(**updates)
 
@@ -339,6 +339,7 @@ def _add_select(p: argparse.ArgumentParser) -> None:
 
 def _run_select(args: argparse.Namespace) -> int:
     from ssl_mix.active import select_for_labeling, write_selection
+    from ssl_mix.run import RunDir
 
     selection = select_for_labeling(args.run, args.budget, args.strategy, pool=args.pool, balance=args.balance,
                                     seed=args.seed, which=args.which, batch_size=args.batch_size,
@@ -347,7 +348,8 @@ def _run_select(args: argparse.Namespace) -> int:
     histogram = ", ".join(f"{name} {count}" for name, count in selection.histogram().items())
     print(f"wrote {len(selection.paths)} of {selection.pool_size} unlabeled images to {out} ({args.strategy}"
           f"{', balanced' if args.balance else ''}); predicted classes: {histogram}")
-    print(f"fill in the label column, then train with --add-labels {out} (and --split RUN/split.json)")
+    print(f"fill in the label column, then train again with the run's data flags (--data-root, --labels, ...) plus "
+          f"--split {RunDir.of_checkpoint(args.run)[0].split} --add-labels {out}")
     if selection.skipped:
         print(f"skipped {len(selection.skipped)} unreadable file(s), e.g. {selection.skipped[0][1]}", file=sys.stderr)
     return 0

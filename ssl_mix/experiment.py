@@ -112,9 +112,15 @@ def _split(cfg: Config, targets: torch.Tensor, num_classes: int) -> LabelSplit:
     d = cfg.data
     if d.split is not None:
         return LabelSplit.load(d.split, dataset=d.dataset, targets=targets)
-    return make_split(targets, d.resolved_num_labels(), seed=cfg.train.seed, dataset=d.dataset,
-                      num_classes=num_classes, num_valid_per_class=d.num_valid_per_class,
-                      labeled_in_unlabeled=d.labeled_in_unlabeled)
+    try:
+        return make_split(targets, d.resolved_num_labels(), seed=cfg.train.seed, dataset=d.dataset,
+                          num_classes=num_classes, num_valid_per_class=d.num_valid_per_class,
+                          labeled_in_unlabeled=d.labeled_in_unlabeled)
+    except ValueError as err:
+        if d.labels is None or d.num_labels is None:
+            raise
+        # A preset's budget (e.g. cpu-cifar10's 1000) rarely fits a label file's rows.
+        raise ValueError(f"{err}; or use every labeled row of {d.labels} with --num-labels none") from None
 
 
 def _decoded_bytes(files: ImageFiles, image_size: tuple[int, int] | None, channels: int | None) -> int:

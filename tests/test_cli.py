@@ -85,6 +85,21 @@ def test_user_errors_exit_2_with_a_message(argv, message, capsys):
     assert message.lower() in err.lower()
 
 
+def test_a_label_file_with_a_preset_budget_points_to_num_labels_none(cifar10_jpeg_sample, tmp_path, capsys):
+    labels = tmp_path / "labels.csv"
+    root = cifar10_jpeg_sample
+    names = sorted(p.relative_to(root).as_posix() for p in (root / "train").rglob("*.jpg"))
+    labels.write_text("".join(f"{name},{name.split('/')[1]}\n" for name in names[::10]))
+    argv = ["train", "--preset", "cpu-cifar10", "--dataset", "folder", "--data-root", str(cifar10_jpeg_sample),
+            "--labels", str(labels), "--no-progress", "--device", "cpu", "--out", str(tmp_path / "run")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "num_labels=1000" in err and f"use every labeled row of {labels} with --num-labels none" in err
+    # none (no budget) goes with a saved split, a number does not
+    assert main(["train", "--split", "s.json", "--num-labels", "none", "--print-config"]) == 0
+    assert json.loads(capsys.readouterr().out)["data"]["split"] == "s.json"
+
+
 def test_out_under_a_file_exits_2_naming_the_path(tmp_path, capsys):
     blocker = tmp_path / "a_file"
     blocker.write_text("")

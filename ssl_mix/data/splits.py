@@ -419,7 +419,9 @@ def make_split(targets: Sequence[int] | torch.Tensor | np.ndarray, num_labels: i
         c = int(short[0])
         fewest = int(counts.min())
         hint = (f"at most num_labels={num_classes * (fewest - num_valid_per_class)}"
-                if fewest > num_valid_per_class else "fewer validation examples per class")
+                if fewest > num_valid_per_class else
+                f"fewer than {fewest} validation examples per class and a smaller num_labels" if fewest > 1 else
+                "more labeled examples of every class")
         raise ValueError(f"class {c} has {int(counts[c])} examples but {per_class} labeled + {num_valid_per_class} "
                          f"validation = {needed} per class were requested ({short.size} class(es) too small); "
                          f"use {hint}")
