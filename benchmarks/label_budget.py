@@ -316,17 +316,24 @@ def cmd_summarize(args: argparse.Namespace) -> int:
     records = read_records(Path(args.records))
     if not records:
         raise SystemExit(f"no records in {args.records}; run the grid first")
+    unique: dict[tuple, dict] = {}
+    for r in records + [r for path in args.compare for r in read_records(Path(path))]:
+        unique.setdefault(_key(r), r)  # a cell in several files counts once (its first record)
+    records = list(unique.values())
+    sources = ", ".join(f"`{path}`" for path in [args.records, *args.compare])
     protocols = list(PROTOCOLS) if args.metric == "all" else [args.metric]
     out_md = Path(args.out_md or Path(args.records).with_suffix(".md"))
     out_png = Path(args.out_png or Path(args.records).with_suffix(".png"))
     first = records[0]
     header = [f"# {args.title}", "",
-              f"Test accuracy (%) of the {args.model}, mean ± std over seeds (n = seeds). Source: `{args.records}`."]
+              f"Test accuracy (%) of the {args.model}, mean ± std over seeds (n = seeds). Source: {sources}."]
     if any(r.get("data_note") for r in records):
         header.append(f"Data: {first['data_note']}")
     evaluations = ", ".join(str(n) if n else "none" for n in sorted({len(r.get("history") or []) for r in records}))
-    header.append(f"Hardware: {first['hardware']}; torch {first['torch']}; commit {first['commit']}; "
-                  f"{first['steps']} steps per run; run times add up to "
+    # Records from before the precision field all ran in fp32 (as _key reads them).
+    each = lambda key: ", ".join(sorted({str(r.get(key, "fp32" if key == "precision" else None)) for r in records}))  # noqa: E731
+    header.append(f"Hardware: {each('hardware')}; torch {each('torch')}; commit {each('commit')}; "
+                  f"{each('steps')} steps per run; precision {each('precision')}; run times add up to "
                   f"{sum(r['wall_time_s'] for r in records) / 60:.0f} min for {len(records)} runs; evaluations per "
                   f"run stored in the records: {evaluations}.")
     sections, plotted = [], None
@@ -499,6 +506,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="the reporting protocol to tabulate, or all of them (one table each)")
     summ.add_argument("--model", choices=MODEL_ROLES, default="teacher", help="whose accuracy to tabulate")
     summ.add_argument("--title", default="Label-budget curve")
+    summ.add_argument("--compare", action="append", default=[], metavar="FILE",
+                      help="records of another grid to tabulate and plot beside these (repeatable), e.g. the grid "
+                           "the new methods are measured against")
     summ.add_argument("--out-md")
     summ.add_argument("--out-png")
     summ.add_argument("--published", action=argparse.BooleanOptionalAction, default=True)

@@ -54,6 +54,16 @@ def test_label_budget_grid_records_skips_and_summarizes(tiny_folder, tmp_path, c
         assert f"## {protocol}: " in table
     assert "## valid: " in table and "Not available from these records: no record has a 'valid' value" in table
     assert "OPTIMISTIC" in table
+
+    # --compare tabulates another grid's records beside these; a cell in both files counts once.
+    other = tmp_path / "other.jsonl"
+    other.write_text("".join(json.dumps({**r, "method": "mixup"}) + "\n" for r in rows if r["method"] == "erm"))
+    out_md = tmp_path / "compared.md"
+    assert lb.main(["summarize", "--records", str(records), "--compare", str(other), "--compare", str(records),
+                    "--title", "test", "--out-md", str(out_md), "--out-png", str(tmp_path / "compared.png")]) == 0
+    compared = out_md.read_text()
+    assert f"Source: `{records}`, `{other}`, `{records}`." in compared and "| mixup |" in compared
+    assert "| erm | " in compared and "(n=2)" not in compared
     assert records.with_suffix(".png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
