@@ -148,9 +148,9 @@ def _row(r: dict) -> str:
     return _label(r["strategy"], r.get("balance", False))
 
 
-def _mean_std(values: list[float]) -> str:
+def _mean_std(values: list[float], signed: bool = False) -> str:
     std = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{statistics.fmean(values):.2f} ± {std:.2f} (n={len(values)})"
+    return f"{statistics.fmean(values):{'+' if signed else ''}.2f} ± {std:.2f} (n={len(values)})"
 
 
 def cmd_summarize(args: argparse.Namespace) -> int:
@@ -176,10 +176,11 @@ def cmd_summarize(args: argparse.Namespace) -> int:
              f"{first['precision']}), mean ± std over seeds, after {first['start']} random class-balanced labels "
              f"and after adding {first['add']} more chosen by each strategy (retrained from scratch). Data: the "
              "CIFAR-10 JPEG copy (JPEG quality ~75; close to, not equal to, the original images).",
-             f"Hardware: {first['hardware']}; torch {first['torch']}; commit {first['commit']}. "
-             f"Source: `{args.records}`; command: `{first['command']}`.", "",
-             "| strategy | labels | teacher test accuracy | picks per true class (min–max, mean over seeds) "
-             "| teacher's guess right on picks |", "|---|---|---|---|---|"]
+             f"Hardware: {', '.join(sorted({r['hardware'] for r in records}))}; torch {first['torch']}; commits "
+             f"{', '.join(sorted({r['commit'] for r in records}))}. Source: `{args.records}`; commands:", "",
+             *(f"- `{c}`" for c in sorted({r["command"] for r in records})), "",
+             "| strategy | labels | teacher test accuracy | minus random, same seed | picks per true class (min–max, "
+             "mean over seeds) | teacher's guess right on picks |", "|---|---|---|---|---|---|"]
     rows = ["start", *STRATEGIES, *(_label(s, True) for s in STRATEGIES)]
     for strategy in rows:
         rs = by.get(strategy)
@@ -187,12 +188,23 @@ def cmd_summarize(args: argparse.Namespace) -> int:
             continue
         if strategy == "start":
             lines.append(f"| (start: random, balanced) | {rs[0]['num_labels']} | "
-                         f"{_mean_std([r['teacher_final'] for r in rs])} | – | – |")
+                         f"{_mean_std([r['teacher_final'] for r in rs])} | – | – | – |")
             continue
         spread = [(min(r["picked_true_classes"].values()), max(r["picked_true_classes"].values())) for r in rs]
+        random = {r["seed"]: r["teacher_final"] for r in by.get("random", [])}
+        paired = [r["teacher_final"] - random[r["seed"]] for r in rs if r["seed"] in random]
         lines.append(f"| {strategy} | {rs[0]['num_labels']} | {_mean_std([r['teacher_final'] for r in rs])} | "
+                     f"{_mean_std(paired, signed=True) if paired and strategy != 'random' else '–'} | "
                      f"{statistics.fmean(s[0] for s in spread):.0f}–{statistics.fmean(s[1] for s in spread):.0f} | "
                      f"{statistics.fmean(r['picked_guess_accuracy'] for r in rs):.0f}% |")
+    seeds = sorted({r["seed"] for r in records})
+    lines += ["", "Teacher test accuracy (%) per seed:", "", "| strategy | " + " | ".join(f"seed {x}" for x in seeds)
+              + " |", "|---|" + "---|" * len(seeds)]
+    for strategy in rows:
+        per_seed = {r["seed"]: r["teacher_final"] for r in by.get(strategy, [])}
+        if per_seed:
+            lines.append(f"| {strategy} | " + " | ".join(f"{per_seed[x]:.2f}" if x in per_seed else "–"
+                                                        for x in seeds) + " |")
     lines += ["", "Picks per true class (seed: class counts):", ""]
     for strategy in rows[1:]:
         for r in by.get(strategy, []):
