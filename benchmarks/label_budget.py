@@ -170,7 +170,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(f"{len(grid) - len(todo)} of {len(grid)} runs already recorded in {records_path}; {len(todo)} to go",
           flush=True)
     data_cache: dict[tuple[int, int], object] = {}
-    grid_start = time.perf_counter()
+    grid_start, ran = time.perf_counter(), 0
     for i, (budget, seed, method) in enumerate(todo, 1):
         cfg = cells[(budget, seed, method)]
         # Several `run` processes with the same records and runs folder share the grid: a cell another one has
@@ -196,8 +196,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                 f.write(json.dumps(record, sort_keys=True) + "\n")
         finally:
             claim.unlink(missing_ok=True)
-        elapsed = time.perf_counter() - grid_start
-        eta = elapsed / i * (len(todo) - i)
+        ran += 1
+        eta = (time.perf_counter() - grid_start) / ran * (len(todo) - i)  # if no other process takes a cell
         print(f"[{i}/{len(todo)}] {method:<5} labels={budget:<5} seed={seed}: teacher {record['teacher_final']:.2f}%"
               f" student {record['student_final']:.2f}% in {wall:.0f} s; ETA {eta / 60:.0f} min", flush=True)
     return 0
