@@ -431,7 +431,8 @@ def plot(cells: dict, dataset: str, path: Path, title: str, *, with_published: b
         budgets = sorted(cells[method])
         means = [statistics.fmean(cells[method][b]) for b in budgets]
         stds = [statistics.stdev(cells[method][b]) if len(cells[method][b]) > 1 else 0 for b in budgets]
-        ax.errorbar(budgets, means, yerr=stds, marker="o", capsize=3, label=method)
+        ax.errorbar(budgets, means, yerr=stds, marker="o", capsize=3, label=method,
+                    linestyle="--" if "-official" in method else "-")
     if with_published:
         for name, by_budget in published_points(dataset).items():
             b = sorted(by_budget)
