@@ -330,8 +330,10 @@ def cmd_summarize(args: argparse.Namespace) -> int:
     if any(r.get("data_note") for r in records):
         header.append(f"Data: {first['data_note']}")
     evaluations = ", ".join(str(n) if n else "none" for n in sorted({len(r.get("history") or []) for r in records}))
-    # Records from before the precision field all ran in fp32 (as _key reads them).
-    each = lambda key: ", ".join(sorted({str(r.get(key, "fp32" if key == "precision" else None)) for r in records}))  # noqa: E731
+    def each(key: str) -> str:  # the distinct values of a provenance field, e.g. two CPUs of two grids
+        default = "fp32" if key == "precision" else None  # records from before the field all ran fp32 (see _key)
+        return ", ".join(sorted({str(r.get(key, default)) for r in records}))
+
     header.append(f"Hardware: {each('hardware')}; torch {each('torch')}; commit {each('commit')}; "
                   f"{each('steps')} steps per run; precision {each('precision')}; run times add up to "
                   f"{sum(r['wall_time_s'] for r in records) / 60:.0f} min for {len(records)} runs; evaluations per "
