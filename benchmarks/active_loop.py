@@ -86,6 +86,7 @@ def _oracle(name: str) -> str:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    git_commit()  # the code this process runs, recorded in every record
     torch.set_num_threads(args.threads)
     records_path = Path(args.records)
     records_path.parent.mkdir(parents=True, exist_ok=True)

@@ -151,6 +151,7 @@ def read_records(path: Path) -> list[dict]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    git_commit()  # the code this process runs, recorded in every record
     records_path = Path(args.records)
     records_path.parent.mkdir(parents=True, exist_ok=True)
     data = {"data_root": args.data_root, "download": args.download}

@@ -6,6 +6,7 @@ Every results file under ``benchmarks/results/`` records the command, git commit
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import platform
@@ -44,8 +45,13 @@ def cpu_features() -> list[str]:
     return []
 
 
+@functools.cache
 def git_commit() -> str | None:
-    """HEAD of the checkout the benchmark runs from, with ``+dirty`` when the tree has uncommitted changes."""
+    """HEAD of the checkout the benchmark runs from, with ``+dirty`` when the tree has uncommitted changes.
+
+    Read once per process, at the first call: a long benchmark calls it when it starts, so that its records name
+    the code it loaded, not a commit made while it ran.
+    """
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True)
         dirty = subprocess.run(["git", "status", "--porcelain"], cwd=REPO, capture_output=True, text=True).stdout
