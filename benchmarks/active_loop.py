@@ -27,7 +27,7 @@ from collections import Counter
 from pathlib import Path
 
 import torch
-from label_budget import METHODS, int_list, scale_config
+from label_budget import METHODS, int_list, name_list, scale_config
 from provenance import git_commit, hardware_summary
 
 from ssl_mix import (
@@ -264,14 +264,6 @@ def plot(by: dict[str, list[dict]], rows: list[str], path: Path, title: str) -> 
     fig.savefig(path, dpi=120)
 
 
-def _strategies(text: str) -> list[str]:
-    chosen = [v.strip() for v in text.split(",") if v.strip()]
-    bad = [s for s in chosen if s not in STRATEGIES]
-    if bad:
-        raise argparse.ArgumentTypeError(f"unknown strategy(ies) {bad}; choose from {list(STRATEGIES)}")
-    return chosen
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The command-line parser, with subcommands ``run`` and ``summarize``."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -282,7 +274,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--steps", type=int, default=3000, help="training steps of every run (default: 3000)")
     run.add_argument("--start", type=int, default=250, help="random class-balanced labels to start from")
     run.add_argument("--add", type=int, default=250, help="labels each strategy adds")
-    run.add_argument("--strategies", type=_strategies, default=list(STRATEGIES))
+    run.add_argument("--strategies", type=name_list(STRATEGIES, "strategy(ies)"), default=list(STRATEGIES))
     run.add_argument("--balance", action="store_true", help="spread the picks over the predicted classes")
     run.add_argument("--precision", default="bf16")
     run.add_argument("--threads", type=int, default=1, help="torch threads (default: 1)")

@@ -34,6 +34,7 @@ import statistics
 import sys
 import tarfile
 import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import get_args
 
@@ -471,12 +472,19 @@ def int_list(text: str) -> list[int]:
     return [int(v) for v in text.split(",") if v.strip()]
 
 
-def _methods(text: str) -> list[str]:
-    methods = [v.strip() for v in text.split(",") if v.strip()]
-    bad = [m for m in methods if m not in METHODS]
-    if bad:
-        raise argparse.ArgumentTypeError(f"unknown method(s) {bad}; choose from {list(METHODS)}")
-    return methods
+def name_list(choices: Iterable[str], what: str) -> Callable[[str], list[str]]:
+    """An argparse ``type`` for a comma-separated list of names among ``choices`` (``what`` names them in the
+    error, e.g. ``"method(s)"``): the benchmarks' --methods and --strategies."""
+    allowed = list(choices)
+
+    def parse(text: str) -> list[str]:
+        chosen = [v.strip() for v in text.split(",") if v.strip()]
+        bad = [name for name in chosen if name not in allowed]
+        if bad:
+            raise argparse.ArgumentTypeError(f"unknown {what} {bad}; choose from {allowed}")
+        return chosen
+
+    return parse
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -489,7 +497,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--dataset", choices=[d for d in DATASET_NAMES if d != "digits"], default="folder")
     run.add_argument("--data-root", required=True)
     run.add_argument("--download", action="store_true")
-    run.add_argument("--methods", type=_methods, default=DEFAULT_METHODS)
+    run.add_argument("--methods", type=name_list(METHODS, "method(s)"), default=DEFAULT_METHODS)
     run.add_argument("--budgets", type=int_list, default=[250, 1000, 4000])
     run.add_argument("--seeds", type=int_list, default=[0, 1, 2])
     run.add_argument("--steps", type=int, help="override the scale's steps per run")
