@@ -34,11 +34,10 @@ from ssl_mix import (
     SELECTION_COLUMNS,
     STRATEGIES,
     RunDir,
-    acquisition_scores,
+    choose,
     load_run,
     pool_probabilities,
     run_experiment,
-    select_top,
     unlabeled_pool,
 )
 
@@ -111,33 +110,30 @@ def cmd_run(args: argparse.Namespace) -> int:
         run = load_run(start_dir, device="cpu")
         t = time.perf_counter()
         files, names = unlabeled_pool(run)
-        probabilities, kept, skipped = pool_probabilities(run, files, num_workers=0, progress=False)
+        probabilities, kept, _ = pool_probabilities(run, files, num_workers=0, progress=False)
         score_time = time.perf_counter() - t
-        guesses = probabilities.argmax(dim=1)
         print(f"seed {seed}: scored {len(kept)} pool images in {score_time:.0f} s", flush=True)
         for strategy in todo:
-            picks = select_top(acquisition_scores(probabilities, strategy, seed=seed), args.add, seed=seed,
-                               classes=guesses if args.balance else None).tolist()
-            picked = [names[kept[i]] for i in picks]
+            picks = choose(probabilities, kept, names, run.classes, args.add, strategy, balance=args.balance, seed=seed)
             label = _label(strategy, args.balance)
             csv_path = runs / f"picks_{label}.csv"
             with csv_path.open("w", newline="") as f:
                 rows = csv.writer(f)
                 rows.writerow(SELECTION_COLUMNS)
-                for i, name in zip(picks, picked, strict=True):
-                    rows.writerow([name, run.classes[int(guesses[i])], f"{float(probabilities[i].max()):.6f}",
-                                   _oracle(name)])
+                for name, guess, confidence in zip(picks.paths, picks.guesses, picks.confidences.tolist(),
+                                                   strict=True):
+                    rows.writerow([name, guess, f"{confidence:.6f}", _oracle(name)])
             cfg = base.replace(data={"split": str(RunDir(start_dir).split), "add_labels": str(csv_path)},
                                train={"seed": seed, "out_dir": str(runs / label)})
             t = time.perf_counter()
             report = run_experiment(cfg)
-            true_counts = Counter(_oracle(n) for n in picked)
+            true_counts = Counter(_oracle(n) for n in picks.paths)
             record = _record(args, cfg, seed, strategy, report, time.perf_counter() - t,
                              num_labels=args.start + args.add, balance=args.balance,
                              picked_true_classes={c: true_counts.get(c, 0) for c in run.classes},
                              picked_guess_accuracy=100.0 * sum(
-                                 run.classes[int(guesses[i])] == _oracle(n)
-                                 for i, n in zip(picks, picked, strict=True)) / len(picks),
+                                 guess == _oracle(n) for n, guess in zip(picks.paths, picks.guesses, strict=True)
+                             ) / len(picks.paths),
                              score_time_s=score_time, pool_size=len(kept))
             _append(records_path, record)
             print(f"seed {seed}: +{args.add} by {label}: teacher {record['teacher_final']:.2f}% (picks per true "

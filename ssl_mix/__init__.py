@@ -11,6 +11,7 @@ __version__ = "0.1.0"
 from ssl_mix.active import (
     SELECTION_COLUMNS,
     Selection,
+    choose,
     pool_probabilities,
     select_for_labeling,
     unlabeled_pool,
@@ -200,7 +201,7 @@ __all__ = [
     # which images to label next
     "STRATEGIES", "Strategy", "check_strategy", "acquisition_scores", "select_top", "Selection", "SELECTION_COLUMNS",
     "unlabeled_pool",
-    "pool_probabilities", "select_for_labeling", "write_selection",
+    "pool_probabilities", "choose", "select_for_labeling", "write_selection",
     # runs: directory, checkpoints, loading a trained model
     "RunDir", "CHECKPOINT_FORMAT", "data_info", "TrainedRun", "load_run", "load_trained", "load_test_set",
     "update_checkpoint",

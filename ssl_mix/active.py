@@ -22,7 +22,7 @@ import torch
 from ssl_mix.checks import check_bool, check_int, check_positive_int
 from ssl_mix.selection import Strategy, acquisition_scores, check_strategy, select_top
 
-__all__ = ["Selection", "unlabeled_pool", "pool_probabilities", "select_for_labeling", "write_selection",
+__all__ = ["Selection", "unlabeled_pool", "pool_probabilities", "choose", "select_for_labeling", "write_selection",
            "SELECTION_COLUMNS"]
 
 SELECTION_COLUMNS = ("path", "guess", "confidence", "label")
@@ -140,6 +140,32 @@ def pool_probabilities(run: Any, files: list[Path], *, which: str = "teacher", b
     return probabilities, kept, skipped
 
 
+def choose(probabilities: torch.Tensor, kept: list[int], names: list[str], classes: list[str], budget: int,
+           strategy: Strategy, *, balance: bool = False, seed: int = 0) -> Selection:
+    """Pick from a scored pool: the ``budget`` images a strategy ranks first, as a :class:`Selection`.
+
+    Score a pool once with :func:`pool_probabilities` and call this for each strategy to compare them.
+
+    Args:
+        probabilities: ``(M, C)`` calibrated probabilities of the readable pool images.
+        kept: their positions in ``names`` (from :func:`pool_probabilities`).
+        names: the names of the whole pool (from :func:`unlabeled_pool`).
+        classes: the class names.
+        budget: how many images to pick.
+        strategy: one of :data:`ssl_mix.STRATEGIES`.
+        balance: spread the picks evenly over the predicted classes.
+        seed: seeds ``random`` and the order of ties.
+
+    Returns:
+        The :class:`Selection`, best first; ``pool_size`` is ``len(names)`` and ``skipped`` is empty.
+    """
+    guesses = probabilities.argmax(dim=1)
+    picks = select_top(acquisition_scores(probabilities, strategy, seed=seed), budget, seed=seed,
+                       classes=guesses if balance else None).tolist()
+    return Selection(paths=[names[kept[i]] for i in picks], guesses=[classes[int(guesses[i])] for i in picks],
+                     confidences=probabilities[picks].max(dim=1).values, pool_size=len(names), skipped=[])
+
+
 def select_for_labeling(run: str | Path | Any, budget: int, strategy: Strategy, *, pool: str | Path | None = None,
                         balance: bool = False, seed: int = 0, which: str = "teacher", batch_size: int = 256,
                         num_workers: int | None = None, device: str = "auto", progress: bool = True) -> Selection:
@@ -180,12 +206,8 @@ def select_for_labeling(run: str | Path | Any, budget: int, strategy: Strategy, 
                          f"most {len(files)}")
     probabilities, kept, skipped = pool_probabilities(loaded, files, which=which, batch_size=batch_size,
                                                       num_workers=num_workers, progress=progress)
-    guesses = probabilities.argmax(dim=1)
-    picks = select_top(acquisition_scores(probabilities, strategy, seed=seed), budget, seed=seed,
-                       classes=guesses if balance else None)
-    return Selection(paths=[names[kept[i]] for i in picks.tolist()],
-                     guesses=[loaded.classes[int(guesses[i])] for i in picks.tolist()],
-                     confidences=probabilities[picks].max(dim=1).values, pool_size=len(files), skipped=skipped)
+    selection = choose(probabilities, kept, names, loaded.classes, budget, strategy, balance=balance, seed=seed)
+    return selection._replace(skipped=skipped)
 
 
 def write_selection(selection: Selection, out: str | Path) -> Path:

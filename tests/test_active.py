@@ -8,10 +8,12 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+import torch
 
 from ssl_mix import (
     LabelSplit,
     RunDir,
+    choose,
     folder_files,
     load_run,
     pool_probabilities,
@@ -71,6 +73,16 @@ def test_balance_spreads_picks_over_predicted_classes(run):
     assert sum(counts.values()) == 20 and set(counts) <= set(in_pool)
     share = 20 // len(in_pool)
     assert all(counts.get(c, 0) >= min(n, share) for c, n in in_pool.items())  # every class gets its share
+
+
+def test_choose_on_a_scored_pool_equals_select_for_labeling(run):
+    files, names = unlabeled_pool(run)
+    probabilities, kept, _ = pool_probabilities(run, files, num_workers=0, progress=False)
+    for strategy, balance in (("margin", False), ("entropy", True), ("random", False)):
+        chosen = choose(probabilities, kept, names, run.classes, 20, strategy, balance=balance, seed=3)
+        selected = _select(run, budget=20, strategy=strategy, balance=balance, seed=3)
+        assert chosen.paths == selected.paths and chosen.guesses == selected.guesses
+        assert torch.equal(chosen.confidences, selected.confidences) and chosen.pool_size == selected.pool_size
 
 
 def test_pool_directory(run, cifar10_jpeg_small, tmp_path):
