@@ -1,12 +1,16 @@
 """Streaming an image folder from its files vs holding it decoded in memory: set-up time and batches per second.
 
-For the CIFAR-10 JPEG training images (32x32) and the same images upscaled (96x96 by default, bicubic, JPEG
-quality 90, written to a temporary folder first), a pool of ``--num-images`` files is trained on two ways:
+For the CIFAR-10 JPEG training images (32x32; or the train/ images of another folder, ``--data-root``) and the
+same images upscaled (96x96 by default, bicubic, JPEG quality 90, written to a temporary folder first), a pool of
+``--num-images`` files is trained on two ways:
 
 * **tensor**: ``decode_files`` decodes the pool into one uint8 tensor (no cache, so the time is the decode), and
   ``TensorDualLoader`` crops, flips and normalises whole batches;
 * **stream**: ``scan_files`` checks every file and computes the channel statistics (no cache), and
-  ``TorchDualLoader`` over ``ImageFileDataset`` decodes each image on the fly, with 0, 1, 2... worker processes.
+  ``TorchDualLoader`` over ``ImageFileDataset`` decodes each image on the fly, with 0, 1, 2... worker processes,
+  augmented two ways: **batched** (what training does: the workers decode uint8 images, crop, flip and
+  normalisation run on whole batches, ``spec=``) and **per image** (torchvision transforms in the workers,
+  ``transform=train_transform(...)``, the path before batching).
 
 One step is a labeled and an unlabeled batch. Reports set-up seconds and batches/s (mean ± std over seeds) and the
 memory the decoded pool takes, and writes a JSON record with the command, commit, hardware, versions and wall time.
@@ -64,20 +68,23 @@ def _measure(files: ImageFiles, args: argparse.Namespace) -> dict:
     out["image_shape"] = list(pool.image_shape)
     out["tensor"] = {"setup_s": _summary(setup), "batches_per_s": _summary(rates)}
     del pool
-    for workers in args.workers:
-        setup, rates = [], []
-        for seed in range(args.repeats):
-            start = time.perf_counter()
-            scan = scan_files(files, cache=False)
-            setup.append(time.perf_counter() - start)
-            spec = spec_from_stats("folder", 10, scan.mean, scan.std, scan.image_shape[1])
-            loader = TorchDualLoader(ImageFileDataset(files.subset(labeled_index), scan.image_shape),
-                                     ImageFileDataset(files, scan.image_shape, labeled=False), seed=seed,
-                                     transform=train_transform(spec, scan.image_shape[1:]), num_workers=workers,
-                                     **sizes)
-            rates.append(batches_per_second(loader, args.steps, args.warmup))
-        out[f"stream_workers{workers}"] = {"setup_s": _summary(setup), "batches_per_s": _summary(rates)}
-        print(f"  {out['image_shape']} stream, {workers} workers: {statistics.mean(rates):.1f} batches/s", flush=True)
+    for mode in ("batched", "per_image"):
+        for workers in args.workers:
+            setup, rates = [], []
+            for seed in range(args.repeats):
+                start = time.perf_counter()
+                scan = scan_files(files, cache=False)
+                setup.append(time.perf_counter() - start)
+                spec = spec_from_stats("folder", 10, scan.mean, scan.std, scan.image_shape[1])
+                augment = ({"spec": spec} if mode == "batched" else
+                           {"transform": train_transform(spec, scan.image_shape[1:])})
+                loader = TorchDualLoader(ImageFileDataset(files.subset(labeled_index), scan.image_shape),
+                                         ImageFileDataset(files, scan.image_shape, labeled=False), seed=seed,
+                                         num_workers=workers, **augment, **sizes)
+                rates.append(batches_per_second(loader, args.steps, args.warmup))
+            out[f"stream_{mode}_workers{workers}"] = {"setup_s": _summary(setup), "batches_per_s": _summary(rates)}
+            print(f"  {out['image_shape']} stream ({mode}), {workers} workers: {statistics.mean(rates):.1f} "
+                  "batches/s", flush=True)
     return out
 
 
@@ -92,6 +99,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--repeats", type=int, default=2, help="seeds per loader")
     parser.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2], help="DataLoader worker counts")
     parser.add_argument("--upscale", type=int, default=96, help="side of the upscaled copy")
+    parser.add_argument("--data-root", default=None,
+                        help="an image folder with train/<class>/* (default: unpack the CIFAR-10 JPEG copy)")
     parser.add_argument("--tmp", default=None, help="where to unpack and write the image sets (default: system temp)")
     parser.add_argument("--out", default=str(REPO / "benchmarks/results/streaming_cpu.json"))
     args = parser.parse_args(argv)
@@ -100,13 +109,16 @@ def main(argv: list[str] | None = None) -> dict:
     results = {}
     with tempfile.TemporaryDirectory(dir=args.tmp) as tmp:
         base = Path(tmp)
-        cifar = extract_cifar10_jpeg(base / "cifar10", ("train/*",))
+        cifar = (Path(args.data_root) if args.data_root is not None else
+                 extract_cifar10_jpeg(base / "cifar10", ("train/*",)))
         train = folder_files(cifar, "train")
         pool = train.subset(range(0, len(train), len(train) // args.num_images)[:args.num_images])  # every class
         upscaled = upscaled_copy(cifar, base / f"cifar10_{args.upscale}", args.upscale, files=pool.paths)
-        for name, files in (("32x32", pool), (f"{args.upscale}x{args.upscale}", folder_files(upscaled, "train"))):
-            results[name] = _measure(files, args)
-            print(f"{name}: {json.dumps(results[name])}", flush=True)
+        for files in (pool, folder_files(upscaled, "train")):
+            result = _measure(files, args)
+            name = "x".join(str(side) for side in result["image_shape"][1:])  # 32x32 for CIFAR-10
+            results[name] = result
+            print(f"{name}: {json.dumps(result)}", flush=True)
     record = {
         "benchmark": "image folder: decoded in memory (tensor loader) vs streamed from the files (DataLoader workers)",
         **record_header(__file__, argv),

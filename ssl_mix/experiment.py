@@ -39,7 +39,6 @@ from ssl_mix.data import (
     data_spec,
     decode_files,
     eval_batches,
-    eval_transform,
     fit_zca,
     folder_files,
     load_arrays,
@@ -47,7 +46,6 @@ from ssl_mix.data import (
     preprocess_entry,
     scan_files,
     spec_from_stats,
-    train_transform,
     unlabeled_dir_files,
 )
 from ssl_mix.methods import ERM, ICT, ManifoldMixup, Method, Mixup, method_class
@@ -306,10 +304,10 @@ def build_loader(cfg: Config, data: RunData, device: torch.device, *, with_unlab
     common = {"rank": distributed.rank(), "world_size": distributed.world_size(), "with_unlabeled": with_unlabeled,
               "preprocess": preprocess}
     if isinstance(data.labeled, ImageFileDataset):  # an image folder streamed from its files
-        transform = train_transform(data.spec, data.labeled.image_shape[1:]) if d.augment else eval_transform(data.spec)
+        # Workers decode uint8 images; crop, flip and normalisation run in batches on the device.
         return TorchDualLoader(data.labeled, data.unlabeled, batch_size=d.batch_size,
-                               unlabeled_batch_size=d.unlabeled_batch_size, seed=cfg.train.seed, transform=transform,
-                               num_workers=d.num_workers, device=device,
+                               unlabeled_batch_size=d.unlabeled_batch_size, seed=cfg.train.seed, spec=data.spec,
+                               augment=d.augment, num_workers=d.num_workers, device=device,
                                balance_labeled=data.labeled.files.targets if d.balance_labeled else None, **common)
     if d.loader == "tensor":
         return TensorDualLoader(data.labeled, data.unlabeled, data.spec, batch_size=d.batch_size,

@@ -249,6 +249,22 @@ def test_predict_benchmark_speed_and_memory(tiny_folder, tmp_path):
     assert memory["40"]["count"] == 40 and memory["10"]["peak_rss_mib"] > 0
 
 
+def test_streaming_benchmark_measures_every_path(tiny_folder, tmp_path):
+    import streaming
+
+    out = tmp_path / "streaming.json"
+    record = streaming.main(["--data-root", str(tiny_folder), "--num-images", "40", "--num-labels", "10",
+                             "--batch-size", "4", "--unlabeled-batch-size", "4", "--steps", "2", "--warmup", "1",
+                             "--repeats", "1", "--workers", "0", "--upscale", "24", "--tmp", str(tmp_path),
+                             "--out", str(out)])
+    assert json.loads(out.read_text()) == record
+    for size, shape in (("16x16", [3, 16, 16]), ("24x24", [3, 24, 24])):
+        result = record["results"][size]
+        assert result["images"] == 40 and result["image_shape"] == shape
+        for path in ("tensor", "stream_batched_workers0", "stream_per_image_workers0"):
+            assert result[path]["batches_per_s"]["mean"] > 0
+
+
 def test_gpu_check_dry_run_runs_every_phase_on_the_cpu(tmp_path):
     import os
     import subprocess

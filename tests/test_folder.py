@@ -18,6 +18,7 @@ from ssl_mix.cli import main
 from ssl_mix.data import (
     BadImageError,
     ImageFileDataset,
+    TensorDualLoader,
     TorchDualLoader,
     channel_stats,
     decode_files,
@@ -26,6 +27,7 @@ from ssl_mix.data import (
     read_label_rows,
     read_labels,
     scan_files,
+    spec_from_stats,
     unlabeled_dir_files,
 )
 
@@ -253,11 +255,17 @@ def test_scan_and_streaming_match_the_decoded_pool(mixed, tmp_path):
         image, target = dataset[i]
         assert torch.equal(image, decoded.arrays.images[i]) and target == int(files.targets[i])
     # The streaming loader is exactly resumable: a loader resumed at step 2 continues with the same batches.
+    # Augmented in batches on the device (as training streams), they are the tensor loader's batches exactly.
     unlabeled = ImageFileDataset(files, scan.image_shape, image_size=20, labeled=False)
+    spec = spec_from_stats("folder", len(files.classes), scan.mean, scan.std, 20)
     make = lambda: TorchDualLoader(dataset, unlabeled, batch_size=4, seed=3, num_workers=0,  # noqa: E731
-                                   balance_labeled=files.targets)
+                                   balance_labeled=files.targets, spec=spec)
     loader = make()
     batches = [b for _, b in zip(range(4), loader, strict=False)]
+    in_memory = TensorDualLoader(decoded.arrays, decoded.arrays, spec, batch_size=4,
+                                 seed=3, balance_labeled=True)
+    for a, b in zip(batches, in_memory, strict=False):
+        assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
     resumed = make()
     state = loader.state_dict()
     state["step"] = 2

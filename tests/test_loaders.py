@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from ssl_mix.data import (
+    ArrayDataset,
     DataSpec,
     ImageArrays,
     TensorDualLoader,
@@ -209,6 +210,64 @@ def test_both_paths_draw_the_same_augmentation_distribution():
         assert abs(flip_rate.item() - 0.5) < 0.04  # sd ~ 0.0099
     assert torch.all((stats["tensor"][0] - stats["torch"][0]).abs() < 0.04)
     assert abs(stats["tensor"][1] - stats["torch"][1]) < 0.06
+
+
+def _raw(arrays: ImageArrays, labeled: bool = True) -> ArrayDataset:
+    return ArrayDataset(arrays, None, labeled=labeled)  # uint8 (C, H, W) items, as an ImageFileDataset gives
+
+
+@pytest.mark.parametrize("options", [
+    {},
+    {"mu": 3},
+    {"rank": 1, "world_size": 2},
+    {"with_unlabeled": False},
+    {"augment": False},
+    {"balance_labeled": True},
+    {"num_workers": 2},
+])
+def test_batched_torch_loader_equals_the_tensor_loader(options):
+    # Streaming with spec=: the workers only load uint8 images; augmentation runs in batches with the tensor
+    # loader's draws, so the two loaders give identical batches (crops, flips and all).
+    labeled, unlabeled = _coordinates(30, 8), _coordinates(45, 8)
+    spec = _identity_spec(2, 2, True)
+    tensor_options = {k: v for k, v in options.items() if k != "num_workers"}
+    torch_options = {**options, "balance_labeled": labeled.targets} if options.get("balance_labeled") else options
+    fast = _take(TensorDualLoader(labeled, unlabeled, spec, batch_size=8, seed=7, **tensor_options), 6)
+    slow = _take(TorchDualLoader(_raw(labeled), _raw(unlabeled, False), spec=spec, batch_size=8, seed=7,
+                                 **torch_options), 6)
+    assert _same(fast, slow)
+    assert slow[0][0].dtype == torch.float32 and slow[0][2].dtype == torch.float32
+    assert slow[0][2].shape[0] == (0 if options.get("with_unlabeled") is False else 8 * options.get("mu", 1))
+
+
+def test_batched_torch_loader_resumes_exactly_and_applies_preprocess():
+    labeled, unlabeled = _coordinates(20, 8), _coordinates(30, 8)
+    spec = _identity_spec(2, 2, True)
+    zca = fit_zca(torch.randn(50, 2, 8, 8, generator=torch.Generator().manual_seed(0)), 0.1)
+    make = lambda **kw: TorchDualLoader(_raw(labeled), _raw(unlabeled, False), spec=spec,  # noqa: E731
+                                        batch_size=4, mu=2, seed=5, **kw)
+    straight = _take(make(), 8)
+    first = make()
+    _take(first, 3)
+    resumed = make()
+    resumed.load_state_dict(first.state_dict())
+    assert _same(_take(resumed, 5), straight[3:])
+    whitened = _take(make(preprocess=zca), 2)
+    for plain, white in zip(straight, whitened, strict=False):
+        torch.testing.assert_close(white[0], zca(plain[0]))
+        torch.testing.assert_close(white[2], zca(plain[2]))
+
+
+def test_batched_torch_loader_errors():
+    labeled, unlabeled, spec = _indexed(10), _indexed(12), _identity_spec(1)
+    normalised = TorchDualLoader(arrays_dataset(labeled, spec), arrays_dataset(unlabeled, spec, labeled=False),
+                                 spec=spec, batch_size=2, seed=0)
+    with pytest.raises(TypeError, match="augments uint8 batches on the device, but the items are torch.float32"):
+        next(iter(normalised))
+    with pytest.raises(TypeError, match="spec must be a DataSpec"):
+        TorchDualLoader(_raw(labeled), _raw(unlabeled, False), spec="cifar10", batch_size=2, seed=0)
+    with pytest.raises(ValueError, match="augment=False applies to the batched path"):
+        TorchDualLoader(_raw(labeled), _raw(unlabeled, False), augment=False, batch_size=2, seed=0)
 
 
 def test_torch_loader_leaves_global_random_state_alone():
