@@ -37,7 +37,7 @@ class Selection(NamedTuple):
             or absolute for images outside it.
         guesses: the teacher's predicted class of each.
         confidences: ``(budget,)`` float32 calibrated probability of the guess.
-        pool_size: how many images were scored.
+        pool_size: how many images were scored (the readable images of the pool).
         skipped: unreadable pool files left out, as ``(path, reason)``.
     """
 
@@ -157,13 +157,13 @@ def choose(probabilities: torch.Tensor, kept: list[int], names: list[str], class
         seed: seeds ``random`` and the order of ties.
 
     Returns:
-        The :class:`Selection`, best first; ``pool_size`` is ``len(names)`` and ``skipped`` is empty.
+        The :class:`Selection`, best first; ``pool_size`` is ``len(kept)`` and ``skipped`` is empty.
     """
     guesses = probabilities.argmax(dim=1)
     picks = select_top(acquisition_scores(probabilities, strategy, seed=seed), budget, seed=seed,
                        classes=guesses if balance else None).tolist()
     return Selection(paths=[names[kept[i]] for i in picks], guesses=[classes[int(guesses[i])] for i in picks],
-                     confidences=probabilities[picks].max(dim=1).values, pool_size=len(names), skipped=[])
+                     confidences=probabilities[picks].max(dim=1).values, pool_size=len(kept), skipped=[])
 
 
 def select_for_labeling(run: str | Path | Any, budget: int, strategy: Strategy, *, pool: str | Path | None = None,

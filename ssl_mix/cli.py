@@ -203,6 +203,19 @@ def _format_report(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _add_device(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1... (default: auto)")
+
+
+def _add_image_batches(p: argparse.ArgumentParser) -> None:
+    """The flags of commands that decode and score many image files (predict, select)."""
+    p.add_argument("--batch-size", type=int, default=256, metavar="N", help="images per batch (default: 256)")
+    p.add_argument("--workers", type=int, metavar="N", help="decoding processes (default: min(4, CPU count))")
+    _add_device(p)
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True,
+                   help="show a progress bar on stderr (default: on)")
+
+
 def _add_eval(p: argparse.ArgumentParser) -> None:
     from ssl_mix.data import DATASET_NAMES
     from ssl_mix.teacher import MODEL_ROLES
@@ -213,7 +226,7 @@ def _add_eval(p: argparse.ArgumentParser) -> None:
                    help="dataset to evaluate on (default: the one the run trained on)")
     p.add_argument("--data-root", metavar="DIR", help="where the dataset lives (default: the run's)")
     p.add_argument("--which", choices=[*MODEL_ROLES, "both"], default="both", help="which model (default: both)")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1... (default: auto)")
+    _add_device(p)
     p.add_argument("--plot", metavar="FILE.png",
                    help="write reliability diagrams (accuracy against confidence) before and after calibration")
 
@@ -259,7 +272,7 @@ def _run_eval(args: argparse.Namespace) -> int:
 def _add_calibrate(p: argparse.ArgumentParser) -> None:
     p.add_argument("run", metavar="RUN_DIR_OR_CHECKPOINT",
                    help="a run directory (its last.pt and best.pt are calibrated) or a checkpoint file")
-    p.add_argument("--device", default="auto")
+    _add_device(p)
 
 
 def _run_calibrate(args: argparse.Namespace) -> int:
@@ -287,12 +300,9 @@ def _add_predict(p: argparse.ArgumentParser) -> None:
     p.add_argument("--which", choices=MODEL_ROLES, default="teacher", help="which model (default: teacher)")
     p.add_argument("--no-calibration", action="store_true",
                    help="use the raw softmax, ignoring the run's fitted temperature")
-    p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--workers", type=int, help="decoding processes (default: min(4, CPU count))")
-    p.add_argument("--device", default="auto")
     p.add_argument("--strict", action="store_true",
                    help="stop at the first unreadable file (default: skip it, list it, and keep going)")
-    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True)
+    _add_image_batches(p)
 
 
 def _run_predict(args: argparse.Namespace) -> int:
@@ -331,10 +341,7 @@ def _add_select(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, metavar="FILE.csv",
                    help="the picks: path,guess,confidence,label with label empty, to fill in for --add-labels")
     p.add_argument("--which", choices=MODEL_ROLES, default="teacher", help="which model scores (default: teacher)")
-    p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--workers", type=int, help="decoding processes (default: min(4, CPU count))")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True)
+    _add_image_batches(p)
 
 
 def _run_select(args: argparse.Namespace) -> int:
@@ -387,7 +394,7 @@ def _add_demo(p: argparse.ArgumentParser) -> None:
                    help="override the demo's label budget (default: the demo preset's)")
     p.add_argument("--out", default="runs/demo", metavar="DIR",
                    help="where TensorBoard logs and checkpoints go (default: runs/demo)")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1... (default: auto)")
+    _add_device(p)
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=False,
                    help="show progress bars (default: off)")
 
@@ -431,7 +438,7 @@ def _add_analyze(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-root", metavar="DIR", help="where the dataset lives (default: the run's)")
     p.add_argument("--out", metavar="DIR",
                    help="output directory for analysis.json and the PNG plots (default: RUN_DIR/analysis)")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1... (default: auto)")
+    _add_device(p)
 
 
 def _layer(text: str) -> int | str:

@@ -144,8 +144,9 @@ class DataConfig:
         batch_size: labeled examples per step (ICT: 100).
         unlabeled_batch_size: unlabeled examples per step (ICT uses as many as labeled).
         loader: ``tensor`` keeps the uint8 images on the training device and crops, flips and normalises whole
-            batches there; ``torch`` uses a ``DataLoader`` with worker processes and per-image transforms. The
-            tensor loader is fast for data that fits in device memory.
+            batches there; ``torch`` uses a ``DataLoader`` with worker processes: per-image transforms for
+            in-memory datasets, and for a ``folder`` it streams the files (workers decode, batches are augmented on
+            the device). The tensor loader is fast for data that fits in device memory.
         num_workers: worker processes of the ``torch`` loader.
         augment: random crop (reflect padding) and horizontal flip of training batches. The standard augmentation
             of the ICT and mean-teacher recipes; SVHN and the digits are not flipped.

@@ -92,8 +92,10 @@ def test_pool_directory(run, cifar10_jpeg_small, tmp_path):
     outside.mkdir()
     for p in sorted((cifar10_jpeg_small / "test" / "dog").iterdir())[:3]:
         (outside / p.name).write_bytes(p.read_bytes())
+    (outside / "zz_text.png").write_text("this is not a PNG\n")
     picks = _select(run, budget=3, pool=outside)
     assert all(Path(p).is_absolute() for p in picks.paths)
+    assert picks.pool_size == 3 and [Path(p).name for p, _ in picks.skipped] == ["zz_text.png"]  # scored, skipped
 
 
 def test_bad_requests_are_clear_errors(run, cifar_run, tmp_path):
