@@ -57,6 +57,10 @@ def _ids(x: torch.Tensor) -> list[int]:
     return x[:, 0, 0, 0].round().long().tolist()
 
 
+def _raw(arrays: ImageArrays, labeled: bool = True) -> ArrayDataset:
+    return ArrayDataset(arrays, None, labeled=labeled)  # uint8 (C, H, W) items, as an ImageFileDataset gives
+
+
 def _take(loader, steps):
     return list(islice(iter(loader), steps))
 
@@ -112,11 +116,15 @@ def test_tensor_loader_resumes_exactly():
     assert _same(_take(resumed, 7), straight[5:])
 
 
-def test_torch_loader_resumes_exactly_and_follows_load_state_dict_mid_iteration():
+@pytest.mark.parametrize("batched", [False, True], ids=["per-image", "batched"])
+def test_torch_loader_resumes_exactly_and_follows_load_state_dict_mid_iteration(batched):
     labeled, unlabeled = _coordinates(20, 8), _coordinates(30, 8)
     spec = _identity_spec(2, 2, True)
-    make = lambda: TorchDualLoader(labeled_ds, unlabeled_ds, batch_size=4, mu=2, seed=5)  # noqa: E731
-    labeled_ds, unlabeled_ds = arrays_dataset(labeled, spec), arrays_dataset(unlabeled, spec, labeled=False)
+    if batched:  # uint8 items, augmented on the device in batches
+        datasets, options = (_raw(labeled), _raw(unlabeled, False)), {"spec": spec}
+    else:
+        datasets, options = (arrays_dataset(labeled, spec), arrays_dataset(unlabeled, spec, labeled=False)), {}
+    make = lambda: TorchDualLoader(*datasets, batch_size=4, mu=2, seed=5, **options)  # noqa: E731
     straight = _take(make(), 8)
     first = make()
     _take(first, 3)
@@ -212,10 +220,6 @@ def test_both_paths_draw_the_same_augmentation_distribution():
     assert abs(stats["tensor"][1] - stats["torch"][1]) < 0.06
 
 
-def _raw(arrays: ImageArrays, labeled: bool = True) -> ArrayDataset:
-    return ArrayDataset(arrays, None, labeled=labeled)  # uint8 (C, H, W) items, as an ImageFileDataset gives
-
-
 @pytest.mark.parametrize("options", [
     {},
     {"mu": 3},
@@ -238,24 +242,6 @@ def test_batched_torch_loader_equals_the_tensor_loader(options):
     assert _same(fast, slow)
     assert slow[0][0].dtype == torch.float32 and slow[0][2].dtype == torch.float32
     assert slow[0][2].shape[0] == (0 if options.get("with_unlabeled") is False else 8 * options.get("mu", 1))
-
-
-def test_batched_torch_loader_resumes_exactly_and_applies_preprocess():
-    labeled, unlabeled = _coordinates(20, 8), _coordinates(30, 8)
-    spec = _identity_spec(2, 2, True)
-    zca = fit_zca(torch.randn(50, 2, 8, 8, generator=torch.Generator().manual_seed(0)), 0.1)
-    make = lambda **kw: TorchDualLoader(_raw(labeled), _raw(unlabeled, False), spec=spec,  # noqa: E731
-                                        batch_size=4, mu=2, seed=5, **kw)
-    straight = _take(make(), 8)
-    first = make()
-    _take(first, 3)
-    resumed = make()
-    resumed.load_state_dict(first.state_dict())
-    assert _same(_take(resumed, 5), straight[3:])
-    whitened = _take(make(preprocess=zca), 2)
-    for plain, white in zip(straight, whitened, strict=False):
-        torch.testing.assert_close(white[0], zca(plain[0]))
-        torch.testing.assert_close(white[2], zca(plain[2]))
 
 
 def test_batched_torch_loader_errors():
@@ -348,7 +334,10 @@ def test_preprocess_is_applied_after_normalisation_in_both_loaders_and_eval_batc
     datasets = (arrays_dataset(labeled, spec, augment=False), arrays_dataset(unlabeled, spec, augment=False,
                                                                             labeled=False))
     slow = (TorchDualLoader(*datasets, **kwargs), TorchDualLoader(*datasets, preprocess=zca, **kwargs))
-    for plain_loader, whitened_loader in (fast, slow):
+    raw = (_raw(labeled), _raw(unlabeled, False))
+    batched = (TorchDualLoader(*raw, spec=spec, augment=False, **kwargs),
+               TorchDualLoader(*raw, spec=spec, augment=False, preprocess=zca, **kwargs))
+    for plain_loader, whitened_loader in (fast, slow, batched):
         for plain, whitened in zip(_take(plain_loader, 3), _take(whitened_loader, 3), strict=True):
             torch.testing.assert_close(whitened[0], zca(plain[0]))
             assert torch.equal(whitened[1], plain[1])
