@@ -19,6 +19,8 @@ from typing import Literal, get_args
 
 import torch
 
+from ssl_mix.checks import check_in
+
 __all__ = ["Strategy", "STRATEGIES", "check_strategy", "acquisition_scores", "select_top"]
 
 Strategy = Literal["margin", "entropy", "least-confidence", "random"]
@@ -28,9 +30,7 @@ STRATEGIES: tuple[str, ...] = get_args(Strategy)
 
 def check_strategy(strategy: str) -> str:
     """``strategy`` if it is one of :data:`STRATEGIES`, else ``ValueError`` listing them."""
-    if strategy not in STRATEGIES:
-        raise ValueError(f"unknown strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
-    return strategy
+    return check_in("strategy", strategy, STRATEGIES)
 
 
 def _check_probs(probs: torch.Tensor) -> None:

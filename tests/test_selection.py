@@ -62,7 +62,7 @@ def test_balance_spreads_the_picks_over_predicted_classes():
 
 
 @pytest.mark.parametrize("call, match", [
-    (lambda: acquisition_scores(PROBS, "confidence"), "unknown strategy 'confidence'; choose one of margin"),
+    (lambda: acquisition_scores(PROBS, "confidence"), "strategy must be one of 'margin'.*; got 'confidence'"),
     (lambda: acquisition_scores(PROBS[:, :1], "margin"), "at least 2 classes"),
     (lambda: acquisition_scores(torch.ones(3), "margin"), r"shape \(N, num_classes\)"),
     (lambda: select_top(torch.zeros(4), 5), "between 1 and the pool size 4, got 5; use a larger pool"),
