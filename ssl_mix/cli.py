@@ -135,17 +135,39 @@ def _optional(kind: Callable[[str], Any]) -> Callable[[str], Any]:
 def _config_from_args(args: argparse.Namespace):
     from ssl_mix.config import Config, preset
 
-    cfg = preset(args.preset) if getattr(args, "preset", None) else Config()
-    if getattr(args, "config", None):
-        cfg = Config.from_file(args.config, base=cfg)
     updates: dict[str, dict[str, Any]] = {}
     for key, value in vars(args).items():
         if key.startswith("cfg__"):
             _, section, name = key.split("__")
             updates.setdefault(section, {})[name] = value
+    if _resume_alone(args, updates):
+        return _saved_run_config(updates["train"]["out_dir"]).replace(**updates)
+    cfg = preset(args.preset) if getattr(args, "preset", None) else Config()
+    if getattr(args, "config", None):
+        cfg = Config.from_file(args.config, base=cfg)
     if "split" in updates.get("data", {}) and updates["data"].get("num_labels") is not None:  # none: no budget
         raise UsageError("--split and --num-labels conflict: a saved split fixes the labeled examples; drop one")
     return cfg.replace(**updates)
+
+
+def _resume_alone(args: argparse.Namespace, updates: dict[str, dict[str, Any]]) -> bool:
+    """``--resume --out DIR`` with no preset, config file or flag that a resumed run must repeat: the run's own
+    configuration is then read from its checkpoint (flags that may change on resume, such as --steps, still apply)."""
+    from ssl_mix.run import RESUMABLE_CHANGES
+
+    given = {(section, name) for section, names in updates.items() for name in names}
+    return (bool(getattr(args, "resume", False)) and not getattr(args, "preset", None)
+            and not getattr(args, "config", None) and ("train", "out_dir") in given and given <= RESUMABLE_CHANGES)
+
+
+def _saved_run_config(out_dir: str):
+    from ssl_mix.run import RunDir, saved_config
+
+    if not RunDir(out_dir).last.is_file():
+        raise UsageError(f"--resume with only --out reads the run's configuration from {RunDir(out_dir).last}, but "
+                         f"there is no checkpoint there; check --out, or give the run's flags (--preset, --dataset, "
+                         "...) to start it")
+    return saved_config(out_dir)
 
 
 def _add_train(p: argparse.ArgumentParser) -> None:
@@ -157,7 +179,8 @@ def _add_train(p: argparse.ArgumentParser) -> None:
                    help="a JSON or YAML file of config sections (e.g. method: {k: 3}) applied after the preset")
     p.add_argument("--resume", action="store_true",
                    help="continue the run in --out from its latest checkpoint (starts anew, with a note, if it has "
-                        "none)")
+                        "none); with no other flags but --out (and --steps, --progress), the run's own configuration "
+                        "is read from the checkpoint")
     p.add_argument("--print-config", action="store_true",
                    help="print the resolved config as a config file (see --format) and exit")
     p.add_argument("--format", choices=CONFIG_FORMATS, default="json", help="format of --print-config (default: json)")

@@ -39,15 +39,17 @@ from ssl_mix.distributed import local_device
 from ssl_mix.models import create_model
 
 __all__ = ["CHECKPOINT_FORMAT", "RunDir", "write_json", "data_info", "check_checkpoint_format", "check_resume",
-           "note_fresh_start", "TrainedRun", "load_run", "load_trained", "load_test_set", "update_checkpoint"]
+           "saved_config", "note_fresh_start", "TrainedRun", "load_run", "load_trained", "load_test_set",
+           "update_checkpoint"]
 
 CHECKPOINT_FORMAT = 2
 """Version of the checkpoint layout. 2: self-contained (``data`` entry with classes, input shape and
 normalisation). 1: the first release, which needed the training data to rebuild the normalisation."""
 
-# Settings that may differ between a checkpoint and the command that resumes it: they change how long or how
-# verbosely a run goes on, not what it computes.
-RESUMABLE_CHANGES = frozenset({("train", "steps"), ("train", "progress"), ("train", "dist_timeout")})
+# Settings that may differ between a checkpoint and the command that resumes it: they change how long, how
+# verbosely or where (a moved run directory) a run goes on, not what it computes.
+RESUMABLE_CHANGES = frozenset({("train", "steps"), ("train", "progress"), ("train", "dist_timeout"),
+                               ("train", "out_dir")})
 
 
 @dataclass(frozen=True)
@@ -205,6 +207,22 @@ def check_resume(cfg: Config, state: Mapping[str, Any], path: str | Path) -> Non
         raise ValueError("cannot resume: the configuration differs from the run being resumed ("
                          + "; ".join(diffs) + f"; checkpoint {str(path)!r}). Use the same flags, or a new --out "
                          "directory.")
+
+
+def saved_config(path: str | Path) -> Config:
+    """The configuration a run trained with, as its checkpoint holds it.
+
+    Args:
+        path: a run directory (its ``last.pt`` is read) or a checkpoint file.
+
+    Raises:
+        FileNotFoundError: no checkpoint at ``path``.
+        ValueError: not an ssl_mix checkpoint, or one of another format version.
+    """
+    _, checkpoint = RunDir.of_checkpoint(path)
+    state = load_checkpoint(checkpoint)
+    check_checkpoint_format(state, checkpoint)
+    return Config.from_dict(state["config"])
 
 
 def note_fresh_start(run: RunDir) -> None:

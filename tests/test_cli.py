@@ -42,6 +42,22 @@ def test_resume_continues_and_refuses_a_changed_config(tmp_path, capsys):
     assert "cannot resume: the configuration differs" in capsys.readouterr().err
 
 
+def test_resume_with_only_out_reads_the_run_configuration(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", *TINY, "--k", "3", "--out", str(run)]) == 0
+    moved = tmp_path / "moved"
+    run.rename(moved)  # a moved run directory resumes too: where a run writes does not change what it computes
+    capsys.readouterr()
+    assert main(["train", "--resume", "--out", str(moved), "--steps", "9"]) == 0
+    assert "trained 9 steps" in capsys.readouterr().out
+    resumed = json.loads((moved / "config.json").read_text())
+    assert resumed["method"]["k"] == 3 and resumed["data"]["dataset"] == "digits"  # the run's, not the defaults
+    assert resumed["train"]["out_dir"] == str(moved)
+    assert main(["train", "--resume", "--out", str(tmp_path / "none")]) == 2
+    err = capsys.readouterr().err
+    assert "--resume with only --out reads the run's configuration from" in err and "no checkpoint there" in err
+
+
 def test_print_config_applies_preset_then_file_then_flags(tmp_path, capsys):
     cfg_file = tmp_path / "c.json"
     cfg_file.write_text(json.dumps({"method": {"k": 4, "alpha": 0.3}}))
