@@ -163,8 +163,9 @@ def _resume_alone(args: argparse.Namespace, updates: dict[str, dict[str, Any]]) 
 def _saved_run_config(out_dir: str):
     from ssl_mix.run import RunDir, saved_config
 
-    if not RunDir(out_dir).last.is_file():
-        raise UsageError(f"--resume with only --out reads the run's configuration from {RunDir(out_dir).last}, but "
+    last = RunDir(out_dir).last
+    if not last.is_file():
+        raise UsageError(f"--resume with only --out reads the run's configuration from {last}, but "
                          f"there is no checkpoint there; check --out, or give the run's flags (--preset, --dataset, "
                          "...) to start it")
     return saved_config(out_dir)

@@ -219,10 +219,16 @@ def saved_config(path: str | Path) -> Config:
         FileNotFoundError: no checkpoint at ``path``.
         ValueError: not an ssl_mix checkpoint, or one of another format version.
     """
-    _, checkpoint = RunDir.of_checkpoint(path)
+    _, _, state = _checked_state(path)
+    return Config.from_dict(state["config"])
+
+
+def _checked_state(path: str | Path) -> tuple[RunDir, Path, dict[str, Any]]:
+    """``(run directory, checkpoint file, checkpoint state)`` of a run directory or checkpoint, format checked."""
+    run_dir, checkpoint = RunDir.of_checkpoint(path)
     state = load_checkpoint(checkpoint)
     check_checkpoint_format(state, checkpoint)
-    return Config.from_dict(state["config"])
+    return run_dir, checkpoint, state
 
 
 def note_fresh_start(run: RunDir) -> None:
@@ -295,9 +301,7 @@ def load_run(path: str | Path, *, device: str | torch.device = "auto") -> Traine
         FileNotFoundError: nothing at ``path``.
         ValueError: not an ssl_mix checkpoint, or one of another format version.
     """
-    run_dir, checkpoint = RunDir.of_checkpoint(path)
-    state = load_checkpoint(checkpoint)
-    check_checkpoint_format(state, checkpoint)
+    run_dir, checkpoint, state = _checked_state(path)
     cfg = Config.from_dict(state["config"])
     info = state["data"]
     spec = DataSpec(**info["spec"])
