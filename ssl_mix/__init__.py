@@ -37,6 +37,7 @@ from ssl_mix.calibration import (
     NoValidationSplitError,
     calibrate_checkpoints,
     calibrate_models,
+    calibrate_run,
     calibration_metrics,
     fit_temperature,
     model_logits,
@@ -109,16 +110,14 @@ from ssl_mix.data import (
     spec_from_arrays,
     split_summary,
 )
+from ssl_mix.data.run_data import RunData, folder_run_files
 from ssl_mix.demo import run_demo
 from ssl_mix.evaluation import evaluate
 from ssl_mix.experiment import (
-    RunData,
     build_loader,
     build_method,
     build_preprocess,
     build_trainer,
-    calibrate_run,
-    folder_run_files,
     load_run_data,
     run_experiment,
 )

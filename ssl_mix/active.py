@@ -79,7 +79,7 @@ def unlabeled_pool(run: Any, pool: str | Path | None = None) -> tuple[list[Path]
         FileNotFoundError: the run's ``split.json`` or its data are missing.
     """
     from ssl_mix.data import LabelSplit
-    from ssl_mix.experiment import folder_run_files
+    from ssl_mix.data.run_data import folder_run_files
     from ssl_mix.predict import find_images
 
     d = run.config.data
@@ -94,7 +94,7 @@ def unlabeled_pool(run: Any, pool: str | Path | None = None) -> tuple[list[Path]
         raise ValueError(f"the run trained on {run.dataset!r}, whose unlabeled pool is not a set of image files to "
                          "label; pass --pool DIR (pool=...) with the images to choose from, or train on your images "
                          "with --dataset folder")
-    train_files, _, extra_files = folder_run_files(run.config)
+    train_files, _, extra_files = folder_run_files(run.config.data)
     split_file = run.run_dir.split
     if not split_file.is_file():
         raise FileNotFoundError(f"{split_file} is missing: selection needs the run's split to know which images are "

@@ -11,7 +11,7 @@ expected calibration error down. T is optimised as log T with L-BFGS, so it stay
 
 The maths are pure functions (:func:`fit_temperature`, :func:`scale_logits`, :func:`calibration_metrics`); the rest
 fits one temperature per model (student and EMA teacher) of a checkpoint on the validation images and stores them in
-the checkpoint (``state["calibration"]``), where prediction and export read them. :func:`ssl_mix.calibrate_run`
+the checkpoint (``state["calibration"]``), where prediction and export read them. :func:`calibrate_run`
 does it for a run directory, loading its validation split; training does it at the end when the run has one.
 """
 
@@ -25,13 +25,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ssl_mix.data import eval_batches, preprocess_transform
+from ssl_mix.data import ImageArrays, eval_batches, preprocess_transform
+from ssl_mix.data.run_data import load_validation
 from ssl_mix.metrics import ClassificationMetrics
 from ssl_mix.models.eval_mode import model_device
-from ssl_mix.run import load_run, update_checkpoint
+from ssl_mix.run import RunDir, load_run, update_checkpoint
 
 __all__ = ["fit_temperature", "scale_logits", "calibration_metrics", "model_logits", "calibrate_models",
-           "calibrate_checkpoints", "NoValidationSplitError"]
+           "calibrate_checkpoints", "calibrate_run", "NoValidationSplitError"]
 
 NUM_BINS = 15
 """ECE bins used throughout (equal width, as in Guo et al. 2017)."""
@@ -39,6 +40,13 @@ NUM_BINS = 15
 
 class NoValidationSplitError(ValueError):
     """A run without a validation split cannot be calibrated (the test set must stay untouched)."""
+
+
+def _no_validation_split(run: str) -> NoValidationSplitError:
+    return NoValidationSplitError(
+        f"{run} has no validation split, and temperature scaling must be fitted on held-out labeled images (never "
+        "the test set). Train with one: ssl-mix train ... --num-valid-per-class 100 (or "
+        "DataConfig(num_valid_per_class=...)), then ssl-mix calibrate RUN.")
 
 
 def fit_temperature(logits: torch.Tensor, targets: torch.Tensor, *, max_iter: int = 100) -> float:
@@ -150,10 +158,7 @@ def calibrate_models(models: Mapping[str, nn.Module], valid: Any, spec: Any, *,
         "count": N, "num_bins": 15, "temperature": {name: T}, "valid": {name: {"before": ..., "after": ...}}}``.
     """
     if valid is None or len(valid) == 0:
-        raise NoValidationSplitError(
-            "this run has no validation split, and temperature scaling must be fitted on held-out labeled images "
-            "(never the test set). Train with one: ssl-mix train ... --num-valid-per-class 100 (or "
-            "DataConfig(num_valid_per_class=...)), then ssl-mix calibrate RUN.")
+        raise _no_validation_split("this run")
     record: dict[str, Any] = {"method": "temperature", "fitted_on": "valid", "count": len(valid),
                               "num_bins": NUM_BINS, "temperature": {}, "valid": {}}
     for name, model in models.items():
@@ -172,7 +177,7 @@ def calibrate_checkpoints(paths: Iterable[str | Path], valid: Any, *, device: to
     Args:
         paths: checkpoint files (e.g. a run's ``last.pt`` and ``best.pt``: each gets temperatures for its own
             weights).
-        valid: the run's validation :class:`~ssl_mix.ImageArrays` (see :func:`ssl_mix.calibrate_run`, which loads
+        valid: the run's validation :class:`~ssl_mix.ImageArrays` (see :func:`calibrate_run`, which loads
             them).
         device: where the models run.
 
@@ -188,3 +193,32 @@ def calibrate_checkpoints(paths: Iterable[str | Path], valid: Any, *, device: to
                                           preprocess=preprocess_transform(run.preprocess, run_device))
         update_checkpoint(path, calibration=out[str(path)])
     return out
+
+
+def calibrate_run(run: str | Path, *, device: str | torch.device = "auto", valid: ImageArrays | None = None
+                  ) -> dict[str, Any]:
+    """Calibrated confidences: fit the temperature of each model of a run on its validation split and store it in
+    the checkpoint(s). :func:`ssl_mix.run_experiment` does this at the end of training when the run has a validation
+    split.
+
+    Args:
+        run: a run directory (its ``last.pt`` and, when present, ``best.pt`` are calibrated, each for its own
+            weights) or one checkpoint file.
+        device: where the models run.
+        valid: the validation :class:`~ssl_mix.ImageArrays`, if already loaded (default: only they are loaded, as
+            the run's training loaded them; see :func:`ssl_mix.data.run_data.load_validation`).
+
+    Returns:
+        ``{checkpoint path: calibration record}`` (see :func:`calibrate_models`).
+
+    Raises:
+        NoValidationSplitError: the run has no validation split (the message says how to add one).
+    """
+    run_dir, checkpoint = RunDir.of_checkpoint(run)
+    paths = [p for p in (run_dir.last, run_dir.best) if p.is_file()] if Path(run).is_dir() else [checkpoint]
+    if valid is None:
+        loaded = load_run(paths[0], device="cpu")
+        valid = load_validation(loaded.config.data, seed=loaded.config.train.seed, channels=loaded.input_shape[0])
+    if valid is None or not len(valid):
+        raise _no_validation_split(f"run {str(run)!r}")
+    return calibrate_checkpoints(paths, valid, device=device)

@@ -300,7 +300,7 @@ def _add_calibrate(p: argparse.ArgumentParser) -> None:
 
 
 def _run_calibrate(args: argparse.Namespace) -> int:
-    from ssl_mix.experiment import calibrate_run
+    from ssl_mix.calibration import calibrate_run
 
     for path, record in calibrate_run(args.run, device=args.device).items():
         print(f"{path}: temperature fitted on {record['count']} validation images")

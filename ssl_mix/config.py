@@ -229,6 +229,19 @@ class DataConfig:
             return self.num_labels
         return None if self.labels is not None else DEFAULT_NUM_LABELS
 
+    def decode_settings(self) -> dict[str, Any]:
+        """How a folder's image files are decoded and cached, the same for training, evaluation, prediction and
+        selection: the keyword arguments ``image_size``, ``resize``, ``channels``, ``skip_bad_images`` and ``cache``
+        of :func:`~ssl_mix.data.decode.decode_files`, :func:`~ssl_mix.data.decode.scan_files` and
+        :func:`~ssl_mix.data.datasets.load_arrays`.
+
+        Returns:
+            A new dict; ``cache`` is ``cache_dir`` (or True: the default directory) when ``cache`` is on, else
+            False. ``channels`` None means the images decide (a trained run's callers pass its own).
+        """
+        return {"image_size": self.image_size, "resize": self.resize, "channels": self.channels,
+                "skip_bad_images": self.skip_bad_images, "cache": (self.cache_dir or True) if self.cache else False}
+
 
 @dataclass
 class ModelConfig:

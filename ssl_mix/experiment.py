@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import random
 import sys
-from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -20,241 +19,37 @@ import numpy as np
 import torch
 
 from ssl_mix import distributed
-from ssl_mix.calibration import NoValidationSplitError, calibrate_checkpoints
+from ssl_mix.calibration import calibrate_run
 from ssl_mix.checkpoint import load_checkpoint
 from ssl_mix.config import Config, MethodConfig
 from ssl_mix.data import (
     ZCA,
-    BadImageError,
-    DataSpec,
-    ImageArrays,
     ImageFileDataset,
-    ImageFiles,
-    LabelSplit,
     TensorDualLoader,
     TorchDualLoader,
-    added_labels,
     arrays_dataset,
     concat_arrays,
-    data_spec,
-    decode_files,
     eval_batches,
     fit_zca,
-    folder_files,
-    load_arrays,
-    make_split,
     preprocess_entry,
-    scan_files,
-    spec_from_stats,
-    unlabeled_dir_files,
+    run_data,
 )
+from ssl_mix.data.run_data import RunData, folder_run_files  # noqa: F401 (folder_run_files: importable from here)
 from ssl_mix.methods import ERM, ICT, ManifoldMixup, Method, Mixup, method_class
 from ssl_mix.models import create_model
 from ssl_mix.ramps import ConsistencySchedule
-from ssl_mix.run import RunDir, check_resume, data_info, load_run, note_fresh_start, write_json
+from ssl_mix.run import RunDir, check_resume, data_info, note_fresh_start, write_json
 from ssl_mix.trainer import Trainer, resolve_device
 
-__all__ = ["RunData", "load_run_data", "folder_run_files", "build_method", "build_preprocess", "build_loader",
-           "build_trainer",
-           "run_experiment", "calibrate_run"]
+__all__ = ["load_run_data", "build_method", "build_preprocess", "build_loader", "build_trainer", "run_experiment"]
 
 EVAL_BATCH_SIZE = 500
 
 
-@dataclass
-class RunData:
-    """The data of one run, split, held in memory or (for image folders too large for it) streamed from the files.
-
-    Attributes:
-        spec: dataset constants (classes, normalisation, augmentation).
-        split: the label-budget split used (saved in the run directory, see :class:`ssl_mix.run.RunDir`).
-        labeled, unlabeled: the training streams: in memory, or datasets that decode the files on the fly.
-        valid: the validation subset (None without ``num_valid_per_class``).
-        test: the test set (empty when an image folder has no ``test/``).
-        skipped_images: image files left out as unreadable (``--skip-bad-images``), each ``(path, reason)``.
-    """
-
-    spec: DataSpec
-    split: LabelSplit
-    labeled: ImageArrays | ImageFileDataset
-    unlabeled: ImageArrays | ImageFileDataset
-    valid: ImageArrays | None
-    test: ImageArrays
-    skipped_images: list[tuple[str, str]] = field(default_factory=list)
-
-
 def load_run_data(cfg: Config) -> RunData:
-    """Load the dataset named in ``cfg.data`` and draw (or load) its label split, seeded by ``cfg.train.seed``.
-
-    An image folder is decoded into memory (through the decoded-image cache) unless ``cfg.data.loader`` is
-    ``torch`` or the decoded training pool (images x C x H x W bytes) would exceed ``cfg.data.max_memory_gb``; it is
-    then streamed from the files by the ``DataLoader`` path (a message says so).
-    """
-    d = cfg.data
-    if d.dataset == "folder":
-        return _load_folder_run(cfg)
-    train = load_arrays(d.dataset, d.data_root, "train", download=d.download)
-    test = load_arrays(d.dataset, d.data_root, "test", download=d.download)
-    spec = data_spec(d.dataset, train)
-    split = _split(cfg, train.targets, spec.num_classes)
-    unlabeled = train.subset(split.unlabeled)
-    if d.use_extra:
-        if d.dataset != "svhn":
-            raise ValueError(f"use_extra adds SVHN's 'extra' images; it does not apply to dataset {d.dataset!r}")
-        unlabeled = concat_arrays([unlabeled, load_arrays("svhn", d.data_root, "extra", download=d.download)])
-    return RunData(spec=spec, split=split, labeled=train.subset(split.labeled), unlabeled=unlabeled,
-                   valid=train.subset(split.valid) if split.valid else None, test=test)
-
-
-def _split(cfg: Config, targets: torch.Tensor, num_classes: int) -> LabelSplit:
-    d = cfg.data
-    if d.split is not None:
-        return LabelSplit.load(d.split, dataset=d.dataset, targets=targets)
-    try:
-        return make_split(targets, d.resolved_num_labels(), seed=cfg.train.seed, dataset=d.dataset,
-                          num_classes=num_classes, num_valid_per_class=d.num_valid_per_class,
-                          labeled_in_unlabeled=d.labeled_in_unlabeled)
-    except ValueError as err:
-        if d.labels is None or d.num_labels is None:
-            raise
-        # A preset's budget (e.g. cpu-cifar10's 1000) rarely fits a label file's rows.
-        raise ValueError(f"{err}; or use every labeled row of {d.labels} with --num-labels none") from None
-
-
-def _decoded_bytes(files: ImageFiles, image_size: tuple[int, int] | None, channels: int | None) -> int:
-    """An upper bound of the memory the decoded images of ``files`` take: N * C * H * W bytes (C = 3 unless
-    forced; H, W from ``image_size`` or the first file's header)."""
-    if not len(files):
-        return 0
-    if image_size is None:
-        from PIL import Image
-
-        try:
-            with Image.open(files.paths[0]) as im:
-                image_size = (im.height, im.width)
-        except (OSError, ValueError):
-            return 0  # decoding will name the file
-    return len(files) * (channels or 3) * image_size[0] * image_size[1]
-
-
-def _check_shape(name: str, arrays_shape: tuple[int, ...], train_shape: tuple[int, ...]) -> None:
-    if arrays_shape[1:] != train_shape[1:]:
-        raise ValueError(f"the {name} images are {arrays_shape[1]}x{arrays_shape[2]} (HxW) but the training images "
-                         f"are {train_shape[1]}x{train_shape[2]}; pass --image-size H,W to resize them all alike")
-
-
-def _load_folder_run(cfg: Config) -> RunData:
-    d = cfg.data
-    cache: bool | str = (d.cache_dir or True) if d.cache else False
-    options = {"resize": d.resize, "skip_bad_images": d.skip_bad_images, "cache": cache}
-    train_files, test_files, extra_files = folder_run_files(cfg)
-    root = train_files.root
-    split = _split(cfg, train_files.targets, len(train_files.classes))
-    # A split from an earlier round of --add-labels carries the labels it added (files that --labels does not name).
-    train_files = replace(train_files, targets=split.targets_with_added(train_files.targets))
-    if d.add_labels is not None:
-        split, train_files = _merge_added_labels(d.add_labels, split, train_files)
-    skipped: list[BadImageError] = []
-
-    pool_bytes = _decoded_bytes(train_files, d.image_size, d.channels) + _decoded_bytes(extra_files, d.image_size,
-                                                                                         d.channels)
-    stream = d.loader == "torch"
-    if not stream and pool_bytes > d.max_memory_gb * 1e9:
-        stream = True
-        count = len(train_files) + len(extra_files)
-        print(f"ssl-mix: the decoded training pool would take {pool_bytes / 1e9:.1f} GB ({count} "
-              f"images x C*H*W bytes), more than --max-memory-gb {d.max_memory_gb:g}; streaming the images from their "
-              f"files with the DataLoader path instead (--loader torch; use --num-workers N to decode in parallel)",
-              file=sys.stderr)
-
-    if not stream:
-        train = decode_files(train_files, image_size=d.image_size, channels=d.channels, **options)
-        shape = train.arrays.image_shape
-        same = {"image_size": d.image_size, "channels": shape[0], **options}
-        extras = decode_files(extra_files, **same)
-        skipped += train.skipped + extras.skipped
-        kept, spec = train.kept, data_spec("folder", train.arrays)
-        pick = _picker(len(train_files), kept)
-        labeled = train.arrays.subset(pick(split.labeled))
-        unlabeled = train.arrays.subset(pick(split.unlabeled))
-        if len(extras.arrays):
-            _check_shape("unlabeled", extras.arrays.image_shape, shape)
-            unlabeled = concat_arrays([unlabeled, ImageArrays(extras.arrays.images, extras.arrays.targets, [])])
-        valid = train.arrays.subset(pick(split.valid)) if split.valid else None
-    else:
-        scan = scan_files(train_files, image_size=d.image_size, channels=d.channels, **options)
-        shape = scan.image_shape
-        same = {"image_size": d.image_size, "channels": shape[0], **options}
-        skipped += scan.skipped
-        pick = _picker(len(train_files), scan.kept)
-        spec = spec_from_stats("folder", len(train_files.classes), scan.mean, scan.std, shape[1])
-        pool = train_files.subset(pick(split.unlabeled))
-        if len(extra_files):
-            extra_scan = scan_files(extra_files, **same)
-            _check_shape("unlabeled", extra_scan.image_shape, shape)
-            skipped += extra_scan.skipped
-            kept_extra = extra_files.subset(extra_scan.kept)
-            pool = ImageFiles(pool.paths + kept_extra.paths, torch.cat([pool.targets, kept_extra.targets]),
-                              pool.classes, root)
-        settings = {"image_size": d.image_size, "resize": d.resize}
-        labeled = ImageFileDataset(train_files.subset(pick(split.labeled)), shape, **settings)
-        unlabeled = ImageFileDataset(pool, shape, labeled=False, **settings)
-        valid = (decode_files(train_files.subset(pick(split.valid)), **same).arrays  # already checked by the scan
-                 if split.valid else None)
-    test_decoded = decode_files(test_files, **same)
-    skipped += test_decoded.skipped
-    test = test_decoded.arrays
-    if len(test):
-        _check_shape("test", test.image_shape, shape)
-    return RunData(spec=spec, split=split, labeled=labeled, unlabeled=unlabeled, valid=valid, test=test,
-                   skipped_images=[(err.path, err.reason) for err in skipped])
-
-
-def folder_run_files(cfg: Config) -> tuple[ImageFiles, ImageFiles, ImageFiles]:
-    """The files of an image-folder run, listed as training lists them: ``(train, test, extra unlabeled)``.
-
-    ``train`` is what the split indexes (targets from the class folders or ``cfg.data.labels``, before
-    ``add_labels``); ``extra`` is ``unlabeled/`` followed by the ``unlabeled_dirs``, always unlabeled.
-    """
-    d = cfg.data
-    if not d.data_root:
-        raise ValueError("--data-root is required for dataset 'folder': the image folder (train/<class>/ inside, or "
-                         "images anywhere under it with --labels FILE)")
-    root = Path(d.data_root).expanduser()
-    train_files = folder_files(root, "train", labels=d.labels)
-    test_files = folder_files(root, "test", labels=d.labels)
-    extra = folder_files(root, "unlabeled", labels=d.labels)
-    extra_dirs = unlabeled_dir_files(d.unlabeled_dirs, train_files.classes)
-    extra_files = ImageFiles(extra.paths + extra_dirs.paths, torch.cat([extra.targets, extra_dirs.targets]),
-                             list(train_files.classes), root)
-    return train_files, test_files, extra_files
-
-
-def _merge_added_labels(path: str, split: LabelSplit, train_files: ImageFiles) -> tuple[LabelSplit, ImageFiles]:
-    """``split`` with the filled rows of ``path`` labeled, and ``train_files`` with their targets."""
-    added = added_labels(train_files, path)
-    taken = {*split.labeled, *split.valid}
-    for index, line in zip(added.indices, added.lines, strict=True):
-        if index in taken:
-            role = "labeled" if index in split.labeled else "in the validation subset"
-            raise ValueError(f"{path}, line {line}: {train_files.name(index)} is already {role} in the split; "
-                             "remove the row (ssl-mix select never proposes such images)")
-    note = f" ({added.skipped} row(s) with an empty label skipped)" if added.skipped else ""
-    print(f"ssl-mix: {path}: {len(added.indices)} labeled image(s) added to the {len(split.labeled)} of the "
-          f"split{note}", file=sys.stderr)
-    return split.with_labeled(added.indices, added.targets), replace(train_files, targets=added.targets)
-
-
-def _picker(num_files: int, kept: np.ndarray):
-    """Map split indices (positions among all listed files) to rows of the readable files, dropping the rest."""
-    row = np.full(num_files, -1, dtype=np.int64)
-    row[kept] = np.arange(len(kept))
-
-    def pick(indices: tuple[int, ...]) -> np.ndarray:
-        rows = row[np.asarray(indices, dtype=np.int64)]
-        return rows[rows >= 0]
-
-    return pick
+    """The run's data (:func:`ssl_mix.data.run_data.load_run_data`): ``cfg.data``, its split seeded by
+    ``cfg.train.seed``."""
+    return run_data.load_run_data(cfg.data, seed=cfg.train.seed)
 
 
 def build_method(cfg: MethodConfig, *, num_classes: int, total_steps: int) -> Method:
@@ -399,37 +194,6 @@ def run_experiment(cfg: Config, *, resume: bool = False, data: RunData | None = 
                 write_json(run.report, report)
             distributed.barrier()
         return report
-
-
-def calibrate_run(run: str | Path, *, device: str | torch.device = "auto", valid: ImageArrays | None = None
-                  ) -> dict[str, Any]:
-    """Calibrated confidences: fit the temperature of each model of a run on its validation split (Guo et al.
-    2017, see :mod:`ssl_mix.calibration`) and store it in the checkpoint(s). :func:`run_experiment` does this at
-    the end of training when the run has a validation split.
-
-    Args:
-        run: a run directory (its ``last.pt`` and, when present, ``best.pt`` are calibrated, each for its own
-            weights) or one checkpoint file.
-        device: where the models run.
-        valid: the validation images, if already loaded (default: loaded as the run's training loaded them).
-
-    Returns:
-        ``{checkpoint path: calibration record}`` (see :func:`ssl_mix.calibrate_models`).
-
-    Raises:
-        NoValidationSplitError: the run has no validation split (the message says how to add one).
-    """
-    run_dir, checkpoint = RunDir.of_checkpoint(run)
-    paths = [p for p in (run_dir.last, run_dir.best) if p.is_file()] if Path(run).is_dir() else [checkpoint]
-    if valid is None:
-        cfg = load_run(paths[0], device="cpu").config
-        valid = load_run_data(cfg).valid if cfg.data.num_valid_per_class or cfg.data.split else None
-    if valid is None or not len(valid):
-        raise NoValidationSplitError(
-            f"run {str(run)!r} has no validation split, and temperature scaling must be fitted on held-out labeled "
-            "images (never the test set). Train with one: ssl-mix train ... --num-valid-per-class 100 (or "
-            "DataConfig(num_valid_per_class=...)), then ssl-mix calibrate RUN.")
-    return calibrate_checkpoints(paths, valid, device=device)
 
 
 def _write_skipped(path: Path, skipped: list[tuple[str, str]]) -> None:

@@ -101,12 +101,12 @@ class Prediction:
 
 def image_settings(run: Any) -> dict[str, Any]:
     """How a run's input images are brought to its format: ``{"image_size": (H, W), "channels": C,
-    "resize": "crop" | "stretch"}``, from the run's input shape and its ``data.resize`` setting (the one place
-    that reads them). A run trained without ``image_size`` took its images at their own size; other images are
-    brought to that size the same way."""
-    data = run.config.data
+    "resize": "crop" | "stretch"}``, from the run's input shape and its decode settings
+    (:meth:`~ssl_mix.config.DataConfig.decode_settings`, which training and evaluation use too). A run trained
+    without ``image_size`` took its images at their own size; other images are brought to that size the same way."""
+    settings = run.config.data.decode_settings()
     channels, height, width = (int(v) for v in run.input_shape)
-    return {"image_size": (height, width), "channels": data.channels or channels, "resize": data.resize}
+    return {"image_size": (height, width), "channels": settings["channels"] or channels, "resize": settings["resize"]}
 
 
 class Predictor:

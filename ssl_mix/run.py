@@ -335,8 +335,8 @@ def load_test_set(run: TrainedRun, dataset: str | None = None, data_root: str | 
     dataset = dataset or run.config.data.dataset
     root = data_root if data_root is not None else run.config.data.data_root
     d = run.config.data  # an image folder is decoded as the run decoded its training images
-    folder = ({"classes": run.classes, "channels": run.input_shape[0], "image_size": d.image_size, "resize": d.resize,
-               "cache": (d.cache_dir or True) if d.cache else False} if dataset == "folder" else {})
+    folder = ({**d.decode_settings(), "classes": run.classes, "channels": run.input_shape[0]}
+              if dataset == "folder" else {})
     test = load_arrays(dataset, root, "test", **folder)
     if test.image_shape != run.input_shape:
         raise ValueError(f"the {dataset} test images are {test.image_shape} (C, H, W) but the run's models take "

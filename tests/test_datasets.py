@@ -1,4 +1,5 @@
-"""Tests for ssl_mix/data/datasets.py: in-memory image sets, built-in datasets, image folders, custom data."""
+"""Tests for ssl_mix/data/datasets.py, spec.py, custom.py and transforms.py: in-memory image sets, built-in
+datasets, image folders, custom data."""
 
 from __future__ import annotations
 

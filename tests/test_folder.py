@@ -1,6 +1,7 @@
-"""Tests for ssl_mix/data/folder.py: image folders as users have them, on real CIFAR-10 JPEGs rewritten at mixed
-sizes and modes: class folders and label files, extra unlabeled folders, the decoded-image cache, streaming and
-broken files; each case ends in a trained run (through ``ssl-mix train``) or in the expected one-line error."""
+"""Tests for ssl_mix/data/folder.py, files.py, labels.py, decode.py and streaming.py: image folders as users have
+them, on real CIFAR-10 JPEGs rewritten at mixed sizes and modes: class folders and label files, extra unlabeled
+folders, the decoded-image cache, streaming and broken files; each case ends in a trained run (through
+``ssl-mix train``) or in the expected one-line error."""
 
 from __future__ import annotations
 
@@ -224,12 +225,12 @@ def test_decode_files_caches_and_invalidates(mixed, tmp_path, monkeypatch):
     files = folder_files(mixed, "test")
     first = decode_files(files, image_size=16, cache=tmp_path / "cache")
     assert first.arrays.images.shape == (30, 3, 16, 16) and len(list((tmp_path / "cache").glob("*.npy"))) == 1
-    import ssl_mix.data.folder as folder
+    import ssl_mix.data.decode as decode
 
     def refuse(*args, **kwargs):
         raise AssertionError("decoded again despite the cache")
 
-    monkeypatch.setattr(folder, "decode_image", refuse)
+    monkeypatch.setattr(decode, "decode_image", refuse)
     again = decode_files(files, image_size=16, cache=tmp_path / "cache")  # served from the cache
     assert torch.equal(again.arrays.images, first.arrays.images) and torch.equal(again.arrays.targets, files.targets)
     for change in ({"image_size": 17}, {"image_size": 16, "resize": "stretch"}, {"image_size": 16, "channels": 1}):

@@ -55,7 +55,8 @@ from ssl_mix.models.eval_mode import eval_mode, model_device
 from ssl_mix.models.stages import LayerId, forward_layers, get_stages, layer_names
 
 if TYPE_CHECKING:
-    from ssl_mix.data.datasets import DataSpec, ImageArrays
+    from ssl_mix.data.arrays import ImageArrays
+from ssl_mix.data.spec import DataSpec
 
 __all__ = [
     "Normalization",

@@ -4,39 +4,11 @@ loaders."""
 from ssl_mix.data.arrays import ImageArrays, channel_stats, concat_arrays
 from ssl_mix.data.augment import PADDING_MODES, PaddingMode, crop_flip, normalize, random_crop_flip
 from ssl_mix.data.cache import default_cache_dir
-from ssl_mix.data.datasets import (
-    DATASET_NAMES,
-    ArrayDataset,
-    DatasetName,
-    DataSpec,
-    arrays_dataset,
-    arrays_from_dataset,
-    arrays_from_tensors,
-    data_spec,
-    eval_transform,
-    load_arrays,
-    load_targets,
-    spec_from_arrays,
-    spec_from_stats,
-    train_transform,
-)
-from ssl_mix.data.folder import (
-    IMAGE_EXTENSIONS,
-    AddedLabels,
-    DecodedFiles,
-    FileScan,
-    ImageFileDataset,
-    ImageFiles,
-    LabelRows,
-    added_labels,
-    decode_files,
-    folder_files,
-    image_files,
-    read_label_rows,
-    read_labels,
-    scan_files,
-    unlabeled_dir_files,
-)
+from ssl_mix.data.custom import arrays_from_dataset, arrays_from_tensors
+from ssl_mix.data.datasets import DATASET_NAMES, DatasetName, data_spec, load_arrays, load_targets
+from ssl_mix.data.decode import DecodedFiles, FileScan, decode_files, scan_files
+from ssl_mix.data.files import IMAGE_EXTENSIONS, ImageFiles, image_files
+from ssl_mix.data.folder import folder_files, unlabeled_dir_files
 from ssl_mix.data.images import (
     BadImageError,
     ResizeMode,
@@ -45,8 +17,12 @@ from ssl_mix.data.images import (
     image_size_pair,
     prepare_image,
 )
+from ssl_mix.data.labels import AddedLabels, LabelRows, added_labels, read_label_rows, read_labels
 from ssl_mix.data.loaders import TensorDualLoader, TorchDualLoader, derive_seed, eval_batches
+from ssl_mix.data.spec import DataSpec, spec_from_arrays, spec_from_stats
 from ssl_mix.data.splits import SPLIT_FORMAT_VERSION, LabelSplit, make_split, split_summary
+from ssl_mix.data.streaming import ImageFileDataset
+from ssl_mix.data.transforms import ArrayDataset, arrays_dataset, eval_transform, train_transform
 from ssl_mix.data.zca import ZCA, apply_zca, fit_zca, preprocess_entry, preprocess_transform
 
 __all__ = [

@@ -1,8 +1,9 @@
 """A whole image set held in memory: uint8 images, int64 targets (-1 for unlabeled), class names.
 
 :class:`ImageArrays` is the form the fast tensor-resident loader needs and what every loader of
-:mod:`ssl_mix.data.datasets` and :mod:`ssl_mix.data.folder` returns; :func:`channel_stats` gives the
-normalisation constants of such a set, also of one too large to hold at once (given as chunks).
+:mod:`ssl_mix.data.datasets`, :mod:`ssl_mix.data.decode` and :mod:`ssl_mix.data.custom` returns;
+:func:`channel_stats` gives the normalisation constants of such a set, also of one too large to hold at once (given
+as chunks).
 """
 
 from __future__ import annotations

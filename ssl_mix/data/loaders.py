@@ -41,8 +41,9 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from ssl_mix.checks import check_bool, check_int, check_positive_int
+from ssl_mix.data.arrays import ImageArrays
 from ssl_mix.data.augment import normalize, random_crop_flip
-from ssl_mix.data.datasets import DataSpec, ImageArrays
+from ssl_mix.data.spec import DataSpec
 from ssl_mix.data.zca import ZCA
 
 __all__ = ["TensorDualLoader", "TorchDualLoader", "eval_batches", "derive_seed"]

@@ -1,0 +1,175 @@
+"""Label files: CSV rows ``path,label`` (paths relative to the data root) that label an image folder
+(``--labels``) or add newly labeled images to a run's split (``--add-labels``, the CSV ``ssl-mix select`` writes)."""
+
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path, PurePosixPath
+from typing import NamedTuple
+
+import torch
+
+from ssl_mix.data.files import IMAGE_EXTENSIONS, ImageFiles
+
+__all__ = ["read_labels", "read_label_rows", "LabelRows", "added_labels", "AddedLabels"]
+
+
+class LabelRows(NamedTuple):
+    """What :func:`read_label_rows` returns.
+
+    Attributes:
+        labels: ``{relative posix path: label}`` of the rows with a label, in file order.
+        lines: ``{relative posix path: line number}`` of those rows (for messages).
+        skipped: rows with an empty label cell that were skipped (``skip_empty``).
+    """
+
+    labels: dict[str, str]
+    lines: dict[str, int]
+    skipped: int
+
+
+def read_labels(path: str | Path, root: str | Path) -> tuple[dict[str, str], list[str]]:
+    """Read a label file: CSV rows ``path,label`` with paths relative to ``root``.
+
+    Args:
+        path: the CSV file (UTF-8). A first row ``path,label`` is a header and is skipped; blank lines are
+            skipped; a field may be quoted (CSV rules) to hold a comma.
+        root: the data root the paths are relative to.
+
+    Returns:
+        ``({relative posix path: label}, classes)``: classes are the sorted distinct labels.
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        ValueError: a row without exactly two fields, an empty path or label, an absolute path or one leaving
+            ``root``, a path that is not an image file under ``root`` or lies in ``test/``, or a duplicate path;
+            the message names the line (and the earlier line of a duplicate).
+    """
+    labels = read_label_rows(path, root).labels
+    return labels, sorted(set(labels.values()))
+
+
+def read_label_rows(path: str | Path, root: str | Path, *, skip_empty: bool = False) -> LabelRows:
+    """Read the rows of a label file (see :func:`read_labels` for the format and the checks).
+
+    Args:
+        path: the CSV file. A first row naming the columns ``path`` and ``label`` (and possibly others, such as
+            the ``guess,confidence`` columns ``ssl-mix select`` writes) is a header that says where they are;
+            without one, every row is exactly ``path,label``.
+        root: the data root the paths are relative to.
+        skip_empty: skip rows whose label cell is empty (and count them) instead of raising.
+
+    Returns:
+        The :class:`LabelRows`.
+    """
+    path, root = Path(path), Path(root)
+    if not path.is_file():
+        raise FileNotFoundError(f"label file {path} does not exist; give a CSV file of path,label rows (paths "
+                                f"relative to {root})")
+    labels: dict[str, str] = {}
+    lines: dict[str, int] = {}
+    skipped = 0
+    columns = (0, 1)
+    width: int | None = 2
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        for number, row in enumerate(csv.reader(f), start=1):
+            row = [cell.strip() for cell in row]
+            if not row or row == [""]:
+                continue
+            header = [c.lower() for c in row]
+            if number == 1 and "path" in header and "label" in header:
+                columns, width = (header.index("path"), header.index("label")), len(header)
+                continue
+            where = f"{path}, line {number}"
+            if len(row) != width:
+                expected = "two fields path,label" if width == 2 else f"{width} fields like the header"
+                raise ValueError(f"{where}: expected {expected}, got {len(row)}: {','.join(row)!r}")
+            name, label = row[columns[0]], row[columns[1]]
+            if not name:
+                raise ValueError(f"{where}: the path is empty")
+            if not label:
+                if skip_empty:
+                    skipped += 1
+                    continue
+                raise ValueError(f"{where}: {name} has an empty label; give every listed image a label, or leave "
+                                 "the image out of the file to make it unlabeled")
+            relative = PurePosixPath(name.replace("\\", "/"))
+            if relative.is_absolute() or ".." in relative.parts:
+                raise ValueError(f"{where}: {name} must be a path relative to the data root {root} (no leading / "
+                                 "and no ..)")
+            key = relative.as_posix()
+            if key in lines:
+                raise ValueError(f"{where}: {name} is listed again (first on line {lines[key]}); give each image "
+                                 "one label")
+            if relative.parts[0] == "test":
+                raise ValueError(f"{where}: {name} lies in test/, which holds the test set (test/<class>/); label "
+                                 "training images only")
+            file = root / key
+            if os.path.splitext(key)[1].lower() not in IMAGE_EXTENSIONS:
+                raise ValueError(f"{where}: {name} is not an image file name (extensions: "
+                                 f"{', '.join(IMAGE_EXTENSIONS)})")
+            if not os.path.lexists(file):
+                raise ValueError(f"{where}: {name} does not exist under the data root {root}")
+            labels[key], lines[key] = label, number
+    if not labels and not skipped:
+        raise ValueError(f"label file {path} has no rows; expected path,label lines (paths relative to {root})")
+    return LabelRows(labels, lines, skipped)
+
+
+class AddedLabels(NamedTuple):
+    """What :func:`added_labels` returns.
+
+    Attributes:
+        indices: positions in the listed files of the rows with a label, in file order.
+        targets: ``(N,)`` the files' targets with those labels filled in.
+        lines: the line number of each index's row (for messages).
+        skipped: rows with an empty label cell, skipped.
+    """
+
+    indices: list[int]
+    targets: torch.Tensor
+    lines: list[int]
+    skipped: int
+
+
+def added_labels(files: ImageFiles, path: str | Path) -> AddedLabels:
+    """Match the filled rows of a label file (e.g. the CSV ``ssl-mix select`` writes) to listed training files.
+
+    Args:
+        files: the training files of ``folder_files(root, "train", ...)`` (their ``root`` is the data root).
+        path: the CSV file, read by :func:`read_label_rows` (``path,label`` columns by header; rows with an
+            empty label are skipped and counted).
+
+    Returns:
+        The :class:`AddedLabels`.
+
+    Raises:
+        ValueError: a path that is not one of ``files``, a label that is not one of ``files.classes``, or a label
+            that contradicts the image's class folder; the message names the line.
+    """
+    if files.root is None:
+        raise ValueError("added_labels needs files listed from a data root (ImageFiles.root)")
+    rows = read_label_rows(path, files.root, skip_empty=True)
+    position = {files.name(i): i for i in range(len(files))}
+    class_index = {c: i for i, c in enumerate(files.classes)}
+    targets = files.targets.clone()
+    indices, lines = [], []
+    for name, label in rows.labels.items():
+        where = f"{path}, line {rows.lines[name]}"
+        i = position.get(name)
+        if i is None:
+            raise ValueError(f"{where}: {name} is not one of the training images under {files.root} (images in "
+                             "unlabeled/, in --unlabeled-dir folders or elsewhere cannot be labeled this way: move "
+                             "them into the data root's training images first)")
+        if label not in class_index:
+            raise ValueError(f"{where}: label {label!r} is not one of the run's classes "
+                             f"({', '.join(files.classes[:10])}{', ...' if len(files.classes) > 10 else ''})")
+        known = int(targets[i])
+        if known >= 0 and known != class_index[label]:
+            raise ValueError(f"{where}: {name} lies in the class folder {files.classes[known]!r} but is labeled "
+                             f"{label!r} here; fix the row or move the file")
+        targets[i] = class_index[label]
+        indices.append(i)
+        lines.append(rows.lines[name])
+    return AddedLabels(indices, targets, lines, rows.skipped)
