@@ -34,6 +34,7 @@ from ssl_mix.analysis import (
     read_linearity_history,
 )
 from ssl_mix.calibration import (
+    MIN_RELIABLE_VALID,
     NoValidationSplitError,
     calibrate_checkpoints,
     calibrate_models,
@@ -41,6 +42,7 @@ from ssl_mix.calibration import (
     calibration_metrics,
     fit_temperature,
     model_logits,
+    safe_temperature,
     scale_logits,
 )
 from ssl_mix.checkpoint import load_checkpoint, save_checkpoint
@@ -191,7 +193,8 @@ __all__ = [
     "RunData", "load_run_data", "build_method", "build_preprocess", "build_loader", "build_trainer", "run_experiment",
     "run_demo",
     # using a trained model: calibration, prediction
-    "fit_temperature", "scale_logits", "calibration_metrics", "model_logits", "calibrate_models", "calibrate_run",
+    "fit_temperature", "safe_temperature", "MIN_RELIABLE_VALID",
+    "scale_logits", "calibration_metrics", "model_logits", "calibrate_models", "calibrate_run",
     "calibrate_checkpoints", "NoValidationSplitError", "InferenceModel", "Predictor", "Prediction", "load_predictor",
     "image_settings",
     "find_images", "predict_files", "iter_predictions", "export_model", "load_export", "reliability_bins",

@@ -224,6 +224,12 @@ def _format_report(report: dict[str, Any]) -> str:
                      f"{best['valid_accuracy']:.2f}%{test}); saved as {RunDir(report['out_dir']).best}")
     else:
         lines.append(f"  model selection: {report['selection']}")
+    for checkpoint, record in report.get("calibration", {}).items():
+        for model_name, temperature in record["temperature"].items():
+            valid = record["valid"][model_name]
+            lines.append(f"  calibrated {checkpoint} {model_name}: T={temperature:.3f} on {record['count']} validation "
+                         f"images, ece {valid['before']['ece']:.2f}% -> {valid['after']['ece']:.2f}%, nll "
+                         f"{valid['before']['nll']:.4f} -> {valid['after']['nll']:.4f}")
     return "\n".join(lines)
 
 

@@ -9,7 +9,9 @@ import math
 import pytest
 import torch
 
+import ssl_mix.calibration as calibration_module
 from ssl_mix import (
+    MIN_RELIABLE_VALID,
     NoValidationSplitError,
     calibrate_models,
     calibrate_run,
@@ -20,6 +22,7 @@ from ssl_mix import (
     preset,
     reliability_bins,
     run_experiment,
+    safe_temperature,
     scale_logits,
 )
 from ssl_mix.cli import main
@@ -62,6 +65,41 @@ def test_calibration_errors():
         calibrate_models({}, None, None)
 
 
+def test_safe_temperature_never_raises_the_fitting_sets_nll(monkeypatch):
+    logits, targets = _overconfident(n=2000)
+    assert safe_temperature(logits, targets) == fit_temperature(logits, targets)
+    # A fit that went wrong (here forced to T = 50 on over-confident logits whose best T is 2.5) falls back to 1.
+    monkeypatch.setattr(calibration_module, "fit_temperature", lambda z, y: 50.0)
+    nll = torch.nn.functional.cross_entropy
+    assert nll(logits / 50.0, targets) > nll(logits, targets)
+    assert calibration_module.safe_temperature(logits, targets) == 1.0
+
+
+class _Fixed(torch.nn.Module):
+    """A "model" returning stored logits for its inputs' first pixel (an index), to calibrate known logits."""
+
+    def __init__(self, logits):
+        super().__init__()
+        self.register_buffer("table", logits)
+
+    def forward(self, x):
+        return self.table[x.flatten(1)[:, 0].round().long()]
+
+
+def test_calibrating_on_a_small_split_warns_and_says_how_many_to_add(capsys):
+    from ssl_mix import DataSpec, ImageArrays
+
+    logits, targets = _overconfident(n=50)
+    images = torch.arange(50, dtype=torch.uint8).view(50, 1, 1, 1)
+    valid = ImageArrays(images, targets, [str(c) for c in range(10)])
+    spec = DataSpec("custom", 10, (0.0,), (1 / 255,), crop_padding=0, flip=False)
+    record = calibrate_models({"teacher": _Fixed(logits)}, valid, spec)
+    err = capsys.readouterr().err
+    assert "fitted on 50 validation image(s)" in err and f"at least {MIN_RELIABLE_VALID - 50}" in err
+    assert record["reliable"] is False and record["count"] == 50
+    assert record["temperature"]["teacher"] == pytest.approx(safe_temperature(logits, targets))
+
+
 def test_reliability_bins_by_hand():
     confidence = torch.tensor([0.1, 0.15, 0.9, 0.95, 1.0])
     correct = torch.tensor([0, 1, 1, 1, 0])
@@ -88,6 +126,7 @@ def test_training_with_a_validation_split_stores_the_temperatures(cifar_run):
         calibration = load_checkpoint(cifar_run / name)["calibration"]
         assert report["calibration"][name]["temperature"] == calibration["temperature"]
         assert calibration["fitted_on"] == "valid" and calibration["count"] == 100
+        assert calibration["reliable"] is False  # 100 < MIN_RELIABLE_VALID
         assert set(calibration["temperature"]) == {"student", "teacher"}
         assert all(t > 0 for t in calibration["temperature"].values())
         teacher = calibration["valid"]["teacher"]
@@ -122,3 +161,15 @@ def test_no_validation_split_says_how_to_add_one(tmp_path, capsys):
     assert "--num-valid-per-class" in capsys.readouterr().err
     assert main(["eval", str(tmp_path / "run/last.pt"), "--device", "cpu"]) == 0
     assert "not calibrated" in capsys.readouterr().out
+
+
+def test_train_summary_prints_the_temperatures_and_warns_on_a_small_split(tmp_path, capsys):
+    argv = ["train", "--preset", "demo", "--method", "erm", "--num-valid-per-class", "3", "--steps", "2",
+            "--out", str(tmp_path / "run"), "--device", "cpu", "--no-progress"]
+    assert main(argv) == 0
+    captured = capsys.readouterr()
+    assert "fitted on 30 validation image(s)" in captured.err
+    for checkpoint in ("last.pt", "best.pt"):
+        for model in ("student", "teacher"):
+            assert f"calibrated {checkpoint} {model}: T=" in captured.out
+    assert "on 30 validation images, ece " in captured.out
