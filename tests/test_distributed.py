@@ -191,9 +191,9 @@ def test_init_rejects_bad_timeouts_and_devices(no_torchrun):
 
 def test_config_validates_the_timeout():
     assert TrainConfig().dist_timeout == 300.0 and not TrainConfig().sync_bn
-    with pytest.raises(ValueError, match="TrainConfig.dist_timeout must be a finite number > 0"):
+    with pytest.raises(ValueError, match="train.dist_timeout must be a finite number > 0"):
         TrainConfig(dist_timeout=0)
-    with pytest.raises(ValueError, match="TrainConfig.dist_timeout must be a finite number, got inf"):
+    with pytest.raises(ValueError, match="train.dist_timeout must be a finite number, got inf"):
         TrainConfig(dist_timeout=math.inf)
 
 
