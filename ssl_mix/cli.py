@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any
 
 from ssl_mix import __version__
 from ssl_mix.config.flags import add_config_flags, add_deprecated_flag, config_updates, flag_terms
@@ -65,8 +64,12 @@ def _config_from_args(args: argparse.Namespace):
     from ssl_mix.config import Config, preset
 
     updates = config_updates(args)
-    if _resume_alone(args, updates):
-        return _saved_run_config(updates["train"]["out_dir"]).replace(**updates)
+    if getattr(args, "resume", False) and not getattr(args, "preset", None) and not getattr(args, "config", None):
+        from ssl_mix.run import resumed_config
+
+        saved = resumed_config(updates)  # the run's own configuration, when no flag must be repeated
+        if saved is not None:
+            return saved
     cfg = preset(args.preset) if getattr(args, "preset", None) else Config()
     if getattr(args, "config", None):
         try:
@@ -76,27 +79,6 @@ def _config_from_args(args: argparse.Namespace):
     if "split" in updates.get("data", {}) and updates["data"].get("num_labels") is not None:  # none: no budget
         raise UsageError("--split and --num-labels conflict: a saved split fixes the labeled examples; drop one")
     return cfg.replace(**updates)
-
-
-def _resume_alone(args: argparse.Namespace, updates: dict[str, dict[str, Any]]) -> bool:
-    """``--resume --out DIR`` with no preset, config file or flag that a resumed run must repeat: the run's own
-    configuration is then read from its checkpoint (flags that may change on resume, such as --steps, still apply)."""
-    from ssl_mix.run import RESUMABLE_CHANGES
-
-    given = {(section, name) for section, names in updates.items() for name in names}
-    return (bool(getattr(args, "resume", False)) and not getattr(args, "preset", None)
-            and not getattr(args, "config", None) and ("train", "out_dir") in given and given <= RESUMABLE_CHANGES)
-
-
-def _saved_run_config(out_dir: str):
-    from ssl_mix.run import RunDir, saved_config
-
-    last = RunDir(out_dir).last
-    if not last.is_file():
-        raise UsageError(f"--resume with only --out reads the run's configuration from {last}, but "
-                         f"there is no checkpoint there; check --out, or give the run's flags (--preset, --dataset, "
-                         "...) to start it")
-    return saved_config(out_dir)
 
 
 def _add_train(p: argparse.ArgumentParser) -> None:
@@ -132,29 +114,13 @@ def _run_train(args: argparse.Namespace) -> int:
         try:
             report = run_experiment(cfg, resume=args.resume)
         except (NonFiniteLossError, distributed.DistributedError) as err:
-            print(f"ssl-mix train: {err}", file=sys.stderr)
+            print(f"ssl-mix train: {flag_terms(str(err))}", file=sys.stderr)
             return 1
         if distributed.is_main():
-            print(_format_report(report))
+            from ssl_mix.run import format_report
+
+            print(format_report(report))
     return 0
-
-
-def _format_report(report: dict[str, Any]) -> str:
-    from ssl_mix.run import RunDir
-
-    lines = [f"trained {report['steps']} steps in {report['wall_time_s']:.1f} s; run directory: {report['out_dir']}"]
-    for model_name, sets in report["final"].items():
-        for set_name, m in sets.items():
-            lines.append(f"  {model_name:<8} {set_name:<6} accuracy {m['accuracy']:6.2f}%  nll {m['nll']:.4f}  "
-                         f"ece {m['ece']:.2f}%")
-    best = report.get("best")
-    if best:
-        test = f", test accuracy {best['test']['accuracy']:.2f}%" if best.get("test") else ""
-        lines.append(f"  selected by validation: {best['model']} at step {best['step']} (valid accuracy "
-                     f"{best['valid_accuracy']:.2f}%{test}); saved as {RunDir(report['out_dir']).best}")
-    else:
-        lines.append(f"  model selection: {report['selection']}")
-    return "\n".join(lines)
 
 
 def _add_device(p: argparse.ArgumentParser) -> None:
@@ -396,10 +362,6 @@ def _run_analyze(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_presets(p: argparse.ArgumentParser) -> None:
-    pass
-
-
 def _run_presets(args: argparse.Namespace) -> int:
     from ssl_mix.config import PRESETS
 
@@ -463,5 +425,5 @@ _COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Calla
     "analyze": ("Measure per-layer non-linearity and flattening of a trained run; write JSON and PNG plots.",
                 _add_analyze, _run_analyze),
     "split": ("Draw a class-balanced label-budget split and save it as JSON.", _add_split, _run_split),
-    "presets": ("List the named paper recipes of --preset, one line each.", _add_presets, _run_presets),
+    "presets": ("List the named paper recipes of --preset, one line each.", lambda p: None, _run_presets),
 }

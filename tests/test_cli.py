@@ -55,7 +55,7 @@ def test_resume_with_only_out_reads_the_run_configuration(tmp_path, capsys):
     assert resumed["train"]["out_dir"] == str(moved)
     assert main(["train", "--resume", "--out", str(tmp_path / "none")]) == 2
     err = capsys.readouterr().err
-    assert "--resume with only --out reads the run's configuration from" in err and "no checkpoint there" in err
+    assert "resuming with only --out reads the run's configuration from" in err and "no checkpoint there" in err
 
 
 def test_print_config_applies_preset_then_file_then_flags(tmp_path, capsys):
