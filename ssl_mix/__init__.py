@@ -66,9 +66,11 @@ from ssl_mix.config import (
     ModelConfig,
     OptimConfig,
     Precision,
+    Preset,
     TrainConfig,
     config_flags,
     field_docs,
+    flag_terms,
     format_value,
     preset,
 )
@@ -124,7 +126,15 @@ from ssl_mix.experiment import (
     run_experiment,
 )
 from ssl_mix.export import export_model, load_export
-from ssl_mix.inference import InferenceModel, Prediction, Predictor, image_settings, load_predictor
+from ssl_mix.inference import (
+    InferenceModel,
+    Prediction,
+    Predictor,
+    RunEvaluation,
+    evaluate_run,
+    image_settings,
+    load_predictor,
+)
 from ssl_mix.losses import ict_consistency, kl_consistency, mse_consistency, soft_target_cross_entropy
 from ssl_mix.methods import (
     ERM,
@@ -196,6 +206,7 @@ __all__ = [
     "fit_temperature", "safe_temperature", "MIN_RELIABLE_VALID",
     "scale_logits", "calibration_metrics", "model_logits", "calibrate_models", "calibrate_run",
     "calibrate_checkpoints", "NoValidationSplitError", "InferenceModel", "Predictor", "Prediction", "load_predictor",
+    "evaluate_run", "RunEvaluation",
     "image_settings",
     "find_images", "predict_files", "iter_predictions", "export_model", "load_export", "reliability_bins",
     "plot_reliability",
@@ -221,7 +232,8 @@ __all__ = [
     "read_linearity_history", "analyze_run", "format_analysis",
     # configuration
     "Config", "DataConfig", "ModelConfig", "MethodConfig", "OptimConfig", "TrainConfig", "PRESETS", "preset",
-    "PRESET_DESCRIPTIONS", "config_flags", "field_docs", "format_value", "PRECISIONS", "Precision",
+    "PRESET_DESCRIPTIONS", "Preset", "config_flags", "field_docs", "flag_terms", "format_value", "PRECISIONS",
+    "Precision",
     # argument checks
     "check_bool", "check_int", "check_positive_int", "check_number", "check_probability", "check_in", "check_k",
     "check_alpha",

@@ -8,12 +8,11 @@ one-line message instead of a traceback.
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any
 
 from ssl_mix import __version__
+from ssl_mix.config.flags import add_config_flags, add_deprecated_flag, config_updates, flag_terms
 
 
 class UsageError(Exception):
@@ -46,9 +45,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run(args)
     except (UsageError, ValueError, TypeError, FileNotFoundError, NotADirectoryError, IsADirectoryError,
             PermissionError, FileExistsError) as err:
-        # Library code raises these for bad user input, with a message that says what to do; the OS errors name
-        # the path (e.g. an --out folder under a file).
-        print(f"ssl-mix {args.command}: error: {err}", file=sys.stderr)
+        # Library code raises these for bad user input, with a message that says what to do in config terms
+        # (data.num_labels), here spelled as flags; the OS errors name the path (e.g. an --out folder under a file).
+        message = str(err) if isinstance(err, UsageError) else flag_terms(str(err))
+        print(f"ssl-mix {args.command}: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"ssl-mix {args.command}: interrupted", file=sys.stderr)
@@ -60,115 +60,25 @@ def main(argv: Sequence[str] | None = None) -> int:
 # ---------------------------------------------------------------------------------------------------------
 
 
-def _add_config_flags(parser: argparse.ArgumentParser) -> None:
-    import typing
-
-    from ssl_mix.config import config_flags, field_docs, format_value, section_type
-
-    group = parser.add_argument_group(
-        "configuration", "Each flag sets one config field and overrides the preset and the --config file. The "
-        "defaults shown are those without a preset; --print-config shows the resolved values.")
-    sections = {section for section, _ in config_flags().values()}
-    docs = {section: field_docs(section, as_flags=True) for section in sections}
-    for flag, (section, name) in config_flags().items():
-        cls = section_type(section)
-        hint = typing.get_type_hints(cls)[name]
-        default = format_value(getattr(cls(), name))
-        kwargs: dict[str, Any] = {"dest": f"cfg__{section}__{name}", "default": argparse.SUPPRESS,
-                                  "help": f"{_summary(docs[section][name])} (default: {default})".replace("%", "%%")}
-        origin, args = typing.get_origin(hint), typing.get_args(hint)
-        literal = args if origin is typing.Literal else next(
-            (typing.get_args(a) for a in args if typing.get_origin(a) is typing.Literal), None)
-        if hint is bool:
-            kwargs["action"] = argparse.BooleanOptionalAction
-        elif literal is not None:
-            kwargs["choices"] = list(literal)
-            if not isinstance(literal[0], str):  # e.g. --channels 1|3: compare as numbers
-                kwargs["type"] = type(literal[0])
-        elif hint is int or (type(None) in args and int in args):
-            kwargs.update(type=int if hint is int else _optional(int), metavar="N")
-        elif hint is float or (type(None) in args and float in args):
-            kwargs.update(type=_optional(float), metavar="FLOAT")
-        elif origin is tuple and args == (str, Ellipsis):  # one value per use: paths may hold commas
-            kwargs.update(action="append", metavar=_metavar(name))
-        elif name == "image_size":
-            kwargs["metavar"] = "N|H,W"
-        elif origin is tuple:
-            pair = len(args) == 2 and all(a is int for a in args)
-            kwargs.update(type=_comma_list, metavar="H,W" if pair else "A,B,...")
-        else:
-            kwargs["metavar"] = _metavar(name)
-        group.add_argument(flag, **kwargs)
-
-
-def _metavar(field_name: str) -> str:
-    """The metavar of a text field, from its name: a directory, a file, a model name or a device."""
-    if field_name.endswith(("_root", "_dir", "_dirs")):
-        return "DIR"
-    if field_name in ("split", "labels") or field_name.endswith(("_file", "_path")):
-        return "FILE"
-    return {"name": "NAME", "device": "DEVICE"}.get(field_name, "TEXT")
-
-
-def _summary(doc: str) -> str:
-    """The first sentence of a field's documentation, as plain text."""
-    text = re.sub(r":\w+:`~?([^`]+)`", lambda m: m.group(1).rsplit(".", 1)[-1], doc).replace("``", "")
-    # A sentence ends at a full stop before a capital or a digit, except after "et al.", "eq." and "e.g.".
-    return _SENTENCE_END.split(text, maxsplit=1)[0].rstrip(".")
-
-
-_SENTENCE_END = re.compile(r"(?<!\bal\.)(?<!\beq\.)(?<!e\.g\.)(?<=\.)\s+(?=[A-Z0-9])")
-
-
-def _comma_list(text: str) -> tuple[str, ...]:
-    return tuple(v.strip() for v in text.split(",") if v.strip())
-
-
-def _optional(kind: Callable[[str], Any]) -> Callable[[str], Any]:
-    def parse(text: str) -> Any:
-        return None if text.lower() == "none" else kind(text)
-
-    parse.__name__ = kind.__name__
-    return parse
-
-
 def _config_from_args(args: argparse.Namespace):
     from ssl_mix.config import Config, preset
 
-    updates: dict[str, dict[str, Any]] = {}
-    for key, value in vars(args).items():
-        if key.startswith("cfg__"):
-            _, section, name = key.split("__")
-            updates.setdefault(section, {})[name] = value
-    if _resume_alone(args, updates):
-        return _saved_run_config(updates["train"]["out_dir"]).replace(**updates)
+    updates = config_updates(args)
+    if getattr(args, "resume", False) and not getattr(args, "preset", None) and not getattr(args, "config", None):
+        from ssl_mix.run import resumed_config
+
+        saved = resumed_config(updates)  # the run's own configuration, when no flag must be repeated
+        if saved is not None:
+            return saved
     cfg = preset(args.preset) if getattr(args, "preset", None) else Config()
     if getattr(args, "config", None):
-        cfg = Config.from_file(args.config, base=cfg)
+        try:
+            cfg = Config.from_file(args.config, base=cfg)
+        except (TypeError, ValueError) as err:  # about the file's settings, so in the file's terms
+            raise UsageError(str(err)) from None
     if "split" in updates.get("data", {}) and updates["data"].get("num_labels") is not None:  # none: no budget
         raise UsageError("--split and --num-labels conflict: a saved split fixes the labeled examples; drop one")
     return cfg.replace(**updates)
-
-
-def _resume_alone(args: argparse.Namespace, updates: dict[str, dict[str, Any]]) -> bool:
-    """``--resume --out DIR`` with no preset, config file or flag that a resumed run must repeat: the run's own
-    configuration is then read from its checkpoint (flags that may change on resume, such as --steps, still apply)."""
-    from ssl_mix.run import RESUMABLE_CHANGES
-
-    given = {(section, name) for section, names in updates.items() for name in names}
-    return (bool(getattr(args, "resume", False)) and not getattr(args, "preset", None)
-            and not getattr(args, "config", None) and ("train", "out_dir") in given and given <= RESUMABLE_CHANGES)
-
-
-def _saved_run_config(out_dir: str):
-    from ssl_mix.run import RunDir, saved_config
-
-    last = RunDir(out_dir).last
-    if not last.is_file():
-        raise UsageError(f"--resume with only --out reads the run's configuration from {last}, but "
-                         f"there is no checkpoint there; check --out, or give the run's flags (--preset, --dataset, "
-                         "...) to start it")
-    return saved_config(out_dir)
 
 
 def _add_train(p: argparse.ArgumentParser) -> None:
@@ -185,7 +95,9 @@ def _add_train(p: argparse.ArgumentParser) -> None:
     p.add_argument("--print-config", action="store_true",
                    help="print the resolved config as a config file (see --format) and exit")
     p.add_argument("--format", choices=CONFIG_FORMATS, default="json", help="format of --print-config (default: json)")
-    _add_config_flags(p)
+    add_config_flags(p.add_argument_group(
+        "configuration", "Each flag sets one config field and overrides the preset and the --config file. The "
+        "defaults shown are those without a preset; --print-config shows the resolved values."))
 
 
 def _run_train(args: argparse.Namespace) -> int:
@@ -202,35 +114,13 @@ def _run_train(args: argparse.Namespace) -> int:
         try:
             report = run_experiment(cfg, resume=args.resume)
         except (NonFiniteLossError, distributed.DistributedError) as err:
-            print(f"ssl-mix train: {err}", file=sys.stderr)
+            print(f"ssl-mix train: {flag_terms(str(err))}", file=sys.stderr)
             return 1
         if distributed.is_main():
-            print(_format_report(report))
+            from ssl_mix.run import format_report
+
+            print(format_report(report))
     return 0
-
-
-def _format_report(report: dict[str, Any]) -> str:
-    from ssl_mix.run import RunDir
-
-    lines = [f"trained {report['steps']} steps in {report['wall_time_s']:.1f} s; run directory: {report['out_dir']}"]
-    for model_name, sets in report["final"].items():
-        for set_name, m in sets.items():
-            lines.append(f"  {model_name:<8} {set_name:<6} accuracy {m['accuracy']:6.2f}%  nll {m['nll']:.4f}  "
-                         f"ece {m['ece']:.2f}%")
-    best = report.get("best")
-    if best:
-        test = f", test accuracy {best['test']['accuracy']:.2f}%" if best.get("test") else ""
-        lines.append(f"  selected by validation: {best['model']} at step {best['step']} (valid accuracy "
-                     f"{best['valid_accuracy']:.2f}%{test}); saved as {RunDir(report['out_dir']).best}")
-    else:
-        lines.append(f"  model selection: {report['selection']}")
-    for checkpoint, record in report.get("calibration", {}).items():
-        for model_name, temperature in record["temperature"].items():
-            valid = record["valid"][model_name]
-            lines.append(f"  calibrated {checkpoint} {model_name}: T={temperature:.3f} on {record['count']} validation "
-                         f"images, ece {valid['before']['ece']:.2f}% -> {valid['after']['ece']:.2f}%, nll "
-                         f"{valid['before']['nll']:.4f} -> {valid['after']['nll']:.4f}")
-    return "\n".join(lines)
 
 
 def _add_device(p: argparse.ArgumentParser) -> None:
@@ -262,39 +152,24 @@ def _add_eval(p: argparse.ArgumentParser) -> None:
 
 
 def _run_eval(args: argparse.Namespace) -> int:
-    from ssl_mix.calibration import calibration_metrics, model_logits, scale_logits
-    from ssl_mix.data import eval_batches, preprocess_transform
-    from ssl_mix.inference import run_temperature
-    from ssl_mix.run import load_trained
+    from ssl_mix.inference import evaluate_run
 
-    run = load_trained(args.checkpoint, dataset=args.dataset, data_root=args.data_root, device=args.device)
-    from ssl_mix.teacher import MODEL_ROLES
-
-    which = MODEL_ROLES if args.which == "both" else [args.which]
-    curves = {}
-    for name in which:
-        model = run.models[name]
-        device = next(model.parameters()).device
-        batches = eval_batches(run.test, run.spec, 500, device, preprocess=preprocess_transform(run.preprocess, device))
-        logits, targets = model_logits(model, batches, device=device)
-        temperature = run_temperature(run, name)
-        metrics = calibration_metrics(logits, targets, temperature)
-        before, after = metrics["before"], metrics["after"]
-        line = (f"{name:<8} {run.dataset} test accuracy {before['accuracy']:.2f}%  nll {before['nll']:.4f}  "
+    result = evaluate_run(args.checkpoint, which=args.which, dataset=args.dataset, data_root=args.data_root,
+                          device=args.device)
+    for name, record in result.models.items():
+        before, after, temperature = record["before"], record["after"], record["temperature"]
+        line = (f"{name:<8} {result.dataset} test accuracy {before['accuracy']:.2f}%  nll {before['nll']:.4f}  "
                 f"ece {before['ece']:.2f}%")
-        if run.calibration:
+        if result.calibrated:
             line += f"  calibrated (T={temperature:.3f}): nll {after['nll']:.4f}  ece {after['ece']:.2f}%"
-        print(line + f"  ({before['count']} images, step {run.step})")
-        curves[f"{name}, raw"] = (logits.softmax(dim=1), targets)
-        if run.calibration:
-            curves[f"{name}, T={temperature:.2f}"] = (scale_logits(logits, temperature).softmax(dim=1), targets)
-    if not run.calibration:
+        print(line + f"  ({before['count']} images, step {result.step})")
+    if not result.calibrated:
         print("not calibrated: confidences are the raw softmax; with a validation split, ssl-mix calibrate RUN fits "
               "a temperature")
     if args.plot:
         from ssl_mix.analysis import plot_reliability
 
-        path = plot_reliability(curves, args.plot, title=f"{run.dataset} test set, step {run.step}")
+        path = plot_reliability(result.curves, args.plot, title=f"{result.dataset} test set, step {result.step}")
         print(f"wrote {path}")
     return 0
 
@@ -487,60 +362,47 @@ def _run_analyze(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_presets(p: argparse.ArgumentParser) -> None:
-    pass
-
-
 def _run_presets(args: argparse.Namespace) -> int:
-    from ssl_mix.config import PRESET_DESCRIPTIONS, PRESETS
+    from ssl_mix.config import PRESETS
 
     width = max(map(len, PRESETS))
-    for name, cfg in PRESETS.items():
+    for name, (cfg, description) in ((n, (p.config, p.description)) for n, p in PRESETS.items()):
         m = cfg.method
-        print(f"{name:<{width}}  {PRESET_DESCRIPTIONS[name]} ({cfg.data.dataset}, {cfg.data.num_labels} labels, "
+        print(f"{name:<{width}}  {flag_terms(description)} ({cfg.data.dataset}, {cfg.data.num_labels} labels, "
               f"{cfg.model.name}, {m.name} K={m.k} alpha={m.alpha:g}, {cfg.train.steps:,} steps)")
     return 0
 
 
-def _add_split(p: argparse.ArgumentParser) -> None:
-    from ssl_mix.data import DATASET_NAMES
+# The config settings a split depends on: the same flags as `ssl-mix train`'s, with the same help.
+_SPLIT_FIELDS = (("data", "dataset"), ("data", "data_root"), ("data", "download"), ("data", "labels"),
+                 ("data", "num_labels"), ("train", "seed"), ("data", "num_valid_per_class"),
+                 ("data", "labeled_in_unlabeled"))
 
-    p.add_argument("--dataset", required=True, choices=DATASET_NAMES,
-                   help="the dataset whose training set is split (folder: DATA_ROOT/train/<class>/*)")
-    p.add_argument("--data-root", metavar="DIR", help="where the dataset lives (not needed for digits)")
-    p.add_argument("--download", action="store_true", help="let torchvision download CIFAR/SVHN into --data-root")
-    p.add_argument("--labels", metavar="FILE",
-                   help="folder only: CSV file of path,label rows (paths relative to --data-root) instead of class "
-                        "folders; images it does not name are unlabeled")
-    p.add_argument("--num-labels", type=int, metavar="N",
-                   help="label budget N: labeled examples in total, N / num_classes per class (required without "
-                        "--labels; with it, default every labeled row)")
-    p.add_argument("--seed", type=int, required=True, metavar="N",
-                   help="seed of the draw (same seed, same split, any machine)")
-    p.add_argument("--num-valid-per-class", type=int, default=0, metavar="N",
-                   help="labeled examples per class held out for validation (default 0)")
-    p.add_argument("--labeled-not-in-unlabeled", action="store_true",
-                   help="remove the labeled examples from the unlabeled pool (MixMatch); by default they stay in "
-                        "it (FixMatch, USB)")
+
+def _add_split(p: argparse.ArgumentParser) -> None:
+    add_config_flags(p, _SPLIT_FIELDS, required={("data", "dataset"), ("train", "seed")})
+    add_deprecated_flag(p, "--labeled-not-in-unlabeled", "data", "labeled_in_unlabeled", False)
     p.add_argument("--out", required=True, metavar="FILE", help="the JSON file to write")
 
 
 def _run_split(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from ssl_mix.config import Config
     from ssl_mix.data import load_targets, make_split, split_summary
 
-    if args.num_labels is None and args.labels is None:
+    cfg = Config().replace(**config_updates(args))
+    d = cfg.data
+    if d.num_labels is None and d.labels is None:
         raise UsageError("--num-labels is required (the label budget), unless --labels gives the labeled images")
-    targets, classes = load_targets(args.dataset, args.data_root, "train", download=args.download, labels=args.labels)
-    split = make_split(targets, args.num_labels, seed=args.seed, dataset=args.dataset, num_classes=len(classes),
-                       num_valid_per_class=args.num_valid_per_class,
-                       labeled_in_unlabeled=not args.labeled_not_in_unlabeled)
+    targets, classes = load_targets(d.dataset, d.data_root, "train", download=d.download, labels=d.labels)
+    split = make_split(targets, d.num_labels, seed=cfg.train.seed, dataset=d.dataset, num_classes=len(classes),
+                       num_valid_per_class=d.num_valid_per_class, labeled_in_unlabeled=d.labeled_in_unlabeled)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     split.save(out)
     print(split_summary(split, targets, classes))
-    print(f"wrote {out}: {args.dataset}, seed {split.seed}, {len(split.labeled)} labeled, {len(split.valid)} "
+    print(f"wrote {out}: {d.dataset}, seed {split.seed}, {len(split.labeled)} labeled, {len(split.valid)} "
           f"validation, {len(split.unlabeled)} unlabeled (labeled examples "
           f"{'kept in' if split.labeled_in_unlabeled else 'removed from'} the unlabeled pool)")
     return 0
@@ -563,5 +425,5 @@ _COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Calla
     "analyze": ("Measure per-layer non-linearity and flattening of a trained run; write JSON and PNG plots.",
                 _add_analyze, _run_analyze),
     "split": ("Draw a class-balanced label-budget split and save it as JSON.", _add_split, _run_split),
-    "presets": ("List the named paper recipes of --preset, one line each.", _add_presets, _run_presets),
+    "presets": ("List the named paper recipes of --preset, one line each.", lambda p: None, _run_presets),
 }

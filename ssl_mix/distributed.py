@@ -179,8 +179,8 @@ def local_device(name: str | torch.device = "auto") -> torch.device:
         return device
     local = local_rank()
     if device.index is not None and device.index != local:
-        raise ValueError(f"under torchrun every process uses the GPU of its LOCAL_RANK; --device {device} would put "
-                         f"all processes on one GPU. Pass --device cuda (or auto) instead")
+        raise ValueError(f"under torchrun every process uses the GPU of its LOCAL_RANK; train.device={device} would "
+                         f"put all processes on one GPU. Pass train.device=cuda (or auto) instead")
     count = torch.cuda.device_count()
     if count == 1:
         return torch.device("cuda", 0)

@@ -9,6 +9,9 @@ give the same numbers.
 :func:`load_predictor` opens a run (a run directory or a checkpoint) and returns a :class:`Predictor`, whose
 :meth:`~Predictor.predict` takes PIL images, arrays or tensors of any size and brings them to the run's input
 format (size, channels) the way training loaded its images.
+
+:func:`evaluate_run` scores a trained run's models on a test set, before and after its calibration temperature
+(what ``ssl-mix eval`` prints).
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from ssl_mix.data import ZCA, preprocess_transform
 from ssl_mix.teacher import MODEL_ROLES
 
 __all__ = ["InferenceModel", "Predictor", "Prediction", "load_predictor", "image_settings", "inference_model",
-           "run_temperature"]
+           "run_temperature", "RunEvaluation", "evaluate_run"]
 
 Which = Literal["student", "teacher"]
 
@@ -223,3 +226,64 @@ def load_predictor(run: str | Path | Any, *, which: Which = "teacher", device: s
     loaded = load_run(run, device=device) if isinstance(run, (str, Path)) else run
     return Predictor(inference_model(loaded, which, calibrated=calibrated), loaded.classes,
                      **image_settings(loaded))
+
+
+@dataclass
+class RunEvaluation:
+    """The test-set metrics of a trained run's models, as :func:`evaluate_run` measured them.
+
+    Args:
+        dataset: the dataset whose test set was used.
+        step: the training step of the checkpoint.
+        calibrated: whether the run holds a fitted temperature (otherwise ``after`` equals ``before``, T = 1).
+        models: ``{"student" | "teacher": {"temperature": T, "before": metrics, "after": metrics}}``, the metrics
+            as :meth:`ssl_mix.ClassificationMetrics.compute` gives them (accuracy and ECE in %, NLL in nats,
+            ``count`` images); ``after`` divides the logits by T.
+        curves: the inputs of :func:`ssl_mix.analysis.plot_reliability`: ``{label: (probabilities (N, C),
+            targets (N,))}``, the raw softmax of each model and, when calibrated, the scaled one.
+    """
+
+    dataset: str
+    step: int
+    calibrated: bool
+    models: dict[str, dict[str, Any]]
+    curves: dict[str, tuple[torch.Tensor, torch.Tensor]]
+
+
+def evaluate_run(run: str | Path, *, which: Which | Literal["both"] = "both", dataset: str | None = None,
+                 data_root: str | None = None, device: str = "auto") -> RunEvaluation:
+    """Evaluate a trained run's student and teacher on a test set, with and without the run's temperature.
+
+    Args:
+        run: a run directory (its latest checkpoint) or a checkpoint file.
+        which: ``student``, ``teacher`` or ``both``.
+        dataset: evaluate on this dataset's test set instead of the run's (same classes expected).
+        data_root: where that dataset lives (default: the run's).
+        device: ``auto``, ``cpu``, ``cuda``...
+
+    Returns:
+        The metrics of each model and the reliability-diagram inputs (:class:`RunEvaluation`).
+
+    Raises:
+        ValueError: an unknown ``which``, or a test set that does not match the run (the message says how).
+    """
+    from ssl_mix.calibration import calibration_metrics, model_logits, scale_logits
+    from ssl_mix.data import eval_batches
+    from ssl_mix.run import load_trained
+
+    check_in("which", which, (*MODEL_ROLES, "both"))
+    loaded = load_trained(run, dataset=dataset, data_root=data_root, device=device)
+    calibrated = bool(loaded.calibration)
+    models, curves = {}, {}
+    for name in MODEL_ROLES if which == "both" else (which,):
+        model = loaded.models[name]
+        model_device = next(model.parameters()).device
+        batches = eval_batches(loaded.test, loaded.spec, 500, model_device,
+                               preprocess=preprocess_transform(loaded.preprocess, model_device))
+        logits, targets = model_logits(model, batches, device=model_device)
+        temperature = run_temperature(loaded, name)
+        models[name] = {"temperature": temperature, **calibration_metrics(logits, targets, temperature)}
+        curves[f"{name}, raw"] = (logits.softmax(dim=1), targets)
+        if calibrated:
+            curves[f"{name}, T={temperature:.2f}"] = (scale_logits(logits, temperature).softmax(dim=1), targets)
+    return RunEvaluation(loaded.dataset, loaded.step, calibrated, models, curves)

@@ -40,7 +40,7 @@ from ssl_mix.models import create_model
 
 __all__ = ["CHECKPOINT_FORMAT", "RunDir", "write_json", "data_info", "check_checkpoint_format", "check_resume",
            "saved_config", "note_fresh_start", "TrainedRun", "load_run", "load_trained", "load_test_set",
-           "update_checkpoint"]
+           "update_checkpoint", "format_report", "resumed_config", "RESUMABLE_CHANGES"]
 
 CHECKPOINT_FORMAT = 2
 """Version of the checkpoint layout. 2: self-contained (``data`` entry with classes, input shape and
@@ -205,8 +205,8 @@ def check_resume(cfg: Config, state: Mapping[str, Any], path: str | Path) -> Non
                 diffs.append(f"{section}.{key}: checkpoint has {old!r}, now {value!r}")
     if diffs:
         raise ValueError("cannot resume: the configuration differs from the run being resumed ("
-                         + "; ".join(diffs) + f"; checkpoint {str(path)!r}). Use the same flags, or a new --out "
-                         "directory.")
+                         + "; ".join(diffs) + f"; checkpoint {str(path)!r}). Use the same settings, or a new "
+                         "train.out_dir.")
 
 
 def saved_config(path: str | Path) -> Config:
@@ -221,6 +221,33 @@ def saved_config(path: str | Path) -> Config:
     """
     _, _, state = _checked_state(path)
     return Config.from_dict(state["config"])
+
+
+def resumed_config(changes: Mapping[str, Mapping[str, Any]]) -> Config | None:
+    """The configuration of the run in ``changes["train"]["out_dir"]``, read from its checkpoint, with ``changes``
+    applied, when ``changes`` hold only settings a resume may change (:data:`RESUMABLE_CHANGES`).
+
+    This is how a run resumes from its directory alone (``ssl-mix train --resume --out DIR``).
+
+    Args:
+        changes: ``{section: {field: value}}``, e.g. ``{"train": {"out_dir": "runs/a", "steps": 2000}}``.
+
+    Returns:
+        The configuration to resume with, or None when ``changes`` name no ``train.out_dir`` or a setting that a
+        resumed run must repeat (then the caller builds the configuration, and :func:`check_resume` compares it).
+
+    Raises:
+        FileNotFoundError: no checkpoint in that directory.
+    """
+    given = {(section, name) for section, names in changes.items() for name in names}
+    if ("train", "out_dir") not in given or not given <= RESUMABLE_CHANGES:
+        return None
+    last = RunDir(changes["train"]["out_dir"]).last
+    if not last.is_file():
+        raise FileNotFoundError(f"resuming with only train.out_dir reads the run's configuration from {last}, but "
+                                "there is no checkpoint there; check train.out_dir, or give the run's settings (a "
+                                "preset, data.dataset, ...) to start it")
+    return saved_config(last).replace(**changes)
 
 
 def _checked_state(path: str | Path) -> tuple[RunDir, Path, dict[str, Any]]:
@@ -361,3 +388,34 @@ def load_trained(checkpoint: str | Path, *, dataset: str | None = None, data_roo
     run.test = load_test_set(run, dataset, data_root)
     return run
 
+
+
+def format_report(report: Mapping[str, Any]) -> str:
+    """A run's report as the lines ``ssl-mix train`` prints at the end: length, final metrics, model selection and
+    the fitted temperatures.
+
+    Args:
+        report: the dict :func:`ssl_mix.run_experiment` returns (and ``report.json`` holds).
+
+    Returns:
+        The text, one model and set per line, without a final newline.
+    """
+    lines = [f"trained {report['steps']} steps in {report['wall_time_s']:.1f} s; run directory: {report['out_dir']}"]
+    for model_name, sets in report["final"].items():
+        for set_name, m in sets.items():
+            lines.append(f"  {model_name:<8} {set_name:<6} accuracy {m['accuracy']:6.2f}%  nll {m['nll']:.4f}  "
+                         f"ece {m['ece']:.2f}%")
+    best = report.get("best")
+    if best:
+        test = f", test accuracy {best['test']['accuracy']:.2f}%" if best.get("test") else ""
+        lines.append(f"  selected by validation: {best['model']} at step {best['step']} (valid accuracy "
+                     f"{best['valid_accuracy']:.2f}%{test}); saved as {RunDir(report['out_dir']).best}")
+    else:
+        lines.append(f"  model selection: {report['selection']}")
+    for checkpoint, record in report.get("calibration", {}).items():
+        for model_name, temperature in record["temperature"].items():
+            valid = record["valid"][model_name]
+            lines.append(f"  calibrated {checkpoint} {model_name}: T={temperature:.3f} on {record['count']} validation "
+                         f"images, ece {valid['before']['ece']:.2f}% -> {valid['after']['ece']:.2f}%, nll "
+                         f"{valid['before']['nll']:.4f} -> {valid['after']['nll']:.4f}")
+    return "\n".join(lines)

@@ -144,8 +144,8 @@ class Trainer:
         if self.distributed:
             _check_sharded(loader, self.rank, self.world_size)
             if self.cfg.sync_bn and self.device.type == "cpu":
-                raise ValueError("sync_bn needs GPUs (SyncBatchNorm has no CPU implementation); drop --sync-bn or "
-                                 "train on CUDA devices")
+                raise ValueError("train.sync_bn needs GPUs (SyncBatchNorm has no CPU implementation); set "
+                                 "train.sync_bn=false or train on CUDA devices")
             if self.cfg.sync_bn:
                 self.student = nn.SyncBatchNorm.convert_sync_batchnorm(self.student)
             # Copies process 0's weights everywhere, so the teacher built next starts identical on every process.
@@ -181,7 +181,7 @@ class Trainer:
                     f"process {self.rank} of {self.world_size} stopped after step {self.step}: a collective operation "
                     f"failed ({str(err).strip().splitlines()[0][:300]}). Another process most likely crashed or was "
                     f"killed (see its error above), or stopped responding for longer than the timeout "
-                    f"(--dist-timeout, train.dist_timeout). Fix that and continue with --resume from "
+                    f"(train.dist_timeout). Fix that and continue with --resume from "
                     f"{self.run.last} (step {self._last_checkpoint_step})."
                 ) from err
             raise

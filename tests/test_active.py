@@ -200,7 +200,7 @@ def test_add_labels_errors_name_the_line(cifar_run, cifar10_jpeg_small, tmp_path
 
 
 def test_add_labels_needs_a_folder_dataset():
-    with pytest.raises(ValueError, match="DataConfig.add_labels applies to dataset 'folder'"):
+    with pytest.raises(ValueError, match="data.add_labels applies to data.dataset 'folder'"):
         preset("demo").replace(data={"add_labels": "picks.csv"})
 
 

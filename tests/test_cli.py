@@ -55,7 +55,7 @@ def test_resume_with_only_out_reads_the_run_configuration(tmp_path, capsys):
     assert resumed["train"]["out_dir"] == str(moved)
     assert main(["train", "--resume", "--out", str(tmp_path / "none")]) == 2
     err = capsys.readouterr().err
-    assert "--resume with only --out reads the run's configuration from" in err and "no checkpoint there" in err
+    assert "resuming with only --out reads the run's configuration from" in err and "no checkpoint there" in err
 
 
 def test_print_config_applies_preset_then_file_then_flags(tmp_path, capsys):
@@ -85,9 +85,13 @@ def test_argparse_errors_exit_2(argv, message, capsys):
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["train", "--k", "1", "--print-config"], "MethodConfig.k (number of points to mix) must be an int >= 2"),
+        (["train", "--k", "1", "--print-config"], "--k (number of points to mix) must be an int >= 2"),
         (["train", "--split", "s.json", "--num-labels", "10"], "--split and --num-labels conflict"),
-        (["train", "--dataset", "cifar10", "--use-extra", "--print-config"], "use_extra adds SVHN"),
+        (["train", "--dataset", "cifar10", "--use-extra", "--print-config"], "--use-extra adds SVHN"),
+        (["train", "--image-size", "32", "--print-config"],
+         "--image-size applies to --dataset 'folder' (your own images), not 'cifar10'; drop --image-size or set "
+         "--dataset folder"),
+        (["train", "--method", "mixup", "--joint-forward", "--print-config"], "; set --no-joint-forward"),
         (["train", "--preset", "demo", "--num-labels", "4000", "--no-progress"], "use at most num_labels=1390"),
         (["train", "--dataset", "cifar10", "--data-root", "/nonexistent/c10", "--no-progress"], "cifar-10"),
         (["eval", "/nonexistent/last.pt"], "does not exist"),
@@ -157,13 +161,35 @@ def test_train_help_describes_every_config_flag_with_its_default(capsys):
 
 
 def test_presets_lists_each_preset_on_one_line(capsys):
-    from ssl_mix.config import PRESET_DESCRIPTIONS, PRESETS
+    from ssl_mix.config import PRESETS, flag_terms
 
     assert main(["presets"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert [line.split()[0] for line in lines] == list(PRESETS)
-    for line, (name, description) in zip(lines, PRESET_DESCRIPTIONS.items(), strict=True):
-        assert description in line and f"{PRESETS[name].train.steps:,} steps" in line
+    for line, p in zip(lines, PRESETS.values(), strict=True):
+        assert flag_terms(p.description) in line and f"{p.config.train.steps:,} steps" in line
+    assert "set --k for ICT[K]" in lines[list(PRESETS).index("chaudhry-cifar10")]
+
+
+def test_library_errors_are_printed_with_flag_names(monkeypatch, capsys):
+    # A message of the library in config terms (as the data layer raises) reads in flag terms on the command line.
+    import ssl_mix.cli as cli
+
+    def fail(args):
+        raise ValueError("images differ in size; set data.image_size (or data.resize='stretch'), see train.out_dir")
+
+    monkeypatch.setitem(cli._COMMANDS, "calibrate", (*cli._COMMANDS["calibrate"][:2], fail))
+    assert main(["calibrate", "runs/x"]) == 2
+    assert capsys.readouterr().err == ("ssl-mix calibrate: error: images differ in size; set --image-size (or "
+                                       "--resize stretch), see --out\n")
+
+
+def test_config_file_errors_keep_the_file_terms(tmp_path, capsys):
+    path = tmp_path / "c.yaml"
+    path.write_text("method: {k: 1}\n")
+    assert main(["train", "--config", str(path), "--print-config"]) == 2
+    err = capsys.readouterr().err
+    assert "c.yaml': method.k (number of points to mix) must be an int >= 2" in err and "--k" not in err
 
 
 def test_print_config_as_yaml_and_train_from_a_yaml_file(tmp_path, capsys):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import re
 
@@ -27,18 +28,38 @@ def test_split_digits_writes_file_and_summary(tmp_path, capsys):
     assert split.seed == 3 and split.num_valid_per_class == 2 and split.labeled_in_unlabeled
 
 
-def test_split_labeled_not_in_unlabeled(tmp_path):
+@pytest.mark.parametrize("flag, warned", [("--no-labeled-in-unlabeled", False), ("--labeled-not-in-unlabeled", True)])
+def test_split_labeled_not_in_unlabeled(tmp_path, capsys, flag, warned):
     out = tmp_path / "split.json"
-    assert main(["split", "--dataset", "digits", "--num-labels", "20", "--seed", "0", "--labeled-not-in-unlabeled",
-                 "--out", str(out)]) == 0
+    assert main(["split", "--dataset", "digits", "--num-labels", "20", "--seed", "0", flag, "--out", str(out)]) == 0
     data = json.loads(out.read_text())
     assert data["labeled_in_unlabeled"] is False and not set(data["labeled"]) & set(data["unlabeled"])
+    err = capsys.readouterr().err
+    assert ("--labeled-not-in-unlabeled is deprecated and will be removed in the next release; use "
+            "--no-labeled-in-unlabeled" in err) is warned, err
+
+
+def test_split_flags_are_trains_flags():
+    from ssl_mix.cli import build_parser
+
+    commands = next(a for a in build_parser()._actions if a.choices and "train" in a.choices).choices
+    train, split = ({opt: a for a in commands[c]._actions for opt in a.option_strings} for c in ("train", "split"))
+    shared = {opt for opt in split if opt not in ("-h", "--help", "--out") and split[opt].help != argparse.SUPPRESS}
+    assert shared == {"--dataset", "--data-root", "--download", "--no-download", "--labels", "--num-labels", "--seed",
+                      "--num-valid-per-class", "--labeled-in-unlabeled", "--no-labeled-in-unlabeled"}
+    for opt in shared:
+        required = {"--dataset", "--seed"}
+        assert split[opt].dest == train[opt].dest and split[opt].metavar == train[opt].metavar, opt
+        expected = train[opt].help.rsplit(" (default: ", 1)[0] + " (required)" if opt in required else train[opt].help
+        assert split[opt].help == expected and split[opt].required is (opt in required), opt
 
 
 @pytest.mark.parametrize("flags, message", [
     (["--dataset", "digits", "--num-labels", "55", "--seed", "0"],
      "not divisible by the number of classes \\(10\\).*use 50 or 60"),
-    (["--dataset", "digits", "--num-labels", "0", "--seed", "0"], "positive multiple"),
+    (["--dataset", "digits", "--num-labels", "0", "--seed", "0"], "--num-labels must be >= 1, got 0"),
+    (["--dataset", "digits", "--seed", "0"], "--num-labels is required \\(the label budget\\), unless --labels"),
+    (["--dataset", "digits", "--labels", "l.csv", "--seed", "0"], "--labels applies to --dataset 'folder'"),
     (["--dataset", "digits", "--num-labels", "2000", "--seed", "0"], "at most num_labels=1390"),
     (["--dataset", "digits", "--num-labels", "10", "--seed", "-1"], "seed must be >= 0, got -1"),
     (["--dataset", "cifar10", "--num-labels", "250", "--seed", "0"], "--data-root\\) is required"),

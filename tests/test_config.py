@@ -12,9 +12,11 @@ from ssl_mix.config import (
     MethodConfig,
     ModelConfig,
     OptimConfig,
+    Preset,
     TrainConfig,
     config_flags,
     field_docs,
+    flag_terms,
     format_value,
     preset,
     section_type,
@@ -38,35 +40,36 @@ def test_unknown_section_and_key_are_errors():
 
 
 def test_literal_fields_are_checked():
-    with pytest.raises(ValueError, match=r"MethodConfig.name must be one of .*'ict'.* got 'fixmatch'"):
+    with pytest.raises(ValueError, match=r"method.name must be one of .*'ict'.* got 'fixmatch'"):
         MethodConfig(name="fixmatch")
-    with pytest.raises(ValueError, match=r"DataConfig.loader must be one of"):
+    with pytest.raises(ValueError, match=r"data.loader must be one of"):
         DataConfig(loader="fast")
-    with pytest.raises(ValueError, match=r"TrainConfig.precision must be one of"):
+    with pytest.raises(ValueError, match=r"train.precision must be one of"):
         TrainConfig(precision="fp16")
 
 
 @pytest.mark.parametrize(
     "make, match",
     [
-        (lambda: MethodConfig(k=1), r"MethodConfig.k \(number of points to mix\) must be an int >= 2, got 1"),
-        (lambda: MethodConfig(alpha=-0.5), r"MethodConfig.alpha \(Dirichlet concentration\) must be a finite number"),
+        (lambda: MethodConfig(k=1), r"method.k \(number of points to mix\) must be an int >= 2, got 1"),
+        (lambda: MethodConfig(alpha=-0.5), r"method.alpha \(Dirichlet concentration\) must be a finite number"),
         (lambda: MethodConfig(ema_decay=1.5), r"ema_decay must be in \[0, 1\]"),
         (lambda: MethodConfig(ramp_fraction=2.0), r"ramp_fraction must be in \[0, 1\]"),
         (lambda: MethodConfig(mix_layers=("input", "fc")), r"mix_layers entries must be 'input' or a layer number"),
         (lambda: MethodConfig(mix_layers=()), r"mix_layers must name at least one layer"),
-        (lambda: DataConfig(num_labels=0), r"DataConfig.num_labels must be >= 1, got 0"),
-        (lambda: DataConfig(batch_size=-1), r"DataConfig.batch_size must be >= 1, got -1"),
-        (lambda: OptimConfig(lr=0), r"OptimConfig.lr must be a finite number > 0"),
+        (lambda: DataConfig(num_labels=0), r"data.num_labels must be >= 1, got 0"),
+        (lambda: DataConfig(batch_size=-1), r"data.batch_size must be >= 1, got -1"),
+        (lambda: OptimConfig(lr=0), r"optim.lr must be a finite number > 0"),
         (lambda: OptimConfig(lr_rampdown_factor=0.5), r"lr_rampdown_factor must be a finite number >= 1"),
-        (lambda: TrainConfig(steps=0), r"TrainConfig.steps must be >= 1"),
-        (lambda: TrainConfig(log_every="10"), r"TrainConfig.log_every must be an int, got str"),
+        (lambda: TrainConfig(steps=0), r"train.steps must be >= 1"),
+        (lambda: TrainConfig(log_every="10"), r"train.log_every must be an int, got str"),
         (lambda: Config(data=DataConfig(dataset="cifar10", use_extra=True)), r"use_extra adds SVHN"),
         (lambda: Config(method=MethodConfig(name="ict", cutmix_alpha=1.0)), r"cutmix_alpha applies to the supervised"),
         (lambda: MethodConfig(name="mixup", teacher_bn="own"),
          r"teacher_bn='own' needs a method that runs the teacher"),
-        (lambda: MethodConfig(teacher_bn="own", teacher_mode="eval"), r"teacher_bn='own' needs teacher_mode='train'"),
-        (lambda: MethodConfig(teacher_bn="mean"), r"MethodConfig.teacher_bn must be one of 'own', 'copy'"),
+        (lambda: MethodConfig(teacher_bn="own", teacher_mode="eval"),
+         r"teacher_bn='own' needs method.teacher_mode='train'"),
+        (lambda: MethodConfig(teacher_bn="mean"), r"method.teacher_bn must be one of 'own', 'copy'"),
         (lambda: DataConfig(zca_eps=-1e-3), r"zca_eps must be a finite number >= 0"),
     ],
 )
@@ -100,7 +103,7 @@ def test_presets_match_the_published_recipes():
     assert ch.method.alpha == 0.5 and preset("chaudhry-svhn").method.alpha == 0.1
     # The official code whitens CIFAR-10 only and averages the teacher's parameters only; the others keep their
     # earlier behaviour (no whitening, the student's batch-norm statistics copied).
-    assert {name: (PRESETS[name].data.zca, PRESETS[name].method.teacher_bn) for name in PRESETS} == {
+    assert {name: (PRESETS[name].config.data.zca, PRESETS[name].config.method.teacher_bn) for name in PRESETS} == {
         "ict-cifar10": (True, "own"), "ict-svhn": (False, "own"), "chaudhry-cifar10": (False, "own"),
         "chaudhry-svhn": (False, "own"), "cpu-cifar10": (False, "copy"), "demo": (False, "copy")}
 
@@ -108,7 +111,7 @@ def test_presets_match_the_published_recipes():
 def test_preset_returns_a_copy_and_rejects_unknown_names():
     cfg = preset("demo")
     cfg.train.steps = 1
-    assert PRESETS["demo"].train.steps != 1
+    assert PRESETS["demo"].config.train.steps != 1
     with pytest.raises(ValueError, match=r"unknown preset 'ict'; available presets: \["):
         preset("ict")
 
@@ -145,8 +148,8 @@ def test_dumps_round_trips_through_a_file(tmp_path, fmt, suffix):
     ("c.json", '{"trainer": {}}', ValueError, r"config file '.*c.json': unknown config section\(s\) \['trainer'\]"),
     ("c.yaml", "- 1\n- 2\n", TypeError, r"config file '.*c.yaml': a config must be a dict of sections, got list"),
     ("c.yaml", "method: 3\n", TypeError, r"config section 'method' must be a dict, got int"),
-    ("c.yaml", "train: {steps: ten}\n", TypeError, r"c.yaml': TrainConfig.steps must be an int, got str"),
-    ("c.yaml", "data: {augment: 'yes'}\n", TypeError, r"DataConfig.augment must be a bool, got str"),
+    ("c.yaml", "train: {steps: ten}\n", TypeError, r"c.yaml': train.steps must be an int, got str"),
+    ("c.yaml", "data: {augment: 'yes'}\n", TypeError, r"data.augment must be a bool, got str"),
     ("c.toml", "[method]\nk = 3\n", ValueError, r"config file '.*c.toml': unknown format '.toml'; name it .json, "),
 ])
 def test_from_file_errors_name_the_file(tmp_path, name, text, error, match):
@@ -166,9 +169,9 @@ def test_from_file_missing_and_empty(tmp_path):
 
 def test_field_types_are_checked_and_floats_normalised():
     assert OptimConfig(lr=1).lr == 1.0 and isinstance(OptimConfig(lr=1).lr, float)
-    with pytest.raises(TypeError, match=r"ModelConfig.name must be a string, got int"):
+    with pytest.raises(TypeError, match=r"model.name must be a string, got int"):
         ModelConfig(name=3)
-    with pytest.raises(TypeError, match=r"DataConfig.download must be a bool, got int"):
+    with pytest.raises(TypeError, match=r"data.download must be a bool, got int"):
         DataConfig(download=1)
 
 
@@ -207,8 +210,23 @@ def test_method_registry_agrees_with_the_config_names():
 
 
 def test_every_preset_has_a_one_line_description():
-    assert list(PRESET_DESCRIPTIONS) == list(PRESETS)
-    assert all(0 < len(text) <= 100 and "\n" not in text for text in PRESET_DESCRIPTIONS.values())
+    assert all(isinstance(p, Preset) and isinstance(p.config, Config) for p in PRESETS.values())
+    assert all(0 < len(p.description) <= 100 and "\n" not in p.description for p in PRESETS.values())
+    assert {name: p.description for name, p in PRESETS.items()} == PRESET_DESCRIPTIONS
+    assert preset("demo") == PRESETS["demo"].config and preset("demo") is not PRESETS["demo"].config
+
+
+@pytest.mark.parametrize("message, expected", [
+    ("data.num_labels must be >= 1, got 0", "--num-labels must be >= 1, got 0"),
+    ("drop data.image_size or set data.dataset='folder'", "drop --image-size or set --dataset folder"),
+    ("set method.joint_forward=false.", "set --no-joint-forward."),
+    ("set data.cache=True; train.out_dir, model.name, method.name", "set --cache; --out, --model, --method"),
+    ("data.unlabeled_dirs (train.seed=3)", "--unlabeled-dir (--seed 3)"),
+    # not config fields, or parts of a path or a longer name: unchanged
+    ("data.json, train.csv, runs/train.seed, my.data.split, data.num_labelsx", None),
+])
+def test_flag_terms_spell_settings_as_flags(message, expected):
+    assert flag_terms(message) == (message if expected is None else expected)
 
 
 def test_joint_forward_is_an_ict_option_plumbed_to_the_method():
@@ -231,15 +249,15 @@ def test_folder_data_options():
     assert DataConfig().num_labels is None and DataConfig().resolved_num_labels() == 4000
     assert DataConfig(dataset="folder", labels="l.csv").resolved_num_labels() is None
     assert DataConfig(num_labels=250).resolved_num_labels() == 250
-    with pytest.raises(ValueError, match="DataConfig.image_size applies to dataset 'folder' .*drop --image-size"):
+    with pytest.raises(ValueError, match="data.image_size applies to data.dataset 'folder' .*drop data.image_size"):
         DataConfig(dataset="cifar10", image_size=32)
-    with pytest.raises(ValueError, match="DataConfig.unlabeled_dirs applies .*drop --unlabeled-dir"):
+    with pytest.raises(ValueError, match="data.unlabeled_dirs applies .*drop data.unlabeled_dirs"):
         DataConfig(unlabeled_dirs=("x",))
     with pytest.raises(ValueError, match="image size must be a positive int N or a pair H,W"):
         DataConfig(dataset="folder", image_size="big")
-    with pytest.raises(ValueError, match="DataConfig.channels must be one of"):
+    with pytest.raises(ValueError, match="data.channels must be one of"):
         DataConfig(dataset="folder", channels=2)
-    with pytest.raises(ValueError, match="DataConfig.max_memory_gb must be a finite number > 0"):
+    with pytest.raises(ValueError, match="data.max_memory_gb must be a finite number > 0"):
         DataConfig(max_memory_gb=0)
 
 

@@ -172,7 +172,7 @@ def test_helpers_are_neutral_in_one_process(no_torchrun):
 def test_torchrun_detection_and_device_mapping(fake_torchrun, monkeypatch):
     assert distributed.launched_by_torchrun() and distributed.local_rank() == 1
     assert distributed.local_device("cpu") == torch.device("cpu")
-    with pytest.raises(ValueError, match="--device cuda:0 would put all processes on one GPU"):
+    with pytest.raises(ValueError, match="train.device=cuda:0 would put all processes on one GPU"):
         distributed.local_device("cuda:0")
     monkeypatch.setenv("WORLD_SIZE", "1")
     assert not distributed.launched_by_torchrun()  # torchrun --nproc_per_node 1 is a plain run
@@ -191,9 +191,9 @@ def test_init_rejects_bad_timeouts_and_devices(no_torchrun):
 
 def test_config_validates_the_timeout():
     assert TrainConfig().dist_timeout == 300.0 and not TrainConfig().sync_bn
-    with pytest.raises(ValueError, match="TrainConfig.dist_timeout must be a finite number > 0"):
+    with pytest.raises(ValueError, match="train.dist_timeout must be a finite number > 0"):
         TrainConfig(dist_timeout=0)
-    with pytest.raises(ValueError, match="TrainConfig.dist_timeout must be a finite number, got inf"):
+    with pytest.raises(ValueError, match="train.dist_timeout must be a finite number, got inf"):
         TrainConfig(dist_timeout=math.inf)
 
 

@@ -228,7 +228,7 @@ def test_preset_table_matches_the_code():
 
     rows = {row[0].strip("`"): row for row in _table_rows((PAGES / "concepts.md").read_text(), "## Presets")}
     assert set(rows) == set(PRESETS), f"concepts.md presets {sorted(rows)} != code {sorted(PRESETS)}"
-    for name, cfg in PRESETS.items():
+    for name, cfg in ((n, p.config) for n, p in PRESETS.items()):
         row = rows[name]
         assert row[3] == f"`{cfg.model.name}`", f"preset {name}: model {cfg.model.name}, documented {row[3]}"
         assert row[6] == f"{cfg.data.batch_size} + {cfg.data.unlabeled_batch_size}", f"preset {name}: batch"
@@ -243,7 +243,7 @@ def test_preset_table_matches_the_code():
             assert f"α={cfg.method.alpha}" in row[4], f"preset {name}: alpha {cfg.method.alpha}"
         inputs = "ZCA-whitened" if cfg.data.zca else "normalised"
         assert (row[8], row[9]) == (inputs, cfg.method.teacher_bn), f"preset {name}: inputs and teacher BN"
-    demo_labels = PRESETS["demo"].data.num_labels
+    demo_labels = PRESETS["demo"].config.data.num_labels
     assert f"**{demo_labels} labels**" in (PAGES / "quickstart.md").read_text(), "quickstart: the demo's label budget"
 
 
