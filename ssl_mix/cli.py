@@ -293,7 +293,10 @@ def _run_export(args: argparse.Namespace) -> int:
 
 
 def _add_demo(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--seeds", type=int, default=5, metavar="N", help="number of seeds (runs per method; default: 5)")
+    from ssl_mix.demo import DEMO_SEEDS
+
+    p.add_argument("--seeds", type=int, default=DEMO_SEEDS, metavar="N",
+                   help=f"number of seeds (runs per method; default: {DEMO_SEEDS})")
     p.add_argument("--steps", type=int, metavar="N", help="override the demo's training steps")
     p.add_argument("--num-labels", type=int, metavar="N",
                    help="override the demo's label budget (default: the demo preset's)")
