@@ -8,13 +8,16 @@ training at the next read with a message naming that step, leaving the last good
 Checkpoints (the run directory's latest and, when a validation split exists, best; see :mod:`ssl_mix.run`) hold
 everything needed to continue: student, teacher, optimiser, scheduler, loader position, every random state, step,
 config, the data description and evaluation history. A run interrupted at any step and resumed ends with the same
-weights as an uninterrupted run on CPU.
+weights as an uninterrupted run on CPU. A stop signal (SIGINT, SIGTERM) is honoured at the end of a step and between
+evaluation batches; a stop during an evaluation writes the checkpoint without that evaluation (and with the random
+state from before it), marked ``evaluation_pending``, and the resumed run runs that evaluation first.
 Model selection uses the validation split only, never the test set.
 
 Launched by torchrun with several processes (and the process group joined, e.g. by
 :func:`ssl_mix.distributed.session`), the trainer wraps the student in ``DistributedDataParallel``, evaluates a
 shard of each evaluation set per process and adds the sums up, agrees on non-finite losses and stop signals at
-every log read, and writes logs and checkpoints from process 0 only; see :mod:`ssl_mix.distributed`.
+every log read (and on stop signals before every round of evaluation batches), and writes logs and checkpoints
+from process 0 only; see :mod:`ssl_mix.distributed`.
 """
 
 from __future__ import annotations
