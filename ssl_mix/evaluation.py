@@ -1,12 +1,14 @@
 """Evaluation of a classifier: accuracy, negative log-likelihood and calibration error over batches.
 
 Runs the model in eval mode (batch norm with running statistics, no dropout) and accumulates the metrics on the
-device; in a distributed run each process evaluates a shard and the sums are added across processes.
+device; in a distributed run each process evaluates a shard and the sums are added across processes. A stop
+request (``should_stop``) is honoured between batches: the evaluation ends with :class:`EvaluationStopped` and
+returns nothing, so no half-done result is ever recorded.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import torch
 from torch import nn
@@ -14,13 +16,17 @@ from torch import nn
 from ssl_mix import distributed
 from ssl_mix.metrics import ClassificationMetrics
 
-__all__ = ["evaluate"]
+__all__ = ["evaluate", "EvaluationStopped"]
+
+
+class EvaluationStopped(Exception):
+    """Raised by :func:`evaluate` when ``should_stop`` asked it to stop between batches (no metrics are returned)."""
 
 
 @torch.no_grad()
 def evaluate(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]], *,
              device: torch.device | str = "cpu", precision: str = "fp32", rank: int = 0,
-             world_size: int = 1) -> dict[str, float]:
+             world_size: int = 1, should_stop: Callable[[], bool] | None = None) -> dict[str, float]:
     """Accuracy (%), mean NLL (nats) and ECE (%) of ``model`` in eval mode over ``(x, y)`` batches.
 
     Args:
@@ -32,9 +38,15 @@ def evaluate(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tenso
             ``rank`` evaluates batches ``rank, rank + world_size, ...`` and the sums are added across processes,
             so every process returns the metrics of the whole set. The skipped batches are still drawn from
             ``batches``. The default evaluates everything in this process alone.
+        should_stop: called before each batch (e.g. "has SIGTERM arrived?"); when it returns True the evaluation
+            stops there. In a distributed run the processes agree on it before every round of ``world_size``
+            batches (one small all-reduce per round), so all of them stop at the same batch.
 
     Returns:
         ``{"accuracy", "nll", "ece", "count"}`` as :meth:`ClassificationMetrics.compute` gives them.
+
+    Raises:
+        EvaluationStopped: ``should_stop`` returned True (on any process, when distributed).
     """
     if (rank, world_size) != (0, 1) and (rank, world_size) != (distributed.rank(), distributed.world_size()):
         raise ValueError(f"evaluate got rank={rank!r}, world_size={world_size!r} but this process is rank "
@@ -47,6 +59,8 @@ def evaluate(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tenso
     metrics = ClassificationMetrics()
     try:
         for i, (x, y) in enumerate(batches):
+            if should_stop is not None and i % world_size == 0 and _agreed(should_stop(), world_size, device):
+                raise EvaluationStopped(f"evaluation stopped before batch {i}")
             if i % world_size != rank:
                 continue
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
@@ -60,3 +74,11 @@ def evaluate(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tenso
     return metrics.compute()
 
 
+
+
+def _agreed(stop: bool, world_size: int, device: torch.device) -> bool:
+    """Whether this process or, in a distributed run, any process asks to stop (every process must call it)."""
+    if world_size == 1:
+        return stop
+    flag = torch.tensor([float(stop)], device=device)
+    return bool(distributed.all_reduce_sum_(flag).item() > 0)

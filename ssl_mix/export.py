@@ -4,7 +4,11 @@ What is exported is the run's :class:`~ssl_mix.InferenceModel`: raw images of th
 probabilities out, so the consumer needs no normalisation constants and no ssl_mix code (ONNX, TorchScript).
 Beside the model file a JSON sidecar (``PATH.json``) records what a consumer must know: class names, input shape
 and dtype, channels, resize policy, mean and std (already applied inside), the temperature (already applied),
-the architecture and the run it came from.
+the architecture and the run it came from. Its ``preprocessing`` field states every step from a file to the
+model's input exactly (``decode``: :func:`ssl_mix.data.images.describe_decoding`, the Pillow calls of
+:func:`~ssl_mix.data.decode_image`, JPEG draft decoding included) and what the model does inside (``in_model``:
+:meth:`ssl_mix.InferenceModel.describe`), so that a Pillow + NumPy script written from it feeds the model the
+pixels ``ssl-mix predict`` feeds it.
 
 - ``onnx``: input ``images`` uint8 ``(N, C, H, W)`` (batch size free), output ``probabilities`` float32. Written with
   PyTorch's TorchScript-based exporter (no extra dependency beyond ``onnx``); run it with onnxruntime. Needs the
@@ -62,6 +66,7 @@ def export_model(run: str | Path | Any, out: str | Path, *, format: ExportFormat
     Raises:
         ImportError: ONNX export without the ``onnx`` package (the message names the extra to install).
     """
+    from ssl_mix.data.images import describe_decoding
     from ssl_mix.inference import image_settings, inference_model
     from ssl_mix.run import load_run, write_json
 
@@ -81,8 +86,9 @@ def export_model(run: str | Path | Any, out: str | Path, *, format: ExportFormat
                   "dtype": "uint8" if format == "onnx" else "uint8 (0..255) or float (0..1)",
                   "resize": settings["resize"], "layout": "NCHW", "channel_order": "RGB" if channels == 3 else "L"},
         "output": "probabilities (softmax of the logits divided by the temperature)",
-        "preprocessing": "x / 255, then (x - mean) / std per channel, then the ZCA whitening when zca is true "
-                         "(baked into the exported model)",
+        "preprocessing": {
+            "decode": describe_decoding(image_size=(height, width), resize=settings["resize"], channels=channels),
+            "in_model": model.describe()},
         "mean": list(loaded.spec.mean), "std": list(loaded.spec.std),
         "temperature": float(model.temperature), "model": loaded.config.model.name, "which": which,
         "zca": model.whiten,

@@ -81,6 +81,32 @@ class InferenceModel(nn.Module):
             return torch.softmax(logits, dim=1)
         return logits
 
+    def describe(self) -> dict[str, Any]:
+        """What :meth:`forward` does to its input before and after the network, as JSON-ready data (the
+        ``preprocessing.in_model`` field of an export's sidecar).
+
+        Returns:
+            ``{"order", "scale", "normalize", "zca", "temperature", "output"}``: each step's formula, with the
+            constants (mean, std, T) and, for the ZCA whitening, the buffers that hold its matrix and shift.
+        """
+        dims = int(self.zca_matrix.shape[0])
+        return {
+            "order": ["scale", "normalize", "zca", "network", "temperature", "output"],
+            "scale": "x = pixels / 255 for uint8 input (float32); float input is taken as already in [0, 1]",
+            "normalize": {"formula": "x[:, c] = (x[:, c] - mean[c]) / std[c]",
+                          "mean": [float(v) for v in self.mean.flatten()],
+                          "std": [float(v) for v in self.std.flatten()]},
+            "zca": {"applied": bool(self.whiten),
+                    "formula": "x = (x.reshape(N, C*H*W) @ zca_matrix + zca_shift).reshape(N, C, H, W), i.e. "
+                               "(x - zca_mean) @ W with W symmetric and zca_shift = -zca_mean @ W; flattened in C, "
+                               "H, W order" if self.whiten else "none",
+                    "where": "inside the exported model (buffers 'zca_matrix' (D, D) and 'zca_shift' (D,), "
+                             f"D = {dims}; the safetensors export stores them under these names)"
+                             if self.whiten else "none"},
+            "temperature": {"formula": "logits / T", "T": float(self.temperature)},
+            "output": "softmax(logits / T) over classes" if self.probabilities else "logits / T",
+        }
+
 
 @dataclass
 class Prediction:

@@ -1,7 +1,7 @@
 """What the training loop keeps beside the step: logged values summed on the device, stop signals, writers.
 
 Logged values stay on the device between reads (one host round trip every ``log_every`` steps); SIGINT and SIGTERM
-ask the loop to stop at a step boundary, where it can write a checkpoint.
+ask the loop to stop at a step boundary, or between evaluation batches, where it can write a checkpoint.
 """
 
 from __future__ import annotations
@@ -21,7 +21,8 @@ __all__ = ["GracefulStop", "LogAccumulator", "NullWriter", "flatten_dict"]
 
 class GracefulStop:
     """While active, SIGINT (Ctrl-C) and SIGTERM (cluster pre-emption) ask the loop to stop at the next step
-    boundary, where it writes a checkpoint; a second signal interrupts at once."""
+    boundary, or before the next batch of an evaluation, where it writes a checkpoint; a second signal interrupts at
+    once."""
 
     def __init__(self) -> None:
         self.requested: int | None = None

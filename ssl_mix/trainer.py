@@ -8,20 +8,23 @@ training at the next read with a message naming that step, leaving the last good
 Checkpoints (the run directory's latest and, when a validation split exists, best; see :mod:`ssl_mix.run`) hold
 everything needed to continue: student, teacher, optimiser, scheduler, loader position, every random state, step,
 config, the data description and evaluation history. A run interrupted at any step and resumed ends with the same
-weights as an uninterrupted run on CPU.
+weights as an uninterrupted run on CPU. A stop signal (SIGINT, SIGTERM) is honoured at the end of a step and between
+evaluation batches; a stop during an evaluation writes the checkpoint without that evaluation (and with the random
+state from before it), marked ``evaluation_pending``, and the resumed run runs that evaluation first.
 Model selection uses the validation split only, never the test set.
 
 Launched by torchrun with several processes (and the process group joined, e.g. by
 :func:`ssl_mix.distributed.session`), the trainer wraps the student in ``DistributedDataParallel``, evaluates a
 shard of each evaluation set per process and adds the sums up, agrees on non-finite losses and stop signals at
-every log read, and writes logs and checkpoints from process 0 only; see :mod:`ssl_mix.distributed`.
+every log read (and on stop signals before every round of evaluation batches), and writes logs and checkpoints
+from process 0 only; see :mod:`ssl_mix.distributed`.
 """
 
 from __future__ import annotations
 
 import time
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +35,7 @@ from ssl_mix import distributed
 from ssl_mix.checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
 from ssl_mix.compile import compile_model
 from ssl_mix.config import OptimConfig, TrainConfig
-from ssl_mix.evaluation import evaluate
+from ssl_mix.evaluation import EvaluationStopped, evaluate
 from ssl_mix.methods import Batch, Method, StepContext, StepOutput
 from ssl_mix.optim import build_optimizer, build_scheduler
 from ssl_mix.run import CHECKPOINT_FORMAT, RunDir, check_checkpoint_format, write_json
@@ -133,6 +136,7 @@ class Trainer:
         self._writer = None
         self._stop_signal: GracefulStop | None = None
         self._stop_agreed = False
+        self._evaluation_pending = False  # a stop cut this step's evaluation short (see _end_of_step)
 
     def _wrap_student(self, loader: Any) -> None:
         """DDP (with SyncBatchNorm if asked) in a distributed run, then ``torch.compile`` if asked."""
@@ -200,6 +204,9 @@ class Trainer:
 
     def _loop(self, batches, logs: LogAccumulator, writer, progress, stop: GracefulStop) -> None:
         window_start, window_images = time.perf_counter(), 0
+        if self._evaluation_pending:  # a stop interrupted this step's evaluation: it runs now, as it would have
+            self._evaluation_pending = False
+            self._end_of_step(logs, writer, progress, stop, evaluate=bool(self.eval_sets))
         while self.step < self.cfg.steps:
             x_l, y_l, x_u = next(batches)
             batch = Batch(x_l.to(self.device, non_blocking=True), y_l.to(self.device, non_blocking=True),
@@ -225,27 +232,46 @@ class Trainer:
                     self.step % self.cfg.linearity_every == 0 or done):
                 for key, value in self.linearity(self.teacher.module).items():
                     writer.add_scalar(f"linearity/{key}", value, self.step)
-            if self.eval_sets and (self.step % self.cfg.eval_every == 0 or done):
-                self._read_logs(logs)
-                record, improved = self._evaluate_and_select()
-                if improved:
-                    self.save(self.run.best)
-                for model_name, sets in record["models"].items():
-                    for set_name, metrics in sets.items():
-                        for metric, value in metrics.items():
-                            if metric != "count":
-                                writer.add_scalar(f"{set_name}/{model_name}_{metric}", value, self.step)
-                progress.set_postfix(acc=_short_accuracy(record), refresh=False)
-            if (self.cfg.checkpoint_every and self.step % self.cfg.checkpoint_every == 0) or done:
-                self._read_logs(logs)
-                self.save(self.run.last)
-            # Processes may see a signal at different steps; they agree at the log reads and stop together there.
-            if (self._stop_agreed if self.distributed else stop.requested is not None):
-                self._read_logs(logs)
-                path = self.save(self.run.last)
-                by = f"signal {stop.requested}" if stop.requested is not None else "a signal to another process"
-                raise KeyboardInterrupt(f"training interrupted by {by} after step {self.step}; "
-                                        f"state saved to {path}; continue with --resume (Trainer.resume())")
+            self._end_of_step(logs, writer, progress, stop,
+                              evaluate=bool(self.eval_sets) and (self.step % self.cfg.eval_every == 0 or done))
+
+    def _end_of_step(self, logs: LogAccumulator, writer, progress, stop: GracefulStop, *, evaluate: bool) -> None:
+        """After a step: its evaluation when due, its checkpoint when due, and a stop when one was requested."""
+        done = self.step == self.cfg.steps
+        if evaluate:
+            self._read_logs(logs)
+            rng = capture_rng_state()  # what the stop checkpoint records if the evaluation is cut short
+            try:
+                record, improved = self._evaluate_and_select(
+                    should_stop=lambda: stop.requested is not None or self._stop_agreed)
+            except EvaluationStopped:
+                # The checkpoint holds the state before this evaluation (its random draws undone) and says it is
+                # due, so --resume runs it first and the run continues as if never stopped.
+                restore_rng_state(rng)
+                self._evaluation_pending = True
+                self._stop(logs, stop, during="during the evaluation of step")
+            if improved:
+                self.save(self.run.best)
+            for model_name, sets in record["models"].items():
+                for set_name, metrics in sets.items():
+                    for metric, value in metrics.items():
+                        if metric != "count":
+                            writer.add_scalar(f"{set_name}/{model_name}_{metric}", value, self.step)
+            progress.set_postfix(acc=_short_accuracy(record), refresh=False)
+        if (self.cfg.checkpoint_every and self.step % self.cfg.checkpoint_every == 0) or done:
+            self._read_logs(logs)
+            self.save(self.run.last)
+        # Processes may see a signal at different steps; they agree at the log reads and stop together there.
+        if (self._stop_agreed if self.distributed else stop.requested is not None):
+            self._stop(logs, stop, during="after step")
+
+    def _stop(self, logs: LogAccumulator, stop: GracefulStop, *, during: str) -> None:
+        """Write the latest checkpoint and leave the loop with a KeyboardInterrupt saying how to continue."""
+        self._read_logs(logs)
+        path = self.save(self.run.last)
+        by = f"signal {stop.requested}" if stop.requested is not None else "a signal to another process"
+        raise KeyboardInterrupt(f"training interrupted by {by} {during} {self.step}; "
+                                f"state saved to {path}; continue with --resume (Trainer.resume())")
 
     def train_step(self, batch: Batch) -> StepOutput:
         """One optimisation step: method loss (under autocast), backward, optimiser and schedule steps, teacher
@@ -268,23 +294,30 @@ class Trainer:
         return out
 
     # ------------------------------------------------------------------------------------------ evaluation
-    def evaluate(self) -> dict[str, dict[str, dict[str, float]]]:
+    def evaluate(self, *, should_stop: Callable[[], bool] | None = None) -> dict[str, dict[str, dict[str, float]]]:
         """Evaluate student and teacher on every eval set: ``{model: {set: metrics}}``.
 
-        In a distributed run each process evaluates its shard of each set and all get the totals."""
+        In a distributed run each process evaluates its shard of each set and all get the totals.
+
+        Args:
+            should_stop: checked between batches (see :func:`ssl_mix.evaluation.evaluate`); when it returns True,
+                :class:`~ssl_mix.evaluation.EvaluationStopped` is raised and nothing is returned.
+        """
         out: dict[str, dict[str, dict[str, float]]] = {}
         for model_name, model in (("student", self.student), ("teacher", self.teacher.module)):
             out[model_name] = {}
             for set_name, data in self.eval_sets.items():
                 batches = data() if callable(data) else data
                 out[model_name][set_name] = evaluate(model, batches, device=self.device, precision=self.cfg.precision,
-                                                     rank=self.rank, world_size=self.world_size)
+                                                     rank=self.rank, world_size=self.world_size,
+                                                     should_stop=should_stop)
         return out
 
-    def _evaluate_and_select(self) -> tuple[dict[str, Any], bool]:
+    def _evaluate_and_select(self, should_stop: Callable[[], bool] | None = None) -> tuple[dict[str, Any], bool]:
         """Evaluate, append to the history, and update the validation-selected best. Returns the record and
-        whether the best changed (the caller then saves the best checkpoint)."""
-        record = {"step": self.step, "models": self.evaluate()}
+        whether the best changed (the caller then saves the best checkpoint); a stopped evaluation changes
+        nothing."""
+        record = {"step": self.step, "models": self.evaluate(should_stop=should_stop)}
         self.history.append(record)
         improved = False
         if "valid" in self.eval_sets:
@@ -363,6 +396,8 @@ class Trainer:
             "data": self.data_info,
             "history": self.history,
             "best": self.best,
+            # True when a stop cut this step's evaluation short: resuming runs it before the next step.
+            "evaluation_pending": self._evaluation_pending,
         }
         if self.distributed:
             state["rank_rng"] = distributed.all_gather_objects(
@@ -391,6 +426,7 @@ class Trainer:
         self.step = int(state["step"])
         self.history = list(state.get("history", []))
         self.best = state.get("best")
+        self._evaluation_pending = bool(state.get("evaluation_pending", False))
         self._last_checkpoint_step = self.step
 
     def save(self, path: str | Path) -> Path:

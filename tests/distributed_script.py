@@ -107,6 +107,38 @@ def signal_stop(run_dir: Path, data) -> dict:
             "checkpoint_step": load_checkpoint(run_dir / "last.pt")["step"]}
 
 
+def signal_in_evaluation(run_dir: Path, data, reference: Path) -> dict:
+    """Process 1 alone gets SIGINT while the first batch of the evaluation of step 2 (of 4) is drawn: both processes
+    stop there, before that evaluation; the resumed run runs it and ends as the uninterrupted ``reference`` run."""
+    trainer = build_trainer(_config(run_dir, "ict", 4), data)
+    name, eval_data = next(iter(trainer.eval_sets.items()))
+
+    def signalled():
+        for i, batch in enumerate(eval_data()):
+            if trainer.step == 2 and i == 0 and distributed.rank() == 1:
+                os.kill(os.getpid(), signal.SIGINT)
+            yield batch
+
+    trainer.eval_sets[name] = signalled
+    try:
+        trainer.fit()
+    except KeyboardInterrupt:
+        distributed.barrier()
+    state = load_checkpoint(run_dir / "last.pt")
+    found = {"stopped_at": distributed.all_gather_objects(trainer.step), "checkpoint_step": state["step"],
+             "pending": state["evaluation_pending"], "evaluated_before": [r["step"] for r in state["history"]]}
+    resumed = build_trainer(_config(run_dir, "ict", 4), data)
+    resumed.resume()
+    resumed.fit()
+    expected = load_checkpoint(reference)
+    found["evaluated_after"] = [r["step"] for r in resumed.history]
+    found["same_history"] = resumed.history == expected["history"]
+    found["resume_diff"] = max(float((a.double() - b.double()).abs().max())
+                               for a, b in zip(resumed.student.state_dict().values(), expected["model"].values(),
+                                               strict=True) if a.is_floating_point())
+    return found
+
+
 def identical(run_dir: Path) -> dict:
     data = load_run_data(_config(run_dir, "ict", 4))
     out = {}
@@ -136,6 +168,7 @@ def identical(run_dir: Path) -> dict:
     history = load_checkpoint(run_dir / "experiment" / "last.pt")["history"]
     out["experiment"] = {"steps": report["steps"], "evaluated_at": [record["step"] for record in history]}
     out["signal"] = signal_stop(run_dir / "signal", data)
+    out["signal_in_evaluation"] = signal_in_evaluation(run_dir / "signal-eval", data, run_dir / "ict" / "last.pt")
     return out
 
 

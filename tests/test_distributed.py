@@ -115,6 +115,13 @@ def test_a_signal_to_one_process_stops_all_at_the_next_log_read(checks):
     assert checks["identical"]["signal"] == {"stopped_at": [4, 4], "checkpoint_step": 4}
 
 
+def test_a_signal_to_one_process_during_evaluation_stops_all_before_it_and_resume_runs_it(checks):
+    # Every process checks before each round of batches; they agree on the stop at the first round.
+    assert checks["identical"]["signal_in_evaluation"] == {
+        "stopped_at": [2, 2], "checkpoint_step": 2, "pending": True, "evaluated_before": [],
+        "evaluated_after": [2, 4], "same_history": True, "resume_diff": 0.0}
+
+
 @pytest.mark.parametrize("variant", ["one_forward", "two_forwards"])
 def test_two_processes_take_the_step_of_one_process_with_twice_the_batch(checks, variant):
     found = checks["sgd"][variant]

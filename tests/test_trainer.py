@@ -298,3 +298,122 @@ def test_compile_unavailable_at_wrap_time_trains_eagerly(tmp_path, digits_data, 
     with pytest.warns(RuntimeWarning, match="torch.compile is unavailable here"):
         trainer = build_trainer(_cfg(tmp_path, "ict", compile=True), digits_data)
     assert trainer.wrapped_student is trainer.student
+
+
+
+_STOP_IN_EVALUATION = '''
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from ssl_mix.config import preset
+from ssl_mix.experiment import build_trainer
+
+torch.set_num_threads(1)
+out, target, started, sent, resume = sys.argv[1], int(sys.argv[2]), Path(sys.argv[3]), Path(sys.argv[4]), sys.argv[5]
+cfg = preset("demo").replace(
+    method={"name": "ict"},
+    train={"steps": 12, "eval_every": 6, "log_every": 3, "checkpoint_every": 4, "progress": False, "out_dir": out,
+           "device": "cpu"})
+trainer = build_trainer(cfg)
+if resume == "resume":
+    print("resumed from step", trainer.resume())
+name, data = next(iter(trainer.eval_sets.items()))
+
+
+def held():
+    """The evaluation set, drawing a seed as a DataLoader's iterator does; at the target step its first batch waits
+    until the test has sent SIGTERM."""
+    torch.empty((), dtype=torch.int64).random_()
+    for i, batch in enumerate(data() if callable(data) else data):
+        if trainer.step == target and i == 0 and not started.exists():
+            started.touch()
+            while not sent.exists():
+                time.sleep(0.01)
+        yield batch
+
+
+trainer.eval_sets = {**trainer.eval_sets, name: held, "test": held}
+try:
+    trainer.fit()
+except KeyboardInterrupt as err:
+    print(err)
+    sys.exit(3)
+'''
+
+
+def _run_script(tmp_path, out, target=-1, resume="", wait=True):
+    import subprocess
+    import sys
+
+    script = tmp_path / "train.py"
+    script.write_text(_STOP_IN_EVALUATION)
+    proc = subprocess.Popen([sys.executable, str(script), str(out), str(target), str(tmp_path / "started"),
+                             str(tmp_path / "sent"), resume], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    if wait:
+        stdout, stderr = proc.communicate(timeout=300)
+        assert proc.returncode == 0, stderr
+    return proc
+
+
+def test_sigterm_during_evaluation_stops_at_once_and_resume_reruns_it(tmp_path):
+    import json
+    import time
+
+    target = 6  # an evaluation in the middle: resuming runs it, then trains on
+
+    started, sent, part = tmp_path / "started", tmp_path / "sent", tmp_path / "part"
+    proc = _run_script(tmp_path, part, target, wait=False)
+    deadline = time.monotonic() + 300
+    while not started.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert started.exists(), proc.communicate()
+    proc.send_signal(signal.SIGTERM)
+    signalled = time.monotonic()
+    sent.touch()
+    stdout, stderr = proc.communicate(timeout=60)
+    assert time.monotonic() - signalled < 10, "the stop took too long"
+    assert proc.returncode == 3, stderr
+    assert f"interrupted by signal {int(signal.SIGTERM)} during the evaluation of step {target}" in stdout
+
+    saved = load_checkpoint(part / "last.pt")
+    assert saved["step"] == target and saved["evaluation_pending"] is True
+    assert all(record["step"] < target for record in saved["history"])  # no half-done evaluation recorded
+
+    _run_script(tmp_path, tmp_path / "full")
+    assert "resumed from step " + str(target) in _run_script(tmp_path, part, resume="resume").communicate()[0]
+    full, resumed = load_checkpoint(tmp_path / "full" / "last.pt"), load_checkpoint(part / "last.pt")
+    for key in ("model", "teacher"):
+        assert all(torch.equal(a, b) for a, b in zip(full[key].values(), resumed[key].values(), strict=True)), key
+    assert torch.equal(full["rng"]["torch"], resumed["rng"]["torch"])  # the cut evaluation's draws were undone
+    assert resumed["history"] == full["history"] and resumed["evaluation_pending"] is False
+    reports = [json.loads((run / "report.json").read_text()) for run in (tmp_path / "full", part)]
+    assert reports[0]["final"] == reports[1]["final"] and reports[0]["best"] == reports[1]["best"]
+
+
+def test_sigterm_during_the_final_evaluation_leaves_it_to_the_resumed_run(tmp_path, digits_data):
+    cfg = _cfg(tmp_path / "part", "ict")
+    first = build_trainer(cfg, digits_data)
+    name, data = next(iter(first.eval_sets.items()))
+
+    def signalled():
+        for i, batch in enumerate(data()):
+            if first.step == 12 and i == 0:
+                os.kill(os.getpid(), signal.SIGTERM)
+            yield batch
+
+    first.eval_sets[name] = signalled
+    with pytest.raises(KeyboardInterrupt, match="during the evaluation of step 12"):
+        first.fit()
+    saved = load_checkpoint(first.run.last)
+    assert saved["step"] == 12 and saved["evaluation_pending"] and saved["history"][-1]["step"] == 6
+    full = build_trainer(_cfg(tmp_path / "full", "ict"), digits_data)
+    full_report = full.fit()
+    resumed = build_trainer(cfg, digits_data)
+    assert resumed.resume() == 12
+    report = resumed.fit()
+    assert report["final"] == full_report["final"] and report["best"] == full_report["best"]
+    assert resumed.history == full.history and not load_checkpoint(resumed.run.last)["evaluation_pending"]

@@ -13,6 +13,9 @@ pixels whichever of them reads it. The steps, in order:
    image so that it covers ``(H, W)`` and cuts the centre (aspect ratio kept, borders lost); ``"stretch"`` scales
    each axis to the target (nothing lost, aspect ratio changed). JPEG files are decoded at a reduced scale (DCT
    scaling) when that still leaves at least the target size.
+
+:func:`describe_decoding` states these steps, with the Pillow calls that reproduce them, as JSON-ready data (the
+``preprocessing.decode`` field of an export's sidecar).
 """
 
 from __future__ import annotations
@@ -24,12 +27,17 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-__all__ = ["BadImageError", "ResizeMode", "decode_image", "prepare_image", "image_size_pair", "image_channels"]
+__all__ = ["BadImageError", "ResizeMode", "decode_image", "prepare_image", "image_size_pair", "image_channels",
+           "describe_decoding", "RESAMPLING"]
 
 ResizeMode = Literal["crop", "stretch"]
 
+RESAMPLING = "BILINEAR"
+"""The ``PIL.Image.Resampling`` filter of every resize (Pillow's resize is antialiased when shrinking)."""
+
 _GRAY_MODES = ("1", "L", "LA", "La", "I", "F")
 _EXIF_ORIENTATION = 0x0112
+_TRANSPOSED = (5, 6, 7, 8)  # EXIF orientations that swap width and height
 
 
 class BadImageError(ValueError):
@@ -118,9 +126,10 @@ def _resize(im: Any, size: tuple[int, int], resize: str) -> Any:
     height, width = size
     if (im.height, im.width) == (height, width):
         return im
+    method = Image.Resampling[RESAMPLING]
     if resize == "stretch":
-        return im.resize((width, height), Image.Resampling.BILINEAR)
-    return ImageOps.fit(im, (width, height), method=Image.Resampling.BILINEAR, centering=(0.5, 0.5))
+        return im.resize((width, height), method)
+    return ImageOps.fit(im, (width, height), method=method, centering=(0.5, 0.5))
 
 
 def _prepare_pil(im: Any, size: tuple[int, int] | None, resize: str, channels: int | None) -> torch.Tensor:
@@ -211,7 +220,7 @@ def decode_image(path: str | Path, *, image_size: int | tuple[int, int] | None, 
             raise BadImageError(path, "the file is empty (0 bytes)")
         with Image.open(path) as im:
             if size is not None and im.format == "JPEG":
-                request = size if _orientation(im) not in (5, 6, 7, 8) else (size[1], size[0])
+                request = size if _orientation(im) not in _TRANSPOSED else (size[1], size[0])
                 im.draft(im.mode, (request[1], request[0]))  # DCT scaling; keeps at least the requested size
             return _prepare_pil(im, size, resize, channels)
     except BadImageError:
@@ -221,3 +230,61 @@ def decode_image(path: str | Path, *, image_size: int | tuple[int, int] | None, 
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
         reason = os.strerror(err.errno) if isinstance(err, OSError) and err.errno else str(err)
         raise BadImageError(path, reason) from None
+
+
+def describe_decoding(*, image_size: int | tuple[int, int], resize: ResizeMode, channels: Literal[1, 3]
+                      ) -> dict[str, Any]:
+    """What :func:`decode_image` does to a file, step by step, with the Pillow calls that reproduce it exactly.
+
+    Args:
+        image_size: the target ``(H, W)`` (an int means square).
+        resize: ``"crop"`` or ``"stretch"``.
+        channels: 1 or 3.
+
+    Returns:
+        A JSON-ready dict: ``library``, ``order`` (the step names, in the order they run) and one entry per step
+        (``jpeg_draft``, ``exif_orientation``, ``mode``, ``channels``, ``resize``, ``array``), each with a ``pil``
+        call where one reproduces it. ``W`` and ``H`` in the calls are the target width and height.
+    """
+    import PIL
+
+    height, width = image_size_pair(image_size) or (0, 0)
+    _check_options(resize, channels)
+    resize_call = (f"im.resize((W, H), Image.Resampling.{RESAMPLING})" if resize == "stretch" else
+                   f"ImageOps.fit(im, (W, H), method=Image.Resampling.{RESAMPLING}, centering=(0.5, 0.5))")
+    return {
+        "library": "Pillow", "pillow_version": PIL.__version__,
+        "order": ["open", "jpeg_draft", "exif_orientation", "mode", "channels", "resize", "array"],
+        "open": {"pil": "im = Image.open(path)"},
+        "jpeg_draft": {
+            "enabled": True, "applies_to": "files whose im.format is 'JPEG', before the pixels are loaded",
+            "pil": "im.draft(im.mode, request)",
+            "request": [width, height], "request_when_transposed": [height, width],
+            "transposed_orientations": list(_TRANSPOSED),
+            "rule": "Pillow's DCT scaling: s = the largest of 8, 4, 2, 1 with s <= min(w0 // request[0], "
+                    "h0 // request[1]) (1 if none); the file decodes to (ceil(w0 / s), ceil(h0 / s)) pixels with "
+                    "libjpeg's scaled IDCT, so never smaller than the request",
+        },
+        "exif_orientation": {"tag": _EXIF_ORIENTATION, "applies_to": list(range(2, 9)),
+                             "pil": "im = ImageOps.exif_transpose(im)"},
+        "mode": {
+            "gray_modes": list(_GRAY_MODES), "gray_prefixes": ["I;16"],
+            "keep": ["L", "RGB"],
+            "integer": "modes 'I' and 'I;16*': L = clip(v, 0, 65535) >> 8 as uint8 (the 8 most significant bits)",
+            "float": "mode 'F': L = round(clip(nan_to_num(v, nan=0), 0, 1) * 255) as uint8",
+            "other_gray": "the other gray modes: im.convert('L')",
+            "palette_transparency": "mode 'P' with 'transparency' in im.info: im.convert('RGBA').convert('RGB')",
+            "other": "every other mode: im.convert('RGB') (alpha dropped, not composited)",
+        },
+        "channels": {"value": channels, "mode": "L" if channels == 1 else "RGB",
+                     "pil": f"im = im.convert({'L' if channels == 1 else 'RGB'!r}) when im.mode differs",
+                     "note": "RGB to L is ITU-R 601-2 luma (L = R * 299/1000 + G * 587/1000 + B * 114/1000); "
+                             "L to RGB repeats the gray value"},
+        "resize": {"policy": resize, "filter": RESAMPLING, "size": [height, width],
+                   "skip_when": "the image is already H x W", "pil": resize_call,
+                   "crop": "none" if resize == "stretch" else
+                           "centre: scale to cover H x W keeping the aspect ratio, the overflow cut evenly from both "
+                           "sides (ImageOps.fit crops and resizes in one step, with a fractional box)"},
+        "array": {"pil": "np.array(im, dtype=np.uint8)",
+                  "layout": "(H, W) -> (1, H, W); (H, W, C) -> (C, H, W); images stacked into (N, C, H, W)"},
+    }
