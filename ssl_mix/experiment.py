@@ -9,7 +9,6 @@ this process's shard, and only process 0 writes files (see :mod:`ssl_mix.distrib
 
 from __future__ import annotations
 
-import os
 import random
 import sys
 from dataclasses import dataclass, field, replace
@@ -20,6 +19,7 @@ import numpy as np
 import torch
 
 from ssl_mix import distributed
+from ssl_mix.atomic import write_atomic
 from ssl_mix.calibration import NoValidationSplitError, calibrate_checkpoints
 from ssl_mix.checkpoint import load_checkpoint
 from ssl_mix.config import Config, MethodConfig
@@ -435,9 +435,7 @@ def calibrate_run(run: str | Path, *, device: str | torch.device = "auto", valid
 def _write_skipped(path: Path, skipped: list[tuple[str, str]]) -> None:
     """List the skipped image files (``path<TAB>reason`` lines; empty when none was skipped), atomically, and say how
     many were skipped."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(f"{file}\t{reason}\n" for file, reason in skipped))
-    os.replace(tmp, path)
+    write_atomic(path, "".join(f"{file}\t{reason}\n" for file, reason in skipped))
     if skipped:
         print(f"ssl-mix: skipped {len(skipped)} unreadable image file(s) (--skip-bad-images); they are listed in "
               f"{path}", file=sys.stderr)
