@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ssl_mix.data import eval_batches, preprocess_transform
+from ssl_mix.evaluation import EVAL_BATCH_SIZE
 from ssl_mix.metrics import ClassificationMetrics
 from ssl_mix.models.eval_mode import model_device
 from ssl_mix.run import load_run, update_checkpoint
@@ -157,7 +158,7 @@ def calibrate_models(models: Mapping[str, nn.Module], valid: Any, spec: Any, *,
     record: dict[str, Any] = {"method": "temperature", "fitted_on": "valid", "count": len(valid),
                               "num_bins": NUM_BINS, "temperature": {}, "valid": {}}
     for name, model in models.items():
-        batches = eval_batches(valid, spec, 500, device, preprocess=preprocess)
+        batches = eval_batches(valid, spec, EVAL_BATCH_SIZE, device, preprocess=preprocess)
         logits, targets = model_logits(model, batches, device=device)
         temperature = fit_temperature(logits, targets)
         record["temperature"][name] = temperature

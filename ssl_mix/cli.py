@@ -258,6 +258,7 @@ def _add_eval(p: argparse.ArgumentParser) -> None:
 def _run_eval(args: argparse.Namespace) -> int:
     from ssl_mix.calibration import calibration_metrics, model_logits, scale_logits
     from ssl_mix.data import eval_batches, preprocess_transform
+    from ssl_mix.evaluation import EVAL_BATCH_SIZE
     from ssl_mix.inference import run_temperature
     from ssl_mix.run import load_trained
 
@@ -269,7 +270,8 @@ def _run_eval(args: argparse.Namespace) -> int:
     for name in which:
         model = run.models[name]
         device = next(model.parameters()).device
-        batches = eval_batches(run.test, run.spec, 500, device, preprocess=preprocess_transform(run.preprocess, device))
+        batches = eval_batches(run.test, run.spec, EVAL_BATCH_SIZE, device,
+                               preprocess=preprocess_transform(run.preprocess, device))
         logits, targets = model_logits(model, batches, device=device)
         temperature = run_temperature(run, name)
         metrics = calibration_metrics(logits, targets, temperature)

@@ -24,7 +24,7 @@ from typing import Any, Literal, Union, get_args, get_origin
 import yaml
 
 from ssl_mix.checks import check_alpha, check_bool, check_in, check_int, check_k, check_number, check_probability
-from ssl_mix.data.datasets import DatasetName
+from ssl_mix.data.datasets import DatasetName, check_folder_only
 from ssl_mix.data.images import ResizeMode, image_size_pair
 from ssl_mix.losses import ConsistencyDistance, ConsistencyTarget
 from ssl_mix.methods import MethodName, SupervisedTerm, TeacherMode
@@ -217,10 +217,10 @@ class DataConfig:
                        "unlabeled_dirs": self.unlabeled_dirs or None, "image_size": self.image_size,
                        "channels": self.channels}
         given = [name for name, value in folder_only.items() if value is not None]
-        if given and self.dataset != "folder":
+        if given:
             flag = next(f for f, key in config_flags().items() if key == ("data", given[0]))
-            raise ValueError(f"DataConfig.{given[0]} applies to dataset 'folder' (your own images), not "
-                             f"{self.dataset!r}; drop {flag} or use --dataset folder")
+            check_folder_only(self.dataset, {f"DataConfig.{given[0]}": folder_only[given[0]]},
+                              advice=f"drop {flag} or use --dataset folder")
 
     def resolved_num_labels(self) -> int | None:
         """The label budget to draw: ``num_labels``, or when it is None, None (every labeled row) with a label

@@ -48,6 +48,7 @@ from ssl_mix.data import (
     spec_from_stats,
     unlabeled_dir_files,
 )
+from ssl_mix.evaluation import EVAL_BATCH_SIZE
 from ssl_mix.methods import ERM, ICT, ManifoldMixup, Method, Mixup, method_class
 from ssl_mix.models import create_model
 from ssl_mix.ramps import ConsistencySchedule
@@ -57,8 +58,6 @@ from ssl_mix.trainer import Trainer, resolve_device
 __all__ = ["RunData", "load_run_data", "folder_run_files", "build_method", "build_preprocess", "build_loader",
            "build_trainer",
            "run_experiment", "calibrate_run"]
-
-EVAL_BATCH_SIZE = 500
 
 
 @dataclass

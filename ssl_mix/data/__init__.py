@@ -12,6 +12,7 @@ from ssl_mix.data.datasets import (
     arrays_dataset,
     arrays_from_dataset,
     arrays_from_tensors,
+    check_folder_only,
     data_spec,
     eval_transform,
     load_arrays,
@@ -51,6 +52,7 @@ from ssl_mix.data.zca import ZCA, apply_zca, fit_zca, preprocess_entry, preproce
 
 __all__ = [
     "DATASET_NAMES",
+    "check_folder_only",
     "DatasetName",
     "PADDING_MODES",
     "PaddingMode",
