@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import shlex
 import statistics
 import sys
 import time
@@ -28,7 +27,7 @@ from pathlib import Path
 
 import torch
 from label_budget import METHODS, int_list, name_list, scale_config
-from provenance import git_commit, hardware_summary
+from provenance import command_line, git_commit, hardware_summary
 
 from ssl_mix import (
     SELECTION_COLUMNS,
@@ -71,7 +70,7 @@ def _record(args: argparse.Namespace, cfg, seed: int, strategy: str, report: dic
             "teacher_final": final["teacher"]["test"]["accuracy"],
             "student_final": final["student"]["test"]["accuracy"], "wall_time_s": wall,
             "hardware": hardware_summary(cfg.train.device), "torch": torch.__version__, "commit": git_commit(),
-            "command": shlex.join([sys.executable, *sys.argv]), **extra}
+            "command": command_line(__file__), **extra}
 
 
 def _append(path: Path, record: dict) -> None:

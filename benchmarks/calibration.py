@@ -24,6 +24,7 @@ import torch
 from label_budget import int_list, make_record, read_records, run_config, scale_config
 
 from ssl_mix import calibration_metrics, eval_batches, load_run, load_run_data, model_logits, run_experiment
+from ssl_mix.evaluation import EVAL_BATCH_SIZE
 
 
 def _key(record: dict) -> tuple:
@@ -64,7 +65,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                                  "valid": calibration["valid"], "test": {}}
         for name, model in models.items():
             device = next(model.parameters()).device
-            logits, targets = model_logits(model, eval_batches(data.test, data.spec, 500, device), device=device)
+            batches = eval_batches(data.test, data.spec, EVAL_BATCH_SIZE, device)
+            logits, targets = model_logits(model, batches, device=device)
             record["calibration"]["test"][name] = calibration_metrics(logits, targets,
                                                                       calibration["temperature"][name])
         with records_path.open("a") as f:

@@ -31,18 +31,17 @@ from pathlib import Path
 
 import torch
 from bench_data import extract_cifar10_jpeg
-from provenance import git_commit, hardware
+from provenance import command_line, git_commit, hardware
 
 import ssl_mix
+from ssl_mix.atomic import write_atomic
 
 REPO = Path(__file__).resolve().parents[1]
 FULL_STEPS = 180_000  # the ict-cifar10 preset's length
 
 
 def _write_json(path: Path, data: dict) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
 def cuda_test_files() -> list[str]:
@@ -172,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     summary: dict = {
         "benchmark": "GPU check: CUDA-only tests, WRN-28-2 bf16 ICT step vs floor (eager, reduce-overhead), "
                      "ict-cifar10 preset training probe",
-        "command": " ".join([python, "benchmarks/gpu_check.py", *(argv if argv is not None else sys.argv[1:])]),
+        "command": command_line(__file__, argv),
         "dry_run": args.dry_run, "git_commit": git_commit(), "hardware": hardware(args.device),
         "torch_version": torch.__version__, "ssl_mix_version": ssl_mix.__version__,
         "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "phases": {},

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 from bench_data import extract_cifar10_jpeg, upscaled_copy
-from provenance import record_header, write_record
+from provenance import portable_args, record_header, write_record
 
 from ssl_mix.data import ImageFiles, decode_files, folder_files
 
@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> dict:
     record = {
         "benchmark": "decoded-image cache: first load (decode + write the cache) and second load (read the cache)",
         **record_header(__file__, argv),
-        "config": {k: v for k, v in vars(args).items() if k != "out"},
+        "config": portable_args({k: v for k, v in vars(args).items() if k != "out"}),
         "seeds": "none (no randomness)",
         "upscaled_copy_write_s": round(write_s, 1),
         "results": results,

@@ -28,10 +28,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shlex
 import socket
 import statistics
-import sys
 import tarfile
 import time
 from collections.abc import Callable, Iterable
@@ -39,7 +37,7 @@ from pathlib import Path
 from typing import get_args
 
 import torch
-from provenance import git_commit, hardware_summary
+from provenance import command_line, git_commit, hardware_summary
 
 import ssl_mix
 from ssl_mix import (
@@ -273,7 +271,7 @@ def make_record(args: argparse.Namespace, cfg: Config, method: str, report: dict
         "wall_time_s": wall, "images_per_s": images * cfg.train.steps / wall,
         "hardware": hardware_summary(cfg.train.device),
         "torch": torch.__version__, "ssl_mix": ssl_mix.__version__, "commit": git_commit(),
-        "command": shlex.join([sys.executable, *sys.argv]),
+        "command": command_line(__file__),
         "data_note": args.data_note,
     }
 

@@ -13,13 +13,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
-import sys
 import time
 from pathlib import Path
 
 import torch
-from provenance import git_commit, hardware_summary
+from provenance import command_line, git_commit, hardware_summary, portable_path
 
 import ssl_mix
 from ssl_mix import (
@@ -95,11 +93,12 @@ def main(argv: list[str] | None = None) -> int:
         plot_linearity_comparison({m: r["nonlinearity"][norm] for m, r in results.items()}, out / f"final_{norm}.png",
                                   title=f"EMA teacher, per-layer non-linearity ({norm})")
     record = {
-        "command": shlex.join([sys.executable, *sys.argv]),
+        "command": command_line(__file__),
         "commit": git_commit(), "torch": torch.__version__, "hardware": hardware_summary(args.device),
-        "dataset": args.dataset, "data_root": args.data_root, "num_labels": args.num_labels, "steps": args.steps,
+        "dataset": args.dataset, "data_root": portable_path(args.data_root, "data_root"), "num_labels": args.num_labels,
+        "steps": args.steps,
         "seed": args.seed, "num_pairs": args.num_pairs, "wall_time_s": time.perf_counter() - start,
-        "from_runs": args.from_runs,
+        "from_runs": portable_path(args.from_runs, "from_runs"),
         "results": results,
     }
     (out / "results.json").write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")

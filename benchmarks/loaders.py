@@ -15,14 +15,13 @@ import argparse
 import json
 import platform
 import statistics
-import sys
 import time
 from pathlib import Path
 
 import torch
 import torchvision
 from bench_data import batches_per_second, benchmark_images
-from provenance import git_commit, hardware
+from provenance import command_line, git_commit, hardware
 
 from ssl_mix.data import (
     TensorDualLoader,
@@ -78,7 +77,7 @@ def main(argv: list[str] | None = None) -> dict:
     best_slow = max((k for k in results if k != "tensor"), key=lambda k: results[k]["mean"], default=None)
     record = {
         "benchmark": "dual loader throughput (one step = one labeled + one unlabeled batch)",
-        "command": " ".join(["python", *sys.argv]) if argv is None else " ".join(["python", __file__, *argv]),
+        "command": command_line(__file__, argv),
         "git_commit": git_commit(),
         "hardware": hardware(args.device),
         "torch_version": torch.__version__,

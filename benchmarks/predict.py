@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import resource
-import shlex
 import statistics
 import subprocess
 import sys
@@ -31,10 +30,11 @@ import time
 from pathlib import Path
 
 import torch
-from provenance import git_commit, hardware
+from provenance import command_line, git_commit, hardware, portable_path
 
 import ssl_mix
 from ssl_mix import InferenceModel, Predictor, create_model, data_spec, find_images, predict_files
+from ssl_mix.atomic import write_atomic
 
 
 def predictor_for(model_name: str, seed: int = 0) -> Predictor:
@@ -95,7 +95,8 @@ def cmd_speed(args: argparse.Namespace) -> int:
         print(f"{model_name:<10} ours {r['ours_images_per_s']:8.0f} images/s   plain ImageFolder loop "
               f"{r['plain_images_per_s']:8.0f} images/s   ratio {r['ours_images_per_s'] / r['plain_images_per_s']:.2f}",
               flush=True)
-    _write(args, {"benchmark": "predict speed", "folder": str(folder), "num_images": num_images, "stride": args.stride,
+    _write(args, {"benchmark": "predict speed", "folder": portable_path(folder, "folder"), "num_images": num_images,
+                  "stride": args.stride,
                   "batch_size": args.batch_size, "workers": args.workers, "repeats": args.repeats,
                   "results": results})
     return 0
@@ -112,8 +113,8 @@ def cmd_memory(args: argparse.Namespace) -> int:
         r = results[count]
         print(f"{count:>6} images: peak RSS {r['peak_rss_mib']:.0f} MiB (main process), workers' peak "
               f"{r['workers_peak_rss_mib']:.0f} MiB, {r['images_per_s']:.0f} images/s", flush=True)
-    _write(args, {"benchmark": "predict memory", "folder": args.folder, "batch_size": args.batch_size,
-                  "workers": args.workers, "model": args.model, "results": results})
+    _write(args, {"benchmark": "predict memory", "folder": portable_path(args.folder, "folder"),
+                  "batch_size": args.batch_size, "workers": args.workers, "model": args.model, "results": results})
     return 0
 
 
@@ -132,12 +133,12 @@ def cmd_measure(args: argparse.Namespace) -> int:
 
 
 def _write(args: argparse.Namespace, body: dict) -> None:
-    record = {**body, "command": shlex.join([sys.executable, *sys.argv]), "commit": git_commit(),
+    record = {**body, "command": command_line(__file__), "commit": git_commit(),
               "hardware": hardware("cpu"), "torch": torch.__version__, "ssl_mix": ssl_mix.__version__,
               "threads": args.threads, "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(record, indent=2) + "\n")
+    write_atomic(out, json.dumps(record, indent=2) + "\n")
     print(f"wrote {out}")
 
 

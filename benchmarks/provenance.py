@@ -2,6 +2,12 @@
 
 Every results file under ``benchmarks/results/`` records the command, git commit, hardware and torch version
 (airbench-style headers), so a number can be traced back and measured again.
+
+Records hold no folder of the machine they ran on (see "Paths in records" in ``benchmarks/REFERENCE.md``): the
+command is ``python benchmarks/SCRIPT.py ...``; a path inside the repository is written relative to its root, and
+a path outside it (a data root, a run folder, a scratch folder) as a placeholder named after its flag or field,
+``--data-root DATA_ROOT``, as a usage line writes it. The data itself is named by what it is (``dataset``,
+``data_note``), not by where it lay.
 """
 
 from __future__ import annotations
@@ -10,6 +16,7 @@ import functools
 import json
 import os
 import platform
+import shlex
 import subprocess
 import sys
 import time
@@ -17,6 +24,7 @@ from pathlib import Path
 
 import torch
 
+from ssl_mix.atomic import write_atomic
 from ssl_mix.trainer import resolve_device
 
 REPO = Path(__file__).resolve().parents[1]
@@ -60,6 +68,67 @@ def git_commit() -> str | None:
         return None  # not a git checkout, or no commit yet
 
 
+def _is_absolute(value: str) -> bool:
+    return value.startswith("~") or Path(value).is_absolute()
+
+
+def placeholder(name: str) -> str:
+    """The placeholder of a path outside the repository: the flag or field name in capitals (``DATA_ROOT``).
+
+    Args:
+        name: a flag (``--data-root``) or a field name (``data_root``).
+    """
+    return name.lstrip("-").replace("-", "_").upper() or "PATH"
+
+
+def portable_path(path: str | Path | None, name: str) -> str | None:
+    """A path as a record holds it: relative paths as given, absolute ones inside the repository relative to its
+    root, and any other absolute path as :func:`placeholder` of ``name`` (None stays None).
+
+    Args:
+        path: the path (a data root, a run folder, an output file).
+        name: the flag or field it was given as, for the placeholder.
+    """
+    if path is None:
+        return None
+    if not _is_absolute(str(path)):
+        return str(path)
+    try:
+        return Path(path).expanduser().resolve().relative_to(REPO).as_posix()
+    except ValueError:
+        return placeholder(name)
+
+
+def portable_args(args: dict) -> dict:
+    """A script's arguments (``vars(args)``) for a record: every absolute path through :func:`portable_path`."""
+    return {k: portable_path(v, k) if isinstance(v, (str, Path)) and _is_absolute(str(v)) else v
+            for k, v in args.items()}
+
+
+def command_line(script: str | Path, argv: list[str] | None = None) -> str:
+    """The command a record names: ``python benchmarks/SCRIPT.py ARGS``, shell-quoted, with every absolute path
+    argument through :func:`portable_path` (placeholders named after the flag before it; ``PATH`` for a
+    positional one).
+
+    Args:
+        script: the benchmark's ``__file__``.
+        argv: the arguments ``main`` was given (None: ``sys.argv[1:]``).
+    """
+    args = sys.argv[1:] if argv is None else list(argv)
+    words = ["python", portable_path(Path(script).resolve(), "script")]
+    previous = ""
+    for arg in args:
+        flag, equals, value = arg.partition("=")
+        if arg.startswith("--") and equals:
+            words.append(f"{flag}={portable_path(value, flag) if _is_absolute(value) else value}")
+        elif _is_absolute(arg):
+            words.append(portable_path(arg, previous if previous.startswith("-") else "PATH"))
+        else:
+            words.append(arg)
+        previous = arg
+    return shlex.join(words)
+
+
 def hardware(device: torch.device | str = "cpu") -> dict:
     """CPU model and features, core and thread counts, and the GPU name when ``device`` is CUDA (``auto`` is
     resolved as the trainer resolves it)."""
@@ -87,16 +156,15 @@ def record_header(script: str, argv: list[str] | None, device: torch.device | st
     """
     from PIL import __version__ as pillow_version
 
-    command = " ".join(["python", *sys.argv]) if argv is None else " ".join(["python", script, *argv])
-    return {"command": command, "git_commit": git_commit(), "hardware": hardware(device),
+    return {"command": command_line(script, argv), "git_commit": git_commit(), "hardware": hardware(device),
             "torch_version": torch.__version__, "pillow_version": pillow_version,
             "python_version": platform.python_version(), "date": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
 
 
 def write_record(path: str | Path, record: dict) -> Path:
-    """Write a result record as indented JSON (creating its folder) and say where."""
+    """Write a result record as indented JSON (creating its folder), atomically, and say where."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(record, indent=2) + "\n")
+    write_atomic(path, json.dumps(record, indent=2) + "\n")
     print(f"wrote {path}")
     return path

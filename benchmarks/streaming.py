@@ -29,7 +29,7 @@ from pathlib import Path
 
 import torch
 from bench_data import batches_per_second, extract_cifar10_jpeg, upscaled_copy
-from provenance import record_header, write_record
+from provenance import portable_args, record_header, write_record
 
 from ssl_mix.data import (
     ImageFileDataset,
@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> dict:
     record = {
         "benchmark": "image folder: decoded in memory (tensor loader) vs streamed from the files (DataLoader workers)",
         **record_header(__file__, argv),
-        "config": {k: v for k, v in vars(args).items() if k != "out"},
+        "config": portable_args({k: v for k, v in vars(args).items() if k != "out"}),
         "seeds": list(range(args.repeats)),
         "results": results,
         "wall_time_s": round(time.perf_counter() - wall, 1),

@@ -37,7 +37,6 @@ import json
 import os
 import platform
 import statistics
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -49,7 +48,7 @@ import torch.nn.functional as F
 import torchvision
 from bench_data import benchmark_images
 from PIL import Image
-from provenance import git_commit, hardware
+from provenance import command_line, git_commit, hardware
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
@@ -423,7 +422,7 @@ def main(argv: list[str] | None = None) -> dict:
                 print(_line(result, args, device), flush=True)
     record = {
         "benchmark": "training-step throughput: ours vs floor (model work only) vs naive, interleaved",
-        "command": " ".join(["python", *sys.argv]) if argv is None else " ".join(["python", __file__, *argv]),
+        "command": command_line(__file__, argv),
         "git_commit": git_commit(),
         "hardware": hardware(device),
         "load_average_1_5_15": {"start": [round(v, 2) for v in load_before],

@@ -12,13 +12,13 @@ batch); :func:`select_for_labeling` picks and :func:`write_selection` writes the
 from __future__ import annotations
 
 import csv
-import os
 from collections import Counter
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import torch
 
+from ssl_mix.atomic import atomic_path
 from ssl_mix.checks import check_bool, check_int, check_positive_int
 from ssl_mix.selection import Strategy, acquisition_scores, check_strategy, select_top
 
@@ -224,12 +224,10 @@ def write_selection(selection: Selection, out: str | Path) -> Path:
     if out.suffix.lower() != ".csv":
         raise ValueError(f"--out must be a .csv file (path,guess,confidence,label), got {str(out)!r}")
     out.parent.mkdir(parents=True, exist_ok=True)
-    partial = out.with_name(out.name + ".partial")
-    with partial.open("w", newline="", encoding="utf-8") as f:
+    with atomic_path(out) as tmp, tmp.open("w", newline="", encoding="utf-8") as f:
         rows = csv.writer(f)
         rows.writerow(SELECTION_COLUMNS)
         for path, guess, confidence in zip(selection.paths, selection.guesses, selection.confidences.tolist(),
                                            strict=True):
             rows.writerow([path, guess, f"{confidence:.6f}", ""])
-    os.replace(partial, out)
     return out

@@ -28,6 +28,7 @@ from torch import nn
 
 from ssl_mix.data import ImageArrays, eval_batches, preprocess_transform
 from ssl_mix.data.run_data import load_validation
+from ssl_mix.evaluation import EVAL_BATCH_SIZE
 from ssl_mix.metrics import ClassificationMetrics
 from ssl_mix.models.eval_mode import model_device
 from ssl_mix.run import RunDir, load_run, update_checkpoint
@@ -203,7 +204,7 @@ def calibrate_models(models: Mapping[str, nn.Module], valid: Any, spec: Any, *,
                               "num_bins": NUM_BINS, "reliable": len(valid) >= MIN_RELIABLE_VALID,
                               "temperature": {}, "valid": {}}
     for name, model in models.items():
-        batches = eval_batches(valid, spec, 500, device, preprocess=preprocess)
+        batches = eval_batches(valid, spec, EVAL_BATCH_SIZE, device, preprocess=preprocess)
         logits, targets = model_logits(model, batches, device=device)
         temperature = safe_temperature(logits, targets)
         record["temperature"][name] = temperature

@@ -1,42 +1,40 @@
 """Checkpoints that survive interruption and cannot run code when loaded.
 
-A checkpoint is a plain dict of tensors and Python primitives. It is written to a temporary file in the same
-directory, flushed to disk, then renamed over the target (``os.replace`` is atomic on POSIX and Windows), so a
-kill at any moment leaves either the previous checkpoint or the new one, never a torn file. Loading uses
+A checkpoint is a plain dict of tensors and Python primitives. It is written with :func:`ssl_mix.atomic.write_atomic`
+(temporary file in the same directory, flushed to disk, renamed over the target), so a kill at any moment leaves
+either the previous checkpoint or the new one, never a torn file. Loading uses
 ``torch.load(weights_only=True)``, which refuses pickled objects other than tensors and primitive containers,
 so a crafted file cannot execute code.
 """
 
 from __future__ import annotations
 
-import os
 import pickle
 import random
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from ssl_mix.atomic import write_atomic
+
 __all__ = ["save_checkpoint", "load_checkpoint", "capture_rng_state", "restore_rng_state"]
 
 
 def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
-    """Atomically write ``state`` to ``path`` (temp file + fsync + rename). Returns the path."""
+    """Atomically write ``state`` to ``path`` (:func:`~ssl_mix.atomic.write_atomic`); its folder is created.
+
+    Args:
+        state: tensors and Python primitives (what ``torch.load(weights_only=True)`` reads back).
+        path: the checkpoint file.
+
+    Returns:
+        The path.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_atomic(path, lambda f: torch.save(state, f))
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:

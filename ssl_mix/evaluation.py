@@ -16,7 +16,11 @@ from torch import nn
 from ssl_mix import distributed
 from ssl_mix.metrics import ClassificationMetrics
 
-__all__ = ["evaluate", "EvaluationStopped"]
+__all__ = ["EVAL_BATCH_SIZE", "evaluate", "EvaluationStopped"]
+
+EVAL_BATCH_SIZE = 500
+"""Images per evaluation batch (test and validation sets, calibration, ``ssl-mix eval``): memory, not results,
+depends on it, since evaluation has no batch statistics (batch norm uses its running ones)."""
 
 
 class EvaluationStopped(Exception):

@@ -9,7 +9,6 @@ this process's shard, and only process 0 writes files (see :mod:`ssl_mix.distrib
 
 from __future__ import annotations
 
-import os
 import random
 import sys
 from pathlib import Path
@@ -19,6 +18,7 @@ import numpy as np
 import torch
 
 from ssl_mix import distributed
+from ssl_mix.atomic import write_atomic
 from ssl_mix.calibration import calibrate_run
 from ssl_mix.checkpoint import load_checkpoint
 from ssl_mix.config import Config, MethodConfig
@@ -35,6 +35,7 @@ from ssl_mix.data import (
     run_data,
 )
 from ssl_mix.data.run_data import RunData, folder_run_files  # noqa: F401 (folder_run_files: importable from here)
+from ssl_mix.evaluation import EVAL_BATCH_SIZE
 from ssl_mix.methods import ERM, ICT, ManifoldMixup, Method, Mixup, method_class
 from ssl_mix.models import create_model
 from ssl_mix.ramps import ConsistencySchedule
@@ -42,8 +43,6 @@ from ssl_mix.run import RunDir, check_resume, data_info, note_fresh_start, write
 from ssl_mix.trainer import Trainer, resolve_device
 
 __all__ = ["load_run_data", "build_method", "build_preprocess", "build_loader", "build_trainer", "run_experiment"]
-
-EVAL_BATCH_SIZE = 500
 
 
 def load_run_data(cfg: Config) -> RunData:
@@ -199,9 +198,7 @@ def run_experiment(cfg: Config, *, resume: bool = False, data: RunData | None = 
 def _write_skipped(path: Path, skipped: list[tuple[str, str]]) -> None:
     """List the skipped image files (``path<TAB>reason`` lines; empty when none was skipped), atomically, and say how
     many were skipped."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(f"{file}\t{reason}\n" for file, reason in skipped))
-    os.replace(tmp, path)
+    write_atomic(path, "".join(f"{file}\t{reason}\n" for file, reason in skipped))
     if skipped:
         print(f"ssl-mix: skipped {len(skipped)} unreadable image file(s) (--skip-bad-images); they are listed in "
               f"{path}", file=sys.stderr)

@@ -22,8 +22,6 @@ pixels ``ssl-mix predict`` feeds it.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any, Literal
@@ -32,6 +30,7 @@ import torch
 from torch import nn
 
 from ssl_mix import __version__
+from ssl_mix.atomic import atomic_path
 from ssl_mix.checks import check_in
 
 __all__ = ["EXPORT_FORMATS", "export_model", "load_export", "sidecar_path"]
@@ -98,7 +97,7 @@ def export_model(run: str | Path | Any, out: str | Path, *, format: ExportFormat
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     example = torch.zeros((2, channels, height, width), dtype=torch.uint8)
-    with _atomic(out) as tmp:
+    with atomic_path(out) as tmp:
         if format == "onnx":
             _export_onnx(model, example, tmp)
             onnx.checker.check_model(str(tmp))
@@ -111,10 +110,11 @@ def export_model(run: str | Path | Any, out: str | Path, *, format: ExportFormat
                 scripted = torch.jit.script(model)
                 scripted.save(str(tmp))
         else:
-            from safetensors.torch import save_file
+            from safetensors.torch import save
 
+            # The bytes, not save_file: save_file renames its own temporary file over the target, mode 0600.
             state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
-            save_file(state, str(tmp), metadata={"ssl_mix": json.dumps(sidecar)})
+            tmp.write_bytes(save(state, metadata={"ssl_mix": json.dumps(sidecar)}))
     write_json(sidecar_path(out), sidecar)
     return sidecar
 
@@ -171,21 +171,3 @@ def load_export(path: str | Path) -> nn.Module:
     model.load_state_dict(state)
     return model.eval()
 
-
-class _atomic:
-    """Write to a temporary file beside ``path``, renamed over it on success (a failed export leaves nothing)."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def __enter__(self) -> Path:
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
-        os.close(fd)
-        self.tmp = Path(tmp)
-        return self.tmp
-
-    def __exit__(self, exc_type: Any, *exc: Any) -> None:
-        if exc_type is None:
-            os.replace(self.tmp, self.path)
-        else:
-            self.tmp.unlink(missing_ok=True)

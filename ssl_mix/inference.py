@@ -295,6 +295,7 @@ def evaluate_run(run: str | Path, *, which: Which | Literal["both"] = "both", da
     """
     from ssl_mix.calibration import calibration_metrics, model_logits, scale_logits
     from ssl_mix.data import eval_batches
+    from ssl_mix.evaluation import EVAL_BATCH_SIZE
     from ssl_mix.run import load_trained
 
     check_in("which", which, (*MODEL_ROLES, "both"))
@@ -304,7 +305,7 @@ def evaluate_run(run: str | Path, *, which: Which | Literal["both"] = "both", da
     for name in MODEL_ROLES if which == "both" else (which,):
         model = loaded.models[name]
         model_device = next(model.parameters()).device
-        batches = eval_batches(loaded.test, loaded.spec, 500, model_device,
+        batches = eval_batches(loaded.test, loaded.spec, EVAL_BATCH_SIZE, model_device,
                                preprocess=preprocess_transform(loaded.preprocess, model_device))
         logits, targets = model_logits(model, batches, device=model_device)
         temperature = run_temperature(loaded, name)

@@ -6,8 +6,9 @@ files; :func:`predict_files` decodes them in ``DataLoader`` workers exactly as t
 batches finish, so memory stays bounded by the batch, not by the number of images. A file that cannot be read is
 reported by name with an ``error`` column and skipped (or, with ``strict``, stops the run).
 
-The output is written to ``OUT.partial`` and renamed to ``OUT`` at the end: an interrupted run leaves the rows
-it finished in the ``.partial`` file and never a truncated ``OUT``.
+The output is written to a temporary file beside ``OUT`` and renamed to ``OUT`` at the end
+(:func:`ssl_mix.atomic.atomic_path`): an interrupted or failed run leaves any previous ``OUT`` as it was, never a
+truncated one.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from ssl_mix.atomic import atomic_path
 from ssl_mix.checks import check_int, check_positive_int
 
 __all__ = ["find_images", "predict_files", "iter_predictions", "OUTPUT_FORMATS"]
@@ -152,22 +154,18 @@ def predict_files(predictor: Any, inputs: Sequence[str | Path], out: str | Path,
     check_positive_int("batch_size", batch_size)
     paths = find_images(inputs)
     out.parent.mkdir(parents=True, exist_ok=True)
-    partial = out.with_name(out.name + ".partial")
     skipped: list[tuple[str, str]] = []
     start = time.perf_counter()
-    with partial.open("w", newline="") as f:
+    with atomic_path(out) as tmp, tmp.open("w", newline="") as f:
         write = _writer(f, fmt, predictor.classes, top_k, probabilities)
         for path, probs, error in iter_predictions(predictor, paths, batch_size=batch_size, num_workers=num_workers,
                                                    progress=progress):
             if error:
                 if strict:
-                    f.close()
-                    partial.unlink(missing_ok=True)
                     raise ValueError(f"{error} (--strict stops at the first unreadable file; without it, such "
                                      "files are skipped and listed)")
                 skipped.append((str(path), error))
             write(str(path), probs, error)
-    os.replace(partial, out)
     wall = time.perf_counter() - start
     return {"out": str(out), "count": len(paths), "predicted": len(paths) - len(skipped), "skipped": skipped,
             "wall_time_s": wall, "images_per_s": len(paths) / wall if wall > 0 else float("nan")}

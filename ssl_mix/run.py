@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -32,6 +31,7 @@ from typing import Any
 
 import torch
 
+from ssl_mix.atomic import write_atomic
 from ssl_mix.checkpoint import load_checkpoint, save_checkpoint
 from ssl_mix.config import Config
 from ssl_mix.data import DataSpec, ImageArrays, LabelSplit, load_arrays
@@ -126,16 +126,19 @@ class RunDir:
 
 
 def write_json(path: str | Path, data: Any) -> Path:
-    """Write ``data`` as indented JSON with sorted keys, atomically (temporary file, then rename).
+    """Write ``data`` as indented JSON with sorted keys, atomically (:func:`~ssl_mix.atomic.write_atomic`).
 
     Readers (other processes of a distributed run, a user's script) see the old file or the new one, never a
     partial one.
+
+    Args:
+        path: the target file; its folder must exist.
+        data: JSON-compatible values.
+
+    Returns:
+        The path.
     """
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
-    return path
+    return write_atomic(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
 def data_info(spec: DataSpec, classes: list[str], input_shape: tuple[int, ...], split: LabelSplit | None = None,

@@ -350,7 +350,7 @@ class Trainer:
                 # tensorboard's import path emits deprecation warnings from its dependencies on some versions.
                 warnings.simplefilter("ignore", DeprecationWarning)
                 from torch.utils.tensorboard import SummaryWriter
-            self._writer = SummaryWriter(log_dir=str(self.out_dir / "tensorboard"))
+            self._writer = SummaryWriter(log_dir=str(self.run.tensorboard))
         return self._writer
 
     def _log_hparams(self, writer, report: dict[str, Any]) -> None:

@@ -23,6 +23,7 @@ from ssl_mix import (
     unlabeled_pool,
     write_selection,
 )
+from ssl_mix.atomic import temporary_name
 from ssl_mix.cli import main
 
 
@@ -148,7 +149,7 @@ def test_cli_select_then_train_with_added_labels(cifar_run, cifar10_jpeg_small, 
     rows = list(csv.reader(picks.read_text().splitlines()))
     assert rows[0] == ["path", "guess", "confidence", "label"] and len(rows) == 13
     assert all(row[3] == "" for row in rows[1:])
-    assert not picks.with_name("picks.csv.partial").exists()
+    assert not list(tmp_path.glob(temporary_name(picks)))
 
     filled = tmp_path / "filled.csv"
     added = _fill(picks, filled, 10)

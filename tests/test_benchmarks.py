@@ -203,8 +203,35 @@ def test_linearity_benchmark_measures_finished_grid_runs(tiny_folder, tmp_path):
     assert lin.main(["--data-root", str(tiny_folder), "--num-labels", "10", "--seed", "1", "--num-pairs", "8",
                      "--methods", "erm,ict2", "--device", "cpu", "--out", str(out), "--from-runs", str(runs)]) == 0
     record = json.loads((out / "results.json").read_text())
-    assert record["from_runs"] == str(runs) and set(record["results"]) == {"erm", "ict2"}
+    assert record["from_runs"] == "FROM_RUNS" and set(record["results"]) == {"erm", "ict2"}  # no machine paths
+    assert record["data_root"] == "DATA_ROOT" and str(tmp_path) not in record["command"]
     assert not record["results"]["erm"]["curves"]
+
+
+def test_records_name_no_folder_of_the_machine(tmp_path):
+    import provenance
+
+    script = provenance.REPO / "benchmarks" / "label_budget.py"
+    argv = ["run", "--data-root", str(tmp_path / "c10"), f"--runs-dir={tmp_path}", "--records",
+            str(provenance.REPO / "benchmarks/results/x.jsonl"), "--out", "rel/out.json", "--tmp", "~/scratch",
+            str(tmp_path), "--data-note", "CIFAR-10 JPEG copy; quality 75"]
+    assert provenance.command_line(script, argv) == (
+        "python benchmarks/label_budget.py run --data-root DATA_ROOT --runs-dir=RUNS_DIR --records "
+        "benchmarks/results/x.jsonl --out rel/out.json --tmp TMP PATH --data-note 'CIFAR-10 JPEG copy; quality 75'")
+    assert provenance.portable_path(None, "data_root") is None
+    assert provenance.portable_path(provenance.REPO / "benchmarks", "out") == "benchmarks"
+    assert provenance.portable_args({"data_root": str(tmp_path), "steps": 3, "out": "rel", "tmp": None}) == {
+        "data_root": "DATA_ROOT", "steps": 3, "out": "rel", "tmp": None}
+
+
+def test_committed_records_hold_no_machine_folders():
+    import provenance
+
+    results = provenance.REPO / "benchmarks" / "results"
+    found = [f"{path.relative_to(results)}: {word}" for path in sorted(results.rglob("*")) if path.suffix in
+             (".json", ".jsonl", ".md") for word in ("/work/", "/root/", "/tmp/", "/home/", ".venv")
+             if word in path.read_text()]
+    assert not found, "records naming folders of the machine they ran on:\n" + "\n".join(found)
 
 
 def test_provenance_resolves_auto_as_the_trainer_does():

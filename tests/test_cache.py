@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 
 import numpy as np
 import pytest
@@ -50,6 +51,16 @@ def test_entries_round_trip_and_partial_entries_are_ignored(tmp_path):
     assert read_cache(tmp_path / "cache", "k") is None
     (tmp_path / "blocked").write_text("a file where the directory should be")
     assert write_cache(tmp_path / "blocked", "k", images, {}) is False
+
+
+@pytest.mark.skipif(os.name != "posix", reason="file modes and the umask are POSIX")
+def test_entries_get_the_umask_permissions(tmp_path):
+    old = os.umask(0o022)
+    try:
+        assert write_cache(tmp_path, "k", np.zeros((1, 1, 2, 2), dtype=np.uint8), {})
+    finally:
+        os.umask(old)
+    assert sorted(oct(stat.S_IMODE(p.stat().st_mode)) for p in tmp_path.iterdir()) == ["0o644", "0o644"]
 
 
 @pytest.mark.parametrize("interrupt", [KeyboardInterrupt, OSError])

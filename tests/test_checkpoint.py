@@ -1,5 +1,6 @@
 import os
 import random
+import stat
 
 import numpy as np
 import pytest
@@ -14,6 +15,16 @@ def test_round_trip(tmp_path):
     loaded = load_checkpoint(path)
     assert torch.equal(loaded["w"], state["w"]) and loaded["nested"] == state["nested"]
     assert [p.name for p in (tmp_path / "sub").iterdir()] == ["last.pt"]  # no temp files left behind
+
+
+@pytest.mark.skipif(os.name != "posix", reason="file modes and the umask are POSIX")
+def test_a_checkpoint_gets_the_umask_permissions_not_owner_only(tmp_path):
+    old = os.umask(0o022)
+    try:
+        path = save_checkpoint({"format": 1}, tmp_path / "last.pt")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644  # readable by others, as a plain open() would make it
 
 
 def test_interrupted_write_keeps_previous_checkpoint(tmp_path, monkeypatch):

@@ -89,7 +89,7 @@ def test_argparse_errors_exit_2(argv, message, capsys):
         (["train", "--split", "s.json", "--num-labels", "10"], "--split and --num-labels conflict"),
         (["train", "--dataset", "cifar10", "--use-extra", "--print-config"], "--use-extra adds SVHN"),
         (["train", "--image-size", "32", "--print-config"],
-         "--image-size applies to --dataset 'folder' (your own images), not 'cifar10'; drop --image-size or set "
+         "--image-size applies to --dataset 'folder' (your own images) only, not 'cifar10'; drop --image-size or set "
          "--dataset folder"),
         (["train", "--method", "mixup", "--joint-forward", "--print-config"], "; set --no-joint-forward"),
         (["train", "--preset", "demo", "--num-labels", "4000", "--no-progress"], "use at most num_labels=1390"),

@@ -275,8 +275,10 @@ def test_folder_grayscale_sizes_and_errors(tmp_path):
         load_arrays("folder", root, "train", image_size=0)
     with pytest.raises(ValueError, match="channels must be 1, 3 or None"):
         load_arrays("folder", root, "train", channels=2)
-    with pytest.raises(ValueError, match="image_size, channels, classes and labels apply to name='folder' only"):
+    with pytest.raises(ValueError, match="image_size applies to dataset 'folder' .*only, not 'cifar10'; leave it None"):
         load_arrays("cifar10", root, "train", image_size=4)
+    with pytest.raises(ValueError, match="labels applies to dataset 'folder' .*only, not 'digits'"):
+        load_targets("digits", None, labels="l.csv")
     (root / "train" / "a" / "bad.jpg").write_bytes(b"not a jpeg")
     with pytest.raises(ValueError, match="cannot read image .*bad.jpg"):
         load_arrays("folder", root, "train", image_size=4)

@@ -4,6 +4,8 @@ images, safetensors round-trips bit-exactly, and the sidecar says how to feed th
 from __future__ import annotations
 
 import json
+import os
+import stat
 import sys
 
 import numpy as np
@@ -71,6 +73,22 @@ def test_safetensors_round_trips_bit_exactly(cifar_run, eager, images, tmp_path)
     assert meta["classes"] == run.classes and meta["input"]["shape"] == ["N", 3, 32, 32]
     assert meta["temperature"] == pytest.approx(float(eager.temperature)) and meta["temperature"] != 1.0
     assert len(meta["mean"]) == 3 and meta["input"]["resize"] == "crop" and meta["model"] == "cnn-small"
+
+
+@pytest.mark.skipif(os.name != "posix", reason="file modes and the umask are POSIX")
+@pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:FutureWarning")
+@pytest.mark.parametrize("format", ["onnx", "torchscript", "safetensors"])
+def test_an_export_and_its_sidecar_get_the_umask_permissions(cifar_run, tmp_path, format):
+    path = tmp_path / f"model.{format}"
+    old = os.umask(0o027)
+    try:
+        export_model(cifar_run, path, format=format)
+    finally:
+        os.umask(old)
+    # 0o666 less the umask, as a plain open() would give, not the 0o600 of a temporary file: a colleague in the
+    # group can read the model
+    assert [stat.S_IMODE(p.stat().st_mode) for p in (path, sidecar_path(path))] == [0o640, 0o640]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [path.name, sidecar_path(path).name]
 
 
 def test_export_errors(cifar_run, tmp_path, monkeypatch, capsys):

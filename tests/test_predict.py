@@ -12,6 +12,7 @@ import torch
 from PIL import Image
 
 from ssl_mix import InferenceModel, Predictor, find_images, load_predictor, load_run, predict_files
+from ssl_mix.atomic import temporary_name
 from ssl_mix.cli import main
 from ssl_mix.data import decode_image
 
@@ -102,7 +103,7 @@ def test_predict_files_csv_matches_predict_and_reports_unreadable_files(predicto
     out = tmp_path / "pred.csv"
     result = predict_files(predictor, [photos], out, top_k=3, probabilities=True, batch_size=4, num_workers=0,
                            progress=False)
-    assert result["count"] == 10 and result["predicted"] == 9 and not out.with_name("pred.csv.partial").exists()
+    assert result["count"] == 10 and result["predicted"] == 9 and not list(tmp_path.glob(temporary_name(out)))
     assert result["skipped"][0][0].endswith("z_broken.jpg") and "cannot read image" in result["skipped"][0][1]
     rows = list(csv.DictReader(out.read_text().splitlines()))
     assert [r["path"] for r in rows] == [str(p) for p in find_images([photos])]
@@ -126,7 +127,7 @@ def test_predict_files_jsonl_and_errors(predictor, cifar_run, photos, tmp_path):
     assert broken["prediction"] is None and "z_broken.jpg" in broken["error"]
     with pytest.raises(ValueError, match="z_broken.jpg.*--strict"):
         predict_files(predictor, [photos], tmp_path / "s.csv", strict=True, num_workers=0, progress=False)
-    assert not (tmp_path / "s.csv").exists() and not (tmp_path / "s.csv.partial").exists()
+    assert not (tmp_path / "s.csv").exists() and not list(tmp_path.glob(temporary_name("s.csv")))
     with pytest.raises(ValueError, match="must end in .csv"):
         predict_files(predictor, [photos], tmp_path / "p.txt")
     with pytest.raises(ValueError, match="top_k must be at most 10 \\(the number of classes\\), got 11"):

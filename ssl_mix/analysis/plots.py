@@ -21,6 +21,8 @@ import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from ssl_mix.atomic import write_atomic
+
 __all__ = [
     "plot_linearity_curves",
     "plot_linearity_comparison",
@@ -56,8 +58,7 @@ def _save(figure: Figure, path: str | Path) -> Path:
     if path.suffix.lower() != ".png":
         raise ValueError(f"path must name a .png file, got {str(path)!r}.")
     path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, format="png")
-    return path
+    return write_atomic(path, lambda f: figure.savefig(f, format="png"))
 
 
 def plot_linearity_curves(

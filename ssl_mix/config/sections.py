@@ -18,7 +18,7 @@ from typing import Any, ClassVar, Literal, get_args
 from ssl_mix.checks import check_alpha, check_in, check_k, check_number, check_probability
 from ssl_mix.config.fields import check_fields, check_positive
 from ssl_mix.config.files import ConfigFormat, config_text, read_config_file
-from ssl_mix.data.datasets import DatasetName
+from ssl_mix.data.datasets import DatasetName, check_folder_only
 from ssl_mix.data.images import ResizeMode, image_size_pair
 from ssl_mix.losses import ConsistencyDistance, ConsistencyTarget
 from ssl_mix.methods import MethodName, SupervisedTerm, TeacherMode
@@ -148,9 +148,9 @@ class DataConfig:
                        "unlabeled_dirs": self.unlabeled_dirs or None, "image_size": self.image_size,
                        "channels": self.channels}
         given = [name for name, value in folder_only.items() if value is not None]
-        if given and self.dataset != "folder":
-            raise ValueError(f"data.{given[0]} applies to data.dataset 'folder' (your own images), not "
-                             f"{self.dataset!r}; drop data.{given[0]} or set data.dataset='folder'")
+        if given:
+            check_folder_only(self.dataset, {f"data.{given[0]}": folder_only[given[0]]}, setting="data.dataset",
+                              advice=f"drop data.{given[0]} or set data.dataset='folder'")
 
     def resolved_num_labels(self) -> int | None:
         """The label budget to draw: ``num_labels``, or when it is None, None (every labeled row) with a label

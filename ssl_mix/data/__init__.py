@@ -8,7 +8,7 @@ from ssl_mix.data.arrays import ImageArrays, channel_stats, concat_arrays
 from ssl_mix.data.augment import PADDING_MODES, PaddingMode, crop_flip, normalize, random_crop_flip
 from ssl_mix.data.cache import default_cache_dir
 from ssl_mix.data.custom import arrays_from_dataset, arrays_from_tensors
-from ssl_mix.data.datasets import DATASET_NAMES, DatasetName, data_spec, load_arrays, load_targets
+from ssl_mix.data.datasets import DATASET_NAMES, DatasetName, check_folder_only, data_spec, load_arrays, load_targets
 from ssl_mix.data.decode import DecodedFiles, FileScan, decode_files, scan_files
 from ssl_mix.data.files import IMAGE_EXTENSIONS, ImageFiles, image_files
 from ssl_mix.data.folder import folder_files, unlabeled_dir_files
@@ -30,6 +30,7 @@ from ssl_mix.data.zca import ZCA, apply_zca, fit_zca, preprocess_entry, preproce
 
 __all__ = [
     "DATASET_NAMES",
+    "check_folder_only",
     "DatasetName",
     "PADDING_MODES",
     "PaddingMode",

@@ -4,8 +4,9 @@ An entry is keyed by the SHA-256 of everything that decides its pixels: the abso
 time (ns) of every file in order, and the decoding settings (image size, resize policy, channels). Changing,
 adding, removing or touching a file, or any setting, gives another key; stale entries are never read. Each entry
 is a ``KEY.npy`` (uint8 ``(N, C, H, W)``, memory-mappable with ``numpy.load(..., mmap_mode="r")``) and a
-``KEY.json`` (its shape and the files that could not be decoded), both written to a temporary name and renamed,
-the JSON last, so an interrupted write leaves no entry. Nothing is ever deleted: remove the directory to free it.
+``KEY.json`` (its shape and the files that could not be decoded), both written atomically
+(:func:`ssl_mix.atomic.write_atomic`), the JSON last, so an interrupted write leaves no entry. Nothing is ever
+deleted: remove the directory to free it.
 """
 
 from __future__ import annotations
@@ -13,12 +14,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from ssl_mix.atomic import write_atomic
 
 __all__ = ["default_cache_dir", "cache_key", "read_cache", "write_cache"]
 
@@ -76,17 +78,6 @@ def read_cache(directory: str | Path, key: str, *, images: bool = True) -> tuple
     return array, meta
 
 
-def _atomic_write(path: Path, write: Any) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_cache(directory: str | Path, key: str, images: np.ndarray | None, meta: dict[str, Any]) -> bool:
     """Store an entry atomically; returns False (and stores nothing) when the directory is not writable.
 
@@ -101,8 +92,8 @@ def write_cache(directory: str | Path, key: str, images: np.ndarray | None, meta
     try:
         directory.mkdir(parents=True, exist_ok=True)
         if images is not None:
-            _atomic_write(directory / f"{key}.npy", lambda f: np.save(f, images, allow_pickle=False))
-        _atomic_write(directory / f"{key}.json", lambda f: f.write(json.dumps(meta, sort_keys=True).encode()))
+            write_atomic(directory / f"{key}.npy", lambda f: np.save(f, images, allow_pickle=False))
+        write_atomic(directory / f"{key}.json", json.dumps(meta, sort_keys=True))
     except OSError:
         return False
     return True

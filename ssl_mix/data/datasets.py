@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal, get_args
 
@@ -25,13 +25,32 @@ from ssl_mix.data.folder import folder_files
 from ssl_mix.data.images import ResizeMode
 from ssl_mix.data.spec import DataSpec, spec_from_arrays
 
-__all__ = ["DatasetName", "DATASET_NAMES", "load_arrays", "load_targets", "data_spec"]
+__all__ = ["DatasetName", "DATASET_NAMES", "check_folder_only", "load_arrays", "load_targets", "data_spec"]
 
 DatasetName = Literal["cifar10", "cifar100", "svhn", "folder", "digits"]
 """The built-in datasets: CIFAR-10/100 and SVHN through torchvision, an image folder, scikit-learn's digits."""
 
 DATASET_NAMES: tuple[str, ...] = get_args(DatasetName)
 """The values of :data:`DatasetName`, in order (for argument choices and messages)."""
+
+
+def check_folder_only(dataset: str, settings: Mapping[str, object], *, advice: str, setting: str = "dataset"
+                      ) -> None:
+    """Refuse settings that apply to an image folder (dataset ``"folder"``) only when another dataset is named.
+
+    Args:
+        dataset: the dataset name.
+        settings: ``{name, as the caller's user spells it: value}``; None means not given.
+        advice: what to do instead, ending the message (e.g. ``"drop data.labels or set data.dataset='folder'"``).
+        setting: how the caller's user spells the dataset setting (``data.dataset`` in a config).
+
+    Raises:
+        ValueError: naming the first setting given, the dataset, and the advice.
+    """
+    given = [name for name, value in settings.items() if value is not None]
+    if given and dataset != "folder":
+        raise ValueError(f"{given[0]} applies to {setting} 'folder' (your own images) only, not {dataset!r}; "
+                         f"{advice}")
 
 SplitName = Literal["train", "test", "extra", "unlabeled"]
 
@@ -122,9 +141,8 @@ def load_arrays(name: DatasetName, root: str | Path | None, split: SplitName, *,
     """
     if name not in DATASET_NAMES:
         raise ValueError(f"unknown dataset {name!r}; expected one of {', '.join(DATASET_NAMES)}")
-    folder_only = {"image_size": image_size, "channels": channels, "classes": classes, "labels": labels}
-    if name != "folder" and any(v is not None for v in folder_only.values()):
-        raise ValueError(f"image_size, channels, classes and labels apply to name='folder' only, not {name!r}")
+    check_folder_only(name, {"image_size": image_size, "channels": channels, "classes": classes, "labels": labels},
+                      advice="leave it None, or load name='folder'")
     if name == "digits":
         return _load_digits(split)
     if name == "folder":
@@ -152,8 +170,7 @@ def load_targets(name: DatasetName, root: str | Path | None, split: SplitName = 
     if name == "folder":
         files = folder_files(_require_root(name, root), split, labels=labels)  # type: ignore[arg-type]
         return files.targets, files.classes
-    if labels is not None:
-        raise ValueError(f"labels (--labels) applies to dataset 'folder' only, not {name!r}")
+    check_folder_only(name, {"labels": labels}, advice="leave it None, or load name='folder'")
     arrays = load_arrays(name, root, split, download=download)
     return arrays.targets, arrays.classes
 

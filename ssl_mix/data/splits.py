@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ssl_mix.atomic import write_atomic
 from ssl_mix.checks import check_bool, check_int
 
 __all__ = ["LabelSplit", "make_split", "split_summary", "SPLIT_FORMAT_VERSION"]
@@ -162,12 +163,12 @@ class LabelSplit:
         return "{\n" + ",\n".join(lines) + "\n}\n"
 
     def save(self, path: str | Path) -> None:
-        """Write the split as JSON (UTF-8, ``\\n`` line endings; identical bytes for identical splits).
+        """Write the split as JSON (UTF-8, ``\\n`` line endings; identical bytes for identical splits), atomically.
 
         Args:
             path: destination file; its parent directory must exist.
         """
-        Path(path).write_bytes(self.to_json().encode("utf-8"))
+        write_atomic(path, self.to_json())
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], *, dataset: str | None = None, source: str = "split") -> LabelSplit:
