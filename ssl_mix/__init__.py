@@ -6,8 +6,6 @@ mixup and manifold mixup baselines, label-budget splits, models with addressable
 linearity analysis. Public names are re-exported here flat: ``from ssl_mix import ICT, Trainer``.
 """
 
-__version__ = "0.1.0"
-
 from ssl_mix.active import (
     SELECTION_COLUMNS,
     Selection,
@@ -175,6 +173,7 @@ from ssl_mix.run import (
 from ssl_mix.selection import STRATEGIES, Strategy, acquisition_scores, check_strategy, select_top
 from ssl_mix.teacher import MODEL_ROLES, EMATeacher, TeacherBN
 from ssl_mix.trainer import NonFiniteLossError, Trainer
+from ssl_mix.version import __version__
 
 __all__ = [
     "__version__",

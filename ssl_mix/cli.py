@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from ssl_mix import __version__
+from ssl_mix.version import __version__
 
 
 class UsageError(Exception):

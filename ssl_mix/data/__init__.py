@@ -45,9 +45,10 @@ from ssl_mix.data.images import (
     image_size_pair,
     prepare_image,
 )
-from ssl_mix.data.loaders import TensorDualLoader, TorchDualLoader, derive_seed, eval_batches
+from ssl_mix.data.loaders import TensorDualLoader, TorchDualLoader, eval_batches
 from ssl_mix.data.splits import SPLIT_FORMAT_VERSION, LabelSplit, make_split, split_summary
 from ssl_mix.data.zca import ZCA, apply_zca, fit_zca, preprocess_entry, preprocess_transform
+from ssl_mix.seeding import derive_seed
 
 __all__ = [
     "DATASET_NAMES",
