@@ -114,6 +114,7 @@ from ssl_mix.experiment import (
     build_loader,
     build_method,
     build_preprocess,
+    build_teacher,
     build_trainer,
     calibrate_run,
     folder_run_files,
@@ -135,6 +136,7 @@ from ssl_mix.methods import (
     StepContext,
     StepOutput,
     method_class,
+    register_method,
 )
 from ssl_mix.metrics import ClassificationMetrics, expected_calibration_error, reliability_bins
 from ssl_mix.mixing import MixPlan, identity_plan, mix, sample_mix_plan, sample_mix_weights
@@ -185,10 +187,11 @@ __all__ = [
     # teacher, methods, training
     "EMATeacher", "MODEL_ROLES", "TeacherBN", "Method", "ERM", "Mixup", "ManifoldMixup", "ICT", "Batch",
     "StepContext", "StepOutput",
-    "METHODS", "MethodName", "method_class",
+    "METHODS", "MethodName", "method_class", "register_method",
     "Trainer", "NonFiniteLossError", "evaluate", "ClassificationMetrics", "expected_calibration_error",
     "save_checkpoint", "load_checkpoint",
-    "RunData", "load_run_data", "build_method", "build_preprocess", "build_loader", "build_trainer", "run_experiment",
+    "RunData", "load_run_data", "build_method", "build_teacher", "build_preprocess", "build_loader", "build_trainer",
+    "run_experiment",
     "run_demo",
     # using a trained model: calibration, prediction
     "fit_temperature", "scale_logits", "calibration_metrics", "model_logits", "calibrate_models", "calibrate_run",

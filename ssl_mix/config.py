@@ -27,7 +27,7 @@ from ssl_mix.checks import check_alpha, check_bool, check_in, check_int, check_k
 from ssl_mix.data.datasets import DatasetName
 from ssl_mix.data.images import ResizeMode, image_size_pair
 from ssl_mix.losses import ConsistencyDistance, ConsistencyTarget
-from ssl_mix.methods import MethodName, SupervisedTerm, TeacherMode
+from ssl_mix.methods import MethodName, SupervisedTerm, TeacherMode, method_class
 from ssl_mix.ramps import RampKind
 from ssl_mix.teacher import TeacherBN
 
@@ -322,17 +322,7 @@ class MethodConfig:
 
     def __post_init__(self) -> None:
         _check_fields(self)
-        if self.joint_forward and self.name != "ict":
-            raise ValueError(f"MethodConfig.joint_forward applies to the ict method (the others run one student "
-                             f"forward pass per step), got method {self.name!r}; drop --joint-forward")
-        if self.teacher_bn == "own" and self.name != "ict":
-            raise ValueError(f"MethodConfig.teacher_bn='own' needs a method that runs the teacher (ict), so that its "
-                             f"batch-norm statistics are updated; method {self.name!r} never runs it, so its "
-                             "statistics would stay at their initial values. Use --teacher-bn copy")
-        if self.teacher_bn == "own" and self.teacher_mode == "eval":
-            raise ValueError("MethodConfig.teacher_bn='own' needs teacher_mode='train': the teacher's own batch-norm "
-                             "statistics are updated by its forward passes in train mode, and in eval mode they would "
-                             "never move. Use --teacher-mode train, or --teacher-bn copy")
+        method_class(self.name).check_config(self)  # the settings only some methods take
         check_k(self.k, "MethodConfig.k")
         check_alpha(self.alpha, "MethodConfig.alpha")
         if self.sup_alpha is not None:

@@ -1,4 +1,5 @@
-"""The package's import graph: no cycles (module-level or deferred imports alike), no private names borrowed."""
+"""The package's import graph: no cycles (module-level or deferred imports alike, through package ``__init__`` files
+too), no private names borrowed."""
 
 import ast
 from pathlib import Path
@@ -16,11 +17,23 @@ def _module_name(path: Path) -> str:
 MODULES = {_module_name(p): p for p in PACKAGE.rglob("*.py")}
 
 
-def _imports(name: str) -> list[tuple[str, list[str], int]]:
-    """``(imported module, imported names, line)`` for every ssl_mix import in module ``name``, at any depth."""
+def _type_checking_only(tree: ast.AST) -> set[ast.AST]:
+    """The import statements under ``if TYPE_CHECKING:``: read by type checkers, never run."""
+    guarded = [node for node in ast.walk(tree) if isinstance(node, ast.If)
+               and "TYPE_CHECKING" in (getattr(node.test, "id", None), getattr(node.test, "attr", None))]
+    return {inner for node in guarded for stmt in node.body for inner in ast.walk(stmt)
+            if isinstance(inner, (ast.Import, ast.ImportFrom))}
+
+
+def _imports(name: str, *, runtime: bool = False) -> list[tuple[str, list[str], int]]:
+    """``(imported module, imported names, line)`` for every ssl_mix import in module ``name``, at any depth;
+    ``runtime``: only those that run (not those under ``if TYPE_CHECKING:``)."""
     tree = ast.parse(MODULES[name].read_text())
+    skipped = _type_checking_only(tree) if runtime else set()
     found = []
     for node in ast.walk(tree):
+        if node in skipped:
+            continue
         if isinstance(node, ast.Import):
             found += [(alias.name, [], node.lineno) for alias in node.names if alias.name.startswith("ssl_mix")]
         elif isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("ssl_mix"):
@@ -49,7 +62,7 @@ def _executed(importer: str, target: str) -> set[str]:
 def _graph() -> dict[str, set[str]]:
     graph = {name: set() for name in MODULES}
     for name in MODULES:
-        for target, _, _ in _imports(name):
+        for target, _, _ in _imports(name, runtime=True):
             graph[name] |= {module for module in _executed(name, target) if module in MODULES}
     return graph
 
@@ -95,6 +108,11 @@ def test_an_import_runs_the_packages_above_its_target_but_not_the_importers_own(
     assert _executed("p.q.m", "p.q.r") == {"p.q.r"}
     assert _executed("p.m", "p") == {"p"}  # a name read back from the package that imports p.m
     assert _executed("p", "p.m") == {"p.m"}
+
+
+def test_imports_for_type_checkers_only_are_no_edges():
+    tree = ast.parse("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from a import b\nfrom c import d\n")
+    assert [node.module for node in _type_checking_only(tree)] == ["a"]
 
 
 def test_no_private_name_is_imported_from_another_module():
