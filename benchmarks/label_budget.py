@@ -52,15 +52,16 @@ from ssl_mix import (
     run_experiment,
 )
 
-# Each grid method is a set of config updates on top of the scale's base config. erm and mixup never run the teacher,
-# so its batch-norm statistics are copied from the student (the paper presets keep the teacher's own, for ICT).
+# Each grid method is a set of config updates on top of the scale's base config. Methods that never run the teacher
+# (``uses_teacher`` False in ssl_mix.METHODS: erm, mixup) copy its batch-norm statistics from the student (the paper
+# presets keep the teacher's own, for ICT); run_config sets that.
 # The ``-official`` methods add the parts of the official ICT code that the CPU scale's plain ICT leaves out:
 # supervised mixup on the labeled batch, mixed teacher logits as the target, ZCA-whitened inputs and the teacher's own
 # batch-norm statistics (see docs/pages/label-budget.md).
 _OFFICIAL = {"supervised": "mixup", "consistency_target": "logits", "teacher_bn": "own"}
 METHODS: dict[str, dict[str, dict]] = {
-    "erm": {"method": {"name": "erm", "teacher_bn": "copy"}},
-    "mixup": {"method": {"name": "mixup", "k": 2, "teacher_bn": "copy"}},
+    "erm": {"method": {"name": "erm"}},
+    "mixup": {"method": {"name": "mixup", "k": 2}},
     **{f"ict{k}": {"method": {"name": "ict", "k": k}} for k in (2, 3, 4, 5)},
     **{f"ict{k}-official": {"method": {"name": "ict", "k": k, **_OFFICIAL}, "data": {"zca": True}}
        for k in (2, 3, 4, 5)},
@@ -109,11 +110,13 @@ def scale_config(scale: str, dataset: str) -> Config:
 
 def run_config(base: Config, method: str, budget: int, seed: int, steps: int | None, runs_dir: Path, *,
                teacher_bn: str | None = None, eval_every: int | None = None) -> Config:
-    """The config of one grid cell; ``teacher_bn`` overrides the teacher's batch-norm statistics of the ICT methods
-    (erm and mixup never run the teacher) and ``eval_every`` the evaluation interval."""
+    """The config of one grid cell; ``teacher_bn`` overrides the teacher's batch-norm statistics of the methods that
+    run the teacher (the others copy the student's) and ``eval_every`` the evaluation interval."""
     method_updates = dict(METHODS[method]["method"])
     name = f"{method}_n{budget}_s{seed}"
-    if teacher_bn is not None and method_updates["name"] == "ict":
+    if not method_class(method_updates["name"]).uses_teacher:
+        method_updates["teacher_bn"] = "copy"
+    elif teacher_bn is not None:
         method_updates["teacher_bn"] = teacher_bn
         name += f"_bn{teacher_bn}"
     updates = {

@@ -63,6 +63,7 @@ from ssl_mix import (
     TrainConfig,
     Trainer,
     build_method,
+    build_teacher,
     create_model,
     data_spec,
 )
@@ -298,7 +299,7 @@ def run_config(model_name: str, method_key: str, args: argparse.Namespace, data:
     train = TrainConfig(steps=10**6, device=str(device), precision=args.precision,
                         compile=args.compile and args.compile_mode is None, progress=False, out_dir=out_dir,
                         seed=args.seed)
-    trainer = Trainer(model, method, loader, train=train, optim=OptimConfig(), ema_decay=0.999)
+    trainer = Trainer(model, method, loader, train=train, optim=OptimConfig(), teacher=build_teacher(method_cfg, model))
     trainer.student.train()
     if args.compile_mode is not None:
         # A compile mode the Trainer does not offer (it compiles with the default mode and falls back to eager):

@@ -6,8 +6,6 @@ mixup and manifold mixup baselines, label-budget splits, models with addressable
 linearity analysis. Public names are re-exported here flat: ``from ssl_mix import ICT, Trainer``.
 """
 
-__version__ = "0.1.0"
-
 from ssl_mix.active import (
     SELECTION_COLUMNS,
     Selection,
@@ -121,6 +119,7 @@ from ssl_mix.experiment import (
     build_loader,
     build_method,
     build_preprocess,
+    build_teacher,
     build_trainer,
     load_run_data,
     run_experiment,
@@ -148,6 +147,7 @@ from ssl_mix.methods import (
     StepContext,
     StepOutput,
     method_class,
+    register_method,
 )
 from ssl_mix.metrics import ClassificationMetrics, expected_calibration_error, reliability_bins
 from ssl_mix.mixing import MixPlan, identity_plan, mix, sample_mix_plan, sample_mix_weights
@@ -186,6 +186,7 @@ from ssl_mix.run import (
 from ssl_mix.selection import STRATEGIES, Strategy, acquisition_scores, check_strategy, select_top
 from ssl_mix.teacher import MODEL_ROLES, EMATeacher, TeacherBN
 from ssl_mix.trainer import NonFiniteLossError, Trainer
+from ssl_mix.version import __version__
 
 __all__ = [
     "__version__",
@@ -197,10 +198,11 @@ __all__ = [
     # teacher, methods, training
     "EMATeacher", "MODEL_ROLES", "TeacherBN", "Method", "ERM", "Mixup", "ManifoldMixup", "ICT", "Batch",
     "StepContext", "StepOutput",
-    "METHODS", "MethodName", "method_class",
+    "METHODS", "MethodName", "method_class", "register_method",
     "Trainer", "NonFiniteLossError", "evaluate", "ClassificationMetrics", "expected_calibration_error",
     "save_checkpoint", "load_checkpoint",
-    "RunData", "load_run_data", "build_method", "build_preprocess", "build_loader", "build_trainer", "run_experiment",
+    "RunData", "load_run_data", "build_method", "build_teacher", "build_preprocess", "build_loader", "build_trainer",
+    "run_experiment",
     "run_demo",
     # using a trained model: calibration, prediction
     "fit_temperature", "safe_temperature", "MIN_RELIABLE_VALID",

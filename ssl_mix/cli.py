@@ -11,8 +11,8 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
-from ssl_mix import __version__
 from ssl_mix.config.flags import add_config_flags, add_deprecated_flag, config_updates, flag_terms
+from ssl_mix.version import __version__
 
 
 class UsageError(Exception):

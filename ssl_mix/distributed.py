@@ -71,8 +71,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from ssl_mix.data.loaders import derive_seed
 from ssl_mix.models import MixableModule
+from ssl_mix.seeding import derive_seed
 
 __all__ = [
     "DEFAULT_TIMEOUT_S",

@@ -1,7 +1,8 @@
 """From a :class:`~ssl_mix.config.Config` to a trained model: data, split, loader, model, method, trainer.
 
 This is what ``ssl-mix train`` runs; the Python API offers the same in one call, :func:`run_experiment`, or piece
-by piece (:func:`load_run_data`, :func:`build_method`, :func:`build_trainer`) for users who swap a part.
+by piece (:func:`load_run_data`, :func:`build_method`, :func:`build_teacher`, :func:`build_trainer`) for users who
+swap a part.
 
 Under torchrun every process runs the same code: :func:`run_experiment` joins the process group, the loader takes
 this process's shard, and only process 0 writes files (see :mod:`ssl_mix.distributed`).
@@ -36,13 +37,15 @@ from ssl_mix.data import (
 )
 from ssl_mix.data.run_data import RunData, folder_run_files  # noqa: F401 (folder_run_files: importable from here)
 from ssl_mix.evaluation import EVAL_BATCH_SIZE
-from ssl_mix.methods import ERM, ICT, ManifoldMixup, Method, Mixup, method_class
+from ssl_mix.methods import Method, method_class
 from ssl_mix.models import create_model
-from ssl_mix.ramps import ConsistencySchedule
 from ssl_mix.run import RunDir, check_resume, data_info, note_fresh_start, write_json
+from ssl_mix.teacher import EMATeacher
+from ssl_mix.train_logs import tensorboard_writer
 from ssl_mix.trainer import Trainer, resolve_device
 
-__all__ = ["load_run_data", "build_method", "build_preprocess", "build_loader", "build_trainer", "run_experiment"]
+__all__ = ["load_run_data", "build_method", "build_teacher", "build_preprocess", "build_loader", "build_trainer",
+           "run_experiment"]
 
 
 def load_run_data(cfg: Config) -> RunData:
@@ -52,19 +55,15 @@ def load_run_data(cfg: Config) -> RunData:
 
 
 def build_method(cfg: MethodConfig, *, num_classes: int, total_steps: int) -> Method:
-    """The :class:`~ssl_mix.methods.Method` a config section describes (ramps sized to ``total_steps``)."""
-    if cfg.name == "erm":
-        return ERM()
-    if cfg.name == "mixup":
-        return Mixup(cfg.k, cfg.alpha, per_sample=cfg.per_sample, cutmix_alpha=cfg.cutmix_alpha,
-                     switch_prob=cfg.cutmix_switch_prob, num_classes=num_classes)
-    if cfg.name == "manifold-mixup":
-        return ManifoldMixup(cfg.mix_layers, cfg.k, cfg.alpha, per_sample=cfg.per_sample)
-    schedule = ConsistencySchedule(max_weight=cfg.consistency_weight, ramp=cfg.ramp,
-                                   ramp_steps=round(cfg.ramp_fraction * total_steps))
-    return ICT(cfg.k, cfg.alpha, per_sample=cfg.per_sample, schedule=schedule, supervised=cfg.supervised,
-               sup_alpha=cfg.sup_alpha, target=cfg.consistency_target, distance=cfg.consistency_distance,
-               teacher_mode=cfg.teacher_mode, joint_forward=cfg.joint_forward)
+    """The :class:`~ssl_mix.methods.Method` a config section describes: the registered class of ``cfg.name``
+    built by its :meth:`~ssl_mix.methods.Method.from_config` (ramps sized to ``total_steps``)."""
+    return method_class(cfg.name).from_config(cfg, num_classes=num_classes, total_steps=total_steps)
+
+
+def build_teacher(cfg: MethodConfig, model: torch.nn.Module) -> EMATeacher:
+    """The EMA teacher of ``model`` that a config section describes (``ema_decay``, ``ema_warmup``,
+    ``teacher_bn``)."""
+    return EMATeacher(model, decay=cfg.ema_decay, warmup=cfg.ema_warmup, buffers=cfg.teacher_bn)
 
 
 def build_preprocess(cfg: Config, data: RunData, device: torch.device | str = "cpu") -> ZCA | None:
@@ -115,7 +114,8 @@ def build_loader(cfg: Config, data: RunData, device: torch.device, *, with_unlab
 
 
 def build_trainer(cfg: Config, data: RunData | None = None) -> Trainer:
-    """Everything :func:`run_experiment` builds, without training: data, model, method, loader, trainer."""
+    """Everything :func:`run_experiment` builds, without training: data, model, method, teacher, loader, the
+    TensorBoard writer (at the run directory's ``tensorboard/``) and the trainer."""
     data = data if data is not None else load_run_data(cfg)
     device = resolve_device(cfg.train.device)
     torch.manual_seed(cfg.train.seed)  # initial weights
@@ -146,8 +146,8 @@ def build_trainer(cfg: Config, data: RunData | None = None) -> Trainer:
                                     device=device, preprocess=preprocess)
     info = data_info(data.spec, data.labeled.classes, data.labeled.image_shape, data.split,
                      preprocess=preprocess_entry(preprocess))
-    return Trainer(model, method, loader, train=cfg.train, optim=cfg.optim, ema_decay=cfg.method.ema_decay,
-                   ema_warmup=cfg.method.ema_warmup, teacher_bn=cfg.method.teacher_bn, eval_sets=eval_sets,
+    return Trainer(model, method, loader, train=cfg.train, optim=cfg.optim, teacher=build_teacher(cfg.method, model),
+                   writer=tensorboard_writer(RunDir(cfg.train.out_dir).tensorboard), eval_sets=eval_sets,
                    config=cfg.to_dict(), linearity=linearity, data_info=info)
 
 
@@ -165,8 +165,9 @@ def run_experiment(cfg: Config, *, resume: bool = False, data: RunData | None = 
     did; call it on every process.
 
     Returns:
-        The report of :meth:`Trainer.fit`. The run directory holds the split and the config beside the
-        checkpoints (see :mod:`ssl_mix.run`).
+        The report of :meth:`Trainer.fit`, with the fitted temperatures under ``calibration`` when the run has a
+        validation split; it is written once, to the run directory's ``report.json``, beside the split, the config
+        and the checkpoints (see :mod:`ssl_mix.run`).
     """
     with distributed.session(cfg.train.device, timeout=cfg.train.dist_timeout):
         run = RunDir(cfg.train.out_dir)
@@ -186,12 +187,12 @@ def run_experiment(cfg: Config, *, resume: bool = False, data: RunData | None = 
         if resuming:
             trainer.resume(run.last)
         report = trainer.fit()
-        if data.valid is not None and len(data.valid):
-            if distributed.is_main():
+        if distributed.is_main():
+            if data.valid is not None and len(data.valid):
                 calibrated = calibrate_run(run.root, device=trainer.device, valid=data.valid)
                 report["calibration"] = {Path(path).name: record for path, record in calibrated.items()}
-                write_json(run.report, report)
-            distributed.barrier()
+            write_json(run.report, report)
+        distributed.barrier()
         return report
 
 

@@ -29,9 +29,9 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from ssl_mix import __version__
 from ssl_mix.atomic import atomic_path
 from ssl_mix.checks import check_in
+from ssl_mix.version import __version__
 
 __all__ = ["EXPORT_FORMATS", "export_model", "load_export", "sidecar_path"]
 

@@ -1,4 +1,4 @@
-"""What the training loop keeps beside the step: logged values summed on the device, stop signals, writers.
+"""What the training loop keeps beside the step: logged values summed on the device, stop signals, log writers.
 
 Logged values stay on the device between reads (one host round trip every ``log_every`` steps); SIGINT and SIGTERM
 ask the loop to stop at a step boundary, or between evaluation batches, where it can write a checkpoint.
@@ -9,14 +9,16 @@ from __future__ import annotations
 import math
 import signal
 import threading
+import warnings
 from collections.abc import Mapping
-from typing import Any
+from pathlib import Path
+from typing import Any, Protocol
 
 import torch
 
 from ssl_mix import distributed
 
-__all__ = ["GracefulStop", "LogAccumulator", "NullWriter", "flatten_dict"]
+__all__ = ["GracefulStop", "LogAccumulator", "LogWriter", "NullWriter", "tensorboard_writer", "flatten_dict"]
 
 
 class GracefulStop:
@@ -85,8 +87,25 @@ class LogAccumulator:
         return means, int(values[-2]), values[-1] > 0
 
 
+class LogWriter(Protocol):
+    """What the trainer logs to: the part of TensorBoard's ``SummaryWriter`` it uses."""
+
+    def add_scalar(self, tag: str, scalar_value: float, global_step: int | None = None) -> None:
+        """Record ``scalar_value`` under ``tag`` at ``global_step``."""
+
+    def add_hparams(self, hparam_dict: dict[str, Any], metric_dict: dict[str, float], *args: Any,
+                    **kwargs: Any) -> None:
+        """Record a run's hyper-parameters with its final metrics."""
+
+    def flush(self) -> None:
+        """Write what is buffered."""
+
+    def close(self) -> None:
+        """Flush and release the files."""
+
+
 class NullWriter:
-    """Stands in for the TensorBoard writer on processes other than 0, which log nothing."""
+    """A :class:`LogWriter` that keeps nothing: for processes other than 0, and runs without TensorBoard logs."""
 
     def add_scalar(self, *args: Any, **kwargs: Any) -> None:
         pass
@@ -99,6 +118,25 @@ class NullWriter:
 
     def close(self) -> None:
         pass
+
+
+def tensorboard_writer(log_dir: str | Path) -> LogWriter:
+    """The run's log writer: a TensorBoard ``SummaryWriter`` writing to ``log_dir`` on process 0 (a run's
+    :attr:`ssl_mix.run.RunDir.tensorboard`), a :class:`NullWriter` on the other processes of a distributed run.
+
+    Args:
+        log_dir: the directory of the event files; created with the writer.
+
+    Returns:
+        The writer to hand to :class:`~ssl_mix.Trainer`.
+    """
+    if not distributed.is_main():
+        return NullWriter()
+    with warnings.catch_warnings():
+        # tensorboard's import path emits deprecation warnings from its dependencies on some versions.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        from torch.utils.tensorboard import SummaryWriter
+    return SummaryWriter(log_dir=str(log_dir))
 
 
 def flatten_dict(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:

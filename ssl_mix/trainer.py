@@ -5,6 +5,10 @@ schedule step, EMA teacher update. Everything a step logs stays on the device an
 steps; a non-finite loss is detected on the device too (the first bad step is recorded without a sync) and stops
 training at the next read with a message naming that step, leaving the last good checkpoint in place.
 
+The trainer is handed its parts: the student, the method, the loader, the EMA teacher and the log writer (built
+by :func:`ssl_mix.build_trainer` from a config, or by hand). The only files it writes are checkpoints, through
+:mod:`ssl_mix.checkpoint`; :meth:`Trainer.fit` returns the report, which :func:`ssl_mix.run_experiment` writes.
+
 Checkpoints (the run directory's latest and, when a validation split exists, best; see :mod:`ssl_mix.run`) hold
 everything needed to continue: student, teacher, optimiser, scheduler, loader position, every random state, step,
 config, the data description and evaluation history. A run interrupted at any step and resumed ends with the same
@@ -16,14 +20,14 @@ Model selection uses the validation split only, never the test set.
 Launched by torchrun with several processes (and the process group joined, e.g. by
 :func:`ssl_mix.distributed.session`), the trainer wraps the student in ``DistributedDataParallel``, evaluates a
 shard of each evaluation set per process and adds the sums up, agrees on non-finite losses and stop signals at
-every log read (and on stop signals before every round of evaluation batches), and writes logs and checkpoints
-from process 0 only; see :mod:`ssl_mix.distributed`.
+every log read (and on stop signals before every round of evaluation batches), and writes checkpoints from
+process 0 only (build the writer with :func:`ssl_mix.train_logs.tensorboard_writer`, a null writer on the other
+processes); see :mod:`ssl_mix.distributed`.
 """
 
 from __future__ import annotations
 
 import time
-import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -38,9 +42,9 @@ from ssl_mix.config import OptimConfig, TrainConfig
 from ssl_mix.evaluation import EvaluationStopped, evaluate
 from ssl_mix.methods import Batch, Method, StepContext, StepOutput
 from ssl_mix.optim import build_optimizer, build_scheduler
-from ssl_mix.run import CHECKPOINT_FORMAT, RunDir, check_checkpoint_format, write_json
-from ssl_mix.teacher import EMATeacher, TeacherBN
-from ssl_mix.train_logs import GracefulStop, LogAccumulator, NullWriter, flatten_dict
+from ssl_mix.run import CHECKPOINT_FORMAT, RunDir, check_checkpoint_format
+from ssl_mix.teacher import EMATeacher
+from ssl_mix.train_logs import GracefulStop, LogAccumulator, LogWriter, NullWriter, flatten_dict
 
 __all__ = ["Trainer", "NonFiniteLossError", "resolve_device"]
 
@@ -67,10 +71,13 @@ class Trainer:
         loader: a dual loader yielding ``(x_l, y_l, x_u)`` forever, with ``state_dict``/``load_state_dict``.
         train: loop settings (steps, seed, evaluation, logging, checkpoints, device, precision).
         optim: optimiser and learning-rate schedule.
-        ema_decay: EMA decay of the teacher.
-        ema_warmup: use the mean-teacher warm-up decay min(1 - 1/(t+1), decay).
-        teacher_bn: the teacher's buffers: ``copy`` the student's at every update, or keep its ``own``
-            (see :class:`~ssl_mix.EMATeacher`).
+        teacher: the :class:`~ssl_mix.EMATeacher` of ``model`` (its decay, warm-up and buffer convention; see
+            :func:`ssl_mix.build_teacher` for one from a config); default ``EMATeacher(model)`` (decay 0.999 with
+            warm-up, the student's buffers copied). It is moved to the training device and, in a distributed run,
+            restarted from the student's weights as DistributedDataParallel broadcast them.
+        writer: where logged values go: a TensorBoard ``SummaryWriter`` (see
+            :func:`ssl_mix.train_logs.tensorboard_writer`) or anything with its ``add_scalar``, ``add_hparams``,
+            ``flush`` and ``close``; default a :class:`~ssl_mix.train_logs.NullWriter`, which keeps nothing.
         eval_sets: named evaluation data: ``"test"`` and optionally ``"valid"`` (model selection uses ``"valid"``
             only). Each value is a re-iterable of ``(x, y)`` batches (e.g. a DataLoader or a function's result
             list), or a zero-argument callable returning such an iterable.
@@ -100,11 +107,10 @@ class Trainer:
     """
 
     def __init__(self, model: nn.Module, method: Method, loader: Any, *, train: TrainConfig | None = None,
-                 optim: OptimConfig | None = None, ema_decay: float = 0.999, ema_warmup: bool = True,
-                 teacher_bn: TeacherBN = "copy", eval_sets: Mapping[str, Any] | None = None,
-                 config: dict[str, Any] | None = None, linearity: Any = None,
-                 data_info: Mapping[str, Any] | None = None) -> None:
-        _check_arguments(model, method, loader, eval_sets)
+                 optim: OptimConfig | None = None, teacher: EMATeacher | None = None, writer: LogWriter | None = None,
+                 eval_sets: Mapping[str, Any] | None = None, config: dict[str, Any] | None = None,
+                 linearity: Any = None, data_info: Mapping[str, Any] | None = None) -> None:
+        _check_arguments(model, method, loader, teacher, eval_sets)
         self.cfg = train or TrainConfig()
         self.optim_cfg = optim or OptimConfig()
         self.device = resolve_device(self.cfg.device)
@@ -113,6 +119,7 @@ class Trainer:
         self.config = config or {}
         self.data_info = dict(data_info or {})
         self.linearity = linearity
+        self.writer = writer if writer is not None else NullWriter()
         self.run = RunDir(self.cfg.out_dir)
         self.out_dir = self.run.root
 
@@ -122,7 +129,7 @@ class Trainer:
         self.student = model.to(self.device)  # the raw student: optimised, averaged into the teacher, checkpointed
         self.wrapped_student = self.student  # what the training step calls: the student behind DDP / compile
         self._wrap_student(loader)
-        self.teacher = EMATeacher(self.student, decay=ema_decay, warmup=ema_warmup, buffers=teacher_bn).to(self.device)
+        self.teacher = self._place_teacher(teacher)
         self.optimizer = build_optimizer(self.student.parameters(), self.optim_cfg)
         self.scheduler = build_scheduler(self.optimizer, self.cfg.steps, self.optim_cfg)
         # Each process mixes its own shard with its own draws; rank 0 keeps the one-process seeds.
@@ -133,7 +140,6 @@ class Trainer:
         self.history: list[dict[str, Any]] = []
         self.best: dict[str, Any] | None = None
         self._last_checkpoint_step: int | None = None
-        self._writer = None
         self._stop_signal: GracefulStop | None = None
         self._stop_agreed = False
         self._evaluation_pending = False  # a stop cut this step's evaluation short (see _end_of_step)
@@ -157,16 +163,28 @@ class Trainer:
         if self.cfg.compile:
             self.wrapped_student = compile_model(self.wrapped_student)
 
+    def _place_teacher(self, teacher: EMATeacher | None) -> EMATeacher:
+        """The teacher on the training device; in a distributed run, with the student's batch-norm layers and
+        weights (process 0's, as DDP broadcast them), so that it starts identical on every process."""
+        if teacher is None:
+            return EMATeacher(self.student).to(self.device)
+        teacher = teacher.to(self.device)
+        if self.distributed:
+            if self.cfg.sync_bn:
+                teacher.module = nn.SyncBatchNorm.convert_sync_batchnorm(teacher.module)
+            teacher.module.load_state_dict(self.student.state_dict())
+        return teacher
+
     # ------------------------------------------------------------------------------------------------ loop
     def fit(self) -> dict[str, Any]:
-        """Train until ``train.steps``; returns the final report (also written to ``out_dir/report.json``).
+        """Train until ``train.steps``; returns the final report (:func:`ssl_mix.run_experiment` writes it to the run
+        directory's ``report.json``). The writer is flushed and closed at the end (a ``SummaryWriter`` reopens on its
+        next write).
 
         In a distributed run every process calls it and gets the same report, after process 0 wrote its files."""
         from tqdm.auto import tqdm
 
-        if self.is_main:
-            self.out_dir.mkdir(parents=True, exist_ok=True)
-        writer = self._tensorboard()
+        writer = self.writer
         logs = LogAccumulator(self.device, distributed_run=self.distributed)
         batches = iter(self.loader)
         self.student.train()
@@ -194,11 +212,8 @@ class Trainer:
             writer.flush()
         wall = time.perf_counter() - start
         report = self._report(wall, self.step - start_step)
-        if self.is_main:
-            write_json(self.run.report, report)
         self._log_hparams(writer, report)
         writer.close()
-        self._writer = None
         distributed.barrier()  # every process returns once process 0 has written the final files
         return report
 
@@ -342,17 +357,6 @@ class Trainer:
             )
         return means
 
-    def _tensorboard(self):
-        if not self.is_main:
-            return NullWriter()
-        if self._writer is None:
-            with warnings.catch_warnings():
-                # tensorboard's import path emits deprecation warnings from its dependencies on some versions.
-                warnings.simplefilter("ignore", DeprecationWarning)
-                from torch.utils.tensorboard import SummaryWriter
-            self._writer = SummaryWriter(log_dir=str(self.run.tensorboard))
-        return self._writer
-
     def _log_hparams(self, writer, report: dict[str, Any]) -> None:
         hparams = {k: (v if isinstance(v, (int, float, str, bool)) else str(v))
                    for k, v in flatten_dict(self.config).items()}
@@ -446,12 +450,15 @@ class Trainer:
         return self.step
 
 
-def _check_arguments(model: Any, method: Any, loader: Any, eval_sets: Mapping[str, Any] | None) -> None:
+def _check_arguments(model: Any, method: Any, loader: Any, teacher: Any, eval_sets: Mapping[str, Any] | None) -> None:
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     if not isinstance(method, Method):
         raise TypeError(f"method must be an ssl_mix Method (ERM, Mixup, ManifoldMixup, ICT), got "
                         f"{type(method).__name__}")
+    if teacher is not None and not isinstance(teacher, EMATeacher):
+        raise TypeError(f"teacher must be an ssl_mix EMATeacher of the model (e.g. EMATeacher(model, decay=0.999)), "
+                        f"got {type(teacher).__name__}")
     for name in ("state_dict", "load_state_dict", "__iter__"):
         if not hasattr(loader, name):
             raise TypeError(f"loader must be a dual loader with {name}() (e.g. TensorDualLoader), got "

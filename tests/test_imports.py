@@ -1,4 +1,5 @@
-"""The package's import graph: no cycles (module-level or deferred imports alike), no private names borrowed."""
+"""The package's import graph: no cycles (module-level or deferred imports alike, through package ``__init__`` files
+too), no private names borrowed."""
 
 import ast
 from pathlib import Path
@@ -16,11 +17,23 @@ def _module_name(path: Path) -> str:
 MODULES = {_module_name(p): p for p in PACKAGE.rglob("*.py")}
 
 
-def _imports(name: str) -> list[tuple[str, list[str], int]]:
-    """``(imported module, imported names, line)`` for every ssl_mix import in module ``name``, at any depth."""
+def _type_checking_only(tree: ast.AST) -> set[ast.AST]:
+    """The import statements under ``if TYPE_CHECKING:``: read by type checkers, never run."""
+    guarded = [node for node in ast.walk(tree) if isinstance(node, ast.If)
+               and "TYPE_CHECKING" in (getattr(node.test, "id", None), getattr(node.test, "attr", None))]
+    return {inner for node in guarded for stmt in node.body for inner in ast.walk(stmt)
+            if isinstance(inner, (ast.Import, ast.ImportFrom))}
+
+
+def _imports(name: str, *, runtime: bool = False) -> list[tuple[str, list[str], int]]:
+    """``(imported module, imported names, line)`` for every ssl_mix import in module ``name``, at any depth;
+    ``runtime``: only those that run (not those under ``if TYPE_CHECKING:``)."""
     tree = ast.parse(MODULES[name].read_text())
+    skipped = _type_checking_only(tree) if runtime else set()
     found = []
     for node in ast.walk(tree):
+        if node in skipped:
+            continue
         if isinstance(node, ast.Import):
             found += [(alias.name, [], node.lineno) for alias in node.names if alias.name.startswith("ssl_mix")]
         elif isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("ssl_mix"):
@@ -31,17 +44,26 @@ def _imports(name: str) -> list[tuple[str, list[str], int]]:
     return found
 
 
+def _packages_above(name: str) -> set[str]:
+    """``"a.b.c"`` -> ``{"a", "a.b"}``."""
+    parts = name.split(".")
+    return {".".join(parts[:i]) for i in range(1, len(parts))}
+
+
+def _executed(importer: str, target: str) -> set[str]:
+    """The modules whose code ``importer`` runs (or needs run) by importing ``target``: ``target`` itself and the
+    ``__init__`` of every package above it, except the packages above ``importer``, which Python has already
+    started when ``importer`` runs (its normal loading order, not a cycle). An import of such a package by name
+    (``from ssl_mix import __version__`` in a module that ``ssl_mix/__init__.py`` imports) is kept: it reads a
+    name the package may not have defined yet."""
+    return ({target} | (_packages_above(target) - _packages_above(importer))) - {importer}
+
+
 def _graph() -> dict[str, set[str]]:
     graph = {name: set() for name in MODULES}
     for name in MODULES:
-        for target, _, _ in _imports(name):
-            if target in MODULES and target != name:
-                graph[name].add(target)
-    # Importing a module runs its package's __init__ first.
-    for name in MODULES:
-        parent = name.rpartition(".")[0]
-        if parent and parent in MODULES and parent != name:
-            graph[name].add(parent)
+        for target, _, _ in _imports(name, runtime=True):
+            graph[name] |= {module for module in _executed(name, target) if module in MODULES}
     return graph
 
 
@@ -71,24 +93,26 @@ def _find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
     return None
 
 
-def _without_package_edges(graph: dict[str, set[str]]) -> dict[str, set[str]]:
-    """A package's ``__init__`` importing its own submodules and a submodule needing its package's ``__init__``
-    to run first is Python's normal loading order, not a cycle; what counts is a submodule importing names back
-    from a package whose ``__init__`` (directly or not) imports that submodule."""
-    out = {}
-    for name, targets in graph.items():
-        out[name] = {t for t in targets if not name.startswith(t + ".")}
-    return out
-
-
 def test_the_import_graph_has_no_cycle():
-    cycle = _find_cycle(_without_package_edges(_graph()))
+    cycle = _find_cycle(_graph())
     assert cycle is None, "import cycle: " + " -> ".join(cycle)
 
 
 def test_the_cycle_finder_finds_a_cycle():
     assert _find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
     assert _find_cycle({"a": {"b"}, "b": set()}) is None
+
+
+def test_an_import_runs_the_packages_above_its_target_but_not_the_importers_own():
+    assert _executed("p.m", "p.q.r") == {"p.q.r", "p.q"}
+    assert _executed("p.q.m", "p.q.r") == {"p.q.r"}
+    assert _executed("p.m", "p") == {"p"}  # a name read back from the package that imports p.m
+    assert _executed("p", "p.m") == {"p.m"}
+
+
+def test_imports_for_type_checkers_only_are_no_edges():
+    tree = ast.parse("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from a import b\nfrom c import d\n")
+    assert [node.module for node in _type_checking_only(tree)] == ["a"]
 
 
 def test_no_private_name_is_imported_from_another_module():

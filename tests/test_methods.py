@@ -144,3 +144,47 @@ def test_ict_joint_forward_in_train_mode_normalises_with_shared_batch_statistics
 def test_ict_joint_forward_must_be_a_bool():
     with pytest.raises(TypeError, match="joint_forward must be a bool"):
         ICT(joint_forward="yes")
+
+
+# ------------------------------------------------------------------------------------------ registry
+def test_every_registered_method_builds_itself_from_its_config_section():
+    from ssl_mix.config import MethodConfig
+    from ssl_mix.experiment import build_method
+    from ssl_mix.methods import METHODS
+
+    assert list(METHODS) == ["erm", "mixup", "manifold-mixup", "ict"]
+    for name, cls in METHODS.items():
+        method = build_method(MethodConfig(name=name, k=3, alpha=0.5), num_classes=10, total_steps=100)
+        assert type(method) is cls and cls.name == name
+    ict = build_method(MethodConfig(name="ict", k=4, ramp="linear", ramp_fraction=0.4, consistency_weight=10.0),
+                       num_classes=10, total_steps=100)
+    assert (ict.k, ict.schedule.ramp_steps, ict.schedule(100)) == (4, 40, 10.0)
+    manifold = build_method(MethodConfig(name="manifold-mixup", mix_layers=("input", 1)), num_classes=10,
+                            total_steps=1)
+    assert manifold.layers == ("input", 1)
+
+
+def test_a_registered_method_is_known_to_the_config_checks_and_builder():
+    from ssl_mix.config import MethodConfig
+    from ssl_mix.methods import METHODS, Method, method_class, register_method
+
+    @register_method
+    class Twice(ERM):
+        name = "twice-erm"
+        uses_teacher = True
+
+    try:
+        assert method_class("twice-erm") is Twice and list(METHODS)[-1] == "twice-erm"
+        assert MethodConfig(name="ict", teacher_bn="own").teacher_bn == "own"
+        with pytest.raises(ValueError, match=r"needs a method that runs the teacher \(ict, twice-erm\)"):
+            MethodConfig(name="erm", teacher_bn="own")
+        with pytest.raises(ValueError, match="method name 'twice-erm' of Again is taken by Twice"):
+            register_method(type("Again", (ERM,), {"name": "twice-erm"}))
+    finally:
+        METHODS.pop("twice-erm")
+    with pytest.raises(ValueError, match="method name 'method' of Unnamed is the base class's placeholder"):
+        register_method(type("Unnamed", (Method,), {}))
+    with pytest.raises(TypeError, match="register_method takes a subclass of ssl_mix.methods.Method, got"):
+        register_method(object)
+    with pytest.raises(NotImplementedError):
+        Method.from_config(MethodConfig(), num_classes=2, total_steps=1)

@@ -1,3 +1,4 @@
+import dataclasses
 import math
 import os
 import signal
@@ -11,6 +12,7 @@ from ssl_mix.data import fit_zca
 from ssl_mix.experiment import build_trainer, load_run_data, run_experiment
 from ssl_mix.methods import ERM, StepOutput
 from ssl_mix.optim import lr_multiplier
+from ssl_mix.teacher import EMATeacher
 from ssl_mix.trainer import NonFiniteLossError, Trainer
 
 
@@ -225,6 +227,47 @@ def test_trainer_rejects_bad_arguments(digits_data, tmp_path):
         Trainer(trainer.student, trainer.method, [1, 2])
     with pytest.raises(ValueError, match="eval_sets keys must be 'test' and/or 'valid'"):
         Trainer(trainer.student, trainer.method, trainer.loader, eval_sets={"train": []})
+    with pytest.raises(TypeError, match="teacher must be an ssl_mix EMATeacher of the model"):
+        Trainer(trainer.student, trainer.method, trainer.loader, teacher=trainer.student)
+
+
+class _Scalars:
+    """A log writer that keeps what it is given."""
+
+    def __init__(self):
+        self.scalars, self.hparams, self.closed = {}, None, False
+
+    def add_scalar(self, tag, value, step=None):
+        self.scalars[tag, step] = value
+
+    def add_hparams(self, hparams, metrics, *args, **kwargs):
+        self.hparams = metrics
+
+    def flush(self):
+        pass
+
+    def close(self):
+        self.closed = True
+
+
+def test_the_trainer_uses_the_teacher_and_writer_it_is_handed_and_writes_checkpoints_only(tmp_path, digits_data):
+    built = build_trainer(_cfg(tmp_path, "ict", steps=6).replace(method={"ema_decay": 0.5, "ema_warmup": False}),
+                          digits_data)
+    assert (built.teacher.decay, built.teacher.warmup) == (0.5, False)  # build_teacher, from the config
+    teacher, writer = EMATeacher(built.student, decay=0.9), _Scalars()
+    train = dataclasses.replace(built.cfg, out_dir=str(tmp_path / "handed"))
+    trainer = Trainer(built.student, built.method, built.loader, train=train, teacher=teacher, writer=writer,
+                      eval_sets=built.eval_sets, config={"method": {"name": "ict"}})
+    assert trainer.teacher is teacher
+    report = trainer.fit()
+    assert teacher.decay == 0.9 and not torch.equal(next(teacher.module.parameters()),
+                                                    next(trainer.student.parameters()))
+    assert ("loss/consistency", 6) in writer.scalars and ("test/teacher_accuracy", 6) in writer.scalars
+    assert writer.closed and "hparam/teacher_test_accuracy" in writer.hparams
+    assert report["steps"] == 6
+    assert sorted(p.name for p in (tmp_path / "handed").iterdir()) == ["last.pt"]  # no report.json, no tensorboard/
+    plain = Trainer(built.student, ERM(), built.loader, train=built.cfg)
+    assert (plain.teacher.decay, plain.teacher.warmup, plain.teacher.buffers_mode) == (0.999, True, "copy")
 
 
 @pytest.mark.parametrize("optimizer", ["sgd", "adam"])
@@ -302,6 +345,7 @@ def test_compile_unavailable_at_wrap_time_trains_eagerly(tmp_path, digits_data, 
 
 
 _STOP_IN_EVALUATION = '''
+import json
 import sys
 import time
 from pathlib import Path
@@ -337,10 +381,11 @@ def held():
 
 trainer.eval_sets = {**trainer.eval_sets, name: held, "test": held}
 try:
-    trainer.fit()
+    report = trainer.fit()
 except KeyboardInterrupt as err:
     print(err)
     sys.exit(3)
+(Path(out) / "report.json").write_text(json.dumps(report))
 '''
 
 
@@ -417,3 +462,15 @@ def test_sigterm_during_the_final_evaluation_leaves_it_to_the_resumed_run(tmp_pa
     report = resumed.fit()
     assert report["final"] == full_report["final"] and report["best"] == full_report["best"]
     assert resumed.history == full.history and not load_checkpoint(resumed.run.last)["evaluation_pending"]
+
+
+def test_tensorboard_writer_writes_on_process_0_only(tmp_path, monkeypatch):
+    from ssl_mix import train_logs
+
+    writer = train_logs.tensorboard_writer(tmp_path / "tb")
+    writer.add_scalar("train/x", 1.0, 1)
+    writer.close()
+    assert list((tmp_path / "tb").glob("events.out.tfevents.*"))
+    monkeypatch.setattr(train_logs.distributed, "is_main", lambda: False)
+    assert isinstance(train_logs.tensorboard_writer(tmp_path / "other"), train_logs.NullWriter)
+    assert not (tmp_path / "other").exists()

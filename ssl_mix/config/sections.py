@@ -21,7 +21,7 @@ from ssl_mix.config.files import ConfigFormat, config_text, read_config_file
 from ssl_mix.data.datasets import DatasetName, check_folder_only
 from ssl_mix.data.images import ResizeMode, image_size_pair
 from ssl_mix.losses import ConsistencyDistance, ConsistencyTarget
-from ssl_mix.methods import MethodName, SupervisedTerm, TeacherMode
+from ssl_mix.methods import MethodName, SupervisedTerm, TeacherMode, method_class
 from ssl_mix.ramps import RampKind
 from ssl_mix.teacher import TeacherBN
 
@@ -269,17 +269,7 @@ class MethodConfig:
 
     def __post_init__(self) -> None:
         check_fields(self, self.SECTION)
-        if self.joint_forward and self.name != "ict":
-            raise ValueError(f"method.joint_forward applies to the ict method (the others run one student "
-                             f"forward pass per step), got method {self.name!r}; set method.joint_forward=false")
-        if self.teacher_bn == "own" and self.name != "ict":
-            raise ValueError(f"method.teacher_bn='own' needs a method that runs the teacher (ict), so that its "
-                             f"batch-norm statistics are updated; method {self.name!r} never runs it, so its "
-                             "statistics would stay at their initial values. Use method.teacher_bn='copy'")
-        if self.teacher_bn == "own" and self.teacher_mode == "eval":
-            raise ValueError("method.teacher_bn='own' needs method.teacher_mode='train': the teacher's own batch-norm "
-                             "statistics are updated by its forward passes in train mode, and in eval mode they would "
-                             "never move. Use method.teacher_mode='train', or method.teacher_bn='copy'")
+        method_class(self.name).check_config(self)  # the settings only some methods take
         check_k(self.k, "method.k")
         check_alpha(self.alpha, "method.alpha")
         if self.sup_alpha is not None:

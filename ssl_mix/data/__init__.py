@@ -21,12 +21,13 @@ from ssl_mix.data.images import (
     prepare_image,
 )
 from ssl_mix.data.labels import AddedLabels, LabelRows, added_labels, read_label_rows, read_labels
-from ssl_mix.data.loaders import TensorDualLoader, TorchDualLoader, derive_seed, eval_batches
+from ssl_mix.data.loaders import TensorDualLoader, TorchDualLoader, eval_batches
 from ssl_mix.data.spec import DataSpec, spec_from_arrays, spec_from_stats
 from ssl_mix.data.splits import SPLIT_FORMAT_VERSION, LabelSplit, make_split, split_summary
 from ssl_mix.data.streaming import ImageFileDataset
 from ssl_mix.data.transforms import ArrayDataset, arrays_dataset, eval_transform, train_transform
 from ssl_mix.data.zca import ZCA, apply_zca, fit_zca, preprocess_entry, preprocess_transform
+from ssl_mix.seeding import derive_seed
 
 __all__ = [
     "DATASET_NAMES",

@@ -45,31 +45,13 @@ from ssl_mix.data.arrays import ImageArrays
 from ssl_mix.data.augment import normalize, random_crop_flip
 from ssl_mix.data.spec import DataSpec
 from ssl_mix.data.zca import ZCA
+from ssl_mix.seeding import derive_seed
 
-__all__ = ["TensorDualLoader", "TorchDualLoader", "eval_batches", "derive_seed"]
+__all__ = ["TensorDualLoader", "TorchDualLoader", "eval_batches"]
 
 _LABELED, _UNLABELED = 0, 1
 _PERMUTATION, _AUGMENT, _SAMPLE, _WORKERS = 0, 1, 2, 3
-_MASK64 = (1 << 64) - 1
 _STATE_VERSION = 1
-
-
-def _splitmix64(x: int) -> int:
-    x = (x + 0x9E3779B97F4A7C15) & _MASK64
-    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
-    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _MASK64
-    return x ^ (x >> 31)
-
-
-def derive_seed(*values: int) -> int:
-    """A 63-bit seed from a tuple of non-negative ints (SplitMix64 chained), the same on every platform.
-
-    Used to give every permutation and augmentation draw its own generator state, keyed by what it is for.
-    """
-    h = 0
-    for v in values:
-        h = _splitmix64(h ^ (int(v) & _MASK64))
-    return h >> 1
 
 
 def _batch_sizes(batch_size: int, unlabeled_batch_size: int | None, mu: float | None) -> tuple[int, int]:
