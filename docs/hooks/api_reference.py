@@ -93,10 +93,22 @@ def _index_markdown(modules: list[str]) -> str:
     return "\n".join(lines)
 
 
+def _own_members(name: str) -> list[str]:
+    """The public names a subpackage's ``__init__`` defines itself (not the ones it re-exports from its modules)."""
+    import griffe
+
+    module = griffe.load(name, search_paths=[str(ROOT)], resolve_aliases=False)
+    return [m for m, obj in module.members.items() if not obj.is_alias and not m.startswith("_")
+            and not obj.is_module]
+
+
 def _module_markdown(name: str) -> str:
     if _is_package(name) and name != PACKAGE:
-        # A subpackage's __init__ mostly re-exports its modules' names; document those on the modules' pages.
-        return f"::: {name}\n    options:\n      members: false\n      show_root_heading: true\n"
+        # A subpackage's __init__ mostly re-exports its modules' names, documented on the modules' pages; the names it
+        # defines itself (e.g. a type built from a registry) are documented here.
+        own = _own_members(name)
+        members = f"[{', '.join(own)}]" if own else "false"
+        return f"::: {name}\n    options:\n      members: {members}\n      show_root_heading: true\n"
     if name == PACKAGE:
         return f"::: {name}\n    options:\n      members: false\n"
     return f"::: {name}\n"
