@@ -137,8 +137,7 @@ def _add_image_batches(p: argparse.ArgumentParser) -> None:
 
 
 def _add_eval(p: argparse.ArgumentParser) -> None:
-    from ssl_mix.data import DATASET_NAMES
-    from ssl_mix.teacher import MODEL_ROLES
+    from ssl_mix.choices import DATASET_NAMES, MODEL_ROLES
 
     p.add_argument("checkpoint", metavar="RUN_DIR_OR_CHECKPOINT",
                    help="a run directory written by ssl-mix train (its latest checkpoint) or a checkpoint file")
@@ -193,7 +192,7 @@ def _run_calibrate(args: argparse.Namespace) -> int:
 
 
 def _add_predict(p: argparse.ArgumentParser) -> None:
-    from ssl_mix.teacher import MODEL_ROLES
+    from ssl_mix.choices import MODEL_ROLES
 
     p.add_argument("run", metavar="RUN_DIR_OR_CHECKPOINT", help="a run directory of ssl-mix train or a checkpoint")
     p.add_argument("inputs", metavar="INPUT", nargs="+",
@@ -232,8 +231,7 @@ def _run_predict(args: argparse.Namespace) -> int:
 
 
 def _add_select(p: argparse.ArgumentParser) -> None:
-    from ssl_mix.selection import STRATEGIES
-    from ssl_mix.teacher import MODEL_ROLES
+    from ssl_mix.choices import MODEL_ROLES, STRATEGIES
 
     p.add_argument("run", metavar="RUN_DIR_OR_CHECKPOINT", help="a run directory of ssl-mix train or a checkpoint")
     p.add_argument("--budget", type=int, required=True, metavar="N", help="how many images to pick")
@@ -268,8 +266,7 @@ def _run_select(args: argparse.Namespace) -> int:
 
 
 def _add_export(p: argparse.ArgumentParser) -> None:
-    from ssl_mix.export import EXPORT_FORMATS
-    from ssl_mix.teacher import MODEL_ROLES
+    from ssl_mix.choices import EXPORT_FORMATS, MODEL_ROLES
 
     p.add_argument("run", metavar="RUN_DIR_OR_CHECKPOINT", help="a run directory of ssl-mix train or a checkpoint")
     p.add_argument("--format", required=True, choices=list(EXPORT_FORMATS))
@@ -323,7 +320,7 @@ def _run_demo(args: argparse.Namespace) -> int:
 
 
 def _add_analyze(p: argparse.ArgumentParser) -> None:
-    from ssl_mix.data import DATASET_NAMES
+    from ssl_mix.choices import DATASET_NAMES
 
     p.add_argument("run", metavar="RUN_DIR_OR_CHECKPOINT",
                    help="a run directory written by ssl-mix train (its last.pt is analysed) or a checkpoint file")

@@ -15,15 +15,28 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal, get_args
 
-from ssl_mix.checks import check_alpha, check_in, check_k, check_number, check_probability
+from ssl_mix.checks import (
+    check_alpha,
+    check_folder_only,
+    check_in,
+    check_k,
+    check_number,
+    check_probability,
+    image_size_pair,
+)
+from ssl_mix.choices import (
+    ConsistencyDistance,
+    ConsistencyTarget,
+    DatasetName,
+    MethodName,
+    ResizeMode,
+    SupervisedTerm,
+    TeacherBN,
+    TeacherMode,
+)
 from ssl_mix.config.fields import check_fields, check_positive
 from ssl_mix.config.files import ConfigFormat, config_text, read_config_file
-from ssl_mix.data.datasets import DatasetName, check_folder_only
-from ssl_mix.data.images import ResizeMode, image_size_pair
-from ssl_mix.losses import ConsistencyDistance, ConsistencyTarget
-from ssl_mix.methods import MethodName, SupervisedTerm, TeacherMode, method_class
 from ssl_mix.ramps import RampKind
-from ssl_mix.teacher import TeacherBN
 
 __all__ = [
     "DataConfig",
@@ -269,6 +282,8 @@ class MethodConfig:
 
     def __post_init__(self) -> None:
         check_fields(self, self.SECTION)
+        from ssl_mix.methods import method_class  # imports torch: not needed to declare the config's flags
+
         method_class(self.name).check_config(self)  # the settings only some methods take
         check_k(self.k, "method.k")
         check_alpha(self.alpha, "method.alpha")
