@@ -30,6 +30,8 @@ def build_parser() -> argparse.ArgumentParser:
     for name, (help_text, add_arguments, _) in _COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
         add_arguments(p)
+        if name in _COMPUTING:
+            add_config_flags(p, [("train", "threads")])  # train has it among its config flags
     return parser
 
 
@@ -42,6 +44,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     _, _, run = _COMMANDS[args.command]
     try:
+        if args.command in _COMPUTING:
+            from ssl_mix.threads import apply_threads
+
+            apply_threads(_threads(args))
         return run(args)
     except (UsageError, ValueError, TypeError, FileNotFoundError, NotADirectoryError, IsADirectoryError,
             PermissionError, FileExistsError) as err:
@@ -58,6 +64,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 # ---------------------------------------------------------------------------------------------------------
 # Subcommands. Each one: an `_add_<name>` that declares its flags and a `_run_<name>` that calls the API.
 # ---------------------------------------------------------------------------------------------------------
+
+
+# The commands besides train that compute with torch, so take --threads (train reads it from its config).
+_COMPUTING = ("demo", "eval", "calibrate", "predict", "select", "export", "analyze")
+
+
+def _threads(args: argparse.Namespace) -> int | None:
+    """The ``--threads`` of a command of :data:`_COMPUTING`, checked as ``train.threads`` is."""
+    from ssl_mix.config import TrainConfig
+
+    return TrainConfig(**config_updates(args).get("train", {})).threads
 
 
 def _config_from_args(args: argparse.Namespace):
@@ -307,13 +324,16 @@ def _add_demo(p: argparse.ArgumentParser) -> None:
 def _run_demo(args: argparse.Namespace) -> int:
     import time
 
+    from ssl_mix.config import preset
     from ssl_mix.demo import format_table, run_demo
 
     if args.seeds < 1:
         raise UsageError(f"--seeds must be >= 1, got {args.seeds}")
     start = time.perf_counter()
+    threads = _threads(args)
+    base = None if threads is None else preset("demo").replace(train={"threads": threads})
     demo = run_demo(tuple(range(args.seeds)), steps=args.steps, num_labels=args.num_labels, out_dir=args.out,
-                    progress=args.progress, device=args.device)
+                    progress=args.progress, device=args.device, base=base)
     print(format_table(demo))
     print(f"finished in {time.perf_counter() - start:.0f} s; TensorBoard logs: tensorboard --logdir {demo['out_dir']}")
     return 0

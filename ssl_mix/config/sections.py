@@ -372,6 +372,10 @@ class TrainConfig:
             instead of per process; no effect in a one-process run.
         dist_timeout: under torchrun, seconds a process waits for the others in a collective operation before the
             run fails. A crashed or hung process then stops the run instead of blocking it forever.
+        threads: CPU threads torch computes with; ``none``: ``OMP_NUM_THREADS`` when set, else the cores this
+            process may run on. On a machine other jobs already keep busy, fewer threads (even 1) can be many times
+            faster (``torch.set_num_threads``). The count used is in the run's report; a run may be resumed with
+            another.
     """
 
     SECTION: ClassVar[str] = "train"
@@ -390,10 +394,11 @@ class TrainConfig:
     linearity_pairs: int = 256
     sync_bn: bool = False
     dist_timeout: float = 300.0
+    threads: int | None = None
 
     def __post_init__(self) -> None:
         check_fields(self, self.SECTION)
-        check_positive(self, self.SECTION, "steps", "eval_every", "log_every", "linearity_pairs")
+        check_positive(self, self.SECTION, "steps", "eval_every", "log_every", "linearity_pairs", "threads")
         check_number("train.dist_timeout", self.dist_timeout, low=0, low_open=True)
         check_positive(self, self.SECTION, "checkpoint_every", "linearity_every", "seed", allow_zero=True)
 
