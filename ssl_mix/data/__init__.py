@@ -2,7 +2,7 @@
 loaders.
 
 A run's data from its :class:`~ssl_mix.config.DataConfig` is :mod:`ssl_mix.data.run_data`, imported from there (and
-re-exported by :mod:`ssl_mix`) rather than here: it reads the config, whose sections read this package."""
+re-exported by the package ``ssl_mix``) rather than here: it reads the config, whose sections read this package."""
 
 from ssl_mix.data.arrays import ImageArrays, channel_stats, concat_arrays
 from ssl_mix.data.augment import PADDING_MODES, PaddingMode, crop_flip, normalize, random_crop_flip
