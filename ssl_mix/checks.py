@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Iterable
-from typing import TypeVar
+from collections.abc import Iterable, Mapping
+from typing import Any, TypeVar
 
 __all__ = [
     "check_bool",
@@ -22,6 +22,8 @@ __all__ = [
     "check_in",
     "check_k",
     "check_alpha",
+    "check_folder_only",
+    "image_size_pair",
 ]
 
 T = TypeVar("T")
@@ -177,3 +179,50 @@ def check_alpha(alpha: object, name: str = "alpha") -> float:
     """
     return check_number(f"{name} (Dirichlet concentration)", alpha, low=0,
                         hint="typical values are 0.1 to 2.0, and 0 disables mixing.")
+
+
+def check_folder_only(dataset: str, settings: Mapping[str, object], *, advice: str, setting: str = "dataset"
+                      ) -> None:
+    """Refuse settings that apply to an image folder (dataset ``"folder"``) only when another dataset is named.
+
+    Args:
+        dataset: the dataset name.
+        settings: ``{name, as the caller's user spells it: value}``; None means not given.
+        advice: what to do instead, ending the message (e.g. ``"drop data.labels or set data.dataset='folder'"``).
+        setting: how the caller's user spells the dataset setting (``data.dataset`` in a config).
+
+    Raises:
+        ValueError: naming the first setting given, the dataset, and the advice.
+    """
+    given = [name for name, value in settings.items() if value is not None]
+    if given and dataset != "folder":
+        raise ValueError(f"{given[0]} applies to {setting} 'folder' (your own images) only, not {dataset!r}; "
+                         f"{advice}")
+
+
+def image_size_pair(image_size: int | str | tuple[int, int] | list[int] | None) -> tuple[int, int] | None:
+    """Normalise an image size to ``(H, W)``.
+
+    Args:
+        image_size: None, an int N (square N x N), a pair ``(H, W)``, or the text ``"N"`` or ``"H,W"``.
+
+    Returns:
+        ``(H, W)`` of positive ints, or None.
+    """
+    if image_size is None:
+        return None
+    value: Any = image_size
+    if isinstance(value, str):
+        try:
+            value = tuple(int(part) for part in value.replace("x", ",").split(","))
+        except ValueError:
+            value = image_size
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        value = (int(value), int(value))
+    if isinstance(value, (tuple, list)) and len(value) == 1:
+        value = (value[0], value[0])
+    if (not isinstance(value, (tuple, list)) or len(value) != 2
+            or any(isinstance(s, bool) or not isinstance(s, numbers.Integral) or s < 1 for s in value)):
+        raise ValueError(f"image size must be a positive int N or a pair H,W of them (e.g. --image-size 32 or "
+                         f"--image-size 48,64), got {image_size!r}")
+    return int(value[0]), int(value[1])

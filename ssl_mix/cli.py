@@ -30,6 +30,8 @@ def build_parser() -> argparse.ArgumentParser:
     for name, (help_text, add_arguments, _) in _COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
         add_arguments(p)
+        if name in _COMPUTING:
+            add_config_flags(p, [("train", "threads")])  # train has it among its config flags
     return parser
 
 
@@ -42,6 +44,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     _, _, run = _COMMANDS[args.command]
     try:
+        if args.command in _COMPUTING:
+            from ssl_mix.threads import apply_threads
+
+            apply_threads(_threads(args))
         return run(args)
     except (UsageError, ValueError, TypeError, FileNotFoundError, NotADirectoryError, IsADirectoryError,
             PermissionError, FileExistsError) as err:
@@ -58,6 +64,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 # ---------------------------------------------------------------------------------------------------------
 # Subcommands. Each one: an `_add_<name>` that declares its flags and a `_run_<name>` that calls the API.
 # ---------------------------------------------------------------------------------------------------------
+
+
+# The commands besides train that compute with torch, so take --threads (train reads it from its config).
+_COMPUTING = ("demo", "eval", "calibrate", "predict", "select", "export", "analyze")
+
+
+def _threads(args: argparse.Namespace) -> int | None:
+    """The ``--threads`` of a command of :data:`_COMPUTING`, checked as ``train.threads`` is."""
+    from ssl_mix.config import TrainConfig
+
+    return TrainConfig(**config_updates(args).get("train", {})).threads
 
 
 def _config_from_args(args: argparse.Namespace):
@@ -137,8 +154,7 @@ def _add_image_batches(p: argparse.ArgumentParser) -> None:
 
 
 def _add_eval(p: argparse.ArgumentParser) -> None:
-    from ssl_mix.data import DATASET_NAMES
-    from ssl_mix.teacher import MODEL_ROLES
+    from ssl_mix.choices import DATASET_NAMES, MODEL_ROLES
 
     p.add_argument("checkpoint", metavar="RUN_DIR_OR_CHECKPOINT",
                    help="a run directory written by ssl-mix train (its latest checkpoint) or a checkpoint file")
@@ -193,7 +209,7 @@ def _run_calibrate(args: argparse.Namespace) -> int:
 
 
 def _add_predict(p: argparse.ArgumentParser) -> None:
-    from ssl_mix.teacher import MODEL_ROLES
+    from ssl_mix.choices import MODEL_ROLES
 
     p.add_argument("run", metavar="RUN_DIR_OR_CHECKPOINT", help="a run directory of ssl-mix train or a checkpoint")
     p.add_argument("inputs", metavar="INPUT", nargs="+",
@@ -232,8 +248,7 @@ def _run_predict(args: argparse.Namespace) -> int:
 
 
 def _add_select(p: argparse.ArgumentParser) -> None:
-    from ssl_mix.selection import STRATEGIES
-    from ssl_mix.teacher import MODEL_ROLES
+    from ssl_mix.choices import MODEL_ROLES, STRATEGIES
 
     p.add_argument("run", metavar="RUN_DIR_OR_CHECKPOINT", help="a run directory of ssl-mix train or a checkpoint")
     p.add_argument("--budget", type=int, required=True, metavar="N", help="how many images to pick")
@@ -268,8 +283,7 @@ def _run_select(args: argparse.Namespace) -> int:
 
 
 def _add_export(p: argparse.ArgumentParser) -> None:
-    from ssl_mix.export import EXPORT_FORMATS
-    from ssl_mix.teacher import MODEL_ROLES
+    from ssl_mix.choices import EXPORT_FORMATS, MODEL_ROLES
 
     p.add_argument("run", metavar="RUN_DIR_OR_CHECKPOINT", help="a run directory of ssl-mix train or a checkpoint")
     p.add_argument("--format", required=True, choices=list(EXPORT_FORMATS))
@@ -310,20 +324,23 @@ def _add_demo(p: argparse.ArgumentParser) -> None:
 def _run_demo(args: argparse.Namespace) -> int:
     import time
 
+    from ssl_mix.config import preset
     from ssl_mix.demo import format_table, run_demo
 
     if args.seeds < 1:
         raise UsageError(f"--seeds must be >= 1, got {args.seeds}")
     start = time.perf_counter()
+    threads = _threads(args)
+    base = None if threads is None else preset("demo").replace(train={"threads": threads})
     demo = run_demo(tuple(range(args.seeds)), steps=args.steps, num_labels=args.num_labels, out_dir=args.out,
-                    progress=args.progress, device=args.device)
+                    progress=args.progress, device=args.device, base=base)
     print(format_table(demo))
     print(f"finished in {time.perf_counter() - start:.0f} s; TensorBoard logs: tensorboard --logdir {demo['out_dir']}")
     return 0
 
 
 def _add_analyze(p: argparse.ArgumentParser) -> None:
-    from ssl_mix.data import DATASET_NAMES
+    from ssl_mix.choices import DATASET_NAMES
 
     p.add_argument("run", metavar="RUN_DIR_OR_CHECKPOINT",
                    help="a run directory written by ssl-mix train (its last.pt is analysed) or a checkpoint file")

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 from ssl_mix.config import Config, preset
-from ssl_mix.experiment import load_run_data, run_experiment
 
 __all__ = ["run_demo", "format_table", "DEMO_METHODS", "DEMO_SEEDS"]
 
@@ -43,6 +42,8 @@ def run_demo(seeds: Sequence[int] = tuple(range(DEMO_SEEDS)), *, steps: int | No
         ``{"results": {method: [accuracy per seed]}, "summary": {method: (mean, std)}, "out_dir": str}``, where
         accuracy is the test accuracy (%) of the EMA teacher at the end of training.
     """
+    from ssl_mix.experiment import load_run_data, run_experiment  # torch: imported when a demo runs, not for --help
+
     if not seeds:
         raise ValueError("seeds must hold at least one seed")
     cfg = base if base is not None else preset("demo")

@@ -41,6 +41,7 @@ from ssl_mix.methods import Method, method_class
 from ssl_mix.models import create_model
 from ssl_mix.run import RunDir, check_resume, data_info, note_fresh_start, write_json
 from ssl_mix.teacher import EMATeacher
+from ssl_mix.threads import apply_threads
 from ssl_mix.train_logs import tensorboard_writer
 from ssl_mix.trainer import Trainer, resolve_device
 
@@ -165,10 +166,12 @@ def run_experiment(cfg: Config, *, resume: bool = False, data: RunData | None = 
     did; call it on every process.
 
     Returns:
-        The report of :meth:`Trainer.fit`, with the fitted temperatures under ``calibration`` when the run has a
+        The report of :meth:`Trainer.fit`, with the CPU thread count under ``threads`` (``train.threads``, see
+        :func:`ssl_mix.threads.apply_threads`) and the fitted temperatures under ``calibration`` when the run has a
         validation split; it is written once, to the run directory's ``report.json``, beside the split, the config
         and the checkpoints (see :mod:`ssl_mix.run`).
     """
+    threads = apply_threads(cfg.train.threads)
     with distributed.session(cfg.train.device, timeout=cfg.train.dist_timeout):
         run = RunDir(cfg.train.out_dir)
         resuming = resume and _exists_everywhere(run.last)
@@ -187,6 +190,7 @@ def run_experiment(cfg: Config, *, resume: bool = False, data: RunData | None = 
         if resuming:
             trainer.resume(run.last)
         report = trainer.fit()
+        report["threads"] = threads
         if distributed.is_main():
             if data.valid is not None and len(data.valid):
                 calibrated = calibrate_run(run.root, device=trainer.device, valid=data.valid)

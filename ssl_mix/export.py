@@ -24,19 +24,18 @@ from __future__ import annotations
 import json
 import warnings
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from torch import nn
 
 from ssl_mix.atomic import atomic_path
 from ssl_mix.checks import check_in
+from ssl_mix.choices import EXPORT_FORMATS, ExportFormat
 from ssl_mix.version import __version__
 
 __all__ = ["EXPORT_FORMATS", "export_model", "load_export", "sidecar_path"]
 
-ExportFormat = Literal["onnx", "torchscript", "safetensors"]
-EXPORT_FORMATS: tuple[str, ...] = ("onnx", "torchscript", "safetensors")
 """The formats :func:`export_model` writes."""
 
 _EXTRA_HINT = 'pip install "ssl-mix[export]" (or pip install onnx onnxruntime)'

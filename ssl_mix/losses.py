@@ -11,23 +11,28 @@ Logits may arrive in bfloat16/float16 under autocast; softmax and losses are com
 
 from __future__ import annotations
 
-from typing import Literal, get_args
+import functools
+from typing import get_args
 
 import torch
 import torch.nn.functional as F
-from timm.loss import SoftTargetCrossEntropy
 
 from ssl_mix.checks import check_in
+from ssl_mix.choices import ConsistencyDistance, ConsistencyTarget
 from ssl_mix.mixing import MixPlan, mix
 
 __all__ = ["soft_target_cross_entropy", "mse_consistency", "kl_consistency", "ict_consistency", "ConsistencyTarget",
            "ConsistencyDistance"]
 
-ConsistencyTarget = Literal["probs", "logits"]
-ConsistencyDistance = Literal["mse", "kl"]
 
-# Stateless module: holding one instance costs nothing and keeps timm's definition the single source.
-_soft_target_ce = SoftTargetCrossEntropy()
+
+@functools.cache
+def _soft_target_ce() -> torch.nn.Module:
+    """timm's stateless loss module, made once on first use (importing timm takes a second) so that its definition
+    stays the single source."""
+    from timm.loss import SoftTargetCrossEntropy
+
+    return SoftTargetCrossEntropy()
 
 
 def _at_least_float32(t: torch.Tensor) -> torch.Tensor:
@@ -62,7 +67,7 @@ def soft_target_cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> tor
         Scalar: the mean over the batch, in at least float32. Gradient flows to both arguments.
     """
     _check_pair("logits", logits, "target", target)
-    return _soft_target_ce(_at_least_float32(logits), _at_least_float32(target))
+    return _soft_target_ce()(_at_least_float32(logits), _at_least_float32(target))
 
 
 def mse_consistency(student_logits: torch.Tensor, target_probs: torch.Tensor) -> torch.Tensor:

@@ -47,9 +47,9 @@ CHECKPOINT_FORMAT = 2
 normalisation). 1: the first release, which needed the training data to rebuild the normalisation."""
 
 # Settings that may differ between a checkpoint and the command that resumes it: they change how long, how
-# verbosely or where (a moved run directory) a run goes on, not what it computes.
+# verbosely, how fast (threads) or where (a moved run directory) a run goes on, not what it computes.
 RESUMABLE_CHANGES = frozenset({("train", "steps"), ("train", "progress"), ("train", "dist_timeout"),
-                               ("train", "out_dir")})
+                               ("train", "out_dir"), ("train", "threads")})
 
 
 @dataclass(frozen=True)

@@ -15,17 +15,13 @@ order so that the same inputs and seed give the same pick on any machine.
 
 from __future__ import annotations
 
-from typing import Literal, get_args
-
 import torch
 
 from ssl_mix.checks import check_in
+from ssl_mix.choices import STRATEGIES, Strategy
 
 __all__ = ["Strategy", "STRATEGIES", "check_strategy", "acquisition_scores", "select_top"]
 
-Strategy = Literal["margin", "entropy", "least-confidence", "random"]
-STRATEGIES: tuple[str, ...] = get_args(Strategy)
-"""The selection strategies, best-known first."""
 
 
 def check_strategy(strategy: str) -> str:

@@ -20,21 +20,17 @@ Buffers (batch-norm running statistics) are not parameters, and two conventions 
 from __future__ import annotations
 
 import copy
-from typing import Literal, get_args
+from typing import get_args
 
 import torch
 from torch import nn
 
 from ssl_mix.checks import check_bool, check_in, check_int, check_probability
+from ssl_mix.choices import MODEL_ROLES, TeacherBN
 from ssl_mix.models import unwrap_model
 
 __all__ = ["EMATeacher", "MODEL_ROLES", "TeacherBN"]
 
-TeacherBN = Literal["own", "copy"]
-"""The teacher's batch-norm statistics: its ``own`` (parameters averaged only) or a ``copy`` of the student's."""
-
-MODEL_ROLES: tuple[str, str] = ("student", "teacher")
-"""The two models of a run: the trained student and its EMA teacher (the keys of evaluations and checkpoints)."""
 
 
 class EMATeacher(nn.Module):

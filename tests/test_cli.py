@@ -204,3 +204,16 @@ def test_print_config_as_yaml_and_train_from_a_yaml_file(tmp_path, capsys):
     assert main(["train", "--config", str(path), "--print-config"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("ssl-mix train: error: config file") and "unknown key(s) ['alpah']" in err
+
+
+# What answers at once, without importing torch: the version, the help texts and argument errors.
+_IMPORTS_TORCH = ("import sys\nfrom ssl_mix.cli import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit:\n"
+                  "    pass\nprint('torch imported:', 'torch' in sys.modules, file=sys.stderr)")
+
+
+@pytest.mark.parametrize("argv", [["--version"], ["--help"], ["train", "--help"], ["train", "--bogus"],
+                                  ["eval", "--help"], ["predict"], ["select", "--help"], ["export", "--help"],
+                                  ["demo", "--help"], ["analyze", "--help"]])
+def test_version_help_and_argument_errors_do_not_import_torch(argv):
+    out = subprocess.run([sys.executable, "-c", _IMPORTS_TORCH, *argv], capture_output=True, text=True, timeout=120)
+    assert out.stderr.strip().splitlines()[-1] == "torch imported: False", out.stderr

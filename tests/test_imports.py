@@ -120,3 +120,42 @@ def test_no_private_name_is_imported_from_another_module():
                 for name in MODULES for target, items, line in _imports(name)
                 for item in items if item.startswith("_") and not item.startswith("__") and target != name]
     assert not borrowed, "private names imported across modules:\n" + "\n".join(borrowed)
+
+
+def _type_checking_exports() -> dict[str, str]:
+    """``{name: module}`` of the ``if TYPE_CHECKING:`` imports of ``ssl_mix/__init__.py``."""
+    tree = ast.parse(MODULES["ssl_mix"].read_text())
+    return {alias.name: node.module for node in _type_checking_only(tree) if isinstance(node, ast.ImportFrom)
+            for alias in node.names}
+
+
+def test_every_public_name_resolves_from_its_module():
+    import importlib
+
+    exports = ssl_mix._EXPORTS
+    assert set(exports) | {"__version__"} == set(ssl_mix.__all__)
+    assert _type_checking_exports() == exports  # what type checkers read is what runs
+    for name in ssl_mix.__all__:
+        value = getattr(ssl_mix, name)
+        assert name == "__version__" or value is getattr(importlib.import_module(exports[name]), name)
+    assert set(ssl_mix.__all__) <= set(dir(ssl_mix))
+    namespace: dict = {}
+    exec("from ssl_mix import *", namespace)
+    assert set(ssl_mix.__all__) <= set(namespace)
+
+
+def test_unknown_names_are_attribute_errors_and_submodules_load_on_access():
+    import pytest
+
+    with pytest.raises(AttributeError, match="has no attribute 'nope'"):
+        ssl_mix.nope  # noqa: B018
+    assert ssl_mix.atomic.__name__ == "ssl_mix.atomic"
+
+
+def test_importing_the_package_and_the_config_does_not_import_torch():
+    import subprocess
+    import sys
+
+    code = "import sys, ssl_mix, ssl_mix.config, ssl_mix.cli; print(sorted({m.split('.')[0] for m in sys.modules}))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
+    assert "'torch'" not in out.stdout and "'timm'" not in out.stdout, out.stdout

@@ -188,3 +188,12 @@ def test_a_registered_method_is_known_to_the_config_checks_and_builder():
         register_method(object)
     with pytest.raises(NotImplementedError):
         Method.from_config(MethodConfig(), num_classes=2, total_steps=1)
+
+
+def test_the_method_names_known_without_torch_are_the_registry_s():
+    from typing import get_args
+
+    from ssl_mix.choices import METHOD_NAMES, MethodName
+    from ssl_mix.methods import METHODS
+
+    assert tuple(METHODS) == METHOD_NAMES == get_args(MethodName)

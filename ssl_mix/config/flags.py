@@ -182,7 +182,7 @@ def add_config_flags(parser: argparse.ArgumentParser | argparse._ArgumentGroup,
     for section, name in config_flags().values() if fields is None else fields:
         cls = section_type(section)
         hint = typing.get_type_hints(cls)[name]
-        default = "required" if (section, name) in required else f"default: {format_value(getattr(cls(), name))}"
+        default = "required" if (section, name) in required else f"default: {format_value(_default(cls, name))}"
         kwargs: dict[str, Any] = {"dest": f"{_DEST}{section}__{name}", "default": argparse.SUPPRESS,
                                   "help": f"{_summary(docs[section][name])} ({default})".replace("%", "%%")}
         if (section, name) in required:
@@ -253,6 +253,13 @@ def add_deprecated_flag(parser: argparse.ArgumentParser, old: str, section: str,
     instead = flag_terms(f"{section}.{name}={format_value(value)}")
     parser.add_argument(old, action=_DeprecatedFlag, dest=f"{_DEST}{section}__{name}", value=value,
                         instead=instead, help=argparse.SUPPRESS)
+
+
+def _default(cls: type, name: str) -> Any:
+    """A field's default as its section declares it, without constructing the section (the method section's
+    checks import torch, which the command line's help and argument errors must not wait for)."""
+    found = next(f for f in dataclasses.fields(cls) if f.name == name)
+    return found.default_factory() if found.default is dataclasses.MISSING else found.default
 
 
 def _metavar(field_name: str) -> str:

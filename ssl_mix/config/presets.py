@@ -6,6 +6,7 @@ preset's config. Each recipe cites where its values come from.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -65,26 +66,27 @@ def _with(cfg: Config, **section_updates: dict[str, Any]) -> Config:
     return cfg.replace(**section_updates)
 
 
-PRESETS: dict[str, Preset] = {
-    "ict-cifar10": Preset(
-        _with(_ict(1.0, 180_000), data={"dataset": "cifar10", "num_labels": 4000, "num_valid_per_class": 500,
-                                        "zca": True}),
+_RECIPES: dict[str, tuple[Callable[[], Config], str]] = {
+    "ict-cifar10": (
+        lambda: _with(_ict(1.0, 180_000), data={"dataset": "cifar10", "num_labels": 4000,
+                                                "num_valid_per_class": 500, "zca": True}),
         "the official ICT code (Verma et al. 2019) on CIFAR-10: SGD, mixup in both terms, ZCA inputs",
     ),
-    "ict-svhn": Preset(
-        _with(_ict(0.1, 180_000), data={"dataset": "svhn", "num_labels": 1000, "num_valid_per_class": 100}),
+    "ict-svhn": (
+        lambda: _with(_ict(0.1, 180_000), data={"dataset": "svhn", "num_labels": 1000,
+                                                "num_valid_per_class": 100}),
         "the official ICT code (Verma et al. 2019) on SVHN: as ict-cifar10 with a smaller alpha",
     ),
-    "chaudhry-cifar10": Preset(
-        _with(_chaudhry(0.5), data={"dataset": "cifar10", "num_labels": 4000}),
+    "chaudhry-cifar10": (
+        lambda: _with(_chaudhry(0.5), data={"dataset": "cifar10", "num_labels": 4000}),
         "Chaudhry et al. on CIFAR-10: Adam and a linear consistency ramp; set method.k for ICT[K]",
     ),
-    "chaudhry-svhn": Preset(
-        _with(_chaudhry(0.1), data={"dataset": "svhn", "num_labels": 1000}),
+    "chaudhry-svhn": (
+        lambda: _with(_chaudhry(0.1), data={"dataset": "svhn", "num_labels": 1000}),
         "Chaudhry et al. on SVHN: as chaudhry-cifar10 with a smaller alpha",
     ),
-    "cpu-cifar10": Preset(
-        Config(
+    "cpu-cifar10": (
+        lambda: Config(
             data=DataConfig(dataset="folder", num_labels=1000, batch_size=32, unlabeled_batch_size=32),
             model=ModelConfig(name="cnn-small", bn_momentum=0.01),
             method=MethodConfig(name="ict", k=2, alpha=1.0, consistency_weight=50.0, ramp="sigmoid",
@@ -94,8 +96,8 @@ PRESETS: dict[str, Preset] = {
         ),
         "the CPU-scale benchmark: a small CNN on an image folder (e.g. CIFAR-10 as JPEG)",
     ),
-    "demo": Preset(
-        Config(
+    "demo": (
+        lambda: Config(
             data=DataConfig(dataset="digits", num_labels=30, batch_size=32, unlabeled_batch_size=128, augment=True),
             model=ModelConfig(name="cnn-small", bn_momentum=0.1),
             method=MethodConfig(name="ict", k=2, alpha=1.0, consistency_weight=100.0, ramp="sigmoid",
@@ -106,9 +108,34 @@ PRESETS: dict[str, Preset] = {
         "what ssl-mix demo trains: scikit-learn's bundled digits, no download",
     ),
 }
-"""The named recipes, in the order ``ssl-mix presets`` lists them: ``{name: Preset(config, description)}``."""
+"""name -> (build the config, description); the order is the order ``ssl-mix presets`` lists them."""
 
-PRESET_DESCRIPTIONS: dict[str, str] = {name: p.description for name, p in PRESETS.items()}
+
+class _PresetTable(Mapping[str, Preset]):
+    """The read-only table of named recipes, each built when first read: building a config checks its method's
+    settings, which imports torch, while the command line lists the names (``--preset``) without it."""
+
+    def __init__(self, recipes: dict[str, tuple[Callable[[], Config], str]]) -> None:
+        self._recipes, self._built = recipes, {}
+
+    def __getitem__(self, name: str) -> Preset:
+        if name not in self._built:
+            build, description = self._recipes[name]
+            self._built[name] = Preset(build(), description)
+        return self._built[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._recipes)
+
+    def __len__(self) -> int:
+        return len(self._recipes)
+
+
+PRESETS: Mapping[str, Preset] = _PresetTable(_RECIPES)
+"""The named recipes, in the order ``ssl-mix presets`` lists them: ``{name: Preset(config, description)}`` (a
+read-only mapping whose configs are built on first use)."""
+
+PRESET_DESCRIPTIONS: dict[str, str] = {name: description for name, (_, description) in _RECIPES.items()}
 """``{name: description}``, read from :data:`PRESETS` (kept for code written before presets carried their
 descriptions)."""
 

@@ -15,15 +15,28 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal, get_args
 
-from ssl_mix.checks import check_alpha, check_in, check_k, check_number, check_probability
+from ssl_mix.checks import (
+    check_alpha,
+    check_folder_only,
+    check_in,
+    check_k,
+    check_number,
+    check_probability,
+    image_size_pair,
+)
+from ssl_mix.choices import (
+    ConsistencyDistance,
+    ConsistencyTarget,
+    DatasetName,
+    MethodName,
+    ResizeMode,
+    SupervisedTerm,
+    TeacherBN,
+    TeacherMode,
+)
 from ssl_mix.config.fields import check_fields, check_positive
 from ssl_mix.config.files import ConfigFormat, config_text, read_config_file
-from ssl_mix.data.datasets import DatasetName, check_folder_only
-from ssl_mix.data.images import ResizeMode, image_size_pair
-from ssl_mix.losses import ConsistencyDistance, ConsistencyTarget
-from ssl_mix.methods import MethodName, SupervisedTerm, TeacherMode, method_class
 from ssl_mix.ramps import RampKind
-from ssl_mix.teacher import TeacherBN
 
 __all__ = [
     "DataConfig",
@@ -269,6 +282,8 @@ class MethodConfig:
 
     def __post_init__(self) -> None:
         check_fields(self, self.SECTION)
+        from ssl_mix.methods import method_class  # imports torch: not needed to declare the config's flags
+
         method_class(self.name).check_config(self)  # the settings only some methods take
         check_k(self.k, "method.k")
         check_alpha(self.alpha, "method.alpha")
@@ -357,6 +372,10 @@ class TrainConfig:
             instead of per process; no effect in a one-process run.
         dist_timeout: under torchrun, seconds a process waits for the others in a collective operation before the
             run fails. A crashed or hung process then stops the run instead of blocking it forever.
+        threads: CPU threads torch computes with; ``none``: ``OMP_NUM_THREADS`` when set, else the cores this
+            process may run on. On a machine other jobs already keep busy, fewer threads (even 1) can be many times
+            faster (``torch.set_num_threads``). The count used is in the run's report; a run may be resumed with
+            another.
     """
 
     SECTION: ClassVar[str] = "train"
@@ -375,10 +394,11 @@ class TrainConfig:
     linearity_pairs: int = 256
     sync_bn: bool = False
     dist_timeout: float = 300.0
+    threads: int | None = None
 
     def __post_init__(self) -> None:
         check_fields(self, self.SECTION)
-        check_positive(self, self.SECTION, "steps", "eval_every", "log_every", "linearity_pairs")
+        check_positive(self, self.SECTION, "steps", "eval_every", "log_every", "linearity_pairs", "threads")
         check_number("train.dist_timeout", self.dist_timeout, low=0, low_open=True)
         check_positive(self, self.SECTION, "checkpoint_every", "linearity_every", "seed", allow_zero=True)
 

@@ -12,13 +12,15 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any, Literal
 
 import numpy as np
 import torch
 
+from ssl_mix.checks import check_folder_only
+from ssl_mix.choices import DATASET_NAMES, DatasetName
 from ssl_mix.data.arrays import ImageArrays
 from ssl_mix.data.decode import decode_files
 from ssl_mix.data.folder import folder_files
@@ -27,30 +29,7 @@ from ssl_mix.data.spec import DataSpec, spec_from_arrays
 
 __all__ = ["DatasetName", "DATASET_NAMES", "check_folder_only", "load_arrays", "load_targets", "data_spec"]
 
-DatasetName = Literal["cifar10", "cifar100", "svhn", "folder", "digits"]
-"""The built-in datasets: CIFAR-10/100 and SVHN through torchvision, an image folder, scikit-learn's digits."""
 
-DATASET_NAMES: tuple[str, ...] = get_args(DatasetName)
-"""The values of :data:`DatasetName`, in order (for argument choices and messages)."""
-
-
-def check_folder_only(dataset: str, settings: Mapping[str, object], *, advice: str, setting: str = "dataset"
-                      ) -> None:
-    """Refuse settings that apply to an image folder (dataset ``"folder"``) only when another dataset is named.
-
-    Args:
-        dataset: the dataset name.
-        settings: ``{name, as the caller's user spells it: value}``; None means not given.
-        advice: what to do instead, ending the message (e.g. ``"drop data.labels or set data.dataset='folder'"``).
-        setting: how the caller's user spells the dataset setting (``data.dataset`` in a config).
-
-    Raises:
-        ValueError: naming the first setting given, the dataset, and the advice.
-    """
-    given = [name for name, value in settings.items() if value is not None]
-    if given and dataset != "folder":
-        raise ValueError(f"{given[0]} applies to {setting} 'folder' (your own images) only, not {dataset!r}; "
-                         f"{advice}")
 
 SplitName = Literal["train", "test", "extra", "unlabeled"]
 

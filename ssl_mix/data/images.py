@@ -27,10 +27,11 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
+from ssl_mix.checks import image_size_pair
+from ssl_mix.choices import ResizeMode
+
 __all__ = ["BadImageError", "ResizeMode", "decode_image", "prepare_image", "image_size_pair", "image_channels",
            "describe_decoding", "RESAMPLING"]
-
-ResizeMode = Literal["crop", "stretch"]
 
 RESAMPLING = "BILINEAR"
 """The ``PIL.Image.Resampling`` filter of every resize (Pillow's resize is antialiased when shrinking)."""
@@ -51,34 +52,6 @@ class BadImageError(ValueError):
     def __init__(self, path: str | Path, reason: str) -> None:
         self.path, self.reason = str(path), reason
         super().__init__(f"cannot read image {path}: {reason}")
-
-
-def image_size_pair(image_size: int | str | tuple[int, int] | list[int] | None) -> tuple[int, int] | None:
-    """Normalise an image size to ``(H, W)``.
-
-    Args:
-        image_size: None, an int N (square N x N), a pair ``(H, W)``, or the text ``"N"`` or ``"H,W"``.
-
-    Returns:
-        ``(H, W)`` of positive ints, or None.
-    """
-    if image_size is None:
-        return None
-    value: Any = image_size
-    if isinstance(value, str):
-        try:
-            value = tuple(int(part) for part in value.replace("x", ",").split(","))
-        except ValueError:
-            value = image_size
-    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
-        value = (int(value), int(value))
-    if isinstance(value, (tuple, list)) and len(value) == 1:
-        value = (value[0], value[0])
-    if (not isinstance(value, (tuple, list)) or len(value) != 2
-            or any(isinstance(s, bool) or not isinstance(s, (int, np.integer)) or s < 1 for s in value)):
-        raise ValueError(f"image size must be a positive int N or a pair H,W of them (e.g. --image-size 32 or "
-                         f"--image-size 48,64), got {image_size!r}")
-    return int(value[0]), int(value[1])
 
 
 def image_channels(mode: str) -> int:

@@ -9,12 +9,13 @@
   (Verma et al. 2019, "Interpolation Consistency Training"; K-point form: Chaudhry et al., eq. 2).
 
 The shared types and the registry are in :mod:`~ssl_mix.methods.base`. A new method is a module of its own whose
-class is decorated with :func:`register_method`, imported below (one line); the config, the command line,
-:func:`ssl_mix.build_method` and the benchmarks learn of it from :data:`METHODS`.
+class is decorated with :func:`register_method`, imported below (one line), and whose name is added to
+:data:`ssl_mix.choices.MethodName` (the names the config and the command line accept, known without importing torch;
+a test holds them equal to the keys of :data:`METHODS`); :func:`ssl_mix.build_method` and the benchmarks learn of it
+from :data:`METHODS`.
 """
 
-from typing import Literal
-
+from ssl_mix.choices import MethodName, SupervisedTerm, TeacherMode
 from ssl_mix.methods.base import (
     METHODS,
     Batch,
@@ -30,12 +31,8 @@ from ssl_mix.methods.base import (
 from ssl_mix.methods.erm import ERM
 from ssl_mix.methods.mixup import Mixup
 from ssl_mix.methods.manifold_mixup import ManifoldMixup
-from ssl_mix.methods.ict import ICT, SupervisedTerm, TeacherMode
+from ssl_mix.methods.ict import ICT
 # isort: on
 
 __all__ = ["Batch", "StepContext", "StepOutput", "Method", "ERM", "Mixup", "ManifoldMixup", "ICT", "MethodName",
            "METHODS", "method_class", "register_method", "SupervisedTerm", "TeacherMode"]
-
-MethodName = Literal[tuple(METHODS)]  # built from the registry, once every method above has registered
-"""The names of the training methods, as in configs and on the command line: the keys of :data:`METHODS`, in
-registration order (the imports above)."""

@@ -6,14 +6,15 @@ with the same mix of the EMA teacher's predictions.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal, get_args
+from typing import TYPE_CHECKING, get_args
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ssl_mix.checks import check_alpha, check_bool, check_in, check_k
-from ssl_mix.losses import ConsistencyDistance, ConsistencyTarget, ict_consistency
+from ssl_mix.choices import ConsistencyDistance, ConsistencyTarget, SupervisedTerm, TeacherMode
+from ssl_mix.losses import ict_consistency
 from ssl_mix.methods.base import Batch, Method, StepContext, StepOutput, register_method
 from ssl_mix.methods.mixup import mixed_target_loss
 from ssl_mix.mixing import sample_mix_plan
@@ -24,11 +25,6 @@ if TYPE_CHECKING:
 
 __all__ = ["ICT", "SupervisedTerm", "TeacherMode"]
 
-SupervisedTerm = Literal["plain", "mixup"]
-"""ICT's supervised term: plain cross-entropy or supervised mixup."""
-
-TeacherMode = Literal["train", "eval"]
-"""How ICT runs the EMA teacher: with batch statistics (``train``) or running statistics (``eval``)."""
 
 
 @register_method
