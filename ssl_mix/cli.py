@@ -90,8 +90,8 @@ def _add_train(p: argparse.ArgumentParser) -> None:
                    help="a JSON or YAML file of config sections (e.g. method: {k: 3}) applied after the preset")
     p.add_argument("--resume", action="store_true",
                    help="continue the run in --out from its latest checkpoint (starts anew, with a note, if it has "
-                        "none); with no other flags but --out (and --steps, --progress), the run's own configuration "
-                        "is read from the checkpoint")
+                        "none); without --preset or --config, the run's own configuration is read from the "
+                        "checkpoint, and other flags than --steps, --progress may only repeat its values")
     p.add_argument("--print-config", action="store_true",
                    help="print the resolved config as a config file (see --format) and exit")
     p.add_argument("--format", choices=CONFIG_FORMATS, default="json", help="format of --print-config (default: json)")
