@@ -107,8 +107,8 @@ def _add_train(p: argparse.ArgumentParser) -> None:
                    help="a JSON or YAML file of config sections (e.g. method: {k: 3}) applied after the preset")
     p.add_argument("--resume", action="store_true",
                    help="continue the run in --out from its latest checkpoint (starts anew, with a note, if it has "
-                        "none); with no other flags but --out (and --steps, --progress), the run's own configuration "
-                        "is read from the checkpoint")
+                        "none); without --preset or --config, the run's own configuration is read from the "
+                        "checkpoint, and other flags than --steps, --progress may only repeat its values")
     p.add_argument("--print-config", action="store_true",
                    help="print the resolved config as a config file (see --format) and exit")
     p.add_argument("--format", choices=CONFIG_FORMATS, default="json", help="format of --print-config (default: json)")
@@ -164,28 +164,27 @@ def _add_eval(p: argparse.ArgumentParser) -> None:
     p.add_argument("--which", choices=[*MODEL_ROLES, "both"], default="both", help="which model (default: both)")
     _add_device(p)
     p.add_argument("--plot", metavar="FILE.png",
-                   help="write reliability diagrams (accuracy against confidence) before and after calibration")
+                   help="write reliability diagrams (accuracy against confidence) before and after calibration, and "
+                        "the confusion matrix to FILE-confusion.png")
 
 
 def _run_eval(args: argparse.Namespace) -> int:
-    from ssl_mix.inference import evaluate_run
+    from ssl_mix.inference import evaluate_run, format_evaluation
 
     result = evaluate_run(args.checkpoint, which=args.which, dataset=args.dataset, data_root=args.data_root,
                           device=args.device)
-    for name, record in result.models.items():
-        before, after, temperature = record["before"], record["after"], record["temperature"]
-        line = (f"{name:<8} {result.dataset} test accuracy {before['accuracy']:.2f}%  nll {before['nll']:.4f}  "
-                f"ece {before['ece']:.2f}%")
-        if result.calibrated:
-            line += f"  calibrated (T={temperature:.3f}): nll {after['nll']:.4f}  ece {after['ece']:.2f}%"
-        print(line + f"  ({before['count']} images, step {result.step})")
-    if not result.calibrated:
-        print("not calibrated: confidences are the raw softmax; with a validation split, ssl-mix calibrate RUN fits "
-              "a temperature")
+    print(format_evaluation(result))
     if args.plot:
-        from ssl_mix.analysis import plot_reliability
+        from pathlib import Path
 
-        path = plot_reliability(result.curves, args.plot, title=f"{result.dataset} test set, step {result.step}")
+        from ssl_mix.analysis import plot_confusion_matrix, plot_reliability
+
+        title = f"{result.dataset} test set, step {result.step}"
+        print(f"wrote {plot_reliability(result.curves, args.plot, title=title)}")
+        plot = Path(args.plot)
+        matrices = {name: record["confusion"] for name, record in result.models.items()}
+        path = plot_confusion_matrix(matrices, result.classes, plot.with_name(f"{plot.stem}-confusion{plot.suffix}"),
+                                     title=title)
         print(f"wrote {path}")
     return 0
 

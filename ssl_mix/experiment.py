@@ -35,7 +35,7 @@ from ssl_mix.data import (
     preprocess_entry,
     run_data,
 )
-from ssl_mix.data.run_data import RunData, folder_run_files  # noqa: F401 (folder_run_files: importable from here)
+from ssl_mix.data.run_data import RunData, describe_run_data, folder_run_files  # noqa: F401 (folder_run_files: importable from here)
 from ssl_mix.evaluation import EVAL_BATCH_SIZE
 from ssl_mix.methods import Method, method_class
 from ssl_mix.models import create_model
@@ -180,6 +180,8 @@ def run_experiment(cfg: Config, *, resume: bool = False, data: RunData | None = 
         elif resume and distributed.is_main():
             note_fresh_start(run)
         data = data if data is not None else load_run_data(cfg)
+        if distributed.is_main():
+            print(describe_run_data(data, cfg.data), file=sys.stderr)
         trainer = build_trainer(cfg, data)
         if distributed.is_main():
             run.root.mkdir(parents=True, exist_ok=True)

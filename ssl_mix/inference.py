@@ -10,14 +10,14 @@ give the same numbers.
 :meth:`~Predictor.predict` takes PIL images, arrays or tensors of any size and brings them to the run's input
 format (size, channels) the way training loaded its images.
 
-:func:`evaluate_run` scores a trained run's models on a test set, before and after its calibration temperature
-(what ``ssl-mix eval`` prints).
+:func:`evaluate_run` scores a trained run's models on a test set, before and after its calibration temperature, with
+each class's accuracy and the confusion matrix; :func:`format_evaluation` is what ``ssl-mix eval`` prints of it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -30,7 +30,7 @@ from ssl_mix.data import ZCA, preprocess_transform
 from ssl_mix.teacher import MODEL_ROLES
 
 __all__ = ["InferenceModel", "Predictor", "Prediction", "load_predictor", "image_settings", "inference_model",
-           "run_temperature", "RunEvaluation", "evaluate_run"]
+           "run_temperature", "RunEvaluation", "evaluate_run", "format_evaluation"]
 
 Which = Literal["student", "teacher"]
 
@@ -262,11 +262,16 @@ class RunEvaluation:
         dataset: the dataset whose test set was used.
         step: the training step of the checkpoint.
         calibrated: whether the run holds a fitted temperature (otherwise ``after`` equals ``before``, T = 1).
-        models: ``{"student" | "teacher": {"temperature": T, "before": metrics, "after": metrics}}``, the metrics
-            as :meth:`ssl_mix.ClassificationMetrics.compute` gives them (accuracy and ECE in %, NLL in nats,
-            ``count`` images); ``after`` divides the logits by T.
+        models: ``{"student" | "teacher": {"temperature": T, "before": metrics, "after": metrics, "confusion":
+            matrix, "per_class_accuracy": accuracies}}``, the metrics as
+            :meth:`ssl_mix.ClassificationMetrics.compute` gives them (accuracy and ECE in %, NLL in nats, ``count``
+            images); ``after`` divides the logits by T. ``confusion`` is the ``(C, C)`` int64
+            :func:`~ssl_mix.metrics.confusion_matrix` (rows the true classes, in the order of ``classes``) and
+            ``per_class_accuracy`` the ``(C,)`` accuracies in % read from it (NaN for a class without test images);
+            both hold before and after calibration, as a temperature does not change the arg-max.
         curves: the inputs of :func:`ssl_mix.analysis.plot_reliability`: ``{label: (probabilities (N, C),
             targets (N,))}``, the raw softmax of each model and, when calibrated, the scaled one.
+        classes: the run's class names, index i naming class i.
     """
 
     dataset: str
@@ -274,6 +279,7 @@ class RunEvaluation:
     calibrated: bool
     models: dict[str, dict[str, Any]]
     curves: dict[str, tuple[torch.Tensor, torch.Tensor]]
+    classes: list[str] = field(default_factory=list)
 
 
 def evaluate_run(run: str | Path, *, which: Which | Literal["both"] = "both", dataset: str | None = None,
@@ -288,7 +294,8 @@ def evaluate_run(run: str | Path, *, which: Which | Literal["both"] = "both", da
         device: ``auto``, ``cpu``, ``cuda``...
 
     Returns:
-        The metrics of each model and the reliability-diagram inputs (:class:`RunEvaluation`).
+        The metrics of each model, its per-class accuracy and confusion matrix, and the reliability-diagram inputs
+        (:class:`RunEvaluation`).
 
     Raises:
         ValueError: an unknown ``which``, or a test set that does not match the run (the message says how).
@@ -296,6 +303,7 @@ def evaluate_run(run: str | Path, *, which: Which | Literal["both"] = "both", da
     from ssl_mix.calibration import calibration_metrics, model_logits, scale_logits
     from ssl_mix.data import eval_batches
     from ssl_mix.evaluation import EVAL_BATCH_SIZE
+    from ssl_mix.metrics import confusion_matrix, per_class_accuracy
     from ssl_mix.run import load_trained
 
     check_in("which", which, (*MODEL_ROLES, "both"))
@@ -309,8 +317,88 @@ def evaluate_run(run: str | Path, *, which: Which | Literal["both"] = "both", da
                                preprocess=preprocess_transform(loaded.preprocess, model_device))
         logits, targets = model_logits(model, batches, device=model_device)
         temperature = run_temperature(loaded, name)
-        models[name] = {"temperature": temperature, **calibration_metrics(logits, targets, temperature)}
+        matrix = confusion_matrix(logits.argmax(dim=1), targets, len(loaded.classes))
+        models[name] = {"temperature": temperature, **calibration_metrics(logits, targets, temperature),
+                        "confusion": matrix, "per_class_accuracy": per_class_accuracy(matrix)}
         curves[f"{name}, raw"] = (logits.softmax(dim=1), targets)
         if calibrated:
             curves[f"{name}, T={temperature:.2f}"] = (scale_logits(logits, temperature).softmax(dim=1), targets)
-    return RunEvaluation(loaded.dataset, loaded.step, calibrated, models, curves)
+    return RunEvaluation(loaded.dataset, loaded.step, calibrated, models, curves, list(loaded.classes))
+
+
+def format_evaluation(evaluation: RunEvaluation, *, max_classes: int = 30, max_matrix: int = 12) -> str:
+    """An evaluation as ``ssl-mix eval`` prints it: one line of metrics per model, then, for the teacher (the model
+    predictions use by default; the student when only it was evaluated), a per-class table and the confusion matrix.
+
+    Args:
+        evaluation: from :func:`evaluate_run`.
+        max_classes: the per-class table lists every class up to this many, else the ``max_classes`` least
+            accurate ones.
+        max_matrix: the confusion matrix is printed in full up to this many classes, else as its most frequent
+            confusions (the ``--plot`` image shows it whole).
+
+    Returns:
+        The text, without a final newline.
+    """
+    lines = []
+    for name, record in evaluation.models.items():
+        before, after, temperature = record["before"], record["after"], record["temperature"]
+        line = (f"{name:<8} {evaluation.dataset} test accuracy {before['accuracy']:.2f}%  nll {before['nll']:.4f}  "
+                f"ece {before['ece']:.2f}%")
+        if evaluation.calibrated:
+            line += f"  calibrated (T={temperature:.3f}): nll {after['nll']:.4f}  ece {after['ece']:.2f}%"
+        lines.append(line + f"  ({before['count']} images, step {evaluation.step})")
+    if not evaluation.calibrated:
+        lines.append("not calibrated: confidences are the raw softmax; with a validation split, ssl-mix calibrate RUN "
+                     "fits a temperature")
+    name = "teacher" if "teacher" in evaluation.models else next(iter(evaluation.models))
+    record = evaluation.models[name]
+    if "confusion" in record:
+        lines += _class_table(name, record["confusion"], record["per_class_accuracy"], evaluation.classes,
+                              max_classes)
+        lines += _matrix_lines(name, record["confusion"], evaluation.classes, max_matrix)
+    return "\n".join(lines)
+
+
+def _class_name(classes: Sequence[str], index: int) -> str:
+    return classes[index] if index < len(classes) else str(index)
+
+
+def _class_table(model: str, matrix: torch.Tensor, accuracy: torch.Tensor, classes: Sequence[str],
+                 max_classes: int) -> list[str]:
+    num = matrix.shape[0]
+    rows = list(range(num))
+    title = f"{model} per class (accuracy on the class's test images; the class it is most often mistaken for):"
+    if num > max_classes:  # the least accurate first; classes without test images last
+        rows = sorted(rows, key=lambda i: (bool(torch.isnan(accuracy[i])), float(accuracy[i].nan_to_num(0)), i))
+        rows = rows[:max_classes]
+        title = (f"{model} per class, the {max_classes} least accurate of {num} (accuracy on the class's test images; "
+                 "the class it is most often mistaken for):")
+    width = max([5, *(len(_class_name(classes, i)) for i in rows)])
+    lines = [title, f"  {'#':>3}  {'class':<{width}}  {'images':>6}  {'accuracy':>8}  most confused with"]
+    for i in rows:
+        count = int(matrix[i].sum())
+        off = matrix[i].clone()
+        off[i] = -1
+        j = int(off.argmax()) if num > 1 else i
+        confused = f"{_class_name(classes, j)} ({int(off[j])})" if num > 1 and int(off[j]) > 0 else "-"
+        shown = f"{float(accuracy[i]):7.2f}%" if count else "       -"
+        lines.append(f"  {i:>3}  {_class_name(classes, i):<{width}}  {count:>6}  {shown}  {confused}")
+    return lines
+
+
+def _matrix_lines(model: str, matrix: torch.Tensor, classes: Sequence[str], max_matrix: int) -> list[str]:
+    num = matrix.shape[0]
+    if num <= max_matrix:
+        width = max(3, len(str(int(matrix.max()))) + 1)
+        lines = [f"{model} confusion matrix (rows: true class, columns: predicted, numbered as above):",
+                 "  " + " " * 3 + "".join(f"{j:>{width}}" for j in range(num))]
+        lines += ["  " + f"{i:>3}" + "".join(f"{int(v):>{width}}" for v in matrix[i].tolist()) for i in range(num)]
+        return lines
+    off = matrix.clone()
+    off.fill_diagonal_(0)
+    order = torch.argsort(off.flatten(), descending=True, stable=True)[:max_matrix]
+    pairs = [(int(k) // num, int(k) % num) for k in order if int(off.flatten()[k]) > 0]
+    lines = [f"{model} most frequent confusions ({num} classes; ssl-mix eval --plot draws the whole matrix):"]
+    lines += [f"  {_class_name(classes, i)} -> {_class_name(classes, j)}: {int(off[i, j])}" for i, j in pairs]
+    return lines if pairs else lines[:1] + ["  none: every test image is classified correctly"]

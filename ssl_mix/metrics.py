@@ -1,4 +1,5 @@
-"""Classification metrics for evaluation: accuracy, negative log-likelihood and expected calibration error.
+"""Classification metrics for evaluation: accuracy, negative log-likelihood and expected calibration error, and the
+confusion matrix with the per-class accuracy read from it.
 
 Mixup's calibration gains (Thulasidasan et al. 2019) are one reason people use it, so every evaluation reports
 ECE next to accuracy. Metrics accumulate as device tensors across batches and are read once at the end, so an
@@ -13,7 +14,8 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
-__all__ = ["ClassificationMetrics", "expected_calibration_error", "reliability_bins"]
+__all__ = ["ClassificationMetrics", "expected_calibration_error", "reliability_bins", "confusion_matrix",
+           "per_class_accuracy"]
 
 
 def expected_calibration_error(confidence: torch.Tensor, correct: torch.Tensor, num_bins: int = 15) -> torch.Tensor:
@@ -55,6 +57,47 @@ def reliability_bins(confidence: torch.Tensor, correct: torch.Tensor, num_bins: 
                          f"and {tuple(correct.shape)}")
     counts, conf_sum, correct_sum = _bin_sums(confidence, correct, num_bins)
     return counts, conf_sum / counts, correct_sum / counts
+
+
+def confusion_matrix(preds: torch.Tensor, targets: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """Counts of each (true class, predicted class) pair.
+
+    Args:
+        preds: (N,) int predicted class indices in ``[0, num_classes)``.
+        targets: (N,) int true class indices in ``[0, num_classes)``.
+        num_classes: C.
+
+    Returns:
+        ``(C, C)`` int64 on the CPU: entry ``[i, j]`` counts the examples of class i predicted as class j (rows sum
+        to the class counts, the diagonal is the correct predictions).
+    """
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+        raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
+    if preds.shape != targets.shape or preds.ndim != 1:
+        raise ValueError(f"preds and targets must be 1-D of the same length, got {tuple(preds.shape)} and "
+                         f"{tuple(targets.shape)}")
+    preds, targets = preds.detach().cpu().long(), targets.detach().cpu().long()
+    for name, values in (("preds", preds), ("targets", targets)):
+        if len(values) and (int(values.min()) < 0 or int(values.max()) >= num_classes):
+            raise ValueError(f"{name} must be class indices in [0, {num_classes}), got values from "
+                             f"{int(values.min())} to {int(values.max())}")
+    flat = torch.bincount(targets * num_classes + preds, minlength=num_classes * num_classes)
+    return flat.view(num_classes, num_classes)
+
+
+def per_class_accuracy(matrix: torch.Tensor) -> torch.Tensor:
+    """The accuracy of each class from a :func:`confusion_matrix`.
+
+    Args:
+        matrix: ``(C, C)`` counts, rows the true classes.
+
+    Returns:
+        ``(C,)`` float64 in %: the diagonal over the row sums; NaN for a class with no examples.
+    """
+    if matrix.ndim != 2 or matrix.shape[0] != matrix.shape[1]:
+        raise ValueError(f"matrix must be a square (C, C) confusion matrix, got shape {tuple(matrix.shape)}")
+    counts = matrix.sum(dim=1).double()
+    return 100.0 * matrix.diagonal().double() / counts  # 0 / 0 is NaN: no examples of that class
 
 
 def _bin_sums(confidence: torch.Tensor, correct: torch.Tensor, num_bins: int):

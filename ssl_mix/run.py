@@ -194,22 +194,31 @@ def check_resume(cfg: Config, state: Mapping[str, Any], path: str | Path) -> Non
     The comparison is against the checkpoint itself; ``config.json`` is for people.
 
     Raises:
-        ValueError: listing every differing setting, with both values.
+        ValueError: naming the differing settings with both values (the first few; the rest by name).
     """
     check_checkpoint_format(state, path)
-    saved = state.get("config") or {}
-    diffs = []
-    for section, values in cfg.to_dict().items():
-        for key, value in values.items():
-            if (section, key) in RESUMABLE_CHANGES:
-                continue
-            old = saved.get(section, {}).get(key)
-            if old != value:
-                diffs.append(f"{section}.{key}: checkpoint has {old!r}, now {value!r}")
+    diffs = _differences(state.get("config") or {}, cfg.to_dict())
     if diffs:
-        raise ValueError("cannot resume: the configuration differs from the run being resumed ("
-                         + "; ".join(diffs) + f"; checkpoint {str(path)!r}). Use the same settings, or a new "
-                         "train.out_dir.")
+        raise ValueError(f"cannot resume: the configuration differs from the run being resumed (checkpoint "
+                         f"{str(path)!r}): {_listed(diffs)}. Use the run's settings (saved_config reads them from "
+                         "the checkpoint), or a new train.out_dir.")
+
+
+_SHOWN_DIFFERENCES = 6  # settings a resume error shows with both values; the others by name
+
+
+def _differences(saved: Mapping[str, Any], now: Mapping[str, Any]) -> list[tuple[str, Any, Any]]:
+    """``(section.field, saved value, value now)`` of every setting outside :data:`RESUMABLE_CHANGES` that differs
+    between two ``Config.to_dict()`` dicts, in section and field order."""
+    return [(f"{section}.{key}", saved.get(section, {}).get(key), value)
+            for section, values in now.items() for key, value in values.items()
+            if (section, key) not in RESUMABLE_CHANGES and saved.get(section, {}).get(key) != value]
+
+
+def _listed(diffs: list[tuple[str, Any, Any]]) -> str:
+    shown = "; ".join(f"{name}: {old!r} in the run -> {new!r} now" for name, old, new in diffs[:_SHOWN_DIFFERENCES])
+    rest = [name for name, _, _ in diffs[_SHOWN_DIFFERENCES:]]
+    return shown + (f"; and {len(rest)} more: {', '.join(rest)}" if rest else "")
 
 
 def saved_config(path: str | Path) -> Config:
@@ -228,7 +237,8 @@ def saved_config(path: str | Path) -> Config:
 
 def resumed_config(changes: Mapping[str, Mapping[str, Any]]) -> Config | None:
     """The configuration of the run in ``changes["train"]["out_dir"]``, read from its checkpoint, with ``changes``
-    applied, when ``changes`` hold only settings a resume may change (:data:`RESUMABLE_CHANGES`).
+    applied, when ``changes`` change only settings a resume may change (:data:`RESUMABLE_CHANGES`); the others may
+    be repeated with the run's own values.
 
     This is how a run resumes from its directory alone (``ssl-mix train --resume --out DIR``).
 
@@ -236,21 +246,37 @@ def resumed_config(changes: Mapping[str, Mapping[str, Any]]) -> Config | None:
         changes: ``{section: {field: value}}``, e.g. ``{"train": {"out_dir": "runs/a", "steps": 2000}}``.
 
     Returns:
-        The configuration to resume with, or None when ``changes`` name no ``train.out_dir`` or a setting that a
-        resumed run must repeat (then the caller builds the configuration, and :func:`check_resume` compares it).
+        The configuration to resume with, or None when ``changes`` name no ``train.out_dir``, or name other settings
+        and the directory has no checkpoint (a new run) or they do not apply to the run's configuration (then the
+        caller builds the configuration, and :func:`check_resume` compares it).
 
     Raises:
-        FileNotFoundError: no checkpoint in that directory.
+        FileNotFoundError: ``changes`` name only resumable settings and the directory has no checkpoint.
+        ValueError: ``changes`` change a setting that a resumed run must keep; the message names those settings
+            alone, with the run's value and the new one.
     """
     given = {(section, name) for section, names in changes.items() for name in names}
-    if ("train", "out_dir") not in given or not given <= RESUMABLE_CHANGES:
+    if ("train", "out_dir") not in given:
         return None
     last = RunDir(changes["train"]["out_dir"]).last
-    if not last.is_file():
+    if given <= RESUMABLE_CHANGES and not last.is_file():
         raise FileNotFoundError(f"resuming with only train.out_dir reads the run's configuration from {last}, but "
                                 "there is no checkpoint there; check train.out_dir, or give the run's settings (a "
                                 "preset, data.dataset, ...) to start it")
-    return saved_config(last).replace(**changes)
+    if not last.is_file():
+        return None
+    saved = saved_config(last)
+    try:
+        resumed = saved.replace(**changes)
+    except (TypeError, ValueError):  # e.g. a data.dataset for which the run's other data settings do not apply
+        return None
+    changed = _differences(saved.to_dict(), resumed.to_dict())
+    if changed:
+        keep = ", ".join(f"{section}.{name}" for section, name in sorted(RESUMABLE_CHANGES))
+        raise ValueError(f"cannot resume {str(last)!r}: you changed {_listed(changed)}. A resumed run keeps the "
+                         f"settings it started with (only {keep} may change); drop the change to resume with the "
+                         "run's own configuration, or give a new train.out_dir to start a run with it.")
+    return resumed
 
 
 def _checked_state(path: str | Path) -> tuple[RunDir, Path, dict[str, Any]]:

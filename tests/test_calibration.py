@@ -148,6 +148,10 @@ def test_eval_reports_before_and_after_and_plots(cifar_run, tmp_path, capsys):
     assert main(["eval", str(cifar_run / "last.pt"), "--device", "cpu", "--plot", str(png)]) == 0
     out = capsys.readouterr().out
     assert out.count("calibrated (T=") == 2 and png.stat().st_size > 1000
+    assert "teacher per class (accuracy on the class's test images" in out
+    assert "teacher confusion matrix (rows: true class, columns: predicted" in out
+    confusion = tmp_path / "reliability-confusion.png"
+    assert confusion.stat().st_size > 1000 and f"wrote {confusion}" in out
 
 
 def test_no_validation_split_says_how_to_add_one(tmp_path, capsys):

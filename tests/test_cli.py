@@ -1,6 +1,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -39,7 +40,24 @@ def test_resume_continues_and_refuses_a_changed_config(tmp_path, capsys):
     assert main(["train", *longer, "--out", run, "--resume"]) == 0
     assert "trained 9 steps" in capsys.readouterr().out
     assert main(["train", *longer, "--out", run, "--resume", "--k", "4"]) == 2
-    assert "cannot resume: the configuration differs" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert f"cannot resume {str(Path(run) / 'last.pt')!r}: you changed --k: 2 in the run -> 4 now. A resumed" in err
+    assert main(["train", "--preset", "demo", "--out", run, "--resume", "--no-progress"]) == 2  # a preset: all listed
+    assert "cannot resume: the configuration differs from the run being resumed" in capsys.readouterr().err
+
+
+def test_resume_names_the_one_setting_changed_not_the_defaults(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", *TINY, "--k", "3", "--out", str(run)]) == 0
+    capsys.readouterr()
+    assert main(["train", "--resume", "--out", str(run), "--method", "erm"]) == 2
+    err = capsys.readouterr().err
+    assert "you changed --method: 'ict' in the run -> 'erm' now. A resumed run keeps the settings it" in err
+    assert "--dataset" not in err and "more:" not in err  # the settings not given are the run's, not the defaults
+    # Repeating the run's own values is no change: the rest is read from the checkpoint.
+    assert main(["train", "--resume", "--out", str(run), "--k", "3", "--model", "cnn-small", "--steps", "9"]) == 0
+    assert "trained 9 steps" in capsys.readouterr().out
+    assert json.loads((run / "config.json").read_text())["data"]["dataset"] == "digits"
 
 
 def test_resume_with_only_out_reads_the_run_configuration(tmp_path, capsys):
@@ -126,7 +144,7 @@ def test_out_under_a_file_exits_2_naming_the_path(tmp_path, capsys):
     argv = ["train", "--preset", "demo", "--steps", "1", "--no-progress", "--device", "cpu",
             "--out", str(blocker / "run")]
     assert main(argv) == 2
-    err = capsys.readouterr().err
+    err = capsys.readouterr().err.splitlines()[-1]  # after the data settings training starts with
     assert err.startswith("ssl-mix train: error:") and "Not a directory" in err and str(blocker) in err
 
 

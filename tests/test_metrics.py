@@ -47,3 +47,33 @@ def test_metrics_errors():
     with pytest.raises(ValueError, match="num_bins must be >= 1"):
         expected_calibration_error(torch.zeros(3), torch.zeros(3), num_bins=0)
     assert math.isfinite(1.0)
+
+
+def test_confusion_matrix_hand_computed():
+    from ssl_mix.metrics import confusion_matrix, per_class_accuracy
+
+    targets = torch.tensor([0, 0, 0, 1, 1, 2, 2, 2, 2])
+    preds = torch.tensor([0, 1, 0, 1, 1, 0, 2, 1, 2])
+    matrix = confusion_matrix(preds, targets, 4)  # class 3 has no examples
+    assert matrix.dtype == torch.int64
+    assert matrix.tolist() == [[2, 1, 0, 0],
+                               [0, 2, 0, 0],
+                               [1, 1, 2, 0],
+                               [0, 0, 0, 0]]
+    accuracy = per_class_accuracy(matrix)
+    assert accuracy[:3].tolist() == pytest.approx([200 / 3, 100.0, 50.0])
+    assert math.isnan(accuracy[3])
+    assert confusion_matrix(preds[:0], targets[:0], 2).tolist() == [[0, 0], [0, 0]]
+
+
+def test_confusion_matrix_errors():
+    from ssl_mix.metrics import confusion_matrix, per_class_accuracy
+
+    with pytest.raises(ValueError, match="num_classes must be a positive int, got 0"):
+        confusion_matrix(torch.tensor([0]), torch.tensor([0]), 0)
+    with pytest.raises(ValueError, match="same length"):
+        confusion_matrix(torch.tensor([0, 1]), torch.tensor([0]), 2)
+    with pytest.raises(ValueError, match=r"targets must be class indices in \[0, 2\), got values from 0 to 2"):
+        confusion_matrix(torch.tensor([0, 1]), torch.tensor([0, 2]), 2)
+    with pytest.raises(ValueError, match="square"):
+        per_class_accuracy(torch.zeros(2, 3))

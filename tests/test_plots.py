@@ -6,6 +6,7 @@ import torch
 from matplotlib.image import imread
 
 from ssl_mix.analysis import (
+    plot_confusion_matrix,
     plot_linearity_comparison,
     plot_linearity_curves,
     plot_spectra,
@@ -79,3 +80,16 @@ def test_plot_errors(tmp_path):
         plot_spectra({}, tmp_path / "spectra.png")
     with pytest.raises(FileNotFoundError, match="does not exist"):
         read_linearity_history(tmp_path / "missing")
+
+
+@pytest.mark.parametrize("num", [3, 60])
+def test_confusion_matrix_png(tmp_path, num):
+    matrix = torch.randint(0, 20, (num, num))
+    matrix[0] = 0  # a class without test images
+    classes = [f"class {i}" for i in range(num)]
+    path = plot_confusion_matrix({"student": matrix, "teacher": matrix.T.contiguous()}, classes, tmp_path / "c.png")
+    assert_png_with_content(path)
+    with pytest.raises(ValueError, match=r"matrix 'student' has shape \(3, 3\), but 2 class names were given"):
+        plot_confusion_matrix({"student": torch.zeros(3, 3)}, ["a", "b"], tmp_path / "d.png")
+    with pytest.raises(ValueError, match="non-empty mapping"):
+        plot_confusion_matrix({}, classes, tmp_path / "d.png")

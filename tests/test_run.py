@@ -8,9 +8,10 @@ from PIL import Image
 
 from ssl_mix.checkpoint import load_checkpoint, save_checkpoint
 from ssl_mix.cli import main
-from ssl_mix.config import preset
+from ssl_mix.config import Config, preset
 from ssl_mix.run import (
     CHECKPOINT_FORMAT,
+    RESUMABLE_CHANGES,
     RunDir,
     check_checkpoint_format,
     check_resume,
@@ -73,8 +74,18 @@ def test_resume_is_checked_against_the_checkpoint_itself():
     cfg = preset("demo")
     state = {"format": CHECKPOINT_FORMAT, "config": cfg.to_dict()}
     check_resume(cfg.replace(train={"steps": 5000, "progress": False}), state, "last.pt")  # longer is fine
-    with pytest.raises(ValueError, match=r"cannot resume: .*method.k: checkpoint has 2, now 3"):
+    with pytest.raises(ValueError, match=r"cannot resume: .*\): method.k: 2 in the run -> 3 now\. Use the run's"):
         check_resume(cfg.replace(method={"k": 3}), state, "last.pt")
+    # Many differences: the first few with both values, the rest by name.
+    other = Config().replace(train={"out_dir": cfg.train.out_dir})
+    diffs = [(s, k) for s, values in other.to_dict().items() for k, v in values.items()
+             if cfg.to_dict()[s][k] != v and (s, k) not in RESUMABLE_CHANGES]
+    assert len(diffs) > 7
+    more = len(diffs) - 6
+    last = rf"{diffs[-1][0]}.{diffs[-1][1]}"
+    with pytest.raises(ValueError, match=rf"\): data.dataset: 'digits' in the run -> 'cifar10' now; .*; and {more} "
+                                         rf"more: [\w.]+, .*{last}\. Use the run's"):
+        check_resume(other, state, "last.pt")
 
 
 def test_resume_without_a_checkpoint_starts_anew_and_says_so(tmp_path, capsys):

@@ -78,3 +78,53 @@ def test_folder_run_files_take_the_data_section_or_the_whole_config(tmp_path):
     assert folder_run_files(cfg)[0].paths == train.paths
     with pytest.raises(ValueError, match="--data-root is required for dataset 'folder'"):
         folder_run_files(DataConfig(dataset="folder"))
+
+
+@pytest.mark.parametrize("loader", ["tensor", "torch"])
+def test_describe_run_data_says_what_was_chosen_and_why(tmp_path, loader):
+    root = _folder(tmp_path / "images")
+    cfg = _cfg(root, loader=loader).replace(data={"cache": True, "cache_dir": str(tmp_path / "cache")})
+    for _ in range(2):  # decoded, then read back from the decoded-image cache: the same counts
+        data = load_run_data(cfg)
+        assert data.colour_images == (16, 24)
+        text = run_data.describe_run_data(data, cfg.data)
+        lines = text.splitlines()
+        assert len(lines) == 3 and all(line.startswith("ssl-mix: ") for line in lines)
+        where = "streamed from the files" if loader == "torch" else "in memory"
+        pool = len(data.unlabeled)
+        assert lines[0] == (f"ssl-mix: data: folder, 2 classes, {where}; 4 labeled, 4 validation, {pool} unlabeled "
+                            "(the labeled ones included), 2 test")
+        assert lines[1] == ("ssl-mix: images: 8x8 (HxW; the files' own size; data.image_size resizes), 3 channel(s) "
+                            "(RGB: 16 of 24 training images are in colour)")
+        mean = ", ".join(f"{m:.3f}" for m in data.spec.mean)
+        assert lines[2].startswith(f"ssl-mix: normalisation: mean ({mean}), std (")
+        assert lines[2].endswith("; ZCA whitening off")
+
+
+def test_describe_run_data_hints_at_grayscale_and_names_forced_settings(tmp_path):
+    root = tmp_path / "images"
+    rng = np.random.default_rng(0)
+    for c in ("a", "b"):
+        (root / "train" / c).mkdir(parents=True)
+        (root / "test" / c).mkdir(parents=True)
+        Image.fromarray(rng.integers(0, 256, (10, 12), dtype=np.uint8)).save(root / "test" / c / "0.png")
+        for i in range(6):
+            pixels = rng.integers(0, 256, (10, 12, 3), dtype=np.uint8)
+            image = Image.fromarray(pixels)
+            (image if (c, i) == ("a", 0) else image.convert("L")).save(root / "train" / c / f"{i}.png")
+    cfg = Config(data=DataConfig(dataset="folder", data_root=str(root), num_labels=4, cache=False))
+    text = run_data.describe_run_data(load_run_data(cfg), cfg.data)
+    assert ("3 channel(s) (RGB: 1 of 12 training images are in colour; data.channels=1 trains in grayscale)"
+            in text)
+    assert "4 labeled, 0 validation" in text
+    forced = cfg.replace(data={"channels": 1, "image_size": 8, "resize": "stretch", "zca": True})
+    data = load_run_data(forced)
+    assert data.colour_images is None
+    text = run_data.describe_run_data(data, forced.data)
+    assert ("images: 8x8 (HxW; data.image_size, data.resize='stretch'), 1 channel(s) (grayscale, data.channels=1)"
+            in text)
+    assert "ZCA whitening on (data.zca_eps=0.01)" in text
+    digits = Config(data=DataConfig(dataset="digits", num_labels=50))
+    text = run_data.describe_run_data(load_run_data(digits), digits.data)
+    assert "ssl-mix: data: digits, 10 classes, in memory; 50 labeled" in text
+    assert "images: 16x16 (HxW; the dataset's size), 1 channel(s) (grayscale)" in text

@@ -4,7 +4,8 @@
   representations, per layer, on pairs or K-point mixes; a fixed-sample probe for use during training.
 - :mod:`ssl_mix.analysis.flattening`: singular values of each class's centred representations at a layer
   (manifold mixup's flattening, Verma et al. 2019) and a summary.
-- :mod:`ssl_mix.analysis.plots`: PNG figures of both, and the logged non-linearity read back from TensorBoard.
+- :mod:`ssl_mix.analysis.plots`: PNG figures of both (and of an evaluation's calibration and confusion), and the
+  logged non-linearity read back from TensorBoard.
 - :mod:`ssl_mix.analysis.analyze`: both measurements on a trained run, written as JSON and plots
   (``ssl-mix analyze``).
 """
@@ -28,6 +29,7 @@ from ssl_mix.analysis.linearity import (
     nonlinearity_k,
 )
 from ssl_mix.analysis.plots import (
+    plot_confusion_matrix,
     plot_linearity_comparison,
     plot_linearity_curves,
     plot_reliability,
@@ -55,6 +57,7 @@ __all__ = [
     "plot_linearity_comparison",
     "plot_linearity_curves",
     "plot_reliability",
+    "plot_confusion_matrix",
     "plot_spectra",
     "read_linearity_history",
     "sort_layer_keys",

@@ -6,6 +6,7 @@
 - :func:`plot_spectra`: per-class singular-value spectra at a layer (the flattening of Verma et al., Figure 4).
 - :func:`plot_reliability`: reliability diagrams (accuracy against confidence per bin) before and after
   calibration (Guo et al. 2017, Figure 1).
+- :func:`plot_confusion_matrix`: confusion matrices (true class against predicted class), one panel per model.
 - :func:`read_linearity_history`: the ``linearity/<layer key>`` scalars a training run logged to TensorBoard.
 
 Figures are built on :class:`matplotlib.figure.Figure` with an Agg canvas, never through ``pyplot``, so
@@ -28,6 +29,7 @@ __all__ = [
     "plot_linearity_comparison",
     "plot_spectra",
     "plot_reliability",
+    "plot_confusion_matrix",
     "read_linearity_history",
     "sort_layer_keys",
 ]
@@ -216,6 +218,61 @@ def plot_reliability(
         ax.set_title(f"{name} (ECE {ece:.2f}%)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize="small", loc="upper left")
+    figure.suptitle(title)
+    return _save(figure, path)
+
+
+def plot_confusion_matrix(
+    matrices: Mapping[str, torch.Tensor],
+    classes: Sequence[str],
+    path: str | Path,
+    *,
+    title: str = "Confusion matrix",
+) -> Path:
+    """Plot confusion matrices side by side, each row coloured by the share of the true class predicted as each
+    column (so that small classes show as clearly as large ones).
+
+    Args:
+        matrices: ``{panel name (e.g. "teacher"): (C, C) counts}``, rows the true classes, as
+            :func:`ssl_mix.metrics.confusion_matrix` gives them.
+        classes: the C class names, in the order of the rows.
+        path: where to write the PNG.
+        title: figure title.
+
+    Returns:
+        The path written. Up to 20 classes each cell shows its count; up to 40 the axes name the classes, beyond
+        that they number them.
+    """
+    if not isinstance(matrices, Mapping) or not matrices:
+        raise ValueError(f"matrices must be a non-empty mapping {{name: (C, C) counts}}, got {matrices!r:.100}.")
+    num = len(classes)
+    for name, matrix in matrices.items():
+        if tuple(matrix.shape) != (num, num):
+            raise ValueError(f"matrix {name!r} has shape {tuple(matrix.shape)}, but {num} class names were given; "
+                             "pass one name per row")
+    side = min(12.0, max(4.5, 0.35 * num + 2.0))
+    figure = _new_figure(side * len(matrices), side)
+    axes = figure.subplots(1, len(matrices), squeeze=False)[0]
+    ticks = list(range(num))
+    labels = list(classes) if num <= 40 else [str(i) for i in ticks]
+    for ax, (name, matrix) in zip(axes, matrices.items(), strict=True):
+        counts = matrix.detach().cpu().double()
+        share = counts / counts.sum(dim=1, keepdim=True).clamp_min(1)
+        image = ax.imshow(share.numpy(), cmap="Blues", vmin=0, vmax=1, interpolation="nearest")
+        if num <= 20:
+            for i in range(num):
+                for j in range(num):
+                    ax.text(j, i, str(int(counts[i, j])), ha="center", va="center", fontsize="small",
+                            color="white" if share[i, j] > 0.5 else "black")
+        step = 1 if num <= 40 else num // 20  # about 20 numbered ticks for many classes
+        ax.set_xticks(ticks[::step], labels[::step], rotation=45 if num <= 10 else 90,
+                      ha="right" if num <= 10 else "center", fontsize="small")
+        ax.set_yticks(ticks[::step], labels[::step], fontsize="small")
+        ax.set_xlabel("predicted class")
+        ax.set_ylabel("true class")
+        accuracy = float(counts.diagonal().sum() / counts.sum().clamp_min(1)) * 100
+        ax.set_title(f"{name} (accuracy {accuracy:.2f}%)")
+        figure.colorbar(image, ax=ax, shrink=0.8, label="share of the true class")
     figure.suptitle(title)
     return _save(figure, path)
 

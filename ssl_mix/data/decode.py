@@ -36,11 +36,15 @@ class DecodedFiles(NamedTuple):
         arrays: the decoded images of the readable files, in order.
         kept: ``(len(arrays),)`` int64 positions in the listed files of the rows of ``arrays``.
         skipped: the unreadable files left out (empty unless ``skip_bad_images``).
+        colour: how many of the readable files are in colour, which is what decides the channels when ``channels``
+            is None (RGB if any is); None when ``channels`` was forced, or read from a cache entry that predates
+            the count.
     """
 
     arrays: ImageArrays
     kept: np.ndarray
     skipped: list[BadImageError]
+    colour: int | None = None
 
 
 def _settings(image_size: Any, resize: str, channels: int | None) -> dict[str, Any]:
@@ -145,7 +149,7 @@ def decode_files(files: ImageFiles, *, image_size: int | tuple[int, int] | None 
     threads = _threads(num_threads)
     if not len(files):
         empty = ImageArrays(torch.zeros((0, 0, 0, 0), dtype=torch.uint8), files.targets[:0], list(files.classes))
-        return DecodedFiles(empty, np.zeros(0, dtype=np.int64), [])
+        return DecodedFiles(empty, np.zeros(0, dtype=np.int64), [], None if channels else 0)
     directory = _cache_location(cache)
     key = cache_key(files.paths, settings) if directory is not None else ""
     entry = read_cache(directory, key) if directory is not None else None
@@ -153,6 +157,7 @@ def decode_files(files: ImageFiles, *, image_size: int | tuple[int, int] | None 
         array, meta = entry
         bad = [(int(i), BadImageError(files.paths[int(i)], reason)) for i, reason in meta["bad"]]
         images = torch.from_numpy(array)
+        colour = meta.get("colour")
     else:
         decoded = list(_decode_stream(files.paths, settings, threads, f"decoding {_where(files)}"))
         bad = [(i, d) for i, d in enumerate(decoded) if isinstance(d, BadImageError)]
@@ -161,6 +166,7 @@ def decode_files(files: ImageFiles, *, image_size: int | tuple[int, int] | None 
         if len(set(sizes)) > 1:
             good_files = files.subset([i for i, d in enumerate(decoded) if isinstance(d, torch.Tensor)])
             raise _size_error(good_files, sizes, _where(files))  # type: ignore[arg-type]
+        colour = None if channels else sum(img.shape[0] == 3 for img in good)
         if good:
             out_channels = channels or (3 if any(img.shape[0] == 3 for img in good) else 1)
             images = torch.empty((len(good), out_channels, *sizes[0]), dtype=torch.uint8)
@@ -170,12 +176,12 @@ def decode_files(files: ImageFiles, *, image_size: int | tuple[int, int] | None 
             images = torch.zeros((0, 0, 0, 0), dtype=torch.uint8)
         del decoded, good
         if directory is not None:
-            write_cache(directory, key, images.numpy(), {"bad": [[i, err.reason] for i, err in bad]})
+            write_cache(directory, key, images.numpy(), {"bad": [[i, err.reason] for i, err in bad], "colour": colour})
     if bad and not skip_bad_images:
         raise _bad_files_error(files, bad)
     kept = np.setdiff1d(np.arange(len(files)), np.array([i for i, _ in bad], dtype=np.int64))
     arrays = ImageArrays(images, files.targets[torch.from_numpy(kept)], list(files.classes))
-    return DecodedFiles(arrays, kept, [err for _, err in bad])
+    return DecodedFiles(arrays, kept, [err for _, err in bad], colour)
 
 
 class FileScan(NamedTuple):
@@ -186,6 +192,7 @@ class FileScan(NamedTuple):
         mean, std: per-channel statistics of the readable files, as :func:`~ssl_mix.data.arrays.channel_stats`.
         kept: int64 positions of the readable files.
         skipped: the unreadable files (empty unless ``skip_bad_images``).
+        colour: how many of the readable files are in colour, as in :class:`DecodedFiles`.
     """
 
     image_shape: tuple[int, int, int]
@@ -193,6 +200,7 @@ class FileScan(NamedTuple):
     std: tuple[float, ...]
     kept: np.ndarray
     skipped: list[BadImageError]
+    colour: int | None = None
 
 
 def _header(path: Path) -> tuple[str, tuple[int, int]] | BadImageError:
@@ -236,6 +244,7 @@ def scan_files(files: ImageFiles, *, image_size: int | tuple[int, int] | None = 
         meta = entry[1]
         bad = [(int(i), BadImageError(files.paths[int(i)], reason)) for i, reason in meta["bad"]]
         shape, mean, std = tuple(meta["image_shape"]), tuple(meta["mean"]), tuple(meta["std"])
+        colour = meta.get("colour")
     else:
         with ThreadPoolExecutor(threads) as pool:
             headers = list(pool.map(_header, files.paths, chunksize=64))
@@ -271,10 +280,13 @@ def scan_files(files: ImageFiles, *, image_size: int | tuple[int, int] | None = 
 
         mean, std = channel_stats(chunks())
         bad = sorted(bad + late_bad, key=lambda b: b[0])
+        late = {i for i, _ in late_bad}
+        colour = None if channels else sum(image_channels(headers[i][0]) == 3  # type: ignore[index]
+                                           for i in good_index if i not in late)
         if directory is not None:
             write_cache(directory, key, None, {"bad": [[i, err.reason] for i, err in bad], "image_shape": list(shape),
-                                               "mean": list(mean), "std": list(std)})
+                                               "mean": list(mean), "std": list(std), "colour": colour})
     if bad and not skip_bad_images:
         raise _bad_files_error(files, bad)
     kept = np.setdiff1d(np.arange(len(files)), np.array([i for i, _ in bad], dtype=np.int64))
-    return FileScan(shape, mean, std, kept, [err for _, err in bad])  # type: ignore[arg-type]
+    return FileScan(shape, mean, std, kept, [err for _, err in bad], colour)  # type: ignore[arg-type]

@@ -29,7 +29,7 @@ from ssl_mix.data.spec import DataSpec, spec_from_stats
 from ssl_mix.data.splits import LabelSplit, make_split
 from ssl_mix.data.streaming import ImageFileDataset
 
-__all__ = ["RunData", "load_run_data", "load_validation", "folder_run_files"]
+__all__ = ["RunData", "load_run_data", "load_validation", "folder_run_files", "describe_run_data"]
 
 
 @dataclass
@@ -43,6 +43,9 @@ class RunData:
         valid: the validation subset (None without ``num_valid_per_class``).
         test: the test set (empty when an image folder has no ``test/``).
         skipped_images: image files left out as unreadable (``--skip-bad-images``), each ``(path, reason)``.
+        colour_images: for an image folder whose channels the images decided (``channels`` None): ``(in colour,
+            readable)`` counts of its training files; None otherwise, or when the decoded-image cache entry
+            predates the count.
     """
 
     spec: DataSpec
@@ -52,6 +55,7 @@ class RunData:
     valid: ImageArrays | None
     test: ImageArrays
     skipped_images: list[tuple[str, str]] = field(default_factory=list)
+    colour_images: tuple[int, int] | None = None
 
 
 def load_run_data(data: DataConfig, *, seed: int) -> RunData:
@@ -213,6 +217,7 @@ def _load_folder(data: DataConfig, seed: int) -> RunData:
             _check_shape("unlabeled", extras.arrays.image_shape, shape)
             unlabeled = concat_arrays([unlabeled, ImageArrays(extras.arrays.images, extras.arrays.targets, [])])
         valid = train.arrays.subset(pick(split.valid)) if split.valid else None
+        colour = train.colour, len(train.kept)
     else:
         scan = scan_files(train_files, **settings)
         shape = scan.image_shape
@@ -233,13 +238,15 @@ def _load_folder(data: DataConfig, seed: int) -> RunData:
         unlabeled = ImageFileDataset(pool, shape, labeled=False, **streamed)
         valid = (decode_files(train_files.subset(pick(split.valid)), **same).arrays  # already checked by the scan
                  if split.valid else None)
+        colour = scan.colour, len(scan.kept)
     test_decoded = decode_files(test_files, **same)
     skipped += test_decoded.skipped
     test = test_decoded.arrays
     if len(test):
         _check_shape("test", test.image_shape, shape)
     return RunData(spec=spec, split=split, labeled=labeled, unlabeled=unlabeled, valid=valid, test=test,
-                   skipped_images=[(err.path, err.reason) for err in skipped])
+                   skipped_images=[(err.path, err.reason) for err in skipped],
+                   colour_images=None if colour[0] is None else (colour[0], colour[1]))
 
 
 def _merge_added_labels(path: str, split: LabelSplit, train_files: ImageFiles) -> tuple[LabelSplit, ImageFiles]:
@@ -267,3 +274,53 @@ def _picker(num_files: int, kept: np.ndarray):
         return rows[rows >= 0]
 
     return pick
+
+
+def describe_run_data(data: RunData, settings: DataConfig) -> str:
+    """The data settings a run resolved, as the short block training prints on stderr before the first step.
+
+    Args:
+        data: the loaded data (:func:`load_run_data`).
+        settings: the data settings it was loaded with.
+
+    Returns:
+        Three ``ssl-mix:`` lines: the dataset, its classes, whether it is held in memory or streamed, and the
+        labeled / validation / unlabeled / test counts; the image size (and how it was reached) and the channels
+        (and, when the images decided them, why); the normalisation and the ZCA whitening.
+    """
+    channels, height, width = data.labeled.image_shape
+    streamed = isinstance(data.labeled, ImageFileDataset)
+    pool = " (the labeled ones included)" if data.split.labeled_in_unlabeled else ""
+    valid = len(data.valid) if data.valid is not None else 0
+    test = f"{len(data.test)} test" if len(data.test) else "no test set"
+    counts = f"{len(data.labeled)} labeled, {valid} validation, {len(data.unlabeled)} unlabeled{pool}, {test}"
+    where = "streamed from the files" if streamed else "in memory"
+    if settings.dataset != "folder":
+        size = "the dataset's size"
+    elif settings.image_size is not None:
+        size = f"data.image_size, data.resize={settings.resize!r}"
+    else:
+        size = "the files' own size; data.image_size resizes"
+    kind = "RGB" if channels == 3 else "grayscale"
+    if settings.channels is not None:
+        why = f"{kind}, data.channels={settings.channels}"
+    elif data.colour_images is not None:
+        colour, total = data.colour_images
+        if colour:
+            why = f"RGB: {colour} of {total} training images are in colour"
+            if 2 * colour < total:
+                why += "; data.channels=1 trains in grayscale"
+        else:
+            why = f"grayscale: none of the {total} training images is in colour"
+    else:
+        why = kind
+    zca = f"on (data.zca_eps={settings.zca_eps:g})" if settings.zca else "off"
+    return "\n".join([
+        f"ssl-mix: data: {settings.dataset}, {data.spec.num_classes} classes, {where}; {counts}",
+        f"ssl-mix: images: {height}x{width} (HxW; {size}), {channels} channel(s) ({why})",
+        f"ssl-mix: normalisation: mean {_numbers(data.spec.mean)}, std {_numbers(data.spec.std)}; ZCA whitening {zca}",
+    ])
+
+
+def _numbers(values: tuple[float, ...]) -> str:
+    return "(" + ", ".join(f"{v:.3f}" for v in values) + ")"
