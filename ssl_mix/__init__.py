@@ -112,6 +112,7 @@ from ssl_mix.data import (
     spec_from_arrays,
     split_summary,
 )
+from ssl_mix.data.randaugment import RA_OPS, RandAugmentParams, apply_randaugment, rand_augment, sample_randaugment
 from ssl_mix.data.run_data import RunData, folder_run_files
 from ssl_mix.demo import run_demo
 from ssl_mix.evaluation import evaluate
@@ -224,6 +225,7 @@ __all__ = [
     "LabelSplit", "make_split", "split_summary", "ImageArrays", "DataSpec", "load_arrays", "data_spec",
     "spec_from_arrays", "concat_arrays", "arrays_from_tensors", "arrays_from_dataset", "arrays_dataset",
     "ArrayDataset", "random_crop_flip", "normalize", "TensorDualLoader", "TorchDualLoader",
+    "RA_OPS", "RandAugmentParams", "sample_randaugment", "apply_randaugment", "rand_augment",
     "eval_batches", "DATASET_NAMES", "DatasetName", "PADDING_MODES", "PaddingMode",
     "decode_image", "prepare_image", "BadImageError", "ImageFiles", "folder_files", "decode_files", "ImageFileDataset",
     "ZCA", "fit_zca", "apply_zca", "preprocess_entry", "preprocess_transform",
