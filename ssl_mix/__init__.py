@@ -125,6 +125,7 @@ if TYPE_CHECKING:
         spec_from_arrays,
         split_summary,
     )
+    from ssl_mix.data.randaugment import RA_OPS, RandAugmentParams, apply_randaugment, rand_augment, sample_randaugment
     from ssl_mix.data.run_data import RunData, folder_run_files
     from ssl_mix.demo import run_demo
     from ssl_mix.evaluation import evaluate
@@ -294,6 +295,11 @@ _EXPORTS: dict[str, str] = {
     "preprocess_entry": "ssl_mix.data",
     "preprocess_transform": "ssl_mix.data",
     "random_crop_flip": "ssl_mix.data",
+    "RA_OPS": "ssl_mix.data.randaugment",
+    "RandAugmentParams": "ssl_mix.data.randaugment",
+    "apply_randaugment": "ssl_mix.data.randaugment",
+    "rand_augment": "ssl_mix.data.randaugment",
+    "sample_randaugment": "ssl_mix.data.randaugment",
     "read_label_rows": "ssl_mix.data",
     "spec_from_arrays": "ssl_mix.data",
     "split_summary": "ssl_mix.data",
@@ -423,7 +429,9 @@ __all__ = [
     # data
     "LabelSplit", "make_split", "split_summary", "ImageArrays", "DataSpec", "load_arrays", "data_spec",
     "spec_from_arrays", "concat_arrays", "arrays_from_tensors", "arrays_from_dataset", "arrays_dataset",
-    "ArrayDataset", "random_crop_flip", "normalize", "TensorDualLoader", "TorchDualLoader",
+    "ArrayDataset", "random_crop_flip", "rand_augment", "sample_randaugment", "apply_randaugment", "RandAugmentParams",
+    "RA_OPS", "normalize", "TensorDualLoader", "TorchDualLoader",
+    "RA_OPS", "RandAugmentParams", "sample_randaugment", "apply_randaugment", "rand_augment",
     "eval_batches", "DATASET_NAMES", "DatasetName", "PADDING_MODES", "PaddingMode",
     "decode_image", "prepare_image", "BadImageError", "ImageFiles", "folder_files", "decode_files", "ImageFileDataset",
     "ZCA", "fit_zca", "apply_zca", "preprocess_entry", "preprocess_transform",

@@ -10,6 +10,7 @@ import label_budget as lb  # benchmarks/ is on sys.path (tests/conftest.py)
 import linearity as lin
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 
@@ -356,3 +357,17 @@ def test_active_loop_benchmark_records_skips_and_summarizes(tiny_folder, tmp_pat
     table = records.with_suffix(".md").read_text()
     assert "| margin | 20 |" in table and "| margin-balanced | 20 |" in table and "(n=1)" in table
     assert "Seeds: 0." in table and records.with_suffix(".png").stat().st_size > 0
+
+
+def test_randaugment_benchmark_times_every_path(tmp_path):
+    import randaugment
+
+    out = tmp_path / "randaugment.json"
+    record = randaugment.main(["--batch-size", "4", "--size", "16", "--batches", "1", "--workers", "0",
+                               "--out", str(out)])
+    assert json.loads(out.read_text()) == record and record["image_shape"] == [3, 16, 16]
+    for path in ("batched", "pil_fixmatch_workers0", "pil_torchvision_workers0"):
+        assert record["results"][path]["images_per_s"] > 0
+    assert record["results"]["pil_fixmatch_workers0"]["batched_speedup"] > 0
+    image = randaugment.pil_randaugment(randaugment.Image.new("RGB", (16, 16), (10, 200, 30)))
+    assert image.shape == (3, 16, 16) and image.dtype == torch.uint8

@@ -22,6 +22,7 @@ from ssl_mix.data.images import (
 )
 from ssl_mix.data.labels import AddedLabels, LabelRows, added_labels, read_label_rows, read_labels
 from ssl_mix.data.loaders import TensorDualLoader, TorchDualLoader, eval_batches
+from ssl_mix.data.randaugment import RA_OPS, RandAugmentParams, apply_randaugment, rand_augment, sample_randaugment
 from ssl_mix.data.spec import DataSpec, spec_from_arrays, spec_from_stats
 from ssl_mix.data.splits import SPLIT_FORMAT_VERSION, LabelSplit, make_split, split_summary
 from ssl_mix.data.streaming import ImageFileDataset
@@ -79,6 +80,7 @@ __all__ = [
     "crop_flip",
     "random_crop_flip",
     "normalize",
+    "RA_OPS", "RandAugmentParams", "sample_randaugment", "apply_randaugment", "rand_augment",
     "TensorDualLoader",
     "TorchDualLoader",
     "eval_batches",
