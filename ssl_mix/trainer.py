@@ -130,7 +130,7 @@ class Trainer:
         self.wrapped_student = self.student  # what the training step calls: the student behind DDP / compile
         self._wrap_student(loader)
         self.teacher = self._place_teacher(teacher)
-        self.optimizer = build_optimizer(self.student.parameters(), self.optim_cfg)
+        self.optimizer = build_optimizer(self.student, self.optim_cfg)
         self.scheduler = build_scheduler(self.optimizer, self.cfg.steps, self.optim_cfg)
         # Each process mixes its own shard with its own draws; rank 0 keeps the one-process seeds.
         self.generator = torch.Generator(device=self.device).manual_seed(distributed.rank_seed(self.cfg.seed + 1))

@@ -314,12 +314,18 @@ class OptimConfig:
     """Optimiser and learning-rate schedule.
 
     Args:
-        optimizer: ``sgd`` (momentum, optionally Nesterov; the ICT recipe) or ``adam`` (Chaudhry et al.); both use
-            PyTorch's multi-tensor kernels.
+        optimizer: ``sgd`` (momentum, optionally Nesterov; the ICT recipe), ``adam`` (Chaudhry et al.; weight decay
+            added to the gradient) or ``adamw`` (decoupled weight decay, Loshchilov & Hutter 2019: each step
+            multiplies the decayed weights by ``1 - lr * weight_decay``); all use PyTorch's fused or multi-tensor
+            kernels.
         lr: peak learning rate (ICT: 0.1 with SGD; Chaudhry et al.: 0.002 with Adam).
         momentum: SGD momentum (0.9 in the ICT and mean-teacher recipes).
         nesterov: Nesterov momentum for SGD, as in the ICT code.
-        weight_decay: L2 penalty added to the gradient (coupled), 1e-4 as in the ICT code.
+        weight_decay: L2 penalty added to the gradient (coupled) for ``sgd`` and ``adam``, 1e-4 as in the ICT code;
+            the decoupled rate for ``adamw``.
+        decay_norm_bias: also decay biases and normalisation weights (every parameter with fewer than two
+            dimensions), as the ICT code does; false decays only weight matrices and convolution kernels, as the
+            FixMatch and MixMatch code ("kernel" variables) and timm's fine-tuning recipes do.
         lr_schedule: ``cosine`` ramp-down (ICT, mean teacher) or ``constant``.
         lr_rampdown_factor: the cosine reaches zero at this multiple of the training steps (ICT: 450/400 epochs =
             1.125), so the last steps keep a small non-zero rate.
@@ -328,11 +334,12 @@ class OptimConfig:
 
     SECTION: ClassVar[str] = "optim"
 
-    optimizer: Literal["sgd", "adam"] = "sgd"
+    optimizer: Literal["sgd", "adam", "adamw"] = "sgd"
     lr: float = 0.1
     momentum: float = 0.9
     nesterov: bool = True
     weight_decay: float = 1e-4
+    decay_norm_bias: bool = True
     lr_schedule: Literal["cosine", "constant"] = "cosine"
     lr_rampdown_factor: float = 1.125
     warmup_steps: int = 0

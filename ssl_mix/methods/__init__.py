@@ -18,6 +18,7 @@ from :data:`METHODS`.
 from ssl_mix.choices import MethodName, SupervisedTerm, TeacherMode
 from ssl_mix.methods.base import (
     METHODS,
+    VIEW_NAMES,
     Batch,
     Method,
     StepContext,
@@ -35,4 +36,4 @@ from ssl_mix.methods.ict import ICT
 # isort: on
 
 __all__ = ["Batch", "StepContext", "StepOutput", "Method", "ERM", "Mixup", "ManifoldMixup", "ICT", "MethodName",
-           "METHODS", "method_class", "register_method", "SupervisedTerm", "TeacherMode"]
+           "METHODS", "VIEW_NAMES", "method_class", "register_method", "SupervisedTerm", "TeacherMode"]

@@ -23,7 +23,11 @@ from ssl_mix.checks import check_in
 if TYPE_CHECKING:
     from ssl_mix.config import MethodConfig
 
-__all__ = ["Batch", "StepContext", "StepOutput", "Method", "METHODS", "register_method", "method_class"]
+__all__ = ["Batch", "StepContext", "StepOutput", "Method", "METHODS", "register_method", "method_class", "VIEW_NAMES"]
+
+VIEW_NAMES: tuple[str, ...] = ("weak", "strong")
+"""The views of an unlabeled image a loader can make: ``weak`` (the run's flip and shift, as for every method) and
+``strong`` (the weak view, then RandAugment and Cutout as in FixMatch; :func:`ssl_mix.data.rand_augment`)."""
 
 
 class Batch(NamedTuple):
@@ -32,12 +36,16 @@ class Batch(NamedTuple):
     Attributes:
         x_l: (B_l, ...) labeled inputs, normalised.
         y_l: (B_l,) int64 class indices.
-        x_u: (B_u, ...) unlabeled inputs (methods that use no unlabeled data ignore it).
+        x_u: (B_u, ...) unlabeled inputs (methods that use no unlabeled data ignore it): the weak view (flip and
+            shift), or, when the method asks for several views, the first of them.
+        u_views: every view of the same unlabeled images the method asked for (:meth:`Method.views_for`), in that
+            order, each (B_u, ...), so ``u_views[0]`` is ``x_u``; empty when it asks for the weak view only.
     """
 
     x_l: torch.Tensor
     y_l: torch.Tensor
     x_u: torch.Tensor
+    u_views: tuple[torch.Tensor, ...] = ()
 
 
 @dataclass
@@ -114,6 +122,23 @@ class Method:
             An instance of this class.
         """
         raise NotImplementedError
+
+    @classmethod
+    def views_for(cls, cfg: MethodConfig) -> tuple[str, ...]:
+        """The views of each unlabeled image this method's loss needs, in the order it reads ``batch.u_views``.
+
+        The loaders are built before the method, from this answer: ``("weak",)`` (the default) gives today's single
+        batch ``x_u`` and an empty ``u_views``; anything longer fills ``u_views``, e.g. FixMatch's
+        ``("weak", "strong")`` or MixMatch's K weak views. Each entry is one of :data:`VIEW_NAMES`; every view is
+        drawn independently, keyed by (seed, stream, step, view), so resumed runs stay exact.
+
+        Args:
+            cfg: the ``method`` section of the run's config.
+
+        Returns:
+            A non-empty tuple of view names.
+        """
+        return ("weak",)
 
     @classmethod
     def check_config(cls, cfg: MethodConfig) -> None:

@@ -104,7 +104,7 @@ class ICT(Method):
         """Supervised term plus the weighted ICT[K] consistency against the teacher: see :meth:`Method.loss`."""
         if ctx.teacher is None:
             raise ValueError("ICT needs the EMA teacher in StepContext.teacher")
-        x_l, y_l, x_u = batch
+        x_l, y_l, x_u = batch.x_l, batch.y_l, batch.x_u
         device = x_u.device
 
         sup_plan = None
