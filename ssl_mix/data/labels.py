@@ -12,7 +12,99 @@ import torch
 
 from ssl_mix.data.files import IMAGE_EXTENSIONS, ImageFiles
 
-__all__ = ["read_labels", "read_label_rows", "LabelRows", "added_labels", "AddedLabels"]
+__all__ = ["read_labels", "read_label_rows", "LabelRows", "added_labels", "AddedLabels", "check_label_classes",
+           "near_match", "normalized_class", "MIN_CLASS_ROWS"]
+
+MIN_CLASS_ROWS = 3
+"""Without a classes list, a class with fewer label rows than this is taken for a typo (an error)."""
+
+
+def normalized_class(name: str) -> str:
+    """A class name folded for comparison: lower case, without spaces, underscores or hyphens."""
+    return "".join(c for c in name.lower() if c not in " _-")
+
+
+def _one_edit(a: str, b: str) -> bool:
+    """Whether ``a`` and ``b`` differ by exactly one insertion, deletion or substitution."""
+    if a == b or abs(len(a) - len(b)) > 1:
+        return False
+    if len(a) == len(b):
+        return sum(x != y for x, y in zip(a, b)) == 1
+    if len(a) > len(b):
+        a, b = b, a
+    i = 0
+    while i < len(a) and a[i] == b[i]:
+        i += 1
+    return a[i:] == b[i + 1:]
+
+
+def near_match(name: str, other: str) -> str | None:
+    """How two distinct class names are nearly the same, or None.
+
+    Returns:
+        ``"differs only by case, spacing, underscores or hyphens from"`` or ``"differs by one character from"``
+        (also after that folding), else None.
+    """
+    if name == other:
+        return None
+    a, b = normalized_class(name), normalized_class(other)
+    if a == b:
+        return "differs only by case, spacing, underscores or hyphens from"
+    if _one_edit(name, other) or _one_edit(a, b):
+        return "differs by one character from"
+    return None
+
+
+def _distance(a: str, b: str) -> int:
+    """Levenshtein distance (for naming the nearest allowed class)."""
+    previous = list(range(len(b) + 1))
+    for i, x in enumerate(a, start=1):
+        current = [i]
+        for j, y in enumerate(b, start=1):
+            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (x != y)))
+        previous = current
+    return previous[-1]
+
+
+def check_label_classes(rows: LabelRows, path: str | Path, classes: list[str] | None = None,
+                        check: bool = True) -> None:
+    """Check the labels of a label file against a classes list, or, without one, for likely typos.
+
+    Args:
+        rows: the file's rows (:func:`read_label_rows`).
+        path: the file (for messages).
+        classes: every label must be one of these (``data.classes``); None: no list.
+        check: without ``classes``: reject a class with fewer than :data:`MIN_CLASS_ROWS` rows and a class whose
+            name nearly matches another's (:func:`near_match`). ``data.check_labels=false`` turns this off.
+
+    Raises:
+        ValueError: naming the file, the line(s), the label and the nearest class.
+    """
+    name = Path(path).name
+    if classes is not None:
+        allowed = set(classes)
+        for key, label in rows.labels.items():
+            if label not in allowed:
+                nearest = min(classes, key=lambda c: (_distance(normalized_class(label), normalized_class(c)), c))
+                raise ValueError(f"{name} line {rows.lines[key]}: label {label!r} is not one of the classes of "
+                                 f"data.classes (nearest: {nearest!r}); fix the row or add the class to the list")
+        return
+    if not check:
+        return
+    count: dict[str, list[int]] = {}
+    for key, label in rows.labels.items():
+        count.setdefault(label, []).append(rows.lines[key])
+    for label, lines in sorted(count.items(), key=lambda item: (len(item[1]), item[0])):
+        where = f"{name} line{'s' if len(lines) > 1 else ''} {', '.join(map(str, lines[:10]))}"
+        rows_word = f"{len(lines)} row{'s' if len(lines) != 1 else ''}"
+        advice = "fix the row, list the classes with data.classes, or set data.check_labels=false to keep it"
+        for other in sorted(count, key=lambda c: -len(count[c])):
+            how = near_match(label, other)
+            if how is not None and len(count[other]) >= len(lines):
+                raise ValueError(f"{where}: class {label!r} has {rows_word} and {how} {other!r} "
+                                 f"({len(count[other])} rows); {advice}")
+        if len(lines) < MIN_CLASS_ROWS:
+            raise ValueError(f"{where}: class {label!r} has only {rows_word} (fewer than {MIN_CLASS_ROWS}); {advice}")
 
 
 class LabelRows(NamedTuple):
@@ -29,13 +121,15 @@ class LabelRows(NamedTuple):
     skipped: int
 
 
-def read_labels(path: str | Path, root: str | Path) -> tuple[dict[str, str], list[str]]:
+def read_labels(path: str | Path, root: str | Path, classes: list[str] | None = None,
+                check: bool = True) -> tuple[dict[str, str], list[str]]:
     """Read a label file: CSV rows ``path,label`` with paths relative to ``root``.
 
     Args:
         path: the CSV file (UTF-8). A first row ``path,label`` is a header and is skipped; blank lines are
             skipped; a field may be quoted (CSV rules) to hold a comma.
         root: the data root the paths are relative to.
+        classes, check: see :func:`check_label_classes`.
 
     Returns:
         ``({relative posix path: label}, classes)``: classes are the sorted distinct labels.
@@ -46,7 +140,9 @@ def read_labels(path: str | Path, root: str | Path) -> tuple[dict[str, str], lis
             ``root``, a path that is not an image file under ``root`` or lies in ``test/``, or a duplicate path;
             the message names the line (and the earlier line of a duplicate).
     """
-    labels = read_label_rows(path, root).labels
+    rows = read_label_rows(path, root)
+    check_label_classes(rows, path, classes, check)
+    labels = rows.labels
     return labels, sorted(set(labels.values()))
 
 
