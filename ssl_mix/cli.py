@@ -414,7 +414,8 @@ def _run_split(args: argparse.Namespace) -> int:
     d = cfg.data
     if d.num_labels is None and d.labels is None:
         raise UsageError("--num-labels is required (the label budget), unless --labels gives the labeled images")
-    targets, classes = load_targets(d.dataset, d.data_root, "train", download=d.download, labels=d.labels)
+    targets, classes = load_targets(d.dataset, d.data_root, "train", download=d.download, labels=d.labels,
+                                    label_checks=d.label_checks())
     split = make_split(targets, d.num_labels, seed=cfg.train.seed, dataset=d.dataset, num_classes=len(classes),
                        num_valid_per_class=d.num_valid_per_class, labeled_in_unlabeled=d.labeled_in_unlabeled)
     out = Path(args.out)

@@ -96,6 +96,12 @@ class DataConfig:
             class folders. Images it does not name are unlabeled; ``test/<class>/`` stays the test set.
         add_labels: ``folder`` only: a CSV of newly labeled images (``ssl-mix select`` writes one to fill in) added
             to the labeled set of ``split`` or ``labels``; rows with an empty label are skipped.
+        classes: ``folder`` only: the allowed classes of a label file, comma-separated (``cat,dog,ship``) or a
+            text file with one class per line; every label must be one of them. ``none``: the file's labels, checked
+            for likely typos (``check_labels``).
+        check_labels: without ``classes``: reject a label file with a class of fewer than 3 rows, or a class whose
+            name differs from another's only by case, spacing, underscores, hyphens or one character (a typo
+            that would become a new class). Off: keep such classes on purpose.
         unlabeled_dirs: ``folder`` only: another folder of unlabeled images, anywhere on disk (repeatable:
             ``unlabeled_dirs`` is a list).
         image_size: ``folder`` only: resize every image to N x N or H,W pixels, the same way for training,
@@ -137,6 +143,8 @@ class DataConfig:
     augment: bool = True
     labels: str | None = None
     add_labels: str | None = None
+    classes: str | None = None
+    check_labels: bool = True
     unlabeled_dirs: tuple[str, ...] = ()
     image_size: tuple[int, int] | None = None
     resize: ResizeMode = "crop"
@@ -157,13 +165,30 @@ class DataConfig:
         if isinstance(self.unlabeled_dirs, str):
             self.unlabeled_dirs = (self.unlabeled_dirs,)
         self.unlabeled_dirs = tuple(str(d) for d in self.unlabeled_dirs)
-        folder_only = {"labels": self.labels, "add_labels": self.add_labels,
+        folder_only = {"labels": self.labels, "add_labels": self.add_labels, "classes": self.classes,
                        "unlabeled_dirs": self.unlabeled_dirs or None, "image_size": self.image_size,
                        "channels": self.channels}
         given = [name for name, value in folder_only.items() if value is not None]
         if given:
             check_folder_only(self.dataset, {f"data.{given[0]}": folder_only[given[0]]}, setting="data.dataset",
                               advice=f"drop data.{given[0]} or set data.dataset='folder'")
+
+    def class_list(self) -> list[str] | None:
+        """The classes of ``classes``: its comma-separated names, or the lines of the text file it names."""
+        if self.classes is None:
+            return None
+        path = Path(self.classes).expanduser()
+        text = path.read_text(encoding="utf-8").splitlines() if path.is_file() else self.classes.split(",")
+        names = [name.strip() for name in text if name.strip()]
+        if not names:
+            raise ValueError(f"data.classes={self.classes!r} lists no classes; give names like cat,dog or a text file "
+                             "with one class per line")
+        return names
+
+    def label_checks(self) -> dict[str, Any]:
+        """The label-file checks of these settings, as keyword arguments of
+        :func:`~ssl_mix.data.folder.folder_files`."""
+        return {"label_classes": self.class_list(), "check_labels": self.check_labels}
 
     def resolved_num_labels(self) -> int | None:
         """The label budget to draw: ``num_labels``, or when it is None, None (every labeled row) with a label

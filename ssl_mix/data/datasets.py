@@ -136,18 +136,22 @@ def load_arrays(name: DatasetName, root: str | Path | None, split: SplitName, *,
 
 
 def load_targets(name: DatasetName, root: str | Path | None, split: SplitName = "train", *,
-                 download: bool = False, labels: str | Path | None = None) -> tuple[torch.Tensor, list[str]]:
+                 download: bool = False, labels: str | Path | None = None,
+                 label_checks: dict[str, Any] | None = None) -> tuple[torch.Tensor, list[str]]:
     """The targets and class names of a dataset split, without decoding a folder's images.
 
     Args:
         name, root, split, download, labels: as in :func:`load_arrays`.
+        label_checks: ``label_classes`` and ``check_labels`` for :func:`~ssl_mix.data.folder.folder_files`
+            (:meth:`~ssl_mix.config.DataConfig.label_checks`).
 
     Returns:
         ``(targets, classes)``: int64 ``(N,)`` targets (-1 for unlabeled images) and the class names, in the
         order :func:`load_arrays` would load the images.
     """
     if name == "folder":
-        files = folder_files(_require_root(name, root), split, labels=labels)  # type: ignore[arg-type]
+        files = folder_files(_require_root(name, root), split, labels=labels,  # type: ignore[arg-type]
+                             **(label_checks or {}))
         return files.targets, files.classes
     check_folder_only(name, {"labels": labels}, advice="leave it None, or load name='folder'")
     arrays = load_arrays(name, root, split, download=download)

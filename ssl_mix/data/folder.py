@@ -81,7 +81,8 @@ def _class_split(root: Path, directory: Path, classes: list[str], *, required: b
 
 
 def folder_files(root: str | Path, split: Literal["train", "test", "unlabeled"], *,
-                 labels: str | Path | None = None, classes: Sequence[str] | None = None) -> ImageFiles:
+                 labels: str | Path | None = None, classes: Sequence[str] | None = None,
+                 label_classes: Sequence[str] | None = None, check_labels: bool = True) -> ImageFiles:
     """List one split of an image folder (see the module docstring for the two layouts).
 
     Args:
@@ -118,7 +119,8 @@ def folder_files(root: str | Path, split: Literal["train", "test", "unlabeled"],
             raise FileNotFoundError(f"image folder {root} has no test/ directory: expected {root}/test/<class>/"
                                     f"<images> with class folders among {', '.join(given)}")
         return _class_split(root, root / "test", given, required=False, defined_by="the trained run")
-    named, classes = read_labels(labels, root)
+    named, classes = read_labels(labels, root, None if label_classes is None else list(label_classes),
+                                 check_labels)
     if given is not None and given != classes:
         raise ValueError(f"the label file {labels} has classes {', '.join(classes[:10])} but {', '.join(given[:10])} "
                          "were given; use the label file the run was trained with")

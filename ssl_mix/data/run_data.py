@@ -130,8 +130,8 @@ def folder_run_files(data: DataConfig | Config) -> tuple[ImageFiles, ImageFiles,
     data = data.data if isinstance(data, Config) else data
     train_files = _folder_train_files(data)
     root = train_files.root
-    test_files = folder_files(root, "test", labels=data.labels)
-    extra = folder_files(root, "unlabeled", labels=data.labels)
+    test_files = folder_files(root, "test", labels=data.labels, **data.label_checks())
+    extra = folder_files(root, "unlabeled", labels=data.labels, **data.label_checks())
     extra_dirs = unlabeled_dir_files(data.unlabeled_dirs, train_files.classes)
     extra_files = ImageFiles(extra.paths + extra_dirs.paths, torch.cat([extra.targets, extra_dirs.targets]),
                              list(train_files.classes), root)
@@ -142,7 +142,7 @@ def _folder_train_files(data: DataConfig) -> ImageFiles:
     if not data.data_root:
         raise ValueError("--data-root is required for dataset 'folder': the image folder (train/<class>/ inside, or "
                          "images anywhere under it with --labels FILE)")
-    return folder_files(Path(data.data_root).expanduser(), "train", labels=data.labels)
+    return folder_files(Path(data.data_root).expanduser(), "train", labels=data.labels, **data.label_checks())
 
 
 def _split(data: DataConfig, seed: int, targets: torch.Tensor, num_classes: int) -> LabelSplit:
