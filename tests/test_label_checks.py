@@ -1,0 +1,58 @@
+"""The label-file class checks: near matches, too-small classes and a classes list."""
+
+from __future__ import annotations
+
+import pytest
+
+from ssl_mix.config import DataConfig
+from ssl_mix.data.labels import LabelRows, MIN_CLASS_ROWS, check_label_classes, near_match, normalized_class
+
+
+def _rows(*labels: str) -> LabelRows:
+    names = [f"all/{i}.jpg" for i in range(len(labels))]
+    return LabelRows(dict(zip(names, labels)), {n: i + 2 for i, n in enumerate(names)}, 0)
+
+
+def test_near_match():
+    assert normalized_class("T-Shirt ok_x") == "tshirtokx"
+    assert near_match("sneakr", "sneaker") == "differs by one character from"
+    assert near_match("sneaker", "sneakre") is None  # a transposition is two edits
+    assert near_match("snaeker", "sneaker") is None
+    assert near_match("cat", "bat") == "differs by one character from"
+    assert near_match("T-shirt", "t_shirt") == "differs only by case, spacing, underscores or hyphens from"
+    assert near_match("Dog", "dog") == "differs only by case, spacing, underscores or hyphens from"
+    assert near_match("cat", "cat") is None and near_match("cat", "dog") is None
+    assert near_match("cats", "cat") == "differs by one character from"
+
+
+def test_typo_and_small_class_errors():
+    many = ["sneaker"] * 5 + ["boot"] * 5
+    with pytest.raises(ValueError, match=r"labels.csv line 12: class 'sneakr' has 1 row and differs by one character "
+                                         r"from 'sneaker' \(5 rows\); fix the row, list the classes with data.classes, "
+                                         r"or set data.check_labels=false to keep it"):
+        check_label_classes(_rows(*many, "sneakr"), "x/labels.csv")
+    with pytest.raises(ValueError, match=r"line 12: class 'Boot' .* differs only by case"):
+        check_label_classes(_rows(*many, "Boot"), "labels.csv")
+    with pytest.raises(ValueError, match=rf"lines 12, 13: class 'sandal' has only 2 rows \(fewer than {MIN_CLASS_ROWS}\)"):
+        check_label_classes(_rows(*many, "sandal", "sandal"), "labels.csv")
+    check_label_classes(_rows(*many, "sneakr"), "labels.csv", check=False)  # allowed on purpose
+    check_label_classes(_rows(*many, "sandal", "sandal", "sandal"), "labels.csv")
+
+
+def test_classes_list():
+    rows = _rows("sneaker", "boot", "sneakr")
+    check_label_classes(_rows("sneaker", "boot"), "labels.csv", ["boot", "sneaker", "sandal"])  # small is fine
+    with pytest.raises(ValueError, match=r"labels.csv line 4: label 'sneakr' is not one of the classes of "
+                                         r"data.classes \(nearest: 'sneaker'\)"):
+        check_label_classes(rows, "labels.csv", ["boot", "sneaker"], check=False)
+
+
+def test_classes_setting(tmp_path):
+    assert DataConfig(dataset="folder", classes="cat, dog,ship").class_list() == ["cat", "dog", "ship"]
+    (tmp_path / "classes.txt").write_text("cat\n\ndog\n")
+    assert DataConfig(dataset="folder", classes=str(tmp_path / "classes.txt")).class_list() == ["cat", "dog"]
+    assert DataConfig().class_list() is None
+    with pytest.raises(ValueError, match="data.classes=' , ' lists no classes"):
+        DataConfig(dataset="folder", classes=" , ").class_list()
+    with pytest.raises(ValueError, match="data.classes"):
+        DataConfig(classes="cat,dog")
