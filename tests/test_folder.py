@@ -323,3 +323,22 @@ def test_label_rows_by_header_with_empty_labels_skipped(labeled_by_file, tmp_pat
     picks.write_text("path,guess,confidence,label\n" + f"{rows[0][0]},dog,{rows[0][1]}\n")
     with pytest.raises(ValueError, match=r"line 2: expected 4 fields like the header, got 3"):
         read_label_rows(picks, root, skip_empty=True)
+
+
+def test_label_typo_is_an_error_unless_allowed(labeled_by_file, tmp_path, capsys):
+    # On earlier code a typo such as 'dogg' trained a model with one more class, exit 0.
+    root, labels, _ = labeled_by_file
+    lines = labels.read_text().splitlines()
+    typo = lines[:-1] + [lines[-1].rsplit(",", 1)[0] + ",dogg"]
+    bad = tmp_path / "labels.csv"
+    bad.write_text("\n".join(typo) + "\n")
+    common = ("--data-root", str(root), "--labels", str(bad), "--image-size", "16")
+    _fails(capsys, _train(*common, out=tmp_path / "r"),
+           f"labels.csv line {len(typo)}: class 'dogg' has 1 row and differs by one character from 'dog' (6 rows)",
+           "--no-check-labels")
+    _fails(capsys, ["split", "--dataset", "folder", "--data-root", str(root), "--labels", str(bad),
+                    "--seed", "0", "--out", str(tmp_path / "s.json")], "class 'dogg' has 1 row")
+    _fails(capsys, _train(*common, "--classes", "cat,dog,ship", out=tmp_path / "r"),
+           f"labels.csv line {len(typo)}: label 'dogg' is not one of the classes of --classes (nearest: 'dog')")
+    assert main(_train(*common, "--no-check-labels", "--steps", "1", out=tmp_path / "r")) == 0
+    assert json.loads((tmp_path / "r" / "config.json").read_text())["data"]["check_labels"] is False
