@@ -152,6 +152,8 @@ if TYPE_CHECKING:
     from ssl_mix.methods import (
         ERM,
         ICT,
+        FixMatch,
+        MixMatch,
         METHODS,
         Batch,
         ManifoldMixup,
@@ -329,6 +331,8 @@ _EXPORTS: dict[str, str] = {
     "soft_target_cross_entropy": "ssl_mix.losses",
     "ERM": "ssl_mix.methods",
     "ICT": "ssl_mix.methods",
+    "FixMatch": "ssl_mix.methods",
+    "MixMatch": "ssl_mix.methods",
     "METHODS": "ssl_mix.methods",
     "Batch": "ssl_mix.methods",
     "ManifoldMixup": "ssl_mix.methods",
@@ -402,7 +406,7 @@ __all__ = [
     "soft_target_cross_entropy", "mse_consistency", "kl_consistency", "ict_consistency",
     "sigmoid_rampup", "linear_rampup", "cosine_rampdown", "ConsistencySchedule",
     # teacher, methods, training
-    "EMATeacher", "MODEL_ROLES", "TeacherBN", "Method", "ERM", "Mixup", "ManifoldMixup", "ICT", "Batch",
+    "EMATeacher", "MODEL_ROLES", "TeacherBN", "Method", "ERM", "Mixup", "ManifoldMixup", "ICT", "FixMatch", "MixMatch", "Batch",
     "StepContext", "StepOutput",
     "METHODS", "MethodName", "method_class", "register_method",
     "Trainer", "NonFiniteLossError", "evaluate", "ClassificationMetrics", "expected_calibration_error",
