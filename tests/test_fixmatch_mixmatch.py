@@ -21,8 +21,9 @@ def test_pseudo_labels_and_mask_match_official_formula():
     p0 = math.exp(4) / (math.exp(4) + 2)
     assert mask.tolist() == [float(p0 >= 0.95), 0.0, 1.0]
     strong = torch.tensor([[1.0, 2.0, 3.0], [0.0, 0.0, 0.0], [3.0, 2.0, 1.0]])
-    ce = [-math.log(math.exp(s[l]) / sum(math.exp(v) for v in s)) for s, l in zip(strong.tolist(), labels.tolist())]
-    expected = sum(c * m for c, m in zip(ce, mask.tolist())) / 3
+    ce = [-math.log(math.exp(row[c]) / sum(math.exp(v) for v in row))
+          for row, c in zip(strong.tolist(), labels.tolist(), strict=True)]
+    expected = sum(c * m for c, m in zip(ce, mask.tolist(), strict=True)) / 3
     assert fixmatch_unlabeled_loss(strong, labels, mask).item() == pytest.approx(expected, rel=1e-6)
 
 
@@ -83,3 +84,33 @@ def test_bad_settings_are_config_errors(updates, match):
 def test_views_for():
     assert FixMatch.views_for(MethodConfig(name="fixmatch")) == ("weak", "strong")
     assert MixMatch.views_for(MethodConfig(name="mixmatch", num_views=3)) == ("weak",) * 3
+
+
+def test_fixmatch_lr_schedule_matches_official_cosine():
+    # fixmatch.py:92-93: lr * cos(clip(step / train_nimg, 0, 1) * 7 pi / (2 * 8)).
+    from ssl_mix.config import OptimConfig
+    from ssl_mix.optim import lr_multiplier
+
+    cfg = OptimConfig(lr_schedule="fixmatch")
+    for k in (0, 250, 1000, 2000):
+        assert lr_multiplier(k, 1000, cfg) == pytest.approx(math.cos(7 * math.pi * min(k / 1000, 1) / 16))
+
+
+def test_presets_match_official_hyper_parameters():
+    from ssl_mix.config import preset
+
+    f = preset("fixmatch-cifar10")  # fixmatch.py:165-176
+    assert (f.data.batch_size, f.data.unlabeled_batch_size, f.method.threshold, f.method.consistency_weight) == (
+        64, 448, 0.95, 1.0)
+    assert (f.optim.optimizer, f.optim.lr, f.optim.nesterov, f.optim.weight_decay, f.optim.decay_norm_bias,
+            f.optim.lr_schedule, f.method.ema_decay, f.train.steps) == ("sgd", 0.03, True, 5e-4, False, "fixmatch",
+                                                                        0.999, 2 ** 20)
+    assert preset("fixmatch-cifar100").optim.weight_decay == 1e-3
+    m = preset("mixmatch-cifar10")  # mixmatch.py:52-63,136-146; README --w_match=75 --beta=0.75
+    assert (m.method.num_views, m.method.temperature, m.method.alpha, m.method.consistency_weight,
+            m.method.ramp, m.method.ramp_fraction) == (2, 0.5, 0.75, 75.0, "linear", 1 / 64)
+    assert (m.optim.optimizer, m.optim.lr, m.optim.weight_decay, m.optim.decay_norm_bias,
+            m.optim.lr_schedule) == ("adamw", 0.002, 0.02, False, "constant")
+    assert preset("mixmatch-svhn").method.consistency_weight == 250.0  # runs/table6.sh
+    assert preset("mixmatch-cifar100").method.consistency_weight == 150.0  # runs/table1.sh
+    assert preset("fixmatch-cpu").model.name == preset("cpu-cifar10").model.name

@@ -223,7 +223,8 @@ class MethodConfig:
 
     Args:
         name: the method: ``erm`` (labeled data only, the supervised baseline), ``mixup`` (Zhang et al. 2018),
-            ``manifold-mixup`` (Verma et al. 2019) or ``ict`` (ICT[K]; Verma et al. 2019, Chaudhry et al. eq. 2), ``fixmatch`` (Sohn et al. 2020) or ``mixmatch``
+            ``manifold-mixup`` (Verma et al. 2019) or ``ict`` (ICT[K]; Verma et al. 2019, Chaudhry et al. eq. 2),
+            ``fixmatch`` (Sohn et al. 2020) or ``mixmatch``
             (Berthelot et al. 2019).
         k: points per mix, K >= 2. K=2 is classic mixup and ICT; Chaudhry et al. use 3 to 5.
         alpha: Dirichlet concentration of the mixing weights; 0 disables mixing. 1.0 (λ uniform for K=2) is the
@@ -349,7 +350,8 @@ class OptimConfig:
         decay_norm_bias: also decay biases and normalisation weights (every parameter with fewer than two
             dimensions), as the ICT code does; false decays only weight matrices and convolution kernels, as the
             FixMatch and MixMatch code ("kernel" variables) and timm's fine-tuning recipes do.
-        lr_schedule: ``cosine`` ramp-down (ICT, mean teacher) or ``constant``.
+        lr_schedule: ``cosine`` ramp-down (ICT, mean teacher), ``constant``, or ``fixmatch``: lr * cos(7 pi k / (16 K))
+            at step k of K (official FixMatch ``fixmatch.py:92-93``; ``lr_rampdown_factor`` is not used).
         lr_rampdown_factor: the cosine reaches zero at this multiple of the training steps (ICT: 450/400 epochs =
             1.125), so the last steps keep a small non-zero rate.
         warmup_steps: linear learning-rate warm-up from 0 over this many steps.
@@ -363,7 +365,7 @@ class OptimConfig:
     nesterov: bool = True
     weight_decay: float = 1e-4
     decay_norm_bias: bool = True
-    lr_schedule: Literal["cosine", "constant"] = "cosine"
+    lr_schedule: Literal["cosine", "constant", "fixmatch"] = "cosine"
     lr_rampdown_factor: float = 1.125
     warmup_steps: int = 0
 

@@ -41,5 +41,6 @@ from ssl_mix.methods.fixmatch import FixMatch
 from ssl_mix.methods.mixmatch import MixMatch
 # isort: on
 
-__all__ = ["Batch", "StepContext", "StepOutput", "Method", "ERM", "Mixup", "ManifoldMixup", "ICT", "FixMatch", "MixMatch", "MethodName",
-           "METHODS", "VIEW_NAMES", "method_class", "register_method", "SupervisedTerm", "TeacherMode"]
+__all__ = ["Batch", "StepContext", "StepOutput", "Method", "ERM", "Mixup", "ManifoldMixup", "ICT", "FixMatch",
+           "MixMatch",
+           "MethodName", "METHODS", "VIEW_NAMES", "method_class", "register_method", "SupervisedTerm", "TeacherMode"]
