@@ -23,7 +23,7 @@ DATASET_NAMES: tuple[str, ...] = get_args(DatasetName)
 ResizeMode = Literal["crop", "stretch"]
 """How an image reaches its target size: ``crop`` (cover it, cut the centre) or ``stretch`` (scale each axis)."""
 
-MethodName = Literal["erm", "mixup", "manifold-mixup", "ict"]
+MethodName = Literal["erm", "mixup", "manifold-mixup", "ict", "fixmatch", "mixmatch"]
 """The names of the training methods, as in configs and on the command line, in the order of the method registry
 (:data:`ssl_mix.methods.METHODS`, whose keys a test holds equal to these)."""
 

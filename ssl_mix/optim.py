@@ -79,6 +79,9 @@ def lr_multiplier(step: int, total_steps: int, cfg: OptimConfig) -> float:
     mult = linear_rampup(step, cfg.warmup_steps) if cfg.warmup_steps > 0 else 1.0
     if cfg.lr_schedule == "cosine":
         mult *= cosine_rampdown(step, math.ceil(cfg.lr_rampdown_factor * total_steps))
+    elif cfg.lr_schedule == "fixmatch":
+        # FixMatch's official schedule (fixmatch.py:92-93): cos(7 pi t / 16), t = clip(k / K, 0, 1); ends at 0.195.
+        mult *= math.cos(7 * math.pi * min(max(step / total_steps, 0.0), 1.0) / 16)
     return mult
 
 

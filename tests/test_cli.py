@@ -88,7 +88,7 @@ def test_print_config_applies_preset_then_file_then_flags(tmp_path, capsys):
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["train", "--method", "fixmatch"], "invalid choice: 'fixmatch'"),
+        (["train", "--method", "dividemix"], "invalid choice: 'dividemix'"),
         (["train", "--steps", "ten"], "invalid int value: 'ten'"),
         (["train", "--no-such-flag"], "unrecognized arguments: --no-such-flag"),
     ],

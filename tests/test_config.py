@@ -40,8 +40,8 @@ def test_unknown_section_and_key_are_errors():
 
 
 def test_literal_fields_are_checked():
-    with pytest.raises(ValueError, match=r"method.name must be one of .*'ict'.* got 'fixmatch'"):
-        MethodConfig(name="fixmatch")
+    with pytest.raises(ValueError, match=r"method.name must be one of .*'ict'.* got 'dividemix'"):
+        MethodConfig(name="dividemix")
     with pytest.raises(ValueError, match=r"data.loader must be one of"):
         DataConfig(loader="fast")
     with pytest.raises(ValueError, match=r"train.precision must be one of"):
@@ -105,7 +105,9 @@ def test_presets_match_the_published_recipes():
     # earlier behaviour (no whitening, the student's batch-norm statistics copied).
     assert {name: (PRESETS[name].config.data.zca, PRESETS[name].config.method.teacher_bn) for name in PRESETS} == {
         "ict-cifar10": (True, "own"), "ict-svhn": (False, "own"), "chaudhry-cifar10": (False, "own"),
-        "chaudhry-svhn": (False, "own"), "cpu-cifar10": (False, "copy"), "demo": (False, "copy")}
+        "chaudhry-svhn": (False, "own"), "cpu-cifar10": (False, "copy"), "demo": (False, "copy"),
+        **{f"{m}-{d}": (False, "copy") for m in ("fixmatch", "mixmatch")
+           for d in ("cifar10", "svhn", "cifar100", "cpu")}}
 
 
 def test_preset_returns_a_copy_and_rejects_unknown_names():
@@ -202,10 +204,11 @@ def test_method_registry_agrees_with_the_config_names():
     hints = typing.get_type_hints(MethodConfig)
     assert tuple(METHODS) == typing.get_args(hints["name"])
     assert all(cls.name == name for name, cls in METHODS.items())
-    assert [name for name, cls in METHODS.items() if cls.uses_unlabeled] == ["ict"]
+    assert [name for name, cls in METHODS.items() if cls.uses_unlabeled] == ["ict", "fixmatch", "mixmatch"]
     assert method_class("mixup") is METHODS["mixup"]
-    with pytest.raises(ValueError, match="method name must be one of 'erm', 'mixup', 'manifold-mixup', 'ict'"):
-        method_class("fixmatch")
+    with pytest.raises(ValueError,
+                       match="method name must be one of 'erm', 'mixup', 'manifold-mixup', 'ict', 'fixmatch'"):
+        method_class("dividemix")
     assert typing.get_args(typing.get_type_hints(DataConfig)["dataset"]) == DATASET_NAMES
 
 

@@ -152,7 +152,7 @@ def test_every_registered_method_builds_itself_from_its_config_section():
     from ssl_mix.experiment import build_method
     from ssl_mix.methods import METHODS
 
-    assert list(METHODS) == ["erm", "mixup", "manifold-mixup", "ict"]
+    assert list(METHODS) == ["erm", "mixup", "manifold-mixup", "ict", "fixmatch", "mixmatch"]
     for name, cls in METHODS.items():
         method = build_method(MethodConfig(name=name, k=3, alpha=0.5), num_classes=10, total_steps=100)
         assert type(method) is cls and cls.name == name

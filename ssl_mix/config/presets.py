@@ -62,6 +62,52 @@ def _chaudhry(alpha: float) -> Config:
     )
 
 
+# FixMatch (Sohn et al. 2020; official google-research/fixmatch fixmatch.py:165-176): batch 64, uratio mu=7
+# (448 unlabeled), confidence 0.95, wu 1, SGD Nesterov momentum 0.9 lr 0.03 with lr*cos(7 pi k / 16K) (:92-93,130),
+# weight decay 0.0005 on kernels only as an L2 loss (:122; coupled, as torch's SGD weight_decay), EMA 0.999 (:85),
+# train_kimg 1<<16 = 2^26 labeled images = 2^20 steps of 64. Labeled images stay in the unlabeled pool.
+def _fixmatch(dataset: str, num_labels: int, model: str = "wrn28-2", wd: float = 5e-4) -> Config:
+    return Config(
+        data=DataConfig(dataset=dataset, num_labels=num_labels, batch_size=64, unlabeled_batch_size=7 * 64,
+                        labeled_in_unlabeled=True),
+        model=ModelConfig(name=model),
+        method=MethodConfig(name="fixmatch", threshold=0.95, consistency_weight=1.0, ramp="none",
+                            ema_decay=0.999),
+        optim=OptimConfig(optimizer="sgd", lr=0.03, momentum=0.9, nesterov=True, weight_decay=wd,
+                          decay_norm_bias=False, lr_schedule="fixmatch"),
+        train=TrainConfig(steps=1 << 20, eval_every=2000, log_every=100, checkpoint_every=2000),
+    )
+
+
+# MixMatch (Berthelot et al. 2019; official google-research/mixmatch mixmatch.py:52-63,136-146 and README's run
+# --w_match=75 --beta=0.75): batch 64 labeled + 64 per view, K=2, T=0.5, alpha 0.75, lambda_U 75 ramped linearly over
+# warmup_kimg 1024 of train_kimg 1<<16 (1/64 of training), Adam 0.002 constant, weight decay 0.02 * lr per step on
+# kernels after the update (:57,92: AdamW's decoupled decay lr*wd), EMA 0.999. Labeled images are not in the
+# unlabeled pool. SVHN lambda_U 250 (runs/table6.sh), CIFAR-100 lambda_U 150 with wd 0.04 and 135 filters
+# (runs/table1.sh; WRN-28-8 is the closest registered width here).
+def _mixmatch(dataset: str, num_labels: int, weight: float = 75.0, model: str = "wrn28-2",
+              wd: float = 0.02) -> Config:
+    return Config(
+        data=DataConfig(dataset=dataset, num_labels=num_labels, batch_size=64, unlabeled_batch_size=64,
+                        labeled_in_unlabeled=False),
+        model=ModelConfig(name=model),
+        method=MethodConfig(name="mixmatch", num_views=2, temperature=0.5, alpha=0.75, consistency_weight=weight,
+                            ramp="linear", ramp_fraction=1024 / 65536, ema_decay=0.999),
+        optim=OptimConfig(optimizer="adamw", lr=0.002, weight_decay=wd, decay_norm_bias=False,
+                          lr_schedule="constant"),
+        train=TrainConfig(steps=1 << 20, eval_every=2000, log_every=100, checkpoint_every=2000),
+    )
+
+
+def _cpu(method_cfg: Config) -> Config:
+    """A recipe on the CPU grid's data, network and length (``cpu-cifar10``)."""
+    return method_cfg.replace(
+        data={"dataset": "folder", "num_labels": 1000, "batch_size": 32,
+              "unlabeled_batch_size": 32 * (7 if method_cfg.method.name == "fixmatch" else 1)},
+        model={"name": "cnn-small", "bn_momentum": 0.01}, method={"ema_decay": 0.99},
+        train={"steps": 6000, "eval_every": 2000, "log_every": 100, "checkpoint_every": 2000})
+
+
 def _with(cfg: Config, **section_updates: dict[str, Any]) -> Config:
     return cfg.replace(**section_updates)
 
@@ -85,6 +131,19 @@ _RECIPES: dict[str, tuple[Callable[[], Config], str]] = {
         lambda: _with(_chaudhry(0.1), data={"dataset": "svhn", "num_labels": 1000}),
         "Chaudhry et al. on SVHN: as chaudhry-cifar10 with a smaller alpha",
     ),
+    "fixmatch-cifar10": (lambda: _fixmatch("cifar10", 250),
+                         "the official FixMatch code (Sohn et al. 2020) on CIFAR-10, 250 labels: WRN-28-2, SGD 0.03"),
+    "fixmatch-svhn": (lambda: _fixmatch("svhn", 250), "FixMatch on SVHN, 250 labels: as fixmatch-cifar10"),
+    "fixmatch-cifar100": (lambda: _fixmatch("cifar100", 2500, "wrn28-8", 1e-3),
+                          "FixMatch on CIFAR-100, 2500 labels: WRN-28-8, weight decay 0.001"),
+    "mixmatch-cifar10": (lambda: _mixmatch("cifar10", 250),
+                         "the official MixMatch code (Berthelot et al. 2019) on CIFAR-10, 250 labels: Adam 0.002"),
+    "mixmatch-svhn": (lambda: _mixmatch("svhn", 250, 250.0),
+                      "MixMatch on SVHN, 250 labels: method.consistency_weight 250"),
+    "mixmatch-cifar100": (lambda: _mixmatch("cifar100", 10000, 150.0, "wrn28-8", 0.04),
+                          "MixMatch on CIFAR-100, 10000 labels: WRN-28-8, lambda_U 150, weight decay 0.04"),
+    "fixmatch-cpu": (lambda: _cpu(_fixmatch("cifar10", 1000)), "FixMatch on the CPU grid (cpu-cifar10's data and net)"),
+    "mixmatch-cpu": (lambda: _cpu(_mixmatch("cifar10", 1000)), "MixMatch on the CPU grid (cpu-cifar10's data and net)"),
     "cpu-cifar10": (
         lambda: Config(
             data=DataConfig(dataset="folder", num_labels=1000, batch_size=32, unlabeled_batch_size=32),

@@ -248,7 +248,9 @@ class MethodConfig:
 
     Args:
         name: the method: ``erm`` (labeled data only, the supervised baseline), ``mixup`` (Zhang et al. 2018),
-            ``manifold-mixup`` (Verma et al. 2019) or ``ict`` (ICT[K]; Verma et al. 2019, Chaudhry et al. eq. 2).
+            ``manifold-mixup`` (Verma et al. 2019) or ``ict`` (ICT[K]; Verma et al. 2019, Chaudhry et al. eq. 2),
+            ``fixmatch`` (Sohn et al. 2020) or ``mixmatch``
+            (Berthelot et al. 2019).
         k: points per mix, K >= 2. K=2 is classic mixup and ICT; Chaudhry et al. use 3 to 5.
         alpha: Dirichlet concentration of the mixing weights; 0 disables mixing. 1.0 (λ uniform for K=2) is the
             ICT code's CIFAR-10 value.
@@ -281,6 +283,11 @@ class MethodConfig:
         joint_forward: ICT only: one student forward pass on the labeled and the mixed unlabeled batch together
             instead of two. Faster on a GPU, but in train mode batch norm then normalises both with shared
             statistics (see :class:`~ssl_mix.ICT`); off keeps the official code's separate passes.
+        threshold: ``fixmatch`` only: the confidence threshold tau in (0, 1] above which a weak view's pseudo-label
+            is trained on; ``none``: 0.95 (Sohn et al. 2020).
+        temperature: ``mixmatch`` only: the sharpening temperature T > 0 of the guessed labels; ``none``: 0.5
+            (Berthelot et al. 2019).
+        num_views: ``mixmatch`` only: K >= 1 weak views per unlabeled image averaged by the label guess; ``none``: 2.
     """
 
     SECTION: ClassVar[str] = "method"
@@ -304,9 +311,26 @@ class MethodConfig:
     teacher_mode: TeacherMode = "train"
     teacher_bn: TeacherBN = "copy"
     joint_forward: bool = False
+    threshold: float | None = None
+    temperature: float | None = None
+    num_views: int | None = None
 
     def __post_init__(self) -> None:
         check_fields(self, self.SECTION)
+        for key, owner in (("threshold", "fixmatch"), ("temperature", "mixmatch"), ("num_views", "mixmatch")):
+            if getattr(self, key) is not None and self.name != owner:
+                raise ValueError(f"method.{key} applies to the {owner!r} method only, got method {self.name!r}; "
+                                 f"leave method.{key} unset")
+        if self.threshold is not None:
+            check_number("method.threshold", self.threshold, low=0, high=1, low_open=True,
+                         hint=" (FixMatch's confidence threshold tau, 0.95 in the paper)")
+        if self.temperature is not None:
+            check_number("method.temperature", self.temperature, low=0, low_open=True,
+                         hint=" (MixMatch's sharpening temperature T, 0.5 in the paper)")
+        if self.num_views is not None and (isinstance(self.num_views, bool) or not isinstance(self.num_views, int)
+                                           or self.num_views < 1):
+            raise ValueError(f"method.num_views must be an integer >= 1 (MixMatch's K, 2 in the paper), got "
+                             f"{self.num_views!r}")
         from ssl_mix.methods import method_class  # imports torch: not needed to declare the config's flags
 
         method_class(self.name).check_config(self)  # the settings only some methods take
@@ -351,7 +375,8 @@ class OptimConfig:
         decay_norm_bias: also decay biases and normalisation weights (every parameter with fewer than two
             dimensions), as the ICT code does; false decays only weight matrices and convolution kernels, as the
             FixMatch and MixMatch code ("kernel" variables) and timm's fine-tuning recipes do.
-        lr_schedule: ``cosine`` ramp-down (ICT, mean teacher) or ``constant``.
+        lr_schedule: ``cosine`` ramp-down (ICT, mean teacher), ``constant``, or ``fixmatch``: lr * cos(7 pi k / (16 K))
+            at step k of K (official FixMatch ``fixmatch.py:92-93``; ``lr_rampdown_factor`` is not used).
         lr_rampdown_factor: the cosine reaches zero at this multiple of the training steps (ICT: 450/400 epochs =
             1.125), so the last steps keep a small non-zero rate.
         warmup_steps: linear learning-rate warm-up from 0 over this many steps.
@@ -365,7 +390,7 @@ class OptimConfig:
     nesterov: bool = True
     weight_decay: float = 1e-4
     decay_norm_bias: bool = True
-    lr_schedule: Literal["cosine", "constant"] = "cosine"
+    lr_schedule: Literal["cosine", "constant", "fixmatch"] = "cosine"
     lr_rampdown_factor: float = 1.125
     warmup_steps: int = 0
 

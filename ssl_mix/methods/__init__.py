@@ -7,6 +7,10 @@
   drawn each step from a set S (Verma et al. 2019, "Manifold Mixup").
 - :class:`ICT` (:mod:`~ssl_mix.methods.ict`): supervised loss + w(t) * ICT[K] consistency against the EMA teacher
   (Verma et al. 2019, "Interpolation Consistency Training"; K-point form: Chaudhry et al., eq. 2).
+- :class:`FixMatch` (:mod:`~ssl_mix.methods.fixmatch`): pseudo-labels of a weak view trained on a strong view
+  (Sohn et al. 2020).
+- :class:`MixMatch` (:mod:`~ssl_mix.methods.mixmatch`): sharpened label guesses over K views, mixed with the
+  labeled batch (Berthelot et al. 2019).
 
 The shared types and the registry are in :mod:`~ssl_mix.methods.base`. A new method is a module of its own whose
 class is decorated with :func:`register_method`, imported below (one line), and whose name is added to
@@ -33,7 +37,10 @@ from ssl_mix.methods.erm import ERM
 from ssl_mix.methods.mixup import Mixup
 from ssl_mix.methods.manifold_mixup import ManifoldMixup
 from ssl_mix.methods.ict import ICT
+from ssl_mix.methods.fixmatch import FixMatch
+from ssl_mix.methods.mixmatch import MixMatch
 # isort: on
 
-__all__ = ["Batch", "StepContext", "StepOutput", "Method", "ERM", "Mixup", "ManifoldMixup", "ICT", "MethodName",
-           "METHODS", "VIEW_NAMES", "method_class", "register_method", "SupervisedTerm", "TeacherMode"]
+__all__ = ["Batch", "StepContext", "StepOutput", "Method", "ERM", "Mixup", "ManifoldMixup", "ICT", "FixMatch",
+           "MixMatch",
+           "MethodName", "METHODS", "VIEW_NAMES", "method_class", "register_method", "SupervisedTerm", "TeacherMode"]

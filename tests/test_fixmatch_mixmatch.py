@@ -1,0 +1,116 @@
+"""FixMatch and MixMatch: each piece against a hand computation, with the official value or formula cited."""
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from ssl_mix import FixMatch, MixMatch
+from ssl_mix.config import MethodConfig
+from ssl_mix.methods import Batch, StepContext
+from ssl_mix.methods.fixmatch import fixmatch_unlabeled_loss, pseudo_labels
+from ssl_mix.methods.mixmatch import OFFICIAL_RAMP_FRACTION, guess_labels, mixmatch_mix, sharpen
+
+
+def test_pseudo_labels_and_mask_match_official_formula():
+    # fixmatch.py:113-118: argmax of softmax(weak), mask = max prob >= confidence, mean over all mu*B rows.
+    logits = torch.tensor([[4.0, 0.0, 0.0], [0.0, 0.1, 0.0], [0.0, 0.0, 10.0]])
+    labels, mask = pseudo_labels(logits, 0.95)
+    assert labels.tolist() == [0, 1, 2]
+    p0 = math.exp(4) / (math.exp(4) + 2)
+    assert mask.tolist() == [float(p0 >= 0.95), 0.0, 1.0]
+    strong = torch.tensor([[1.0, 2.0, 3.0], [0.0, 0.0, 0.0], [3.0, 2.0, 1.0]])
+    ce = [-math.log(math.exp(row[c]) / sum(math.exp(v) for v in row))
+          for row, c in zip(strong.tolist(), labels.tolist(), strict=True)]
+    expected = sum(c * m for c, m in zip(ce, mask.tolist(), strict=True)) / 3
+    assert fixmatch_unlabeled_loss(strong, labels, mask).item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_sharpen_and_guess_match_official_formula():
+    # mixmatch.py:45-49: mean softmax over the nu views, then p^(1/T) / sum p^(1/T).
+    a, b = torch.tensor([[1.0, 0.0]]), torch.tensor([[0.0, 1.0]])
+    pa = [math.exp(1) / (math.exp(1) + 1), 1 / (math.exp(1) + 1)]
+    mean = [(pa[0] + pa[1]) / 2, (pa[1] + pa[0]) / 2]
+    assert guess_labels([a, b], 0.5)[0].tolist() == pytest.approx([0.5, 0.5])
+    p = torch.tensor([[0.8, 0.2]])
+    assert sharpen(p, 0.5)[0].tolist() == pytest.approx([0.64 / 0.68, 0.04 / 0.68])
+    assert mean == pytest.approx([0.5, 0.5])
+
+
+def test_mixmatch_mix_keeps_lambda_prime_at_least_half():
+    # layers.py:169: mix = max(mix, 1 - mix); targets mixed with the same weight and permutation.
+    g = torch.Generator().manual_seed(0)
+    x = torch.eye(6).view(6, 6, 1, 1)
+    t = torch.eye(6)
+    xm, tm = mixmatch_mix(x, t, 0.75, generator=g)
+    assert torch.allclose(xm.view(6, 6), tm)
+    assert (tm.diagonal() >= 0.5 - 1e-6).all()
+    assert torch.allclose(tm.sum(1), torch.ones(6))
+
+
+def test_official_ramp_fraction():
+    assert OFFICIAL_RAMP_FRACTION == 1 / 64  # warmup_kimg=1024 of train_kimg=1<<16 (mixmatch.py:52,146)
+
+
+def _model():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Flatten(), nn.Linear(12, 3))
+
+
+def test_fixmatch_and_mixmatch_losses_run_and_backprop():
+    x_l, y_l = torch.randn(2, 3, 2, 2), torch.tensor([0, 1])
+    w, s = torch.randn(4, 3, 2, 2), torch.randn(4, 3, 2, 2)
+    for method, views in ((FixMatch(), (w, s)), (MixMatch(), (w, s))):
+        model = _model()
+        out = method.loss(model, Batch(x_l, y_l, w, views), StepContext(step=0, generator=torch.Generator()))
+        out.loss.backward()
+        assert torch.isfinite(out.loss)
+
+
+@pytest.mark.parametrize(("updates", "match"), [
+    ({"name": "fixmatch", "threshold": 0.0}, "method.threshold"),
+    ({"name": "fixmatch", "threshold": 1.5}, "method.threshold"),
+    ({"name": "mixmatch", "temperature": 0.0}, "method.temperature"),
+    ({"name": "mixmatch", "num_views": 0}, "method.num_views"),
+    ({"name": "ict", "threshold": 0.9}, "applies to the 'fixmatch' method only"),
+    ({"name": "fixmatch", "num_views": 2}, "applies to the 'mixmatch' method only"),
+])
+def test_bad_settings_are_config_errors(updates, match):
+    with pytest.raises(ValueError, match=match):
+        MethodConfig(**updates)
+
+
+def test_views_for():
+    assert FixMatch.views_for(MethodConfig(name="fixmatch")) == ("weak", "strong")
+    assert MixMatch.views_for(MethodConfig(name="mixmatch", num_views=3)) == ("weak",) * 3
+
+
+def test_fixmatch_lr_schedule_matches_official_cosine():
+    # fixmatch.py:92-93: lr * cos(clip(step / train_nimg, 0, 1) * 7 pi / (2 * 8)).
+    from ssl_mix.config import OptimConfig
+    from ssl_mix.optim import lr_multiplier
+
+    cfg = OptimConfig(lr_schedule="fixmatch")
+    for k in (0, 250, 1000, 2000):
+        assert lr_multiplier(k, 1000, cfg) == pytest.approx(math.cos(7 * math.pi * min(k / 1000, 1) / 16))
+
+
+def test_presets_match_official_hyper_parameters():
+    from ssl_mix.config import preset
+
+    f = preset("fixmatch-cifar10")  # fixmatch.py:165-176
+    assert (f.data.batch_size, f.data.unlabeled_batch_size, f.method.threshold, f.method.consistency_weight) == (
+        64, 448, 0.95, 1.0)
+    assert (f.optim.optimizer, f.optim.lr, f.optim.nesterov, f.optim.weight_decay, f.optim.decay_norm_bias,
+            f.optim.lr_schedule, f.method.ema_decay, f.train.steps) == ("sgd", 0.03, True, 5e-4, False, "fixmatch",
+                                                                        0.999, 2 ** 20)
+    assert preset("fixmatch-cifar100").optim.weight_decay == 1e-3
+    m = preset("mixmatch-cifar10")  # mixmatch.py:52-63,136-146; README --w_match=75 --beta=0.75
+    assert (m.method.num_views, m.method.temperature, m.method.alpha, m.method.consistency_weight,
+            m.method.ramp, m.method.ramp_fraction) == (2, 0.5, 0.75, 75.0, "linear", 1 / 64)
+    assert (m.optim.optimizer, m.optim.lr, m.optim.weight_decay, m.optim.decay_norm_bias,
+            m.optim.lr_schedule) == ("adamw", 0.002, 0.02, False, "constant")
+    assert preset("mixmatch-svhn").method.consistency_weight == 250.0  # runs/table6.sh
+    assert preset("mixmatch-cifar100").method.consistency_weight == 150.0  # runs/table1.sh
+    assert preset("fixmatch-cpu").model.name == preset("cpu-cifar10").model.name
