@@ -114,3 +114,19 @@ def test_presets_match_official_hyper_parameters():
     assert preset("mixmatch-svhn").method.consistency_weight == 250.0  # runs/table6.sh
     assert preset("mixmatch-cifar100").method.consistency_weight == 150.0  # runs/table1.sh
     assert preset("fixmatch-cpu").model.name == preset("cpu-cifar10").model.name
+
+
+def test_fixmatch_loss_equals_hand_computation():
+    # fixmatch.py:108-131: xe(labeled) + wu * mean(mask * xe(strong, argmax softmax(weak))).
+    import torch.nn.functional as F
+
+    model = _model()
+    x_l, y_l = torch.randn(2, 3, 2, 2), torch.tensor([0, 2])
+    w, s = torch.randn(4, 3, 2, 2) * 5, torch.randn(4, 3, 2, 2)
+    out = FixMatch(threshold=0.6, unlabeled_weight=2.0).loss(model, Batch(x_l, y_l, w, (w, s)), StepContext(step=0))
+    with torch.no_grad():
+        pw = torch.softmax(model(w), -1)
+        mask = (pw.max(-1).values >= 0.6).float()
+        ce = F.cross_entropy(model(s), pw.argmax(-1), reduction="none")
+        expected = F.cross_entropy(model(x_l), y_l) + 2.0 * (ce * mask).sum() / 4
+    assert out.loss.item() == pytest.approx(expected.item(), rel=1e-5)
