@@ -14,6 +14,7 @@ from torch import nn
 from ssl_mix.checks import check_number
 from ssl_mix.losses import soft_target_cross_entropy
 from ssl_mix.methods.base import Batch, Method, StepContext, StepOutput, register_method
+from ssl_mix.mixing import sample_mix_weights
 from ssl_mix.ramps import ConsistencySchedule
 
 if TYPE_CHECKING:
@@ -76,11 +77,7 @@ def mixmatch_mix(x: torch.Tensor, targets: torch.Tensor, alpha: float, *,
         The mixed inputs and targets; lambda' >= 1/2 keeps each mixed row closer to its own row.
     """
     n = x.shape[0]
-    a = torch.full((n,), float(alpha), device=x.device)
-    gamma_a = torch._standard_gamma(a, generator=generator)
-    gamma_b = torch._standard_gamma(a, generator=generator)
-    lam = gamma_a / (gamma_a + gamma_b)
-    lam = torch.maximum(lam, 1 - lam)
+    lam = sample_mix_weights(2, alpha, n, generator=generator, device=x.device, max_first=True)[:, 0]
     index = torch.randperm(n, device=x.device, generator=generator)
     lam_x = lam.view(n, *([1] * (x.dim() - 1))).to(x.dtype)
     lam_t = lam.view(n, 1).to(targets.dtype)
