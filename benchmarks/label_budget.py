@@ -66,6 +66,18 @@ METHODS: dict[str, dict[str, dict]] = {
     **{f"ict{k}-official": {"method": {"name": "ict", "k": k, **_OFFICIAL}, "data": {"zca": True}}
        for k in (2, 3, 4, 5)},
 }
+
+
+def _recipe(name: str) -> dict[str, dict]:
+    """A method's own recipe from its CPU preset, as grid updates: its method and optimiser sections and the data
+    settings it changes (unlabeled batch, labeled images in the unlabeled pool), on the grid's data, network,
+    labeled batch and steps."""
+    cfg = preset(f"{name}-cpu").to_dict()
+    return {"method": {k: v for k, v in cfg["method"].items() if k != "teacher_bn"}, "optim": cfg["optim"],
+            "data": {k: cfg["data"][k] for k in ("unlabeled_batch_size", "labeled_in_unlabeled")}}
+
+
+METHODS.update({name: _recipe(name) for name in ("fixmatch", "mixmatch")})
 # The grid run when --methods is not given: the published CPU table's methods.
 DEFAULT_METHODS = ["erm", "mixup", "ict2", "ict3", "ict4", "ict5"]
 # CPU scale: 12,000 steps in bf16 autocast with channels-last. At 6,000 fp32 steps the small CNN was limited by
@@ -124,6 +136,8 @@ def run_config(base: Config, method: str, budget: int, seed: int, steps: int | N
         "data": {"num_labels": budget, **METHODS[method].get("data", {})},
         "train": {"seed": seed, "out_dir": str(runs_dir / name), "progress": False},
     }
+    if "optim" in METHODS[method]:
+        updates["optim"] = METHODS[method]["optim"]
     if steps is not None:
         updates["train"]["steps"] = steps
     if eval_every is not None:
@@ -188,11 +202,14 @@ def cmd_run(args: argparse.Namespace) -> int:
                   f"{Path(cfg.train.out_dir).name}.claim)", flush=True)
             continue
         try:
-            if (budget, seed) not in data_cache:
+            # Methods that change the data settings (FixMatch keeps labeled images in the unlabeled pool) get
+            # their own copy.
+            data_key = (budget, seed, json.dumps(METHODS[method].get("data", {}), sort_keys=True))
+            if data_key not in data_cache:
                 data_cache.clear()  # one split in memory at a time; the dataset itself is cached by the OS
-                data_cache[(budget, seed)] = load_run_data(cfg)
+                data_cache[data_key] = load_run_data(cfg)
             start = time.perf_counter()
-            report = run_experiment(cfg, data=data_cache[(budget, seed)])
+            report = run_experiment(cfg, data=data_cache[data_key])
             wall = time.perf_counter() - start
             record = make_record(args, cfg, method, report, wall)
             with records_path.open("a") as f:
