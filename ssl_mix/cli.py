@@ -95,7 +95,24 @@ def _config_from_args(args: argparse.Namespace):
             raise UsageError(str(err)) from None
     if "split" in updates.get("data", {}) and updates["data"].get("num_labels") is not None:  # none: no budget
         raise UsageError("--split and --num-labels conflict: a saved split fixes the labeled examples; drop one")
-    return cfg.replace(**updates)
+    return _label_budget(cfg.replace(**updates), args, updates)
+
+
+def _label_budget(cfg, args: argparse.Namespace, updates: dict):
+    """A preset's label budget gives way to a label file or a saved split: ``num_labels`` that only the preset
+    set (not a flag, not the --config file) becomes None, so the label file's rows (or the split) are the budget,
+    and the saved config.json records null rather than a budget that was not used."""
+    if not getattr(args, "preset", None) or cfg.data.num_labels is None:
+        return cfg
+    if cfg.data.labels is None and cfg.data.split is None or "num_labels" in updates.get("data", {}):
+        return cfg
+    if getattr(args, "config", None):
+        from ssl_mix.config.files import read_config_file
+
+        data = read_config_file(args.config)
+        if isinstance(data, dict) and isinstance(data.get("data"), dict) and "num_labels" in data["data"]:
+            return cfg
+    return cfg.replace(data={"num_labels": None})
 
 
 def _add_train(p: argparse.ArgumentParser) -> None:
@@ -394,6 +411,7 @@ def _run_presets(args: argparse.Namespace) -> int:
 
 # The config settings a split depends on: the same flags as `ssl-mix train`'s, with the same help.
 _SPLIT_FIELDS = (("data", "dataset"), ("data", "data_root"), ("data", "download"), ("data", "labels"),
+                 ("data", "classes"), ("data", "check_labels"),
                  ("data", "num_labels"), ("train", "seed"), ("data", "num_valid_per_class"),
                  ("data", "labeled_in_unlabeled"))
 

@@ -45,7 +45,8 @@ def test_split_flags_are_trains_flags():
     commands = next(a for a in build_parser()._actions if a.choices and "train" in a.choices).choices
     train, split = ({opt: a for a in commands[c]._actions for opt in a.option_strings} for c in ("train", "split"))
     shared = {opt for opt in split if opt not in ("-h", "--help", "--out") and split[opt].help != argparse.SUPPRESS}
-    assert shared == {"--dataset", "--data-root", "--download", "--no-download", "--labels", "--num-labels", "--seed",
+    assert shared == {"--dataset", "--data-root", "--download", "--no-download", "--labels", "--classes",
+                      "--check-labels", "--no-check-labels", "--num-labels", "--seed",
                       "--num-valid-per-class", "--labeled-in-unlabeled", "--no-labeled-in-unlabeled"}
     for opt in shared:
         required = {"--dataset", "--seed"}

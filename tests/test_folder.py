@@ -342,3 +342,21 @@ def test_label_typo_is_an_error_unless_allowed(labeled_by_file, tmp_path, capsys
            f"labels.csv line {len(typo)}: label 'dogg' is not one of the classes of --classes (nearest: 'dog')")
     assert main(_train(*common, "--no-check-labels", "--steps", "1", out=tmp_path / "r")) == 0
     assert json.loads((tmp_path / "r" / "config.json").read_text())["data"]["check_labels"] is False
+
+
+def test_preset_budget_gives_way_to_a_label_file(labeled_by_file, tmp_path, capsys):
+    root, labels, _ = labeled_by_file
+    common = ["--preset", "cpu-cifar10", "--data-root", str(root), "--image-size", "16"]
+    assert main(_train(*common, "--labels", str(labels), "--steps", "1", out=tmp_path / "r")) == 0
+    assert json.loads((tmp_path / "r" / "config.json").read_text())["data"]["num_labels"] is None
+    # A budget the user gives is still checked against the file.
+    capsys.readouterr()
+    assert main(_train(*common, "--labels", str(labels), "--num-labels", "1000", out=tmp_path / "r2")) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "num_labels=1000" in err.replace("--num-labels ", "num_labels="), err
+    split = tmp_path / "s.json"
+    assert main(["split", "--dataset", "folder", "--data-root", str(root), "--labels", str(labels), "--seed", "0",
+                 "--num-labels", "9", "--out", str(split)]) == 0
+    assert main(_train(*common, "--labels", str(labels), "--split", str(split), "--steps", "1",
+                       out=tmp_path / "r3")) == 0
+    assert json.loads((tmp_path / "r3" / "config.json").read_text())["data"]["num_labels"] is None

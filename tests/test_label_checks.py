@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 
 from ssl_mix.config import DataConfig
-from ssl_mix.data.labels import LabelRows, MIN_CLASS_ROWS, check_label_classes, near_match, normalized_class
+from ssl_mix.data.labels import MIN_CLASS_ROWS, LabelRows, check_label_classes, near_match, normalized_class
 
 
 def _rows(*labels: str) -> LabelRows:
     names = [f"all/{i}.jpg" for i in range(len(labels))]
-    return LabelRows(dict(zip(names, labels)), {n: i + 2 for i, n in enumerate(names)}, 0)
+    return LabelRows(dict(zip(names, labels, strict=True)), {n: i + 2 for i, n in enumerate(names)}, 0)
 
 
 def test_near_match():
@@ -33,7 +33,8 @@ def test_typo_and_small_class_errors():
         check_label_classes(_rows(*many, "sneakr"), "x/labels.csv")
     with pytest.raises(ValueError, match=r"line 12: class 'Boot' .* differs only by case"):
         check_label_classes(_rows(*many, "Boot"), "labels.csv")
-    with pytest.raises(ValueError, match=rf"lines 12, 13: class 'sandal' has only 2 rows \(fewer than {MIN_CLASS_ROWS}\)"):
+    small = rf"lines 12, 13: class 'sandal' has only 2 rows \(fewer than {MIN_CLASS_ROWS}\)"
+    with pytest.raises(ValueError, match=small):
         check_label_classes(_rows(*many, "sandal", "sandal"), "labels.csv")
     check_label_classes(_rows(*many, "sneakr"), "labels.csv", check=False)  # allowed on purpose
     check_label_classes(_rows(*many, "sandal", "sandal", "sandal"), "labels.csv")
