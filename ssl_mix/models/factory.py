@@ -58,7 +58,8 @@ def create_model(
 
     Args:
         name: one of :func:`available_models`: ``"wrn28-2"``, ``"wrn28-8"``, ``"wrn28-10"``, ``"cnn13"``,
-            ``"cnn-small"``.
+            ``"cnn-small"``; or ``"timm:NAME"`` for any timm classifier (random init; ``bn_momentum``,
+            ``leaky_slope`` and ``dropout`` are not applied to it, ``options`` go to ``timm.create_model``).
         num_classes: number of classes (outputs), >= 1.
         in_channels: input channels, >= 1 (3 for RGB, 1 for grey images such as 28x28 digits).
         bn_momentum: PyTorch batch-norm momentum in (0, 1]; 0.001 is the FixMatch/MixMatch code's TensorFlow
