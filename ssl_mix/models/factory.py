@@ -58,7 +58,8 @@ def create_model(
 
     Args:
         name: one of :func:`available_models`: ``"wrn28-2"``, ``"wrn28-8"``, ``"wrn28-10"``, ``"cnn13"``,
-            ``"cnn-small"``.
+            ``"cnn-small"``; or ``"timm:NAME"`` for any timm classifier (random init; ``bn_momentum``,
+            ``leaky_slope`` and ``dropout`` are not applied to it, ``options`` go to ``timm.create_model``).
         num_classes: number of classes (outputs), >= 1.
         in_channels: input channels, >= 1 (3 for RGB, 1 for grey images such as 28x28 digits).
         bn_momentum: PyTorch batch-norm momentum in (0, 1]; 0.001 is the FixMatch/MixMatch code's TensorFlow
@@ -78,6 +79,8 @@ def create_model(
         ValueError: unknown ``name`` (the message lists the valid names) or an argument out of range.
         TypeError: an option the chosen model does not take, or an argument of the wrong type.
     """
+    if isinstance(name, str) and name.startswith(TIMM_PREFIX):
+        return _create_timm(name[len(TIMM_PREFIX):], num_classes, in_channels=in_channels, **options)
     if name not in _MODELS:
         raise ValueError(
             f"name must be one of {', '.join(repr(n) for n in _MODELS)}; got {name!r}. "
@@ -95,3 +98,26 @@ def create_model(
         num_classes, in_channels=in_channels, bn_momentum=bn_momentum, leaky_slope=leaky_slope,
         dropout=dropout, **options,
     )
+
+
+TIMM_PREFIX = "timm:"
+"""Prefix of model names built by timm (``timm:resnet18``); :func:`create_model` is its one owner."""
+
+
+def _create_timm(timm_name: str, num_classes: int, *, in_channels: int, **options: Any) -> nn.Module:
+    """Build ``timm.create_model(timm_name)`` for the task, staged when timm exposes feature levels."""
+    import timm  # lazy: keeps ``import ssl_mix`` free of timm
+
+    from ssl_mix.models.timm_adapter import TimmStaged
+
+    if timm_name not in timm.list_models():
+        close = timm.list_models(f"*{timm_name[:6]}*")[:8] if timm_name else []
+        raise ValueError(
+            f"unknown timm model {timm_name!r}"
+            + (f"; close matches: {', '.join(close)}" if close else "; see timm.list_models()")
+        )
+    model = timm.create_model(timm_name, num_classes=num_classes, in_chans=in_channels, **options)
+    try:
+        return TimmStaged(model)
+    except (TypeError, ValueError):
+        return model
