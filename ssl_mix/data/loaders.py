@@ -589,7 +589,8 @@ class TorchDualLoader:
                     if self.unlabeled_views != ("weak",) and len(x_u):
                         if self._augment is None:
                             raise ValueError("unlabeled_views other than ('weak',) need the batched path (spec=...)")
-                        self._finish(x_u[:0], _UNLABELED, step)  # the uint8 check
+                        if x_u.dtype != torch.uint8:
+                            raise TypeError(f"unlabeled views augment uint8 batches, got {x_u.dtype}")
                         x_u = self._augment.views(x_u, _UNLABELED, step, self.unlabeled_views)
                     else:
                         x_u = self._finish(x_u, _UNLABELED, step) if len(x_u) else x_u.to(x_l.dtype)
