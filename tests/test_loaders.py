@@ -449,25 +449,26 @@ def test_balanced_labeled_stream_is_class_balanced_deterministic_and_resumable()
         TensorDualLoader(labeled, _indexed(30), spec, batch_size=10, seed=2, balance_labeled="yes")
 
 
-def test_unlabeled_views_weak_strong_tensor_and_streamed_agree():
-    import torch as _t
 
-    from ssl_mix.data.loaders import TensorDualLoader as _TL
-    from ssl_mix.data.loaders import TorchDualLoader as _SL
-    from ssl_mix.data.arrays import arrays_from_tensors as _arr
-    g = _t.Generator().manual_seed(0)
-    imgs = _t.randint(0, 256, (40, 3, 8, 8), dtype=_t.uint8, generator=g)
-    y = _t.arange(40) % 4
-    from ssl_mix.data.spec import spec_from_stats as _spec
-    spec = _spec("t", mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25), num_classes=4)
-    lab, unl = _arr(imgs[:8], y[:8]), _arr(imgs, _t.full((40,), -1))
-    one = _TL(lab, unl, spec, batch_size=4, mu=2, seed=3)
-    two = _TL(lab, unl, spec, batch_size=4, mu=2, seed=3, unlabeled_views=("weak", "strong"))
+def _random_rgb(n: int, size: int = 8) -> ImageArrays:
+    images = torch.randint(0, 256, (n, 3, size, size), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    return ImageArrays(images, torch.arange(n) % 10, [str(c) for c in range(10)])
+
+
+def test_unlabeled_views_weak_strong_tensor_and_streamed_agree():
+    lab, unl = _random_rgb(8), _random_rgb(40)
+    spec = _identity_spec(3, 2, True)
+    kw = {"batch_size": 4, "mu": 2, "seed": 3}
+    one = TensorDualLoader(lab, unl, spec, **kw)
+    two = TensorDualLoader(lab, unl, spec, unlabeled_views=("weak", "strong"), **kw)
     b1, b2 = one.batch(5), two.batch(5)
     assert isinstance(b2[2], tuple) and len(b2[2]) == 2
-    assert _t.equal(b1[2], b2[2][0])
-    assert not _t.equal(b2[2][0], b2[2][1])
-    assert all(_t.equal(a, b) for a, b in zip(two.batch(5)[2], b2[2]))
+    assert torch.equal(b1[2], b2[2][0])
+    assert not torch.equal(b2[2][0], b2[2][1])
+    assert all(torch.equal(a, b) for a, b in zip(two.batch(5)[2], b2[2]))
+    streamed = TorchDualLoader(_raw(lab), _raw(unl, labeled=False), spec=spec,
+                               unlabeled_views=("weak", "strong"), **kw)
+    for step, (_, _, views) in enumerate(islice(iter(streamed), 3)):
+        assert all(torch.equal(a, b) for a, b in zip(views, two.batch(step)[2]))
     with pytest.raises(ValueError, match="unknown view name"):
-        _TL(lab, unl, spec, batch_size=4, mu=2, seed=3, unlabeled_views=("weak", "bogus"))
-    del _SL
+        TensorDualLoader(lab, unl, spec, unlabeled_views=("weak", "bogus"), **kw)
