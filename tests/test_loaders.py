@@ -465,10 +465,10 @@ def test_unlabeled_views_weak_strong_tensor_and_streamed_agree():
     assert isinstance(b2[2], tuple) and len(b2[2]) == 2
     assert torch.equal(b1[2], b2[2][0])
     assert not torch.equal(b2[2][0], b2[2][1])
-    assert all(torch.equal(a, b) for a, b in zip(two.batch(5)[2], b2[2]))
+    assert all(torch.equal(a, b) for a, b in zip(two.batch(5)[2], b2[2], strict=True))
     streamed = TorchDualLoader(_raw(lab), _raw(unl, labeled=False), spec=spec,
                                unlabeled_views=("weak", "strong"), **kw)
     for step, (_, _, views) in enumerate(islice(iter(streamed), 3)):
-        assert all(torch.equal(a, b) for a, b in zip(views, two.batch(step)[2]))
+        assert all(torch.equal(a, b) for a, b in zip(views, two.batch(step)[2], strict=True))
     with pytest.raises(ValueError, match="unknown view name"):
         TensorDualLoader(lab, unl, spec, unlabeled_views=("weak", "bogus"), **kw)
