@@ -10,7 +10,7 @@ from ssl_mix.checkpoint import load_checkpoint
 from ssl_mix.config import Config, preset
 from ssl_mix.data import fit_zca
 from ssl_mix.experiment import build_trainer, load_run_data, run_experiment
-from ssl_mix.methods import ERM, StepOutput
+from ssl_mix.methods import ERM, METHODS, StepOutput
 from ssl_mix.optim import lr_multiplier
 from ssl_mix.teacher import EMATeacher
 from ssl_mix.trainer import NonFiniteLossError, Trainer
@@ -33,7 +33,7 @@ def _weights(model):
     return torch.cat([p.detach().flatten() for p in model.state_dict().values() if p.is_floating_point()])
 
 
-@pytest.mark.parametrize("method", ["erm", "mixup", "manifold-mixup", "ict"])
+@pytest.mark.parametrize("method", list(METHODS))
 def test_each_method_trains_a_few_steps(tmp_path, digits_data, method):
     trainer = build_trainer(_cfg(tmp_path, method, steps=4), digits_data)
     before = _weights(trainer.teacher.module).clone()
@@ -93,7 +93,10 @@ OFFICIAL = {"method": {"teacher_bn": "own", "supervised": "mixup", "consistency_
 
 
 @pytest.mark.parametrize("interrupt_at, how, resumes_from, recipe",
-                         [(5, "crash", 4, {}), (8, "crash", 8, {}), (6, "sigint", 7, {}), (5, "crash", 4, OFFICIAL)])
+                         [(5, "crash", 4, {}), (8, "crash", 8, {}), (6, "sigint", 7, {}), (5, "crash", 4, OFFICIAL),
+                          # Methods with several unlabeled views: each view's draws are keyed by the step too.
+                          (5, "crash", 4, {"method": {"name": "fixmatch"}}),
+                          (5, "crash", 4, {"method": {"name": "mixmatch"}})])
 def test_resumed_run_equals_uninterrupted_run(tmp_path, digits_data, interrupt_at, how, resumes_from, recipe):
     full = build_trainer(_cfg(tmp_path / "full", "ict").replace(**recipe), digits_data)
     full.fit()
