@@ -96,8 +96,7 @@ def build_loader(cfg: Config, data: RunData, device: torch.device, *, with_unlab
     if with_unlabeled is None:
         with_unlabeled = method_class(cfg.method.name).uses_unlabeled
     common = {"rank": distributed.rank(), "world_size": distributed.world_size(), "with_unlabeled": with_unlabeled,
-              "preprocess": preprocess,
-              "unlabeled_views": tuple(method_class(cfg.method.name).views_for(cfg.method))}
+              "preprocess": preprocess}
     if isinstance(data.labeled, ImageFileDataset):  # an image folder streamed from its files
         # Workers decode uint8 images; crop, flip and normalisation run in batches on the device.
         return TorchDualLoader(data.labeled, data.unlabeled, batch_size=d.batch_size,

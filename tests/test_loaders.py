@@ -447,28 +447,3 @@ def test_balanced_labeled_stream_is_class_balanced_deterministic_and_resumable()
                         batch_size=10, seed=2, balance_labeled=[0, 1, 2])
     with pytest.raises(TypeError, match="balance_labeled must be a bool"):
         TensorDualLoader(labeled, _indexed(30), spec, batch_size=10, seed=2, balance_labeled="yes")
-
-
-
-def _random_rgb(n: int, size: int = 8) -> ImageArrays:
-    images = torch.randint(0, 256, (n, 3, size, size), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
-    return ImageArrays(images, torch.arange(n) % 10, [str(c) for c in range(10)])
-
-
-def test_unlabeled_views_weak_strong_tensor_and_streamed_agree():
-    lab, unl = _random_rgb(8), _random_rgb(40)
-    spec = _identity_spec(3, 2, True)
-    kw = {"batch_size": 4, "mu": 2, "seed": 3}
-    one = TensorDualLoader(lab, unl, spec, **kw)
-    two = TensorDualLoader(lab, unl, spec, unlabeled_views=("weak", "strong"), **kw)
-    b1, b2 = one.batch(5), two.batch(5)
-    assert isinstance(b2[2], tuple) and len(b2[2]) == 2
-    assert torch.equal(b1[2], b2[2][0])
-    assert not torch.equal(b2[2][0], b2[2][1])
-    assert all(torch.equal(a, b) for a, b in zip(two.batch(5)[2], b2[2], strict=True))
-    streamed = TorchDualLoader(_raw(lab), _raw(unl, labeled=False), spec=spec,
-                               unlabeled_views=("weak", "strong"), **kw)
-    for step, (_, _, views) in enumerate(islice(iter(streamed), 3)):
-        assert all(torch.equal(a, b) for a, b in zip(views, two.batch(step)[2], strict=True))
-    with pytest.raises(ValueError, match="unknown view name"):
-        TensorDualLoader(lab, unl, spec, unlabeled_views=("weak", "bogus"), **kw)

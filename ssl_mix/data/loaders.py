@@ -43,7 +43,6 @@ from torch.utils.data import DataLoader, Dataset
 from ssl_mix.checks import check_bool, check_int, check_positive_int
 from ssl_mix.data.arrays import ImageArrays
 from ssl_mix.data.augment import normalize, random_crop_flip
-from ssl_mix.data.randaugment import rand_augment
 from ssl_mix.data.spec import DataSpec
 from ssl_mix.data.zca import ZCA
 from ssl_mix.seeding import derive_seed
@@ -112,40 +111,6 @@ class _BatchAugment:
                                       padding_mode=self.spec.padding_mode)
         images = normalize(images, self.mean, self.std)
         return images if self.preprocess is None else self.preprocess(images)
-
-    def views(self, images: torch.Tensor, stream: int, step: int, names: tuple[str, ...]) -> tuple[torch.Tensor, ...]:
-        """One augmented view per name of ``names`` (each in ``VIEW_NAMES``), of the same uint8 images.
-
-        View 0 is keyed as :meth:`__call__` (so a lone weak view is today's batch); view ``v > 0`` draws its crop
-        and flip from ``(seed, stream, AUGMENT, step, v)`` (+ rank). A ``"strong"`` view is its weak view then
-        :func:`~ssl_mix.data.randaugment.rand_augment` on uint8, with a CPU generator seeded by
-        ``(seed, stream, AUGMENT, step, v, 1)`` (+ rank), before normalising.
-        """
-        out = []
-        for v, name in enumerate(names):
-            key = (v,) if v else ()
-            x = images
-            if self.augment:
-                self.generator.manual_seed(derive_seed(self.seed, stream, _AUGMENT, step, *key, *self.rank_key))
-                x = random_crop_flip(x, self.spec.crop_padding, self.spec.flip, generator=self.generator,
-                                     padding_mode=self.spec.padding_mode)
-            if name == "strong":
-                ra = torch.Generator().manual_seed(derive_seed(self.seed, stream, _AUGMENT, step, v, 1,
-                                                               *self.rank_key))
-                x = rand_augment(x, generator=ra)
-            x = normalize(x, self.mean, self.std)
-            out.append(x if self.preprocess is None else self.preprocess(x))
-        return tuple(out)
-
-
-def _check_views(views: Any) -> tuple[str, ...]:
-    from ssl_mix.methods.base import VIEW_NAMES
-    if isinstance(views, str) or not isinstance(views, (tuple, list)) or not views:
-        raise ValueError(f"unlabeled_views must be a non-empty tuple of names from {VIEW_NAMES}, got {views!r}")
-    bad = [v for v in views if v not in VIEW_NAMES]
-    if bad:
-        raise ValueError(f"unlabeled_views has unknown view name(s) {bad}; expected names from {VIEW_NAMES}")
-    return tuple(views)
 
 
 def _check_shard(rank: int, world_size: int) -> tuple[int, int]:
@@ -282,8 +247,7 @@ class TensorDualLoader:
                  unlabeled_batch_size: int | None = None, mu: float | None = None, seed: int,
                  device: torch.device | str = "cpu", augment: bool = True, with_unlabeled: bool = True,
                  rank: int = 0, world_size: int = 1, balance_labeled: bool = False,
-                 preprocess: Preprocess | None = None, unlabeled_views: tuple[str, ...] = ("weak",)) -> None:
-        self.unlabeled_views = _check_views(unlabeled_views)
+                 preprocess: Preprocess | None = None) -> None:
         if not isinstance(labeled, ImageArrays) or not isinstance(unlabeled, ImageArrays):
             raise TypeError(f"labeled and unlabeled must be ImageArrays (see arrays_from_tensors / load_arrays), got "
                             f"{type(labeled).__name__} and {type(unlabeled).__name__}; use TorchDualLoader for "
@@ -347,11 +311,7 @@ class TensorDualLoader:
         x_u = self._no_unlabeled
         if self.with_unlabeled:
             index_u = self._indices(_UNLABELED, step)
-            images_u = self._images[_UNLABELED].index_select(0, index_u)
-            if self.unlabeled_views == ("weak",):
-                x_u = self._augment(images_u, _UNLABELED, step)
-            else:
-                x_u = self._augment.views(images_u, _UNLABELED, step, self.unlabeled_views)  # type: ignore[assignment]
+            x_u = self._augment(self._images[_UNLABELED].index_select(0, index_u), _UNLABELED, step)
         return x_l, self._targets.index_select(0, index_l), x_u
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
@@ -521,9 +481,7 @@ class TorchDualLoader:
                  device: torch.device | str = "cpu", pin_memory: bool | None = None,
                  prefetch_factor: int | None = None, with_unlabeled: bool = True, rank: int = 0,
                  world_size: int = 1, balance_labeled: Any = None,
-                 preprocess: Preprocess | None = None, spec: DataSpec | None = None, augment: bool = True,
-                 unlabeled_views: tuple[str, ...] = ("weak",)) -> None:
-        self.unlabeled_views = _check_views(unlabeled_views)
+                 preprocess: Preprocess | None = None, spec: DataSpec | None = None, augment: bool = True) -> None:
         sizes = []
         for name, ds in (("labeled", labeled), ("unlabeled", unlabeled)):
             try:
@@ -586,14 +544,7 @@ class TorchDualLoader:
                     step, self.step = self.step, self.step + 1
                     x_l, y_l, x_u = (t.to(self.device, non_blocking=self.pin_memory) for t in (x_l, y_l, x_u))
                     x_l = self._finish(x_l, _LABELED, step)
-                    if self.unlabeled_views != ("weak",) and len(x_u):
-                        if self._augment is None:
-                            raise ValueError("unlabeled_views other than ('weak',) need the batched path (spec=...)")
-                        if x_u.dtype != torch.uint8:
-                            raise TypeError(f"unlabeled views augment uint8 batches, got {x_u.dtype}")
-                        x_u = self._augment.views(x_u, _UNLABELED, step, self.unlabeled_views)
-                    else:
-                        x_u = self._finish(x_u, _UNLABELED, step) if len(x_u) else x_u.to(x_l.dtype)
+                    x_u = self._finish(x_u, _UNLABELED, step) if len(x_u) else x_u.to(x_l.dtype)
                     yield x_l, y_l, x_u
             finally:
                 del batches  # shuts the worker processes down
