@@ -140,7 +140,7 @@ class _BatchAugment:
         return tuple(out)
 
 
-def _check_views(views: Any) -> tuple[str, ...]:
+def _check_views(views: Any, spec: DataSpec | None) -> tuple[str, ...]:
     # The view names are the methods' vocabulary (Method.views_for); imported here so that importing the data
     # package does not import every method.
     from ssl_mix.methods.base import VIEW_NAMES as _VIEW_NAMES
@@ -151,6 +151,9 @@ def _check_views(views: Any) -> tuple[str, ...]:
     bad = [v for v in views if v not in _VIEW_NAMES]
     if bad:
         raise ValueError(f"unlabeled_views has unknown view name(s) {bad}; the views are {_VIEW_NAMES}")
+    if "strong" in views and spec is not None and spec.channels not in (1, 3):
+        raise ValueError(f"the strong view (RandAugment) needs grey or RGB images, but spec {spec.name!r} has "
+                         f"{spec.channels} channels; ask for weak views only")
     return tuple(views)
 
 
@@ -321,7 +324,7 @@ class TensorDualLoader:
                              f"{spec.channels} (mean {spec.mean})")
         augment = check_bool("augment", augment)
         self.with_unlabeled = check_bool("with_unlabeled", with_unlabeled)
-        self.unlabeled_views = _check_views(unlabeled_views)
+        self.unlabeled_views = _check_views(unlabeled_views, spec)
         self.batch_size, self.unlabeled_batch_size = _batch_sizes(batch_size, unlabeled_batch_size, mu)
         self.seed = check_int("seed", seed, 0)
         self.rank, self.world_size = _check_shard(rank, world_size)
@@ -573,7 +576,7 @@ class TorchDualLoader:
         elif not self.augment:
             raise ValueError("augment=False applies to the batched path (spec=...); with per-image transforms, "
                              "pass a transform that does not augment (e.g. ssl_mix.data.eval_transform(spec))")
-        self.unlabeled_views = _check_views(unlabeled_views)
+        self.unlabeled_views = _check_views(unlabeled_views, spec if isinstance(spec, DataSpec) else None)
         if self.unlabeled_views != _ONE_VIEW and spec is None:
             raise ValueError(f"unlabeled_views={self.unlabeled_views} are made on the device from uint8 batches: "
                              "give spec=... and datasets (or a transform) that yield uint8 (C, H, W) tensors, e.g. "
