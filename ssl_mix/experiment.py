@@ -92,7 +92,9 @@ def build_loader(cfg: Config, data: RunData, device: torch.device, *, with_unlab
 
     ``with_unlabeled`` (default: whether ``cfg.method`` uses unlabeled data) False makes the loader skip the
     unlabeled stream and yield empty unlabeled batches; the labeled batches are the same either way. ``preprocess``
-    (see :func:`build_preprocess`) is applied to every normalised batch."""
+    (see :func:`build_preprocess`) is applied to every normalised batch. The unlabeled views are those the method
+    asks for (:meth:`~ssl_mix.Method.views_for`); several views make the in-memory ``torch`` loader load uint8
+    images and augment them in batches on the device, as for a streamed folder."""
     d = cfg.data
     method = method_class(cfg.method.name)
     if with_unlabeled is None:

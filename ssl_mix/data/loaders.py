@@ -13,7 +13,8 @@ no process needs to talk to another, and the union of the shards of a step, in r
 single loader with batch size ``world_size * B``.
 
 Every random choice is a function of ``(seed, stream, epoch)`` (permutations) or ``(seed, stream, step)`` /
-``(seed, stream, epoch, position)`` (augmentation), never of a running generator. The position of a loader is
+``(seed, stream, epoch, position)`` (augmentation; ``(seed, stream, step, view)`` for the further views of the
+unlabeled images a method may ask for, ``unlabeled_views``), never of a running generator. The position of a loader is
 therefore one counter, the step: :meth:`state_dict` saves it and :meth:`load_state_dict` on a fresh loader
 resumes with exactly the batches an uninterrupted loader would have produced, whatever the number of worker
 processes.
