@@ -295,7 +295,7 @@ def run_config(model_name: str, method_key: str, args: argparse.Namespace, data:
     method = build_method(method_cfg, num_classes=10, total_steps=10**6)
     loader = TensorDualLoader(labeled, unlabeled, spec, batch_size=args.batch_size,
                               unlabeled_batch_size=args.unlabeled_batch_size, seed=args.seed, device=device,
-                              with_unlabeled=method.uses_unlabeled)
+                              with_unlabeled=method.uses_unlabeled, unlabeled_views=type(method).views_for(method_cfg))
     train = TrainConfig(steps=10**6, device=str(device), precision=args.precision,
                         compile=args.compile and args.compile_mode is None, progress=False, out_dir=out_dir,
                         seed=args.seed)

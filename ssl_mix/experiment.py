@@ -25,6 +25,7 @@ from ssl_mix.checkpoint import load_checkpoint
 from ssl_mix.config import Config, MethodConfig
 from ssl_mix.data import (
     ZCA,
+    ArrayDataset,
     ImageFileDataset,
     TensorDualLoader,
     TorchDualLoader,
@@ -91,12 +92,16 @@ def build_loader(cfg: Config, data: RunData, device: torch.device, *, with_unlab
 
     ``with_unlabeled`` (default: whether ``cfg.method`` uses unlabeled data) False makes the loader skip the
     unlabeled stream and yield empty unlabeled batches; the labeled batches are the same either way. ``preprocess``
-    (see :func:`build_preprocess`) is applied to every normalised batch."""
+    (see :func:`build_preprocess`) is applied to every normalised batch. The unlabeled views are those the method
+    asks for (:meth:`~ssl_mix.Method.views_for`); several views make the in-memory ``torch`` loader load uint8
+    images and augment them in batches on the device, as for a streamed folder."""
     d = cfg.data
+    method = method_class(cfg.method.name)
     if with_unlabeled is None:
-        with_unlabeled = method_class(cfg.method.name).uses_unlabeled
+        with_unlabeled = method.uses_unlabeled
+    views = tuple(method.views_for(cfg.method))
     common = {"rank": distributed.rank(), "world_size": distributed.world_size(), "with_unlabeled": with_unlabeled,
-              "preprocess": preprocess}
+              "preprocess": preprocess, "unlabeled_views": views}
     if isinstance(data.labeled, ImageFileDataset):  # an image folder streamed from its files
         # Workers decode uint8 images; crop, flip and normalisation run in batches on the device.
         return TorchDualLoader(data.labeled, data.unlabeled, batch_size=d.batch_size,
@@ -107,6 +112,13 @@ def build_loader(cfg: Config, data: RunData, device: torch.device, *, with_unlab
         return TensorDualLoader(data.labeled, data.unlabeled, data.spec, batch_size=d.batch_size,
                                 unlabeled_batch_size=d.unlabeled_batch_size, seed=cfg.train.seed, device=device,
                                 augment=d.augment, balance_labeled=d.balance_labeled, **common)
+    if views != ("weak",):
+        # Several views are made from one uint8 batch on the device: the workers load the images, untransformed.
+        return TorchDualLoader(ArrayDataset(data.labeled), ArrayDataset(data.unlabeled, labeled=False),
+                               batch_size=d.batch_size, unlabeled_batch_size=d.unlabeled_batch_size,
+                               seed=cfg.train.seed, spec=data.spec, augment=d.augment, num_workers=d.num_workers,
+                               device=device, balance_labeled=data.labeled.targets if d.balance_labeled else None,
+                               **common)
     return TorchDualLoader(arrays_dataset(data.labeled, data.spec, augment=d.augment),
                            arrays_dataset(data.unlabeled, data.spec, augment=d.augment, labeled=False),
                            batch_size=d.batch_size, unlabeled_batch_size=d.unlabeled_batch_size, seed=cfg.train.seed,

@@ -224,8 +224,12 @@ class Trainer:
             self._end_of_step(logs, writer, progress, stop, evaluate=bool(self.eval_sets))
         while self.step < self.cfg.steps:
             x_l, y_l, x_u = next(batches)
-            batch = Batch(x_l.to(self.device, non_blocking=True), y_l.to(self.device, non_blocking=True),
-                          x_u.to(self.device, non_blocking=True))
+            x_l, y_l = x_l.to(self.device, non_blocking=True), y_l.to(self.device, non_blocking=True)
+            if isinstance(x_u, tuple):  # the views the method asked for (Method.views_for); x_u is the first
+                views = tuple(v.to(self.device, non_blocking=True) for v in x_u)
+                batch = Batch(x_l, y_l, views[0], views)
+            else:
+                batch = Batch(x_l, y_l, x_u.to(self.device, non_blocking=True))
             out = self.train_step(batch)
             logs.add(self.step - 1, out.loss, out.logs)
             window_images += self.world_size * (

@@ -447,3 +447,139 @@ def test_balanced_labeled_stream_is_class_balanced_deterministic_and_resumable()
                         batch_size=10, seed=2, balance_labeled=[0, 1, 2])
     with pytest.raises(TypeError, match="balance_labeled must be a bool"):
         TensorDualLoader(labeled, _indexed(30), spec, batch_size=10, seed=2, balance_labeled="yes")
+
+
+# --- several views of the unlabeled images ------------------------------------------------------------------------
+
+_VIEWS = ("weak", "strong", "weak")
+
+
+def _rgb_coordinates(n: int, size: int = 32) -> ImageArrays:
+    """Row and column indices (as :func:`_coordinates`), and the image's index in channel 2: RandAugment needs RGB."""
+    coordinates = _coordinates(n, size)
+    index = torch.arange(n, dtype=torch.uint8).view(n, 1, 1, 1).expand(n, 1, size, size)
+    return ImageArrays(torch.cat([coordinates.images, index], 1), coordinates.targets, coordinates.classes)
+
+
+def _views_loaders(views=_VIEWS, **options):
+    labeled, unlabeled = _rgb_coordinates(30), _rgb_coordinates(45)
+    spec = _identity_spec(3, 2, True)
+    tensor = TensorDualLoader(labeled, unlabeled, spec, batch_size=4, mu=2, seed=7, unlabeled_views=views, **options)
+    streamed = TorchDualLoader(_raw(labeled), _raw(unlabeled, False), spec=spec, batch_size=4, mu=2, seed=7,
+                               unlabeled_views=views, **options)
+    return tensor, streamed
+
+
+def _flat(batches):
+    return [(x_l, y_l, *x_u) for x_l, y_l, x_u in batches]
+
+
+def test_view_names_are_the_methods():
+    from ssl_mix.methods.base import VIEW_NAMES
+    tensor, _ = _views_loaders(VIEW_NAMES)
+    assert tensor.unlabeled_views == VIEW_NAMES == ("weak", "strong")
+
+
+def test_views_are_deterministic_distinct_and_view_0_is_the_one_view_batch():
+    tensor, _ = _views_loaders()
+    again, _ = _views_loaders()
+    batches = _take(tensor, 4)
+    assert _same(_flat(batches), _flat(_take(again, 4)))
+    one_view, _ = _views_loaders(("weak",))
+    plain = _take(one_view, 4)
+    for (x_l, y_l, views), (p_l, q_l, p_u) in zip(batches, plain, strict=True):
+        assert isinstance(views, tuple) and len(views) == 3
+        assert all(v.shape == p_u.shape == (8, 3, 32, 32) and v.dtype == torch.float32 for v in views)
+        assert torch.equal(views[0], p_u) and torch.equal(x_l, p_l) and torch.equal(y_l, q_l)
+        assert not torch.equal(views[0], views[2])  # two weak views: their own crops and flips
+        assert not torch.equal(views[0], views[1])
+    # The views are of the same images: without crop and flip two weak views are equal, image for image.
+    make = lambda views: TensorDualLoader(_indexed(30, 8), _indexed(45, 8), _identity_spec(1),  # noqa: E731
+                                          batch_size=4, seed=7, augment=False, unlabeled_views=views)
+    _, _, (a, b) = next(iter(make(("weak", "weak"))))
+    assert torch.equal(a, b) and torch.equal(a, next(iter(make(("weak",))))[2])
+
+
+def test_tensor_and_streamed_loaders_give_the_same_views():
+    tensor, streamed = _views_loaders()
+    assert _same(_flat(_take(tensor, 5)), _flat(_take(streamed, 5)))
+    tensor, streamed = _views_loaders(with_unlabeled=False)
+    for x_l, _, views in _take(tensor, 2) + _take(streamed, 2):
+        assert len(views) == 3 and all(v.shape == (0, 3, 32, 32) and v.dtype == x_l.dtype for v in views)
+
+
+@pytest.mark.parametrize("kind", [0, 1], ids=["tensor", "streamed"])
+def test_views_resume_exactly(kind):
+    straight = _flat(_take(_views_loaders()[kind], 7))
+    first = _views_loaders()[kind]
+    _take(first, 3)
+    resumed = _views_loaders()[kind]
+    resumed.load_state_dict(first.state_dict())
+    assert _same(_flat(_take(resumed, 4)), straight[3:])
+
+
+def test_views_are_sharded_by_rank():
+    shards = [_take(_views_loaders(rank=r, world_size=2)[0], 2) for r in range(2)]
+    streamed = [_take(_views_loaders(rank=r, world_size=2)[1], 2) for r in range(2)]
+    assert _same(_flat(shards[0]), _flat(streamed[0])) and _same(_flat(shards[1]), _flat(streamed[1]))
+    assert not torch.equal(shards[0][0][2][1], shards[1][0][2][1])
+
+
+def test_view_name_errors():
+    labeled, unlabeled, spec = _indexed(10), _indexed(12), _identity_spec(1)
+    for bad, match in ((("weak", "medium"), r"unknown view name\(s\) \['medium'\]"), ("weak", "non-empty tuple"),
+                       ((), "non-empty tuple")):
+        with pytest.raises(ValueError, match=match):
+            TensorDualLoader(labeled, unlabeled, spec, batch_size=2, seed=0, unlabeled_views=bad)
+        with pytest.raises(ValueError, match=match):
+            TorchDualLoader(_raw(labeled), _raw(unlabeled, False), spec=spec, batch_size=2, seed=0,
+                            unlabeled_views=bad)
+    with pytest.raises(ValueError, match=r"strong view \(RandAugment\) needs grey or RGB images, but spec 'id' has 2"):
+        TensorDualLoader(_coordinates(10, 8), _coordinates(12, 8), _identity_spec(2), batch_size=2, seed=0,
+                         unlabeled_views=("weak", "strong"))
+    with pytest.raises(ValueError, match="per-image transforms make one view only"):
+        TorchDualLoader(arrays_dataset(labeled, spec), arrays_dataset(unlabeled, spec, labeled=False), batch_size=2,
+                        seed=0, unlabeled_views=("weak", "strong"))
+    normalised = TorchDualLoader(arrays_dataset(labeled, spec), arrays_dataset(unlabeled, spec, labeled=False),
+                                 spec=spec, batch_size=2, seed=0, unlabeled_views=("weak", "strong"))
+    with pytest.raises(TypeError, match="augments uint8 batches on the device, but the items are torch.float32"):
+        next(iter(normalised))
+
+
+def test_a_method_asking_for_two_views_gets_them_through_the_trainer(tmp_path):
+    from ssl_mix.config import TrainConfig
+    from ssl_mix.methods import Method, StepOutput
+    from ssl_mix.trainer import Trainer
+
+    class TwoViews(Method):
+        """A test-only method (never registered): records the views it is given."""
+
+        name = "two-views-test"
+        uses_unlabeled = True
+
+        def __init__(self):
+            self.seen = []
+
+        @classmethod
+        def views_for(cls, cfg):
+            return ("weak", "strong")
+
+        def loss(self, student, batch, ctx):
+            self.seen.append(batch)
+            logits = student(torch.cat([batch.x_l, *batch.u_views]))
+            return StepOutput(torch.nn.functional.cross_entropy(logits[:len(batch.y_l)], batch.y_l)
+                              + 0 * logits.sum())
+
+    loader = TensorDualLoader(_rgb_coordinates(30), _rgb_coordinates(45), _identity_spec(3, 2, True), batch_size=4,
+                              mu=2, seed=7, unlabeled_views=TwoViews.views_for(None))
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 32 * 32, 10))
+    method = TwoViews()
+    train = TrainConfig(steps=2, eval_every=2, log_every=1, checkpoint_every=0, progress=False,
+                        out_dir=str(tmp_path / "run"), device="cpu")
+    Trainer(model, method, loader, train=train).fit()
+    expected = _take(_views_loaders(("weak", "strong"))[0], 2)
+    assert len(method.seen) == 2
+    for batch, (_, _, views) in zip(method.seen, expected, strict=True):
+        assert len(batch.u_views) == 2 and batch.x_u is batch.u_views[0]
+        assert all(v.shape == batch.x_u.shape == (8, 3, 32, 32) for v in batch.u_views)
+        assert torch.equal(batch.u_views[0], views[0]) and torch.equal(batch.u_views[1], views[1])

@@ -477,3 +477,15 @@ def test_tensorboard_writer_writes_on_process_0_only(tmp_path, monkeypatch):
     monkeypatch.setattr(train_logs.distributed, "is_main", lambda: False)
     assert isinstance(train_logs.tensorboard_writer(tmp_path / "other"), train_logs.NullWriter)
     assert not (tmp_path / "other").exists()
+
+
+@pytest.mark.parametrize("loader", ["tensor", "torch"])
+@pytest.mark.parametrize("method", ["fixmatch", "mixmatch"])
+def test_methods_with_several_views_get_them_from_the_run_loader(tmp_path, digits_data, method, loader):
+    cfg = _cfg(tmp_path, method, steps=2).replace(data={"loader": loader})
+    trainer = build_trainer(cfg, digits_data)
+    views = type(trainer.method).views_for(cfg.method)
+    assert len(views) == 2 and trainer.loader.unlabeled_views == views
+    x_l, _, x_u = next(iter(build_trainer(cfg, digits_data).loader))
+    assert isinstance(x_u, tuple) and len(x_u) == 2 and all(v.shape[1:] == x_l.shape[1:] for v in x_u)
+    assert trainer.fit()["steps"] == 2

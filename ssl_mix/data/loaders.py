@@ -13,7 +13,8 @@ no process needs to talk to another, and the union of the shards of a step, in r
 single loader with batch size ``world_size * B``.
 
 Every random choice is a function of ``(seed, stream, epoch)`` (permutations) or ``(seed, stream, step)`` /
-``(seed, stream, epoch, position)`` (augmentation), never of a running generator. The position of a loader is
+``(seed, stream, epoch, position)`` (augmentation; ``(seed, stream, step, view)`` for the further views of the
+unlabeled images a method may ask for, ``unlabeled_views``), never of a running generator. The position of a loader is
 therefore one counter, the step: :meth:`state_dict` saves it and :meth:`load_state_dict` on a fresh loader
 resumes with exactly the batches an uninterrupted loader would have produced, whatever the number of worker
 processes.
@@ -43,6 +44,7 @@ from torch.utils.data import DataLoader, Dataset
 from ssl_mix.checks import check_bool, check_int, check_positive_int
 from ssl_mix.data.arrays import ImageArrays
 from ssl_mix.data.augment import normalize, random_crop_flip
+from ssl_mix.data.randaugment import rand_augment
 from ssl_mix.data.spec import DataSpec
 from ssl_mix.data.zca import ZCA
 from ssl_mix.seeding import derive_seed
@@ -50,7 +52,8 @@ from ssl_mix.seeding import derive_seed
 __all__ = ["TensorDualLoader", "TorchDualLoader", "eval_batches"]
 
 _LABELED, _UNLABELED = 0, 1
-_PERMUTATION, _AUGMENT, _SAMPLE, _WORKERS = 0, 1, 2, 3
+_PERMUTATION, _AUGMENT, _SAMPLE, _WORKERS, _RANDAUGMENT = 0, 1, 2, 3, 4
+_ONE_VIEW = ("weak",)  # what every loader made before views existed: the unlabeled batch is one tensor
 _STATE_VERSION = 1
 
 
@@ -111,6 +114,48 @@ class _BatchAugment:
                                       padding_mode=self.spec.padding_mode)
         images = normalize(images, self.mean, self.std)
         return images if self.preprocess is None else self.preprocess(images)
+
+    def views(self, images: torch.Tensor, stream: int, step: int, names: tuple[str, ...]) -> tuple[torch.Tensor, ...]:
+        """One augmented view of the same uint8 ``images`` per name in ``names``, each normalised and preprocessed.
+
+        View 0 draws its crop and flip from today's key ``(seed, stream, AUGMENT, step)`` (so it equals
+        :meth:`__call__`'s batch), view ``v > 0`` from ``(seed, stream, AUGMENT, step, v)``; both add the rank when
+        ``world_size > 1``. A ``"strong"`` view then gets :func:`~ssl_mix.data.randaugment.rand_augment` on the
+        uint8 images, before normalising, with a CPU generator keyed ``(seed, stream, RANDAUGMENT, step, v)`` (+ rank).
+        """
+        out = []
+        for v, name in enumerate(names):
+            view_key = (v,) if v else ()
+            x = images
+            if self.augment:
+                self.generator.manual_seed(derive_seed(self.seed, stream, _AUGMENT, step, *view_key, *self.rank_key))
+                x = random_crop_flip(x, self.spec.crop_padding, self.spec.flip, generator=self.generator,
+                                     padding_mode=self.spec.padding_mode)
+            if name == "strong":
+                # A CPU generator: the same draws on every device, and no device sync to group images by op.
+                ra = torch.Generator().manual_seed(derive_seed(self.seed, stream, _RANDAUGMENT, step, v,
+                                                               *self.rank_key))
+                x = rand_augment(x, generator=ra)
+            x = normalize(x, self.mean, self.std)
+            out.append(x if self.preprocess is None else self.preprocess(x))
+        return tuple(out)
+
+
+def _check_views(views: Any, spec: DataSpec | None) -> tuple[str, ...]:
+    # The view names are the methods' vocabulary (Method.views_for); imported here so that importing the data
+    # package does not import every method.
+    from ssl_mix.methods.base import VIEW_NAMES as _VIEW_NAMES
+
+    if isinstance(views, str) or not isinstance(views, (tuple, list)) or not views:
+        raise ValueError(f"unlabeled_views must be a non-empty tuple of view names from {_VIEW_NAMES}, e.g. "
+                         f"('weak', 'strong'), got {views!r}")
+    bad = [v for v in views if v not in _VIEW_NAMES]
+    if bad:
+        raise ValueError(f"unlabeled_views has unknown view name(s) {bad}; the views are {_VIEW_NAMES}")
+    if "strong" in views and spec is not None and spec.channels not in (1, 3):
+        raise ValueError(f"the strong view (RandAugment) needs grey or RGB images, but spec {spec.name!r} has "
+                         f"{spec.channels} channels; ask for weak views only")
+    return tuple(views)
 
 
 def _check_shard(rank: int, world_size: int) -> tuple[int, int]:
@@ -235,6 +280,19 @@ class TensorDualLoader:
             largest one (smaller classes over-sampled), shuffled; deterministic and resumable like the plain stream.
         preprocess: applied on ``device`` to every normalised batch (labeled and unlabeled), e.g. a fitted
             :class:`~ssl_mix.ZCA`; None for none.
+        unlabeled_views: the views of each unlabeled batch to make, names from
+            :data:`~ssl_mix.methods.base.VIEW_NAMES` (what the method's :meth:`~ssl_mix.Method.views_for` asks for).
+            ``("weak",)`` (default): the unlabeled batch is one tensor, as without views. Anything else: it is a
+            tuple with one ``(B_u, C, H, W)`` tensor per name, all of the same images: ``"weak"`` is the crop and
+            flip (``augment``), ``"strong"`` its own crop and flip then
+            :func:`~ssl_mix.data.randaugment.rand_augment` (FixMatch's RandAugment and Cutout, on the uint8 images
+            before normalising). View ``v`` has its own draws, keyed by ``(seed, stream, step, v)`` (and the rank),
+            so the views are resumable like the batches; view 0's crop and flip are the one-view loader's, so view
+            0 equals its unlabeled batch when it is weak.
+
+    Yields:
+        ``(x_l, y_l, x_u)`` every step: float32 ``(B_l, C, H, W)``, int64 ``(B_l,)`` and float32 ``(B_u, C, H, W)``,
+        or, with ``unlabeled_views`` other than ``("weak",)``, a tuple of such ``x_u``, one per view.
 
     Note:
         The loader holds its position; every ``iter(loader)`` continues from it (and iterators share it).
@@ -247,7 +305,7 @@ class TensorDualLoader:
                  unlabeled_batch_size: int | None = None, mu: float | None = None, seed: int,
                  device: torch.device | str = "cpu", augment: bool = True, with_unlabeled: bool = True,
                  rank: int = 0, world_size: int = 1, balance_labeled: bool = False,
-                 preprocess: Preprocess | None = None) -> None:
+                 preprocess: Preprocess | None = None, unlabeled_views: tuple[str, ...] = _ONE_VIEW) -> None:
         if not isinstance(labeled, ImageArrays) or not isinstance(unlabeled, ImageArrays):
             raise TypeError(f"labeled and unlabeled must be ImageArrays (see arrays_from_tensors / load_arrays), got "
                             f"{type(labeled).__name__} and {type(unlabeled).__name__}; use TorchDualLoader for "
@@ -267,6 +325,7 @@ class TensorDualLoader:
                              f"{spec.channels} (mean {spec.mean})")
         augment = check_bool("augment", augment)
         self.with_unlabeled = check_bool("with_unlabeled", with_unlabeled)
+        self.unlabeled_views = _check_views(unlabeled_views, spec)
         self.batch_size, self.unlabeled_batch_size = _batch_sizes(batch_size, unlabeled_batch_size, mu)
         self.seed = check_int("seed", seed, 0)
         self.rank, self.world_size = _check_shard(rank, world_size)
@@ -303,18 +362,21 @@ class TensorDualLoader:
         parts = [self._permutation(stream, e)[a:b] for e, a, b in self._streams[stream].segments(step)]
         return parts[0] if len(parts) == 1 else torch.cat(parts)
 
-    def batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor, Any]:
         """The batch of a given step, without moving the loader's position (iteration yields ``batch(step)``)."""
         index_l = self._indices(_LABELED, step)
         # index_select, not advanced indexing: on the CPU, images[index] costs ~10x more for a batch of rows.
         x_l = self._augment(self._images[_LABELED].index_select(0, index_l), _LABELED, step)
-        x_u = self._no_unlabeled
+        views = self.unlabeled_views
+        x_u: Any = self._no_unlabeled if views == _ONE_VIEW else (self._no_unlabeled,) * len(views)
         if self.with_unlabeled:
             index_u = self._indices(_UNLABELED, step)
-            x_u = self._augment(self._images[_UNLABELED].index_select(0, index_u), _UNLABELED, step)
+            images_u = self._images[_UNLABELED].index_select(0, index_u)
+            x_u = (self._augment(images_u, _UNLABELED, step) if views == _ONE_VIEW
+                   else self._augment.views(images_u, _UNLABELED, step, views))
         return x_l, self._targets.index_select(0, index_l), x_u
 
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, Any]]:
         while True:
             step = self.step
             out = self.batch(step)
@@ -466,6 +528,9 @@ class TorchDualLoader:
             :class:`TensorDualLoader` does (None: plain epochs).
         preprocess: applied on ``device`` to every batch after the transform (which normalises), as in
             :class:`TensorDualLoader`.
+        unlabeled_views: the views of each unlabeled batch, as in :class:`TensorDualLoader` (same keys, so the
+            same views for the same data, seed and device). Views other than ``("weak",)`` need the batched path
+            (``spec``); the yield format is :class:`TensorDualLoader`'s.
 
     Note:
         Each sample is loaded and transformed with torch's CPU generator, ``random`` and NumPy's global
@@ -481,7 +546,8 @@ class TorchDualLoader:
                  device: torch.device | str = "cpu", pin_memory: bool | None = None,
                  prefetch_factor: int | None = None, with_unlabeled: bool = True, rank: int = 0,
                  world_size: int = 1, balance_labeled: Any = None,
-                 preprocess: Preprocess | None = None, spec: DataSpec | None = None, augment: bool = True) -> None:
+                 preprocess: Preprocess | None = None, spec: DataSpec | None = None, augment: bool = True,
+                 unlabeled_views: tuple[str, ...] = _ONE_VIEW) -> None:
         sizes = []
         for name, ds in (("labeled", labeled), ("unlabeled", unlabeled)):
             try:
@@ -511,6 +577,11 @@ class TorchDualLoader:
         elif not self.augment:
             raise ValueError("augment=False applies to the batched path (spec=...); with per-image transforms, "
                              "pass a transform that does not augment (e.g. ssl_mix.data.eval_transform(spec))")
+        self.unlabeled_views = _check_views(unlabeled_views, spec if isinstance(spec, DataSpec) else None)
+        if self.unlabeled_views != _ONE_VIEW and spec is None:
+            raise ValueError(f"unlabeled_views={self.unlabeled_views} are made on the device from uint8 batches: "
+                             "give spec=... and datasets (or a transform) that yield uint8 (C, H, W) tensors, e.g. "
+                             "ArrayDataset(arrays) or ImageFileDataset; per-image transforms make one view only")
         self.num_workers = num_workers
         self.pin_memory = self.device.type == "cuda" if pin_memory is None else bool(pin_memory)
         self.prefetch_factor = prefetch_factor
@@ -533,7 +604,7 @@ class TorchDualLoader:
                           pin_memory=self.pin_memory, generator=generator,
                           prefetch_factor=self.prefetch_factor if self.num_workers else None)
 
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, Any]]:
         while True:
             version = self._version
             batches = iter(self._data_loader(self.step))
@@ -544,8 +615,11 @@ class TorchDualLoader:
                     step, self.step = self.step, self.step + 1
                     x_l, y_l, x_u = (t.to(self.device, non_blocking=self.pin_memory) for t in (x_l, y_l, x_u))
                     x_l = self._finish(x_l, _LABELED, step)
-                    x_u = self._finish(x_u, _UNLABELED, step) if len(x_u) else x_u.to(x_l.dtype)
-                    yield x_l, y_l, x_u
+                    if self.unlabeled_views == _ONE_VIEW:
+                        x_u = self._finish(x_u, _UNLABELED, step) if len(x_u) else x_u.to(x_l.dtype)
+                        yield x_l, y_l, x_u
+                    else:
+                        yield x_l, y_l, self._views(x_u, step, x_l.dtype)
             finally:
                 del batches  # shuts the worker processes down
 
@@ -553,11 +627,23 @@ class TorchDualLoader:
         """The device-side end of a batch: the batched augmentation (with ``spec``), else ``preprocess`` alone."""
         if self._augment is None:
             return images if self.preprocess is None else self.preprocess(images)
+        self._check_uint8(images)
+        return self._augment(images, stream, step)
+
+    def _views(self, images: torch.Tensor, step: int, dtype: torch.dtype) -> tuple[torch.Tensor, ...]:
+        """The unlabeled views of a step's uint8 batch (or empty batches without the unlabeled stream)."""
+        if not len(images):
+            return (images.to(dtype),) * len(self.unlabeled_views)
+        self._check_uint8(images)
+        assert self._augment is not None  # __init__ requires spec for several views
+        return self._augment.views(images, _UNLABELED, step, self.unlabeled_views)
+
+    @staticmethod
+    def _check_uint8(images: torch.Tensor) -> None:
         if images.dtype != torch.uint8:
             raise TypeError(f"with spec=..., TorchDualLoader augments uint8 batches on the device, but the items are "
                             f"{images.dtype}; return uint8 (C, H, W) tensors (no normalising transform), or drop spec "
                             "and normalise per image with transform=")
-        return self._augment(images, stream, step)
 
     def state_dict(self) -> dict:
         """``{"version", "step", "seed", "sizes", "batch_sizes", "world_size"}``: the position and what it is valid
