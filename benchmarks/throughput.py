@@ -70,7 +70,10 @@ from ssl_mix import (
 from ssl_mix.trainer import resolve_device
 
 REPO = Path(__file__).resolve().parents[1]
-METHODS = {"erm": ("erm", 2), "mixup": ("mixup", 2), "ict2": ("ict", 2), "ict4": ("ict", 4)}
+METHODS = {"erm": ("erm", 2), "mixup": ("mixup", 2), "ict2": ("ict", 2), "ict4": ("ict", 4),
+           "fixmatch": ("fixmatch", 2), "mixmatch": ("mixmatch", 2)}
+# Methods whose naive (PIL, per image) step is not written here: run them with --no-naive.
+NO_NAIVE = ("fixmatch", "mixmatch")
 
 
 # ------------------------------------------------------------------------------------------------- data
@@ -255,7 +258,15 @@ def _floor_step(trainer: Trainer, method_name: str, batch: Batch, mixed_u: torch
         # Cleared first, as the trainer does, so backward writes fresh gradients after a step of any variant.
         student.zero_grad(set_to_none=True)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
-            loss = F.cross_entropy(student(batch.x_l).float(), batch.y_l)
+            if method_name == "fixmatch":  # one pass on labeled + weak + strong, as the method runs it
+                logits = student(torch.cat([batch.x_l, *batch.u_views])).float()
+                loss = logits.logsumexp(1).mean()
+            elif method_name == "mixmatch":  # the label guess on K views, then one pass on the mixed batch
+                with torch.no_grad():
+                    student(torch.cat(batch.u_views))
+                loss = student(torch.cat([batch.x_l, mixed_u])).float().square().mean()
+            else:
+                loss = F.cross_entropy(student(batch.x_l).float(), batch.y_l)
             if ict:
                 teacher.train(teacher_train)
                 with torch.no_grad():
@@ -264,6 +275,11 @@ def _floor_step(trainer: Trainer, method_name: str, batch: Batch, mixed_u: torch
         loss.backward()
 
     return step
+
+
+def _batch(x_l: torch.Tensor, y_l: torch.Tensor, x_u: torch.Tensor | tuple[torch.Tensor, ...]) -> Batch:
+    """A loader's step as the trainer hands it to the method: several unlabeled views fill ``u_views``."""
+    return Batch(x_l, y_l, x_u[0], tuple(x_u)) if isinstance(x_u, tuple) else Batch(x_l, y_l, x_u)
 
 
 def _marking_steps(step: Callable[[], None]) -> Callable[[], None]:
@@ -313,18 +329,17 @@ def run_config(model_name: str, method_key: str, args: argparse.Namespace, data:
         if cuda_graphs:
             # One training iteration per step: CUDA-graph outputs of the previous step may be overwritten.
             torch.compiler.cudagraph_mark_step_begin()
-        x_l, y_l, x_u = next(batches)
-        trainer.train_step(Batch(x_l, y_l, x_u))
+        trainer.train_step(_batch(*next(batches)))
 
     # The floor's data is prepared once, so it is already on the device; it always runs separate forward passes
     # (the model work of a joint pass is the same arithmetic).
-    fixed = Batch(*loader.batch(0))
+    fixed = _batch(*loader.batch(0))
     mixed_u = fixed.x_u.flip(0).contiguous()
     floor = _floor_step(trainer, method_name, fixed, mixed_u, args.precision)
     if cuda_graphs:
         floor = _marking_steps(floor)
     steps: dict[str, Callable[[], None]] = {"ours": ours, "floor": floor}
-    if not args.no_naive:
+    if not args.no_naive and method_key not in NO_NAIVE:
         steps["naive"] = NaiveStep(method_name, k, naive_init, labeled, unlabeled, spec.mean, spec.std,
                                    args.batch_size, args.unlabeled_batch_size, device, args.naive_workers,
                                    args.precision, args.seed)
