@@ -40,6 +40,11 @@ REPO = Path(__file__).resolve().parents[1]
 FULL_STEPS = 180_000  # the ict-cifar10 preset's length
 
 
+# FixMatch's official recipe, from its preset: batch 64, 7 x 64 unlabeled, 2^20 steps.
+FIXMATCH_BATCH = ssl_mix.preset("fixmatch-cifar10").data.batch_size
+FIXMATCH_STEPS = ssl_mix.preset("fixmatch-cifar10").train.steps
+
+
 def _write_json(path: Path, data: dict) -> None:
     write_atomic(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
 
@@ -147,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--train-seconds", type=float, default=240.0, help="training time of the preset probe")
     parser.add_argument("--train-precision", choices=["fp32", "bf16"],
                         help="the preset probe's precision (default: the preset's, fp32)")
-    parser.add_argument("--skip", default="", help="comma-separated phases to skip: tests,eager,compile,train")
+    parser.add_argument("--skip", default="", help="comma-separated phases to skip: tests,eager,compile,fixmatch,train")
     sub = parser.add_subparsers(dest="command")
     train = sub.add_parser("train", help="(internal) the preset probe, run as its own process")
     train.add_argument("--data-root", required=True)
@@ -170,6 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     python = sys.executable
     summary: dict = {
         "benchmark": "GPU check: CUDA-only tests, WRN-28-2 bf16 ICT step vs floor (eager, reduce-overhead), "
+                     "FixMatch step (64 + 7x64, weak + strong views) vs floor with a full-run projection, "
                      "ict-cifar10 preset training probe",
         "command": command_line(__file__, argv),
         "dry_run": args.dry_run, "git_commit": git_commit(), "hardware": hardware(args.device),
@@ -199,9 +205,13 @@ def main(argv: list[str] | None = None) -> int:
                  "--steps", "1", "--rounds", "1", "--num-images", "64", "--num-labels", "16"] if args.dry_run else
                 ["--models", "wrn28-2", "--batch-size", "100", "--unlabeled-batch-size", "100", "--warmup", "5",
                  "--steps", "20", "--rounds", "3"])
-        common = [python, "benchmarks/throughput.py", "--device", args.device, "--methods", "ict2", "--precision",
-                  "bf16", "--no-naive", *step]
-        variants = {"eager": [], "compile": ["--compile-mode", "reduce-overhead"]}
+        common = [python, "benchmarks/throughput.py", "--device", args.device, "--precision", "bf16", "--no-naive"]
+        variants = {"eager": ["--methods", "ict2", *step],
+                    "compile": ["--methods", "ict2", *step, "--compile-mode", "reduce-overhead"],
+                    # FixMatch's official step: 64 labeled + 7 x 64 unlabeled images, each in a weak and a strong
+                    # view (RandAugment on the device), one forward pass.
+                    "fixmatch": ["--methods", "fixmatch", *step, *([] if args.dry_run else [
+                        "--batch-size", str(FIXMATCH_BATCH), "--unlabeled-batch-size", str(7 * FIXMATCH_BATCH)])]}
         if args.dry_run:
             variants["compile"] += ["--compile-backend", "eager"]  # traced, not compiled: seconds, not minutes
         for name, extra in variants.items():
@@ -215,6 +225,9 @@ def main(argv: list[str] | None = None) -> int:
                     "json": path.name, "ours_ms": result["ours"]["median_s"] * 1e3,
                     "floor_ms": result["floor"]["median_s"] * 1e3, "overhead_ratio": result["overhead_ratio"],
                     "images_per_s": result["ours"]["images_per_s"]}
+                if name == "fixmatch":  # the official length (train_kimg 2^16 of 64-image batches)
+                    summary["phases"][name]["result"]["projected_full_run_h"] = (
+                        result["ours"]["median_s"] * FIXMATCH_STEPS / 3600)
         if extractor is not None:
             extractor.join()
             path = out / "train_ict-cifar10.json"

@@ -313,7 +313,7 @@ def test_gpu_check_dry_run_runs_every_phase_on_the_cpu(tmp_path):
     summary = json.loads((out / "gpu_check.json").read_text())
     assert summary["dry_run"] and summary["hardware"]["device"] == "cpu"
     assert {name: phase["rc"] for name, phase in summary["phases"].items()} == {
-        "tests": 0, "eager": 0, "compile": 0, "train": 0}
+        "tests": 0, "eager": 0, "compile": 0, "fixmatch": 0, "train": 0}
     # On the CPU the CUDA-only tests are collected and skipped.
     tests = summary["phases"]["tests"]["result"]
     assert tests["skipped"] >= 2 and "failed" not in tests and "passed" not in tests
@@ -322,6 +322,9 @@ def test_gpu_check_dry_run_runs_every_phase_on_the_cpu(tmp_path):
         record = json.loads((out / f"throughput_{name}.json").read_text())
         (result,) = record["results"]
         assert result["method"] == "ict2" and result["overhead_ratio"] > 0
+    (fixmatch,) = json.loads((out / "throughput_fixmatch.json").read_text())["results"]
+    assert fixmatch["method"] == "fixmatch" and fixmatch["overhead_ratio"] > 0
+    assert summary["phases"]["fixmatch"]["result"]["projected_full_run_h"] > 0
     compiled = json.loads((out / "throughput_compile.json").read_text())["config"]
     assert compiled["compile_mode"] == "reduce-overhead"
     train = json.loads((out / "train_ict-cifar10.json").read_text())
