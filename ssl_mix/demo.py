@@ -106,24 +106,36 @@ def _init_worker() -> None:
 
 
 def _run_in_processes(runs: list[tuple[str, int, Config]], workers: int) -> dict[tuple[str, int], float]:
-    """Train the runs in ``workers`` processes at once; the first failure stops them all and is raised here."""
+    """Train the runs in ``workers`` processes at once; the first failure (or Ctrl-C) stops them all and is raised
+    here."""
     import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
 
     # spawn: a forked child would inherit torch's thread pools and locks from a parent that may have computed.
-    ctx = multiprocessing.get_context("spawn")
-    with ctx.Pool(workers, initializer=_init_worker) as pool:  # leaving the block terminates the workers
-        pending = [(method, seed, pool.apply_async(_train_one, (cfg,))) for method, seed, cfg in runs]
-        pool.close()
-        out = {}
-        for method, seed, result in pending:
+    # An executor, not a multiprocessing.Pool: a worker that dies (killed, out of memory) fails its run instead of
+    # leaving the parent waiting for a result that never comes.
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker)
+    out = {}
+    try:
+        pending = [(method, seed, pool.submit(_train_one, cfg)) for method, seed, cfg in runs]
+        for method, seed, future in pending:
             try:
-                out[(method, seed)] = result.get()
+                out[(method, seed)] = future.result()
             except (ValueError, TypeError) as err:
                 raise type(err)(f"demo run {method}, seed {seed}: {err}") from err
-            except Exception as err:  # noqa: BLE001 - any other failure of the run or of its worker process
-                raise RuntimeError(f"demo run {method}, seed {seed} failed in its worker process: "
-                                   f"{type(err).__name__}: {err}") from err
-        pool.join()
+            except BrokenProcessPool as err:
+                raise RuntimeError(f"demo run {method}, seed {seed}: its worker process died ({err}); run "
+                                   "ssl-mix demo --num-workers 1 to see its error here") from err
+            except Exception as err:  # noqa: BLE001 - any other failure of the run, named
+                raise RuntimeError(f"demo run {method}, seed {seed} failed: {type(err).__name__}: {err}") from err
+    except BaseException:  # an error or Ctrl-C: the other runs' results are of no use, so stop them now
+        # Before Python 3.14 (terminate_workers) the executor has no public way to stop a running worker.
+        for process in list((getattr(pool, "_processes", None) or {}).values()):
+            process.terminate()
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown()
     return out
 
 
