@@ -317,7 +317,8 @@ def _add_demo(p: argparse.ArgumentParser) -> None:
                    help="where TensorBoard logs and checkpoints go (default: runs/demo)")
     p.add_argument("--num-workers", type=int, metavar="N",
                    help="processes that train the runs side by side, one torch thread each unless --threads "
-                        "(default: the usable CPU cores, at most one per run); the table does not depend on it")
+                        "(default: the idle CPU cores, at least 1, at most one per run); the table does not "
+                        "depend on it")
     _add_device(p)
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=False,
                    help="show progress bars (default: off)")

@@ -14,9 +14,9 @@ from typing import Any
 
 from ssl_mix.checks import check_positive_int
 from ssl_mix.config import Config, preset
-from ssl_mix.threads import usable_cores
+from ssl_mix.threads import load_average, usable_cores
 
-__all__ = ["run_demo", "format_table", "DEMO_METHODS", "DEMO_SEEDS"]
+__all__ = ["run_demo", "format_table", "default_workers", "DEMO_METHODS", "DEMO_SEEDS"]
 
 DEMO_METHODS = ("erm", "ict")
 """The methods the demo compares, in the order of its table."""
@@ -44,8 +44,8 @@ def run_demo(seeds: Sequence[int] = tuple(range(DEMO_SEEDS)), *, steps: int | No
         progress: show a progress bar per run (with several workers, the bars of the runs interleave).
         device: ``auto``, ``cpu`` or ``cuda``.
         base: start from this config instead of the ``demo`` preset.
-        workers: processes that train runs at the same time; None: the cores this process may use
-            (:func:`ssl_mix.threads.usable_cores`), at most one per run. 1 trains every run in this process.
+        workers: processes that train runs at the same time; None: :func:`default_workers` (the idle cores among
+            those this process may use), at most one per run. 1 trains every run in this process.
 
     Returns:
         ``{"results": {method: [accuracy per seed]}, "summary": {method: (mean, std)}, "out_dir": str}``, where
@@ -68,12 +68,30 @@ def run_demo(seeds: Sequence[int] = tuple(range(DEMO_SEEDS)), *, steps: int | No
     runs = [(method, seed, cfg.replace(method={"name": method}, **data,
                                        train={**train, "seed": seed, "out_dir": str(out_dir / method / f"seed{seed}")}))
             for method in DEMO_METHODS for seed in seeds]  # the table's order; configs checked here, before any run
-    workers = min(workers or usable_cores(), len(runs))
+    workers = min(workers or default_workers(cores=usable_cores(), load=load_average()), len(runs))
     accuracies = _run_serially(runs) if workers == 1 else _run_in_processes(runs, workers)
     results = {m: [accuracies[(m, seed)] for seed in seeds] for m in DEMO_METHODS}
     summary = {m: (statistics.fmean(v), statistics.stdev(v) if len(v) > 1 else 0.0) for m, v in results.items()}
     return {"results": results, "summary": summary, "out_dir": str(out_dir), "num_labels": cfg.data.num_labels
             if num_labels is None else num_labels, "seeds": list(seeds)}
+
+
+def default_workers(*, cores: int, load: float | None) -> int:
+    """How many demo runs to train at once when not told: one per core not already kept busy by other jobs.
+
+    On 2 cores with a 1-minute load of 4 from other jobs, two demo processes took twice as long as one (each
+    waits for a core, and the caches thrash), so a busy machine gets one worker.
+
+    Args:
+        cores: the cores this process may use (:func:`ssl_mix.threads.usable_cores`).
+        load: the machine's 1-minute load average (:func:`ssl_mix.threads.load_average`); None: unknown (all
+            cores are taken as idle).
+
+    Returns:
+        ``cores`` minus the whole part of ``load``, at least 1.
+    """
+    busy = int(load) if load is not None else 0
+    return max(1, cores - busy)
 
 
 def _train_one(cfg: Config) -> float:

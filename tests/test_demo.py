@@ -3,7 +3,7 @@
 import pytest
 
 from ssl_mix.cli import main
-from ssl_mix.demo import format_table, run_demo
+from ssl_mix.demo import default_workers, format_table, run_demo
 
 
 def test_the_table_does_not_depend_on_the_number_of_workers(tmp_path):
@@ -28,3 +28,9 @@ def test_workers_must_be_positive(tmp_path, workers):
 def test_cli_num_workers_must_be_positive(tmp_path, capsys, value):
     assert main(["demo", "--num-workers", value, "--steps", "1", "--out", str(tmp_path)]) == 2
     assert f"--num-workers must be >= 1, got {value}" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("cores", "load", "expected"),
+                         [(2, 0.3, 2), (2, 1.5, 1), (2, 4.0, 1), (8, 2.7, 6), (2, None, 2)])
+def test_default_workers_are_the_idle_cores(cores, load, expected):
+    assert default_workers(cores=cores, load=load) == expected
