@@ -332,6 +332,10 @@ def _add_demo(p: argparse.ArgumentParser) -> None:
                    help="override the demo's label budget (default: the demo preset's)")
     p.add_argument("--out", default="runs/demo", metavar="DIR",
                    help="where TensorBoard logs and checkpoints go (default: runs/demo)")
+    p.add_argument("--num-workers", type=int, metavar="N",
+                   help="processes that train the runs side by side, one torch thread each unless --threads "
+                        "(default: the idle CPU cores, at least 1, at most one per run); the table does not "
+                        "depend on it")
     _add_device(p)
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=False,
                    help="show progress bars (default: off)")
@@ -345,11 +349,14 @@ def _run_demo(args: argparse.Namespace) -> int:
 
     if args.seeds < 1:
         raise UsageError(f"--seeds must be >= 1, got {args.seeds}")
+    if args.num_workers is not None and args.num_workers < 1:
+        raise UsageError(f"--num-workers must be >= 1, got {args.num_workers}")
     start = time.perf_counter()
     threads = _threads(args)
     base = None if threads is None else preset("demo").replace(train={"threads": threads})
     demo = run_demo(tuple(range(args.seeds)), steps=args.steps, num_labels=args.num_labels, out_dir=args.out,
-                    progress=args.progress, device=args.device, base=base)
+                    progress=args.progress, device=args.device, base=base,
+                    workers=args.num_workers)
     print(format_table(demo))
     print(f"finished in {time.perf_counter() - start:.0f} s; TensorBoard logs: tensorboard --logdir {demo['out_dir']}")
     return 0
