@@ -177,8 +177,8 @@ def test_label_budget_paper_scale_is_the_official_recipe(tiny_folder, tmp_path):
 
 def test_label_budget_rejects_unknown_methods(capsys):
     with pytest.raises(SystemExit):
-        lb.main(["run", "--data-root", "x", "--methods", "fixmatch"])
-    assert "unknown method(s) ['fixmatch']" in capsys.readouterr().err
+        lb.main(["run", "--data-root", "x", "--methods", "fixmatchh"])
+    assert "unknown method(s) ['fixmatchh']" in capsys.readouterr().err
 
 
 def test_linearity_benchmark_writes_results_and_plots(tiny_folder, tmp_path):
