@@ -129,7 +129,8 @@ def test_a_label_file_with_a_preset_budget_points_to_num_labels_none(cifar10_jpe
     names = sorted(p.relative_to(root).as_posix() for p in (root / "train").rglob("*.jpg"))
     labels.write_text("".join(f"{name},{name.split('/')[1]}\n" for name in names[::10]))
     argv = ["train", "--preset", "cpu-cifar10", "--dataset", "folder", "--data-root", str(cifar10_jpeg_sample),
-            "--labels", str(labels), "--num-labels", "1000", "--no-progress", "--device", "cpu", "--out", str(tmp_path / "run")]
+            "--labels", str(labels), "--num-labels", "1000", "--no-progress", "--device", "cpu",
+            "--out", str(tmp_path / "run")]
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert "num_labels=1000" in err and f"use every labeled row of {labels} with --num-labels none" in err
