@@ -277,11 +277,6 @@ def _floor_step(trainer: Trainer, method_name: str, batch: Batch, mixed_u: torch
     return step
 
 
-def _batch(x_l: torch.Tensor, y_l: torch.Tensor, x_u: torch.Tensor | tuple[torch.Tensor, ...]) -> Batch:
-    """A loader's step as the trainer hands it to the method: several unlabeled views fill ``u_views``."""
-    return Batch(x_l, y_l, x_u[0], tuple(x_u)) if isinstance(x_u, tuple) else Batch(x_l, y_l, x_u)
-
-
 def _marking_steps(step: Callable[[], None]) -> Callable[[], None]:
     def marked() -> None:
         torch.compiler.cudagraph_mark_step_begin()
@@ -329,11 +324,11 @@ def run_config(model_name: str, method_key: str, args: argparse.Namespace, data:
         if cuda_graphs:
             # One training iteration per step: CUDA-graph outputs of the previous step may be overwritten.
             torch.compiler.cudagraph_mark_step_begin()
-        trainer.train_step(_batch(*next(batches)))
+        trainer.train_step(Batch.of(*next(batches)))
 
     # The floor's data is prepared once, so it is already on the device; it always runs separate forward passes
     # (the model work of a joint pass is the same arithmetic).
-    fixed = _batch(*loader.batch(0))
+    fixed = Batch.of(*loader.batch(0))
     mixed_u = fixed.x_u.flip(0).contiguous()
     floor = _floor_step(trainer, method_name, fixed, mixed_u, args.precision)
     if cuda_graphs:

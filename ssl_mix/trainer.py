@@ -225,11 +225,10 @@ class Trainer:
         while self.step < self.cfg.steps:
             x_l, y_l, x_u = next(batches)
             x_l, y_l = x_l.to(self.device, non_blocking=True), y_l.to(self.device, non_blocking=True)
-            if isinstance(x_u, tuple):  # the views the method asked for (Method.views_for); x_u is the first
-                views = tuple(v.to(self.device, non_blocking=True) for v in x_u)
-                batch = Batch(x_l, y_l, views[0], views)
-            else:
-                batch = Batch(x_l, y_l, x_u.to(self.device, non_blocking=True))
+            # A tuple: the views the method asked for (Method.views_for).
+            x_u = (tuple(v.to(self.device, non_blocking=True) for v in x_u) if isinstance(x_u, tuple)
+                   else x_u.to(self.device, non_blocking=True))
+            batch = Batch.of(x_l, y_l, x_u)
             out = self.train_step(batch)
             logs.add(self.step - 1, out.loss, out.logs)
             window_images += self.world_size * (

@@ -108,12 +108,7 @@ class _BatchAugment:
         self.generator = torch.Generator(device=device)
 
     def __call__(self, images: torch.Tensor, stream: int, step: int) -> torch.Tensor:
-        if self.augment:
-            self.generator.manual_seed(derive_seed(self.seed, stream, _AUGMENT, step, *self.rank_key))
-            images = random_crop_flip(images, self.spec.crop_padding, self.spec.flip, generator=self.generator,
-                                      padding_mode=self.spec.padding_mode)
-        images = normalize(images, self.mean, self.std)
-        return images if self.preprocess is None else self.preprocess(images)
+        return self._view(images, stream, step, 0, "weak")
 
     def views(self, images: torch.Tensor, stream: int, step: int, names: tuple[str, ...]) -> tuple[torch.Tensor, ...]:
         """One augmented view of the same uint8 ``images`` per name in ``names``, each normalised and preprocessed.
@@ -123,22 +118,21 @@ class _BatchAugment:
         ``world_size > 1``. A ``"strong"`` view then gets :func:`~ssl_mix.data.randaugment.rand_augment` on the
         uint8 images, before normalising, with a CPU generator keyed ``(seed, stream, RANDAUGMENT, step, v)`` (+ rank).
         """
-        out = []
-        for v, name in enumerate(names):
-            view_key = (v,) if v else ()
-            x = images
-            if self.augment:
-                self.generator.manual_seed(derive_seed(self.seed, stream, _AUGMENT, step, *view_key, *self.rank_key))
-                x = random_crop_flip(x, self.spec.crop_padding, self.spec.flip, generator=self.generator,
-                                     padding_mode=self.spec.padding_mode)
-            if name == "strong":
-                # A CPU generator: the same draws on every device, and no device sync to group images by op.
-                ra = torch.Generator().manual_seed(derive_seed(self.seed, stream, _RANDAUGMENT, step, v,
-                                                               *self.rank_key))
-                x = rand_augment(x, generator=ra)
-            x = normalize(x, self.mean, self.std)
-            out.append(x if self.preprocess is None else self.preprocess(x))
-        return tuple(out)
+        return tuple(self._view(images, stream, step, v, name) for v, name in enumerate(names))
+
+    def _view(self, images: torch.Tensor, stream: int, step: int, v: int, name: str) -> torch.Tensor:
+        """View ``v`` (named ``name``) of a uint8 batch: crop and flip, RandAugment if strong, normalise, preprocess."""
+        if self.augment:
+            view_key = (v,) if v else ()  # view 0 keeps the key of the one-view loaders
+            self.generator.manual_seed(derive_seed(self.seed, stream, _AUGMENT, step, *view_key, *self.rank_key))
+            images = random_crop_flip(images, self.spec.crop_padding, self.spec.flip, generator=self.generator,
+                                      padding_mode=self.spec.padding_mode)
+        if name == "strong":
+            # A CPU generator: the same draws on every device, and no device sync to group images by op.
+            ra = torch.Generator().manual_seed(derive_seed(self.seed, stream, _RANDAUGMENT, step, v, *self.rank_key))
+            images = rand_augment(images, generator=ra)
+        images = normalize(images, self.mean, self.std)
+        return images if self.preprocess is None else self.preprocess(images)
 
 
 def _check_views(views: Any, spec: DataSpec | None) -> tuple[str, ...]:

@@ -47,6 +47,12 @@ class Batch(NamedTuple):
     x_u: torch.Tensor
     u_views: tuple[torch.Tensor, ...] = ()
 
+    @classmethod
+    def of(cls, x_l: torch.Tensor, y_l: torch.Tensor, x_u: torch.Tensor | tuple[torch.Tensor, ...]) -> Batch:
+        """The batch of a loader's step ``(x_l, y_l, x_u)``, where ``x_u`` is one tensor or, when the method asked
+        for several views, a tuple of them (then ``x_u`` becomes the first and ``u_views`` all of them)."""
+        return cls(x_l, y_l, x_u[0], tuple(x_u)) if isinstance(x_u, tuple) else cls(x_l, y_l, x_u)
+
 
 @dataclass
 class StepContext:
