@@ -226,6 +226,13 @@ class ModelConfig:
             in CNN-13, none in the WRNs).
         channels_last: store activations in NHWC memory format. Faster convolutions on recent GPUs, no gain on
             CPUs.
+        pretrained: start a ``timm:`` model from timm's pretrained weights (downloaded from the hub into timm's
+            cache, or read from that cache offline).
+        pretrained_file: start from the weights in this local file (safetensors, a ``.pth``/``.bin`` state dict
+            or a timm checkpoint); the classifier head is replaced when the class count differs.
+        init_from: start from the teacher weights of an earlier ssl_mix run (its folder or checkpoint file), e.g.
+            the previous round of the label-next loop.
+        drop_path: stochastic-depth rate of a ``timm:`` model that supports it (``none``: the model's default).
     """
 
     SECTION: ClassVar[str] = "model"
@@ -234,12 +241,26 @@ class ModelConfig:
     bn_momentum: float = 0.001
     dropout: float | None = None
     channels_last: bool = False
+    pretrained: bool = False
+    pretrained_file: str | None = None
+    init_from: str | None = None
+    drop_path: float | None = None
 
     def __post_init__(self) -> None:
         check_fields(self, self.SECTION)
         check_number("model.bn_momentum", self.bn_momentum, low=0, high=1, low_open=True)
         if self.dropout is not None:
             check_number("model.dropout", self.dropout, low=0, high=1, high_open=True)
+        if self.drop_path is not None:
+            check_number("model.drop_path", self.drop_path, low=0, high=1, high_open=True)
+        given = [n for n in ("pretrained", "pretrained_file", "init_from") if getattr(self, n)]
+        if len(given) > 1:
+            raise ValueError(f"model.{given[0]} and model.{given[1]} both choose the starting weights; set one")
+
+    @property
+    def starts_pretrained(self) -> bool:
+        """Whether the network starts from trained weights (``pretrained``, ``pretrained_file`` or ``init_from``)."""
+        return bool(self.pretrained or self.pretrained_file or self.init_from)
 
 
 @dataclass
