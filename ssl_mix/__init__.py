@@ -145,6 +145,7 @@ if TYPE_CHECKING:
         Predictor,
         RunEvaluation,
         evaluate_run,
+        format_evaluation,
         image_settings,
         load_predictor,
     )
@@ -165,7 +166,13 @@ if TYPE_CHECKING:
         method_class,
         register_method,
     )
-    from ssl_mix.metrics import ClassificationMetrics, expected_calibration_error, reliability_bins
+    from ssl_mix.metrics import (
+        ClassificationMetrics,
+        confusion_matrix,
+        expected_calibration_error,
+        per_class_accuracy,
+        reliability_bins,
+    )
     from ssl_mix.mixing import MixPlan, identity_plan, mix, sample_mix_plan, sample_mix_weights
     from ssl_mix.models import (
         CNN13,
@@ -323,6 +330,7 @@ _EXPORTS: dict[str, str] = {
     "Predictor": "ssl_mix.inference",
     "RunEvaluation": "ssl_mix.inference",
     "evaluate_run": "ssl_mix.inference",
+    "format_evaluation": "ssl_mix.inference",
     "image_settings": "ssl_mix.inference",
     "load_predictor": "ssl_mix.inference",
     "ict_consistency": "ssl_mix.losses",
@@ -346,6 +354,8 @@ _EXPORTS: dict[str, str] = {
     "ClassificationMetrics": "ssl_mix.metrics",
     "expected_calibration_error": "ssl_mix.metrics",
     "reliability_bins": "ssl_mix.metrics",
+    "confusion_matrix": "ssl_mix.metrics",
+    "per_class_accuracy": "ssl_mix.metrics",
     "MixPlan": "ssl_mix.mixing",
     "identity_plan": "ssl_mix.mixing",
     "mix": "ssl_mix.mixing",
@@ -419,7 +429,7 @@ __all__ = [
     "fit_temperature", "safe_temperature", "MIN_RELIABLE_VALID",
     "scale_logits", "calibration_metrics", "model_logits", "calibrate_models", "calibrate_run",
     "calibrate_checkpoints", "NoValidationSplitError", "InferenceModel", "Predictor", "Prediction", "load_predictor",
-    "evaluate_run", "RunEvaluation",
+    "evaluate_run", "RunEvaluation", "format_evaluation", "confusion_matrix", "per_class_accuracy",
     "image_settings",
     "find_images", "predict_files", "iter_predictions", "export_model", "load_export", "reliability_bins",
     "plot_reliability",
@@ -436,7 +446,6 @@ __all__ = [
     "spec_from_arrays", "concat_arrays", "arrays_from_tensors", "arrays_from_dataset", "arrays_dataset",
     "ArrayDataset", "random_crop_flip", "rand_augment", "sample_randaugment", "apply_randaugment", "RandAugmentParams",
     "RA_OPS", "normalize", "TensorDualLoader", "TorchDualLoader",
-    "RA_OPS", "RandAugmentParams", "sample_randaugment", "apply_randaugment", "rand_augment",
     "eval_batches", "DATASET_NAMES", "DatasetName", "PADDING_MODES", "PaddingMode",
     "decode_image", "prepare_image", "BadImageError", "ImageFiles", "folder_files", "decode_files", "ImageFileDataset",
     "ZCA", "fit_zca", "apply_zca", "preprocess_entry", "preprocess_transform",

@@ -78,9 +78,9 @@ def build_preprocess(cfg: Config, data: RunData, device: torch.device | str = "c
     if not cfg.data.zca:
         return None
     if isinstance(data.labeled, ImageFileDataset):
-        raise ValueError("--zca fits the whitening on the training images in memory, but this folder is streamed from "
-                         "its files (--loader torch, or a pool above --max-memory-gb); use the in-memory path "
-                         "(--loader tensor and a larger --max-memory-gb) or drop --zca")
+        raise ValueError("data.zca fits the whitening on the training images in memory, but this folder is "
+                         "streamed from its files (data.loader=torch, or a pool above data.max_memory_gb); use the "
+                         "in-memory path (data.loader=tensor and a larger data.max_memory_gb) or data.zca=false")
     pool = data.unlabeled if data.split.labeled_in_unlabeled else concat_arrays([data.labeled, data.unlabeled])
     return fit_zca(pool.images.to(device), cfg.data.zca_eps, mean=data.spec.mean, std=data.spec.std)
 

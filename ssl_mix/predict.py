@@ -146,8 +146,8 @@ def predict_files(predictor: Any, inputs: Sequence[str | Path], out: str | Path,
     out = Path(out)
     fmt = OUTPUT_FORMATS.get(out.suffix.lower())
     if fmt is None:
-        raise ValueError(f"--out must end in {', '.join(OUTPUT_FORMATS)} (the extension picks the format), got "
-                         f"{str(out)!r}")
+        raise ValueError(f"the output file must end in {', '.join(OUTPUT_FORMATS)} (the extension picks the format), "
+                         f"got {str(out)!r}")
     num_classes = len(predictor.classes)
     if check_positive_int("top_k", top_k) > num_classes:
         raise ValueError(f"top_k must be at most {num_classes} (the number of classes), got {top_k}")
@@ -162,7 +162,7 @@ def predict_files(predictor: Any, inputs: Sequence[str | Path], out: str | Path,
                                                    progress=progress):
             if error:
                 if strict:
-                    raise ValueError(f"{error} (--strict stops at the first unreadable file; without it, such "
+                    raise ValueError(f"{error} (strict mode stops at the first unreadable file; without it, such "
                                      "files are skipped and listed)")
                 skipped.append((str(path), error))
             write(str(path), probs, error)

@@ -203,7 +203,7 @@ class Trainer:
                     f"process {self.rank} of {self.world_size} stopped after step {self.step}: a collective operation "
                     f"failed ({str(err).strip().splitlines()[0][:300]}). Another process most likely crashed or was "
                     f"killed (see its error above), or stopped responding for longer than the timeout "
-                    f"(train.dist_timeout). Fix that and continue with --resume from "
+                    f"(train.dist_timeout). Fix that and continue with ssl-mix train --resume (Trainer.resume()) from "
                     f"{self.run.last} (step {self._last_checkpoint_step})."
                 ) from err
             raise
@@ -289,7 +289,8 @@ class Trainer:
         path = self.save(self.run.last)
         by = f"signal {stop.requested}" if stop.requested is not None else "a signal to another process"
         raise KeyboardInterrupt(f"training interrupted by {by} {during} {self.step}; "
-                                f"state saved to {path}; continue with --resume (Trainer.resume())")
+                                f"state saved to {path}; continue with ssl-mix train --resume "
+                                "(Trainer.resume() in Python)")
 
     def train_step(self, batch: Batch) -> StepOutput:
         """One optimisation step: method loss (under autocast), backward, optimiser and schedule steps, teacher

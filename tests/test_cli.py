@@ -236,3 +236,22 @@ _IMPORTS_TORCH = ("import sys\nfrom ssl_mix.cli import main\ntry:\n    main(sys.
 def test_version_help_and_argument_errors_do_not_import_torch(argv):
     out = subprocess.run([sys.executable, "-c", _IMPORTS_TORCH, *argv], capture_output=True, text=True, timeout=120)
     assert out.stderr.strip().splitlines()[-1] == "torch imported: False", out.stderr
+
+
+@pytest.mark.parametrize("command", [["predict", "run", "a.jpg", "--out", "p.csv"],
+                                     ["select", "run", "--budget", "5", "--strategy", "random", "--out", "s.csv"]])
+def test_decoding_processes_flag_is_num_workers_as_in_train(command, capsys):
+    """predict and select spell it as train does (--num-workers); --workers keeps working for a release."""
+    from ssl_mix.cli import build_parser
+
+    parser = build_parser()
+    assert parser.parse_args([*command, "--num-workers", "2"]).workers == 2
+    assert "deprecated" not in capsys.readouterr().err
+    assert parser.parse_args([*command, "--workers", "3"]).workers == 3
+    warning = "--workers is deprecated and will be removed in the next release; use --num-workers"
+    assert warning in capsys.readouterr().err
+    assert parser.parse_args(command).workers is None
+    with pytest.raises(SystemExit):
+        parser.parse_args([command[0], "--help"])
+    help_text = capsys.readouterr().out
+    assert "--num-workers" in help_text and "--workers" not in help_text

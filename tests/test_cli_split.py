@@ -63,7 +63,7 @@ def test_split_flags_are_trains_flags():
     (["--dataset", "digits", "--labels", "l.csv", "--seed", "0"], "--labels applies to --dataset 'folder'"),
     (["--dataset", "digits", "--num-labels", "2000", "--seed", "0"], "at most num_labels=1390"),
     (["--dataset", "digits", "--num-labels", "10", "--seed", "-1"], "seed must be >= 0, got -1"),
-    (["--dataset", "cifar10", "--num-labels", "250", "--seed", "0"], "--data-root\\) is required"),
+    (["--dataset", "cifar10", "--num-labels", "250", "--seed", "0"], "--data-root is required for dataset .cifar10."),
 ])
 def test_split_bad_input_exits_2(tmp_path, capsys, flags, message):
     assert main(["split", *flags, "--out", str(tmp_path / "s.json")]) == 2

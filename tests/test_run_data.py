@@ -76,7 +76,7 @@ def test_folder_run_files_take_the_data_section_or_the_whole_config(tmp_path):
     train, test, extra = folder_run_files(cfg.data)
     assert len(train) == 24 and len(test) == 2 and len(extra) == 0 and train.classes == ["cat", "dog"]
     assert folder_run_files(cfg)[0].paths == train.paths
-    with pytest.raises(ValueError, match="--data-root is required for dataset 'folder'"):
+    with pytest.raises(ValueError, match="data.data_root is required for dataset 'folder'"):
         folder_run_files(DataConfig(dataset="folder"))
 
 

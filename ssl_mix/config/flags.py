@@ -26,7 +26,7 @@ from ssl_mix.config.fields import allows_none, base_type, literal_values
 from ssl_mix.config.sections import SECTIONS, section_type
 
 __all__ = ["config_flags", "field_docs", "format_value", "flag_terms", "add_config_flags", "config_updates",
-           "add_deprecated_flag"]
+           "add_deprecated_flag", "add_renamed_flag"]
 
 # Command-line flag names that differ from the field name (both ``model.name`` and ``method.name`` exist).
 _FLAG_ALIASES = {("method", "name"): "method", ("model", "name"): "model", ("train", "out_dir"): "out",
@@ -253,6 +253,35 @@ def add_deprecated_flag(parser: argparse.ArgumentParser, old: str, section: str,
     instead = flag_terms(f"{section}.{name}={format_value(value)}")
     parser.add_argument(old, action=_DeprecatedFlag, dest=f"{_DEST}{section}__{name}", value=value,
                         instead=instead, help=argparse.SUPPRESS)
+
+
+class _RenamedFlag(argparse.Action):
+    """An old name of a flag that takes a value: stores it where the new name does, with a warning."""
+
+    def __init__(self, option_strings: list[str], dest: str, *, new: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, default=argparse.SUPPRESS, **kwargs)
+        self.new = new
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        print(f"{parser.prog}: warning: {option_string} is deprecated and will be removed in the next release; use "
+              f"{self.new}", file=sys.stderr)
+        setattr(namespace, self.dest, values)
+
+
+def add_renamed_flag(parser: argparse.ArgumentParser, old: str, new: str, *, dest: str, type: Callable[[str], Any],
+                     metavar: str | None = None) -> None:
+    """Keep the old name of a command flag that takes a value (``--workers`` for ``--num-workers``) working for one
+    release, with a warning; hidden from ``--help``.
+
+    Args:
+        parser: the parser that has the new flag.
+        old, new: the old and the current spelling.
+        dest: the new flag's argparse destination.
+        type, metavar: as the new flag's.
+    """
+    parser.add_argument(old, action=_RenamedFlag, dest=dest, new=new, type=type, metavar=metavar,
+                        help=argparse.SUPPRESS)
 
 
 def _default(cls: type, name: str) -> Any:

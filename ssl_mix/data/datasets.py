@@ -162,7 +162,7 @@ def _require_root(name: str, root: str | Path | None) -> Path:
     if root is None or str(root) == "":
         what = ("the image folder (with train/<class>/ inside)" if name == "folder"
                 else f"the directory that holds (or will receive, with download) the {name} files")
-        raise ValueError(f"root (--data-root) is required for dataset {name!r}: {what}")
+        raise ValueError(f"data.data_root is required for dataset {name!r}: {what}")
     return Path(root).expanduser()
 
 
@@ -216,7 +216,7 @@ def _load_torchvision(name: str, root: Path, split: str, download: bool) -> Imag
     expected = f"{folder}/{{{', '.join(names)}}}" if folder else ", ".join(names)
     if archive.endswith(".tar.gz"):
         offline = (f"fetch {url} on a machine that has internet access, copy it into {root} and rerun with "
-                   "--download (download=True), which then only extracts it (or unpack it there yourself)")
+                   "data.download=true, which then only extracts it (or unpack it there yourself)")
     else:
         offline = f"fetch {url} on a machine that has internet access and copy it into {root}"
     if download:
@@ -231,7 +231,7 @@ def _load_torchvision(name: str, root: Path, split: str, download: bool) -> Imag
         if missing:
             which = "all missing" if len(missing) == len(files) else f"missing: {', '.join(missing)}"
             raise FileNotFoundError(f"{name} {split!r} not found under {root}: expected {expected} there ({which}). "
-                                    "To provide them: rerun with --download (download=True) on a machine with "
+                                    "To provide them: rerun with data.download=true on a machine with "
                                     f"internet access; or {offline}.")
         try:
             ds = cls(str(root), download=False, **kwargs)

@@ -140,8 +140,8 @@ def folder_run_files(data: DataConfig | Config) -> tuple[ImageFiles, ImageFiles,
 
 def _folder_train_files(data: DataConfig) -> ImageFiles:
     if not data.data_root:
-        raise ValueError("--data-root is required for dataset 'folder': the image folder (train/<class>/ inside, or "
-                         "images anywhere under it with --labels FILE)")
+        raise ValueError("data.data_root is required for dataset 'folder': the image folder (train/<class>/ inside, or "
+                         "images anywhere under it with a label file in data.labels)")
     return folder_files(Path(data.data_root).expanduser(), "train", labels=data.labels, **data.label_checks())
 
 
@@ -156,7 +156,7 @@ def _split(data: DataConfig, seed: int, targets: torch.Tensor, num_classes: int)
         if data.labels is None or data.num_labels is None:
             raise
         # A preset's budget (e.g. cpu-cifar10's 1000) rarely fits a label file's rows.
-        raise ValueError(f"{err}; or use every labeled row of {data.labels} with --num-labels none") from None
+        raise ValueError(f"{err}; or use every labeled row of {data.labels} with data.num_labels=none") from None
 
 
 def _decoded_bytes(files: ImageFiles, image_size: tuple[int, int] | None, channels: int | None) -> int:
@@ -178,7 +178,7 @@ def _decoded_bytes(files: ImageFiles, image_size: tuple[int, int] | None, channe
 def _check_shape(name: str, arrays_shape: tuple[int, ...], train_shape: tuple[int, ...]) -> None:
     if arrays_shape[1:] != train_shape[1:]:
         raise ValueError(f"the {name} images are {arrays_shape[1]}x{arrays_shape[2]} (HxW) but the training images "
-                         f"are {train_shape[1]}x{train_shape[2]}; pass --image-size H,W to resize them all alike")
+                         f"are {train_shape[1]}x{train_shape[2]}; set data.image_size=H,W to resize them all alike")
 
 
 def _load_folder(data: DataConfig, seed: int) -> RunData:
