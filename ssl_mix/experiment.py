@@ -40,7 +40,7 @@ from ssl_mix.data import (
 from ssl_mix.data.run_data import RunData, describe_run_data, folder_run_files  # noqa: F401 (folder_run_files: importable from here)
 from ssl_mix.evaluation import EVAL_BATCH_SIZE
 from ssl_mix.methods import Method, method_class
-from ssl_mix.models import build_model
+from ssl_mix.models import available_models, build_model, get_stages
 from ssl_mix.run import RunDir, check_resume, data_info, note_fresh_start, write_json
 from ssl_mix.teacher import EMATeacher
 from ssl_mix.threads import apply_threads
@@ -152,6 +152,7 @@ def build_trainer(cfg: Config, data: RunData | None = None, *, weights: Mapping[
         np.random.seed(seed & 0xFFFFFFFF)
         random.seed(seed)
     method = build_method(cfg.method, num_classes=data.spec.num_classes, total_steps=cfg.train.steps)
+    _check_stages(cfg, model, method)
     preprocess = build_preprocess(cfg, data, device)
     loader = build_loader(cfg, data, device, with_unlabeled=method.uses_unlabeled, preprocess=preprocess)
     eval_sets: dict[str, Any] = {}
@@ -171,6 +172,24 @@ def build_trainer(cfg: Config, data: RunData | None = None, *, weights: Mapping[
     return Trainer(model, method, loader, train=cfg.train, optim=cfg.optim, teacher=build_teacher(cfg.method, model),
                    writer=tensorboard_writer(RunDir(cfg.train.out_dir).tensorboard), eval_sets=eval_sets,
                    config=cfg.to_dict(), linearity=linearity, data_info=info)
+
+
+def _check_stages(cfg: Config, model: torch.nn.Module, method: Method) -> None:
+    """Refuse, before training, a method or analysis that needs hidden layers on a model without stages."""
+    needs = ([f"method.name {cfg.method.name} with method.mix_layers beyond input"] if method.needs_stages else []) + (
+        ["the linearity analysis (train.linearity_every)"] if cfg.train.linearity_every else [])
+    if not needs:
+        return
+    try:
+        get_stages(model)
+    except TypeError:
+        raise ValueError(
+            f"{' and '.join(needs)} need(s) a model split into stages (hidden layers to mix or measure), and "
+            f"{cfg.model.name} cannot be split (vision transformers and other models whose forward pass is not a "
+            f"chain of modules). Stages exist in ssl_mix's models ({', '.join(available_models())}) and in timm's "
+            "convolutional models (timm:resnet18, timm:convnext_atto, timm:efficientnet_b0, ...: "
+            "ssl_mix.models.TimmStaged). With this model use erm, mixup, ict, fixmatch or mixmatch (they need only "
+            "a forward pass), method.mix_layers input, and train.linearity_every 0") from None
 
 
 def run_experiment(cfg: Config, *, resume: bool = False, data: RunData | None = None) -> dict[str, Any]:

@@ -1,5 +1,7 @@
 """timm models by name through ``create_model``."""
 
+import re
+
 import pytest
 import torch
 
@@ -112,3 +114,70 @@ def test_a_timm_run_evaluates_predicts_and_exports(timm_run, tmp_path):
     with torch.no_grad():
         expected = load_predictor(run, device="cpu").model(images)
     np.testing.assert_allclose(session.run(None, {"images": images.numpy()})[0], expected.numpy(), atol=1e-4)
+
+
+DIGITS = ["--dataset", "digits", "--num-labels", "30", "--steps", "2", "--eval-every", "2", "--log-every", "2",
+          "--checkpoint-every", "2", "--no-progress", "--device", "cpu"]
+
+
+@pytest.mark.parametrize(("name", "message"), [
+    ("timm:resnet10x", r"unknown timm model 'resnet10x'; close matches: timm:resnet10t"),
+    ("timm:no_such_net", r"unknown timm model 'no_such_net'\. timm.list_models\(\) lists the names"),
+])
+def test_unknown_timm_name_from_the_cli(tmp_path, capsys, name, message):
+    from ssl_mix.cli import main
+
+    assert main(["train", "--model", name, *DIGITS, "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert re.search(r"ssl-mix train: error: " + message, err) and "Traceback" not in err
+
+
+def test_vision_transformer_gets_the_image_size() -> None:
+    from ssl_mix.config import ModelConfig
+    from ssl_mix.models import build_model
+
+    vit = build_model(ModelConfig(name="timm:test_vit"), 3, 1, (32, 32))  # timm's default is 160 px
+    assert vit(torch.randn(2, 1, 32, 32)).shape == (2, 3)
+    cnn = build_model(ModelConfig(name="timm:resnet10t"), 3, 1, (32, 32))  # takes no img_size: not given one
+    assert cnn(torch.randn(2, 1, 32, 32)).shape == (2, 3)
+
+
+def test_vision_transformer_trains_with_ict_and_loads_back(tmp_path) -> None:
+    from ssl_mix.cli import main
+
+    run = tmp_path / "run"
+    assert main(["train", "--model", "timm:test_vit", "--method", "ict", *DIGITS, "--out", str(run)]) == 0
+    assert main(["eval", str(run), "--device", "cpu"]) == 0  # rebuilt at the run's 16 px
+
+
+@pytest.mark.parametrize(("flags", "needs"), [
+    (["--method", "manifold-mixup"], "--method manifold-mixup with --mix-layers beyond input"),
+    (["--method", "erm", "--linearity-every", "1"], r"the linearity analysis \(--linearity-every\)"),
+])
+def test_stages_needed_on_a_model_without_them(tmp_path, capsys, flags, needs) -> None:
+    from ssl_mix.cli import main
+
+    assert main(["train", "--model", "timm:test_vit", *flags, *DIGITS, "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert re.search(needs + r".* need\(s\) a model split into stages.*timm:test_vit cannot be split.*"
+                     r"Stages exist in ssl_mix's models \('?wrn28-2", err), err
+
+
+def test_manifold_mixup_at_the_input_needs_no_stages(tmp_path) -> None:
+    from ssl_mix.cli import main
+
+    assert main(["train", "--model", "timm:test_vit", "--method", "manifold-mixup", "--mix-layers", "input",
+                 *DIGITS, "--out", str(tmp_path / "run")]) == 0
+
+
+def test_drop_path_goes_to_timm_as_drop_path_rate() -> None:
+    from timm.layers import DropPath
+
+    from ssl_mix.config import ModelConfig
+    from ssl_mix.models import build_model
+
+    model = build_model(ModelConfig(name="timm:test_vit", drop_path=0.2), 3, 1, 16)
+    rates = [m.drop_prob for m in model.modules() if isinstance(m, DropPath)]
+    assert rates and max(rates) == pytest.approx(0.2)
+    with pytest.raises(ValueError, match="model.drop_path applies to timm models"):
+        build_model(ModelConfig(name="cnn-small", drop_path=0.2), 3, 1)

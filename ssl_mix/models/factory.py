@@ -8,6 +8,7 @@ network, :mod:`ssl_mix.models.cnn13`); ``cnn-small`` (a fast CPU model for demos
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -163,14 +164,16 @@ def _create_timm(timm_name: str, num_classes: int, *, in_channels: int,
 
     from ssl_mix.models.timm_adapter import TimmStaged
 
-    if timm_name not in timm.list_models():
-        close = timm.list_models(f"*{timm_name[:6]}*")[:8] if timm_name else []
+    names = timm.list_models()
+    if timm_name not in names:
+        close = difflib.get_close_matches(timm_name, names, n=8, cutoff=0.6)
         raise ValueError(
             f"unknown timm model {timm_name!r}"
-            + (f"; close matches: {', '.join(close)}" if close else "; see timm.list_models()")
+            + (f"; close matches: {', '.join(f'timm:{n}' for n in close)}" if close else "")
+            + ". timm.list_models() lists the names (timm.list_models('*resnet*') those matching a pattern)"
         )
+    size = (image_size, image_size) if isinstance(image_size, int) else tuple(int(s) for s in image_size or ())
     if image_size is not None:
-        size = (image_size, image_size) if isinstance(image_size, int) else tuple(int(s) for s in image_size)
         try:
             model = timm.create_model(timm_name, num_classes=num_classes, in_chans=in_channels, img_size=size,
                                       **options)
@@ -180,7 +183,7 @@ def _create_timm(timm_name: str, num_classes: int, *, in_channels: int,
             model = timm.create_model(timm_name, num_classes=num_classes, in_chans=in_channels, **options)
     else:
         model = timm.create_model(timm_name, num_classes=num_classes, in_chans=in_channels, **options)
-    probe = {"probe_size": min(image_size if isinstance(image_size, int) else image_size)} if image_size else {}
+    probe = {"probe_size": min(size)} if image_size is not None else {}
     try:
         return TimmStaged(model, **probe)
     except (TypeError, ValueError):
