@@ -224,3 +224,32 @@ def test_pretrained_loads_what_timm_loads(monkeypatch):
 def test_pretrained_needs_a_timm_model():
     with pytest.raises(ValueError, match="model.pretrained .*needs a timm model"):
         build_starting_model(ModelConfig(name="cnn-small", pretrained=True), 10, 1)
+
+
+def test_pretrained_of_a_model_timm_has_no_weights_for(monkeypatch):
+    import timm
+
+    real = timm.create_model
+
+    def no_weights(*args, **kwargs):
+        if kwargs.pop("pretrained", False):
+            raise RuntimeError("No pretrained weights exist for resnet10t. Use `pretrained=False` for random init.")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(timm, "create_model", no_weights)
+    with pytest.raises(ValueError, match=r"model.pretrained: timm has no pretrained weights for 'timm:resnet10t'"):
+        _timm(pretrained=True)
+
+
+def test_head_keys_of_a_model_without_a_classifier():
+    with pytest.raises(ValueError, match="cannot find the classifier head of Sequential"):
+        head_keys(torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3)))
+
+
+def test_weights_record_names_the_sources():
+    from ssl_mix.weights import weights_record
+
+    assert weights_record("cnn-small", "random") == {"model": "cnn-small", "source": "random", "path": None,
+                                                     "sha256": None}
+    with pytest.raises(ValueError, match="source must be one of random, timm-hub, file, run"):
+        weights_record("cnn-small", "hub")
