@@ -183,6 +183,7 @@ if TYPE_CHECKING:
         TimmStaged,
         WideResNet,
         available_models,
+        build_model,
         create_model,
         eval_mode,
         forward_layers,
@@ -209,6 +210,7 @@ if TYPE_CHECKING:
     from ssl_mix.selection import STRATEGIES, Strategy, acquisition_scores, check_strategy, select_top
     from ssl_mix.teacher import MODEL_ROLES, EMATeacher, TeacherBN
     from ssl_mix.trainer import NonFiniteLossError, Trainer
+    from ssl_mix.weights import build_starting_model
 
 # name -> the module that defines it (one line per name).
 _EXPORTS: dict[str, str] = {
@@ -370,6 +372,8 @@ _EXPORTS: dict[str, str] = {
     "WideResNet": "ssl_mix.models",
     "available_models": "ssl_mix.models",
     "create_model": "ssl_mix.models",
+    "build_model": "ssl_mix.models",
+    "build_starting_model": "ssl_mix.weights",
     "eval_mode": "ssl_mix.models",
     "forward_layers": "ssl_mix.models",
     "forward_mixed": "ssl_mix.models",
@@ -462,7 +466,8 @@ __all__ = [
     "check_bool", "check_int", "check_positive_int", "check_number", "check_probability", "check_in", "check_k",
     "check_alpha",
     # models
-    "create_model", "available_models", "WideResNet", "CNN13", "SmallCNN", "TimmStaged", "StagedModel",
+    "create_model", "build_model", "build_starting_model", "available_models",
+    "WideResNet", "CNN13", "SmallCNN", "TimmStaged", "StagedModel",
     "LayerId", "get_stages", "layer_names", "forward_layers", "forward_mixed", "run_stages", "MixableModule",
     "unwrap_model", "eval_mode", "model_device",
 ]

@@ -140,9 +140,10 @@ def load_export(path: str | Path) -> nn.Module:
     Returns:
         The module: raw images in, probabilities out. (For ONNX, use ``onnxruntime.InferenceSession(path)``.)
     """
+    from ssl_mix.config import ModelConfig
     from ssl_mix.data import ZCA
     from ssl_mix.inference import InferenceModel
-    from ssl_mix.models import create_model
+    from ssl_mix.models import build_model
 
     path = Path(path)
     meta_path = sidecar_path(path)
@@ -159,7 +160,8 @@ def load_export(path: str | Path) -> nn.Module:
                          f"{meta['format']!r} (run it with onnxruntime.InferenceSession)")
     from safetensors.torch import load_file
 
-    network = create_model(meta["model"], meta["num_classes"], in_channels=meta["input"]["channels"])
+    network = build_model(ModelConfig(name=meta["model"]), meta["num_classes"], meta["input"]["channels"],
+                          (meta["input"]["height"], meta["input"]["width"]))
     state = load_file(str(path))
     zca = None
     if meta.get("zca"):  # a placeholder of the right shape; the state below holds the fitted whitening

@@ -218,8 +218,9 @@ class ModelConfig:
     Args:
         name: the student network, a name of :func:`ssl_mix.create_model`: ``wrn28-2`` (CIFAR-10, SVHN),
             ``wrn28-8`` (CIFAR-100), ``wrn28-10``, ``cnn13`` (the network of the ICT and mean-teacher papers) or
-            ``cnn-small`` (fast on a CPU). WRN-28-2 is the standard network of the SSL benchmarks (Oliver et al.
-            2018).
+            ``cnn-small`` (fast on a CPU), or ``timm:NAME`` for any timm classifier (``timm:resnet18``,
+            ``timm:convnext_atto``, ``timm:vit_tiny_patch16_224``, ...). WRN-28-2 is the standard network of the SSL
+            benchmarks (Oliver et al. 2018).
         bn_momentum: batch-norm momentum in PyTorch's convention. 0.001 as in the MixMatch/FixMatch WRN code, for
             long runs; short runs want a larger value (the demo uses 0.1) so that the running statistics catch up.
         dropout: dropout probability where the architecture has dropout; ``none`` keeps the published value (0.5
@@ -232,7 +233,8 @@ class ModelConfig:
             or a timm checkpoint); the classifier head is replaced when the class count differs.
         init_from: start from the teacher weights of an earlier ssl_mix run (its folder or checkpoint file), e.g.
             the previous round of the label-next loop.
-        drop_path: stochastic-depth rate of a ``timm:`` model that supports it (``none``: the model's default).
+        drop_path: stochastic-depth rate of a ``timm:`` model that supports it, passed as timm's
+            ``drop_path_rate`` (``none``: the model's default).
     """
 
     SECTION: ClassVar[str] = "model"

@@ -7,7 +7,7 @@ layer (manifold mixup, ICT), :func:`run_stages` runs part of the chain.
 
 from ssl_mix.models.cnn13 import CNN13
 from ssl_mix.models.eval_mode import eval_mode, model_device
-from ssl_mix.models.factory import ModelName, available_models, create_model
+from ssl_mix.models.factory import TIMM_PREFIX, ModelName, available_models, build_model, create_model, is_timm_name
 from ssl_mix.models.small import SmallCNN
 from ssl_mix.models.stages import (
     LayerId,
@@ -31,14 +31,17 @@ __all__ = [
     "PreActBlock",
     "SmallCNN",
     "StagedModel",
+    "TIMM_PREFIX",
     "TimmStaged",
     "WideResNet",
     "available_models",
+    "build_model",
     "create_model",
     "eval_mode",
     "forward_layers",
     "forward_mixed",
     "get_stages",
+    "is_timm_name",
     "layer_names",
     "model_device",
     "run_stages",

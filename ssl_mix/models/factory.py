@@ -8,8 +8,9 @@ network, :mod:`ssl_mix.models.cnn13`); ``cnn-small`` (a fast CPU model for demos
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from torch import nn
 
@@ -18,7 +19,10 @@ from ssl_mix.models.cnn13 import CNN13
 from ssl_mix.models.small import SmallCNN
 from ssl_mix.models.wrn import WideResNet
 
-__all__ = ["ModelName", "available_models", "create_model"]
+if TYPE_CHECKING:  # the config imports the methods, which import the models
+    from ssl_mix.config import ModelConfig
+
+__all__ = ["ModelName", "TIMM_PREFIX", "available_models", "build_model", "create_model", "is_timm_name"]
 
 ModelName = Literal["wrn28-2", "wrn28-8", "wrn28-10", "cnn13", "cnn-small"]
 
@@ -52,6 +56,7 @@ def create_model(
     bn_momentum: float = 0.001,
     leaky_slope: float = 0.1,
     dropout: float | None = None,
+    image_size: int | tuple[int, int] | None = None,
     **options: Any,
 ) -> nn.Module:
     """Build a freshly initialised network by name.
@@ -70,6 +75,10 @@ def create_model(
             (default 0.5, as in the papers); cnn-small: on the pooled features (default 0).
         **options: model-specific options: ``weight_norm: bool`` (cnn13, default False);
             ``widths: Sequence[int]`` (cnn-small, default (32, 64, 128)).
+        image_size: the training image size, ``H`` or ``(H, W)``. A ``timm:`` model whose constructor takes
+            ``img_size`` (vision transformers: the position embeddings are sized for it) gets it, and the stage
+            split of :class:`~ssl_mix.models.TimmStaged` is checked at it; ssl_mix's own models pool globally and
+            ignore it.
 
     Returns:
         An ``nn.Module`` in train mode whose ``forward(x)`` maps ``(B, in_channels, H, W)`` to logits
@@ -80,7 +89,8 @@ def create_model(
         TypeError: an option the chosen model does not take, or an argument of the wrong type.
     """
     if isinstance(name, str) and name.startswith(TIMM_PREFIX):
-        return _create_timm(name[len(TIMM_PREFIX):], num_classes, in_channels=in_channels, **options)
+        return _create_timm(name[len(TIMM_PREFIX):], num_classes, in_channels=in_channels, image_size=image_size,
+                            **options)
     if name not in _MODELS:
         raise ValueError(
             f"name must be one of {', '.join(repr(n) for n in _MODELS)}; got {name!r}. "
@@ -104,20 +114,77 @@ TIMM_PREFIX = "timm:"
 """Prefix of model names built by timm (``timm:resnet18``); :func:`create_model` is its one owner."""
 
 
-def _create_timm(timm_name: str, num_classes: int, *, in_channels: int, **options: Any) -> nn.Module:
+def is_timm_name(name: str) -> bool:
+    """Whether ``name`` is a ``timm:NAME`` model name (built by timm, see :data:`TIMM_PREFIX`)."""
+    return isinstance(name, str) and name.startswith(TIMM_PREFIX)
+
+
+def build_model(cfg: ModelConfig, num_classes: int, in_channels: int,
+                image_size: int | tuple[int, int] | None = None, *, hub_weights: bool = False) -> nn.Module:
+    """The network a ``model`` config section describes, for a task; the one place training, loading a run and
+    loading an export build it.
+
+    Args:
+        cfg: the section: ``name``, ``bn_momentum`` and ``dropout`` (ssl_mix models), ``drop_path`` (``timm:``
+            models, as timm's ``drop_path_rate``).
+        num_classes: outputs, >= 1.
+        in_channels: input channels, >= 1.
+        image_size: the images' ``H`` or ``(H, W)`` (see :func:`create_model`); needed to rebuild a vision
+            transformer trained at a size other than its default.
+        hub_weights: build a ``timm:`` model with timm's pretrained weights (``pretrained=True``: the hub, or its
+            cache). Only training start asks for them (see :mod:`ssl_mix.weights`); otherwise the weights are
+            freshly initialised, to be replaced by a checkpoint's.
+
+    Returns:
+        The model, in train mode (see :func:`create_model`).
+
+    Raises:
+        ValueError: ``drop_path`` or ``hub_weights`` for a model that is not a ``timm:`` model; an unknown name.
+    """
+    options: dict[str, Any] = {}
+    if is_timm_name(cfg.name):
+        if cfg.drop_path is not None:
+            options["drop_path_rate"] = cfg.drop_path
+        if hub_weights:
+            options["pretrained"] = True
+    else:
+        for setting, given in (("drop_path", cfg.drop_path is not None), ("pretrained", hub_weights)):
+            if given:
+                raise ValueError(f"model.{setting} applies to timm models (model.name timm:NAME, e.g. "
+                                 f"timm:resnet18); {cfg.name!r} is an ssl_mix model. Drop model.{setting}, or "
+                                 "choose a timm model")
+    return create_model(cfg.name, num_classes, in_channels=in_channels, bn_momentum=cfg.bn_momentum,
+                        dropout=cfg.dropout, image_size=image_size, **options)
+
+
+def _create_timm(timm_name: str, num_classes: int, *, in_channels: int,
+                 image_size: int | tuple[int, int] | None = None, **options: Any) -> nn.Module:
     """Build ``timm.create_model(timm_name)`` for the task, staged when timm exposes feature levels."""
     import timm  # lazy: keeps ``import ssl_mix`` free of timm
 
     from ssl_mix.models.timm_adapter import TimmStaged
 
-    if timm_name not in timm.list_models():
-        close = timm.list_models(f"*{timm_name[:6]}*")[:8] if timm_name else []
+    names = timm.list_models()
+    if timm_name not in names:
+        close = difflib.get_close_matches(timm_name, names, n=8, cutoff=0.6)
         raise ValueError(
             f"unknown timm model {timm_name!r}"
-            + (f"; close matches: {', '.join(close)}" if close else "; see timm.list_models()")
+            + (f"; close matches: {', '.join(f'timm:{n}' for n in close)}" if close else "")
+            + ". timm.list_models() lists the names (timm.list_models('*resnet*') those matching a pattern)"
         )
-    model = timm.create_model(timm_name, num_classes=num_classes, in_chans=in_channels, **options)
+    size = (image_size, image_size) if isinstance(image_size, int) else tuple(int(s) for s in image_size or ())
+    if image_size is not None:
+        try:
+            model = timm.create_model(timm_name, num_classes=num_classes, in_chans=in_channels, img_size=size,
+                                      **options)
+        except TypeError as error:  # the rule: img_size goes to the models whose constructor takes it
+            if "img_size" not in str(error):
+                raise
+            model = timm.create_model(timm_name, num_classes=num_classes, in_chans=in_channels, **options)
+    else:
+        model = timm.create_model(timm_name, num_classes=num_classes, in_chans=in_channels, **options)
+    probe = {"probe_size": min(size)} if image_size is not None else {}
     try:
-        return TimmStaged(model)
+        return TimmStaged(model, **probe)
     except (TypeError, ValueError):
         return model
