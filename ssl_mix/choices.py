@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from typing import Literal, get_args
 
-__all__ = ["DatasetName", "DATASET_NAMES", "ResizeMode", "Interpolation", "INTERPOLATIONS", "DEFAULT_INTERPOLATION", "MethodName", "METHOD_NAMES", "SupervisedTerm",
-           "TeacherMode", "ConsistencyTarget", "ConsistencyDistance", "TeacherBN", "MODEL_ROLES", "Strategy",
-           "STRATEGIES", "ExportFormat", "EXPORT_FORMATS"]
+__all__ = ["DatasetName", "DATASET_NAMES", "ResizeMode", "Interpolation", "INTERPOLATIONS", "DEFAULT_INTERPOLATION",
+           "MethodName", "METHOD_NAMES", "SupervisedTerm", "TeacherMode", "ConsistencyTarget", "ConsistencyDistance",
+           "TeacherBN", "MODEL_ROLES", "Strategy", "STRATEGIES", "ExportFormat", "EXPORT_FORMATS"]
 
 DatasetName = Literal["cifar10", "cifar100", "svhn", "folder", "digits"]
 """The built-in datasets: CIFAR-10/100 and SVHN through torchvision, an image folder, scikit-learn's digits."""

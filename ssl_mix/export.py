@@ -82,7 +82,8 @@ def export_model(run: str | Path | Any, out: str | Path, *, format: ExportFormat
         "format": format, "ssl_mix": __version__, "classes": list(loaded.classes),
         "input": {"shape": ["N", channels, height, width], "channels": channels, "height": height, "width": width,
                   "dtype": "uint8" if format == "onnx" else "uint8 (0..255) or float (0..1)",
-                  "resize": settings["resize"], "interpolation": settings["interpolation"], "layout": "NCHW", "channel_order": "RGB" if channels == 3 else "L"},
+                  "resize": settings["resize"], "interpolation": settings["interpolation"], "layout": "NCHW",
+                  "channel_order": "RGB" if channels == 3 else "L"},
         "output": "probabilities (softmax of the logits divided by the temperature)",
         "preprocessing": {
             "decode": describe_decoding(image_size=(height, width), resize=settings["resize"], channels=channels,

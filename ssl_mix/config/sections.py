@@ -25,9 +25,9 @@ from ssl_mix.checks import (
     image_size_pair,
 )
 from ssl_mix.choices import (
+    DEFAULT_INTERPOLATION,
     ConsistencyDistance,
     ConsistencyTarget,
-    DEFAULT_INTERPOLATION,
     DatasetName,
     Interpolation,
     MethodName,

@@ -110,9 +110,10 @@ def load_run_data(data: DataConfig, *, seed: int) -> RunData:
     Returns:
         The :class:`RunData`; its spec normalises with ``data.mean`` and ``data.std`` where they are set (one
         value repeats for every channel; three on grayscale images are averaged), else with the training images'
-        statistics (the named datasets' published constants). An image folder is decoded into memory (through the decoded-image cache) unless
-        ``data.loader`` is ``torch`` or the decoded training pool (images x C x H x W bytes) would exceed
-        ``data.max_memory_gb``; it is then streamed from the files by the ``DataLoader`` path (a message says so).
+        statistics (the named datasets' published constants). An image folder is decoded into memory (through the
+        decoded-image cache) unless ``data.loader`` is ``torch`` or the decoded training pool (images x C x H x W
+        bytes) would exceed ``data.max_memory_gb``; it is then streamed from the files by the ``DataLoader`` path
+        (a message says so).
     """
     if data.dataset == "folder":
         return _load_folder(data, seed)

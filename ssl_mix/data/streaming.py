@@ -7,8 +7,8 @@ from typing import Any
 
 from torch.utils.data import Dataset
 
-from ssl_mix.data.files import ImageFiles
 from ssl_mix.choices import Interpolation
+from ssl_mix.data.files import ImageFiles
 from ssl_mix.data.images import DEFAULT_INTERPOLATION, BadImageError, ResizeMode, decode_image, image_size_pair
 
 __all__ = ["ImageFileDataset"]

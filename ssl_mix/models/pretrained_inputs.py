@@ -41,8 +41,9 @@ def pretrained_inputs(model_name: str) -> dict[str, Any] | None:
     try:
         cfg = get_pretrained_cfg(timm_name)
     except RuntimeError as err:  # a tag the architecture does not have
-        raise ValueError(f"model.name={model_name!r}: {str(err).rstrip('.')}; see timm.list_pretrained('{timm_name.split('.')[0]}*')"
-                         ) from None
+        architecture = timm_name.split(".")[0]
+        raise ValueError(f"model.name={model_name!r}: {str(err).rstrip('.')}; see "
+                         f"timm.list_pretrained('{architecture}*')") from None
     if cfg is None:
         return None
     resolved = resolve_data_config({}, pretrained_cfg=cfg.to_dict(), verbose=False)
