@@ -114,6 +114,8 @@ def test_a_pretrained_timm_run_records_and_applies_its_inputs(tmp_path, capsys):
     sidecar = export_model(run, tmp_path / "m.safetensors", format="safetensors")
     assert sidecar["mean"] == pytest.approx([gray_mean]) and sidecar["std"] == pytest.approx([gray_std])
     assert sidecar["input"]["interpolation"] == "bilinear"  # the digits are never resized
+    run_experiment(cfg.replace(train={"steps": 3}), resume=True)  # the recorded inputs are the resolved ones
+    assert load_run(out, device="cpu").step == 3
 
 
 def test_interpolation_reaches_the_decoded_pixels(tmp_path):
@@ -151,3 +153,48 @@ def test_the_decoded_image_cache_keeps_one_entry_per_filter(tmp_path):
     bicubic = decode_files(files, image_size=8, cache=cache, interpolation="bicubic").arrays.images
     assert not torch.equal(bilinear, bicubic)
     assert torch.equal(decode_files(files, image_size=8, cache=cache).arrays.images, bilinear)
+
+
+@pytest.mark.parametrize("loader", ["tensor", "torch"])  # in memory, and streamed from the files
+def test_a_pretrained_folder_run_takes_the_pretrained_size_and_filter_everywhere(tmp_path, capsys, loader):
+    """A folder of 20x24 images: training, prediction, selection and export all bring images to the pretrained
+    input size with the pretrained filter (160 px, bicubic for timm's test_efficientnet_ln)."""
+    import timm
+    from PIL import Image
+    from safetensors.torch import save_file
+
+    from ssl_mix import export_model, load_predictor, load_run, run_experiment
+    from ssl_mix.data import decode_image
+
+    rng = np.random.default_rng(0)
+    root = tmp_path / "images"
+    for split, count in (("train", 6), ("test", 2)):
+        for c in ("cat", "dog"):
+            (root / split / c).mkdir(parents=True)
+            for i in range(count):
+                Image.fromarray(rng.integers(0, 256, (20, 24, 3), dtype=np.uint8)).save(root / split / c / f"{i}.png")
+    weights = tmp_path / "w.safetensors"
+    model = timm.create_model("test_efficientnet_ln", num_classes=2)
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(weights))
+    out = tmp_path / "run"
+    cfg = preset("demo").replace(
+        model={"name": "timm:test_efficientnet_ln", "pretrained_file": str(weights)},
+        data={"dataset": "folder", "data_root": str(root), "num_labels": 4, "batch_size": 2,
+              "unlabeled_batch_size": 2, "cache": False, "loader": loader},
+        method={"name": "erm"},
+        train={"steps": 1, "eval_every": 1, "log_every": 1, "checkpoint_every": 0, "out_dir": str(out),
+               "progress": False, "device": "cpu"})
+    run_experiment(cfg)
+    err = capsys.readouterr().err
+    assert "pretrained configuration expects them: data.image_size=160,160, data.mean=0.485" in err
+    assert "data.interpolation=bicubic" in err
+    run = load_run(out, device="cpu")
+    assert run.input_shape == (3, 160, 160) and run.spec.mean == IMAGENET[0]
+    predictor = load_predictor(run)
+    assert predictor.decode_settings == {"image_size": (160, 160), "channels": 3, "resize": "crop",
+                                         "interpolation": "bicubic"}
+    path = root / "test" / "cat" / "0.png"
+    assert torch.equal(predictor.prepare(Image.open(path)), decode_image(path, **predictor.decode_settings)[None])
+    sidecar = export_model(run, tmp_path / "m.safetensors", format="safetensors")
+    assert sidecar["input"]["interpolation"] == "bicubic" and sidecar["mean"] == list(IMAGENET[0])
+    assert sidecar["preprocessing"]["decode"]["resize"]["filter"] == "BICUBIC"
