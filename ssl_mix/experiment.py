@@ -198,7 +198,9 @@ def run_experiment(cfg: Config, *, resume: bool = False, data: RunData | None = 
         if distributed.is_main():
             filled = {k: v for k, v in cfg.to_dict()["data"].items() if v != given.to_dict()["data"][k]}
             if filled:
-                print(f"ssl-mix: inputs as {cfg.model.name}'s pretrained configuration expects them: "
+                source = (f"the run model.init_from={cfg.model.init_from}" if cfg.model.init_from else
+                          f"{cfg.model.name}'s pretrained configuration")
+                print(f"ssl-mix: inputs as the starting weights expect them ({source}): "
                       + ", ".join(f"data.{k}={format_value(v)}" for k, v in filled.items()), file=sys.stderr)
             print(describe_run_data(data, cfg.data), file=sys.stderr)
         trainer = build_trainer(cfg, data)

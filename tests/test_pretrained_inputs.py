@@ -51,6 +51,12 @@ def test_resolve_inputs_fills_only_what_the_user_left_unset():
     assert resolve_inputs(ours) is ours
 
 
+def test_init_from_a_missing_run_is_an_error_naming_the_setting(tmp_path):
+    cfg = Config.from_dict({"model": {"name": "cnn-small", "init_from": str(tmp_path / "nope")}})
+    with pytest.raises(FileNotFoundError, match=r"model.init_from='.*nope': "):
+        resolve_inputs(cfg)
+
+
 def test_mean_and_std_settings_are_checked_in_config_terms():
     assert DataConfig(mean=0.5, std=[1, 2, 3]).std == (1.0, 2.0, 3.0)
     with pytest.raises(ValueError, match=r"data.std must be a finite number > 0, got 0.0"):
@@ -103,7 +109,7 @@ def test_a_pretrained_timm_run_records_and_applies_its_inputs(tmp_path, capsys):
                "progress": False, "device": "cpu"})
     run_experiment(cfg)
     err = capsys.readouterr().err
-    assert "pretrained configuration expects them: data.mean=0.485,0.456,0.406" in err
+    assert "pretrained configuration): data.mean=0.485,0.456,0.406" in err
     gray_mean, gray_std = sum(IMAGENET[0]) / 3, sum(IMAGENET[1]) / 3
     run = load_run(out, device="cpu")
     assert run.spec.mean == pytest.approx((gray_mean,)) and run.spec.std == pytest.approx((gray_std,))
@@ -186,7 +192,7 @@ def test_a_pretrained_folder_run_takes_the_pretrained_size_and_filter_everywhere
                "progress": False, "device": "cpu"})
     run_experiment(cfg)
     err = capsys.readouterr().err
-    assert "pretrained configuration expects them: data.image_size=160,160, data.mean=0.485" in err
+    assert "pretrained configuration): data.image_size=160,160, data.mean=0.485" in err
     assert "data.interpolation=bicubic" in err
     run = load_run(out, device="cpu")
     assert run.input_shape == (3, 160, 160) and run.spec.mean == IMAGENET[0]
@@ -198,3 +204,7 @@ def test_a_pretrained_folder_run_takes_the_pretrained_size_and_filter_everywhere
     sidecar = export_model(run, tmp_path / "m.safetensors", format="safetensors")
     assert sidecar["input"]["interpolation"] == "bicubic" and sidecar["mean"] == list(IMAGENET[0])
     assert sidecar["preprocessing"]["decode"]["resize"]["filter"] == "BICUBIC"
+    # The next round (--init-from this run) takes the inputs this run recorded, whatever its model.
+    following = resolve_inputs(cfg.replace(model={"pretrained_file": None, "init_from": str(out)}))
+    assert following.data.image_size == (160, 160) and following.data.interpolation == "bicubic"
+    assert following.data.mean == IMAGENET[0] and following.data.std == IMAGENET[1]

@@ -65,16 +65,19 @@ class RunData:
 def resolve_inputs(cfg: Config) -> Config:
     """The run's config with the input settings its pretrained network expects, where the user left them unset.
 
-    For a ``timm:`` model that starts from trained weights (``model.starts_pretrained``) and has a pretrained
-    configuration in timm's registry (:func:`~ssl_mix.models.pretrained_inputs.pretrained_inputs`; nothing is
-    downloaded), these settings, when None, take its values:
+    For a ``timm:`` model that starts from pretrained weights (``model.pretrained`` or ``model.pretrained_file``)
+    and has a pretrained configuration in timm's registry (:func:`~ssl_mix.models.pretrained_inputs.pretrained_inputs`;
+    nothing is downloaded), these settings, when None, take its values:
 
     - ``data.mean`` and ``data.std``, for every dataset (averaged to one value with ``data.channels`` 1);
     - ``data.image_size`` and ``data.interpolation``, for a ``folder`` only. The named datasets (CIFAR, SVHN,
       digits) keep their own size: their images are never resized, and 32 px brought to 224 would cost ~50x the
       compute for no new detail. Pass ``data.image_size`` to choose another size for a folder (e.g. 96 for speed).
 
-    Settings the user gave always win; any other run is returned unchanged (the training images' statistics, the
+    With ``model.init_from``, any model takes the same settings from the earlier run's recorded config instead
+    (:func:`~ssl_mix.run.saved_config`; those it left None were its training images' statistics, its files' own
+    size and bilinear, which this run then computes again the same way). Settings the user gave always win; any
+    other run is returned unchanged (the training images' statistics, the
     files' own size, bilinear). The result resolves to itself, so calling this again changes nothing: training
     saves the resolved config, and evaluation, prediction, selection and export read their settings from it.
 
@@ -83,20 +86,35 @@ def resolve_inputs(cfg: Config) -> Config:
 
     Returns:
         ``cfg`` itself when nothing is filled in, else a copy with the filled-in ``data`` settings.
+
+    Raises:
+        FileNotFoundError, ValueError: ``model.init_from`` names no readable ssl_mix run (the message names it).
     """
     if not cfg.model.starts_pretrained:
         return cfg
-    inputs = pretrained_inputs(cfg.model.name)
+    d = cfg.data
+    if cfg.model.init_from:
+        from ssl_mix.run import saved_config
+
+        try:
+            earlier = saved_config(cfg.model.init_from).data
+        except (FileNotFoundError, ValueError) as err:
+            raise type(err)(f"model.init_from={cfg.model.init_from!r}: {err}") from None
+        inputs: dict[str, Any] | None = {name: getattr(earlier, name)
+                                         for name in ("mean", "std", "image_size", "interpolation")}
+    else:
+        inputs = pretrained_inputs(cfg.model.name)
     if inputs is None:
         return cfg
-    d = cfg.data
-    mean, std = inputs["mean"], inputs["std"]
-    if d.channels == 1:  # a grayscale run of an RGB network (timm sums the first convolution's RGB weights)
-        mean, std = (sum(mean) / len(mean),), (sum(std) / len(std),)
-    wanted: dict[str, Any] = {"mean": mean, "std": std}
+    wanted: dict[str, Any] = {}
+    for name in ("mean", "std"):
+        values = inputs[name]
+        if values is not None and d.channels == 1 and len(values) == 3:
+            values = (sum(values) / 3,)  # a grayscale run of an RGB network (timm sums the RGB weights of conv 1)
+        wanted[name] = values
     if d.dataset == "folder":
         wanted.update(image_size=inputs["image_size"], interpolation=inputs["interpolation"])
-    updates = {name: value for name, value in wanted.items() if getattr(d, name) is None}
+    updates = {name: value for name, value in wanted.items() if value is not None and getattr(d, name) is None}
     return cfg.replace(data=updates) if updates else cfg
 
 
