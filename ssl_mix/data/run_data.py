@@ -397,8 +397,8 @@ def describe_run_data(data: RunData, settings: DataConfig) -> str:
         why = kind
     zca = f"on (data.zca_eps={settings.zca_eps:g})" if settings.zca else "off"
     given = [f"data.{name}" for name in ("mean", "std") if getattr(settings, name) is not None]
-    statistics = "the training images' statistics" if settings.dataset in ("folder", "digits") else "the dataset's"
-    source = " and ".join(given) if given else statistics
+    own = "the training images' statistics" if settings.dataset in ("folder", "digits") else "the dataset's constants"
+    source = " and ".join(given) if given else own
     return "\n".join([
         f"ssl-mix: data: {settings.dataset}, {data.spec.num_classes} classes, {where}; {counts}",
         f"ssl-mix: images: {height}x{width} (HxW; {size}), {channels} channel(s) ({why})",
