@@ -90,9 +90,10 @@ def resolve_inputs(cfg: Config) -> Config:
     Raises:
         FileNotFoundError, ValueError: ``model.init_from`` names no readable ssl_mix run (the message names it).
     """
-    if not cfg.model.starts_pretrained:
-        return cfg
     d = cfg.data
+    fillable = ("mean", "std", "image_size", "interpolation") if d.dataset == "folder" else ("mean", "std")
+    if not cfg.model.starts_pretrained or all(getattr(d, name) is not None for name in fillable):
+        return cfg  # nothing to fill in (and an earlier run's checkpoint is not read again)
     if cfg.model.init_from:
         from ssl_mix.run import saved_config
 
