@@ -126,7 +126,7 @@ if TYPE_CHECKING:
         split_summary,
     )
     from ssl_mix.data.randaugment import RA_OPS, RandAugmentParams, apply_randaugment, rand_augment, sample_randaugment
-    from ssl_mix.data.run_data import RunData, folder_run_files
+    from ssl_mix.data.run_data import RunData, folder_run_files, resolve_inputs
     from ssl_mix.demo import run_demo
     from ssl_mix.evaluation import evaluate
     from ssl_mix.experiment import (
@@ -191,6 +191,7 @@ if TYPE_CHECKING:
         get_stages,
         layer_names,
         model_device,
+        pretrained_inputs,
         run_stages,
         unwrap_model,
     )
@@ -316,6 +317,7 @@ _EXPORTS: dict[str, str] = {
     "split_summary": "ssl_mix.data",
     "RunData": "ssl_mix.data.run_data",
     "folder_run_files": "ssl_mix.data.run_data",
+    "resolve_inputs": "ssl_mix.data.run_data",
     "run_demo": "ssl_mix.demo",
     "evaluate": "ssl_mix.evaluation",
     "build_loader": "ssl_mix.experiment",
@@ -374,6 +376,7 @@ _EXPORTS: dict[str, str] = {
     "create_model": "ssl_mix.models",
     "build_model": "ssl_mix.models",
     "build_starting_model": "ssl_mix.weights",
+    "pretrained_inputs": "ssl_mix.models",
     "eval_mode": "ssl_mix.models",
     "forward_layers": "ssl_mix.models",
     "forward_mixed": "ssl_mix.models",
@@ -454,6 +457,7 @@ __all__ = [
     "decode_image", "prepare_image", "BadImageError", "ImageFiles", "folder_files", "decode_files", "ImageFileDataset",
     "ZCA", "fit_zca", "apply_zca", "preprocess_entry", "preprocess_transform",
     "read_label_rows", "LabelRows", "added_labels", "AddedLabels", "folder_run_files",
+    "pretrained_inputs", "resolve_inputs",
     # analysis
     "nonlinearity", "nonlinearity_k", "measure_linearity", "linearity_probe", "class_singular_values",
     "flattening", "flattening_summary", "plot_linearity_curves", "plot_linearity_comparison", "plot_spectra",

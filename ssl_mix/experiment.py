@@ -23,7 +23,7 @@ from ssl_mix import distributed
 from ssl_mix.atomic import write_atomic
 from ssl_mix.calibration import calibrate_run
 from ssl_mix.checkpoint import load_checkpoint
-from ssl_mix.config import Config, MethodConfig
+from ssl_mix.config import Config, MethodConfig, format_value
 from ssl_mix.data import (
     ZCA,
     ArrayDataset,
@@ -53,9 +53,9 @@ __all__ = ["load_run_data", "build_method", "build_teacher", "build_preprocess",
 
 
 def load_run_data(cfg: Config) -> RunData:
-    """The run's data (:func:`ssl_mix.data.run_data.load_run_data`): ``cfg.data``, its split seeded by
-    ``cfg.train.seed``."""
-    return run_data.load_run_data(cfg.data, seed=cfg.train.seed)
+    """The run's data (:func:`ssl_mix.data.run_data.load_run_data`): ``cfg.data`` with the inputs its pretrained
+    network expects (:func:`~ssl_mix.data.run_data.resolve_inputs`), its split seeded by ``cfg.train.seed``."""
+    return run_data.load_run_data(run_data.resolve_inputs(cfg).data, seed=cfg.train.seed)
 
 
 def build_method(cfg: MethodConfig, *, num_classes: int, total_steps: int) -> Method:
@@ -130,11 +130,13 @@ def build_loader(cfg: Config, data: RunData, device: torch.device, *, with_unlab
 
 def build_trainer(cfg: Config, data: RunData | None = None, *, weights: Mapping[str, Any] | None = None) -> Trainer:
     """Everything :func:`run_experiment` builds, without training: data, model, method, teacher, loader, the
-    TensorBoard writer (at the run directory's ``tensorboard/``) and the trainer.
+    TensorBoard writer (at the run directory's ``tensorboard/``) and the trainer. The trainer records ``cfg`` with
+    the inputs its pretrained network expects (:func:`~ssl_mix.data.run_data.resolve_inputs`).
 
     The model starts from the weights ``cfg.model`` chooses (:func:`ssl_mix.weights.build_starting_model`), recorded
     in the checkpoints' ``data`` entry; ``weights``, the record of a run being resumed (its checkpoint's), skips
     loading them: the trainer's :meth:`~ssl_mix.Trainer.resume` loads the checkpoint's weights instead."""
+    cfg = run_data.resolve_inputs(cfg)
     data = data if data is not None else load_run_data(cfg)
     device = resolve_device(cfg.train.device)
     torch.manual_seed(cfg.train.seed)  # initial weights
@@ -212,6 +214,7 @@ def run_experiment(cfg: Config, *, resume: bool = False, data: RunData | None = 
         and the checkpoints (see :mod:`ssl_mix.run`).
     """
     threads = apply_threads(cfg.train.threads)
+    given, cfg = cfg, run_data.resolve_inputs(cfg)  # the config the run records: evaluation and export read it
     with distributed.session(cfg.train.device, timeout=cfg.train.dist_timeout):
         run = RunDir(cfg.train.out_dir)
         resuming = resume and _exists_everywhere(run.last)
@@ -224,6 +227,12 @@ def run_experiment(cfg: Config, *, resume: bool = False, data: RunData | None = 
             note_fresh_start(run)
         data = data if data is not None else load_run_data(cfg)
         if distributed.is_main():
+            filled = {k: v for k, v in cfg.to_dict()["data"].items() if v != given.to_dict()["data"][k]}
+            if filled:
+                source = (f"the run model.init_from={cfg.model.init_from}" if cfg.model.init_from else
+                          f"{cfg.model.name}'s pretrained configuration")
+                print(f"ssl-mix: inputs as the starting weights expect them ({source}): "
+                      + ", ".join(f"data.{k}={format_value(v)}" for k, v in filled.items()), file=sys.stderr)
             print(describe_run_data(data, cfg.data), file=sys.stderr)
         trainer = build_trainer(cfg, data, weights=resumed_weights)
         if distributed.is_main():

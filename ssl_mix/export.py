@@ -3,7 +3,7 @@
 What is exported is the run's :class:`~ssl_mix.InferenceModel`: raw images of the run's size in, calibrated class
 probabilities out, so the consumer needs no normalisation constants and no ssl_mix code (ONNX, TorchScript).
 Beside the model file a JSON sidecar (``PATH.json``) records what a consumer must know: class names, input shape
-and dtype, channels, resize policy, mean and std (already applied inside), the temperature (already applied),
+and dtype, channels, resize policy and filter, mean and std (already applied inside), the temperature (already applied),
 the architecture and the run it came from. Its ``preprocessing`` field states every step from a file to the
 model's input exactly (``decode``: :func:`ssl_mix.data.images.describe_decoding`, the Pillow calls of
 :func:`~ssl_mix.data.decode_image`, JPEG draft decoding included) and what the model does inside (``in_model``:
@@ -82,10 +82,12 @@ def export_model(run: str | Path | Any, out: str | Path, *, format: ExportFormat
         "format": format, "ssl_mix": __version__, "classes": list(loaded.classes),
         "input": {"shape": ["N", channels, height, width], "channels": channels, "height": height, "width": width,
                   "dtype": "uint8" if format == "onnx" else "uint8 (0..255) or float (0..1)",
-                  "resize": settings["resize"], "layout": "NCHW", "channel_order": "RGB" if channels == 3 else "L"},
+                  "resize": settings["resize"], "interpolation": settings["interpolation"], "layout": "NCHW",
+                  "channel_order": "RGB" if channels == 3 else "L"},
         "output": "probabilities (softmax of the logits divided by the temperature)",
         "preprocessing": {
-            "decode": describe_decoding(image_size=(height, width), resize=settings["resize"], channels=channels),
+            "decode": describe_decoding(image_size=(height, width), resize=settings["resize"], channels=channels,
+                                        interpolation=settings["interpolation"]),
             "in_model": model.describe()},
         "mean": list(loaded.spec.mean), "std": list(loaded.spec.std),
         "temperature": float(model.temperature), "model": loaded.config.model.name, "which": which,

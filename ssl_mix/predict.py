@@ -108,7 +108,7 @@ def iter_predictions(predictor: Any, paths: Sequence[Path], *, batch_size: int =
     from tqdm.auto import tqdm
 
     workers = min(4, os.cpu_count() or 1) if num_workers is None else check_int("num_workers", num_workers, 0)
-    settings = {"image_size": predictor.image_size, "channels": predictor.channels, "resize": predictor.resize}
+    settings = predictor.decode_settings
     loader = DataLoader(_ImageFiles(paths, settings), batch_size=batch_size, num_workers=workers,
                         pin_memory=predictor.device.type == "cuda")
     position = 0

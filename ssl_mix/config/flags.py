@@ -18,6 +18,7 @@ import dataclasses
 import inspect
 import re
 import sys
+import types
 import typing
 from collections.abc import Callable, Collection, Iterable
 from typing import Any
@@ -187,7 +188,7 @@ def add_config_flags(parser: argparse.ArgumentParser | argparse._ArgumentGroup,
                                   "help": f"{_summary(docs[section][name])} ({default})".replace("%", "%%")}
         if (section, name) in required:
             kwargs["required"] = True
-        kind, choices, args = base_type(hint), literal_values(hint), typing.get_args(hint)
+        kind, choices, args = base_type(hint), literal_values(hint), typing.get_args(_without_none(hint))
         if hint is bool:
             kwargs["action"] = argparse.BooleanOptionalAction
         elif choices is not None:
@@ -197,6 +198,8 @@ def add_config_flags(parser: argparse.ArgumentParser | argparse._ArgumentGroup,
         elif kind in (int, float):
             parse = kind if not allows_none(hint) else _optional(kind)
             kwargs.update(type=parse if kind is int else _optional(float), metavar="N" if kind is int else "FLOAT")
+        elif kind is tuple and args == (float, Ellipsis):  # --mean 0.5 0.5 0.5
+            kwargs.update(nargs="+", type=float, metavar="FLOAT")
         elif kind is tuple and args == (str, Ellipsis):  # one value per use: paths may hold commas
             kwargs.update(action="append", metavar=_metavar(name))
         elif name == "image_size":
@@ -289,6 +292,12 @@ def _default(cls: type, name: str) -> Any:
     checks import torch, which the command line's help and argument errors must not wait for)."""
     found = next(f for f in dataclasses.fields(cls) if f.name == name)
     return found.default_factory() if found.default is dataclasses.MISSING else found.default
+
+
+def _without_none(hint: Any) -> Any:
+    """``tuple[float, ...]`` for ``tuple[float, ...] | None``; other hints unchanged."""
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    return args[0] if typing.get_origin(hint) in (typing.Union, types.UnionType) and len(args) == 1 else hint
 
 
 def _metavar(field_name: str) -> str:

@@ -25,9 +25,11 @@ from ssl_mix.checks import (
     image_size_pair,
 )
 from ssl_mix.choices import (
+    DEFAULT_INTERPOLATION,
     ConsistencyDistance,
     ConsistencyTarget,
     DatasetName,
+    Interpolation,
     MethodName,
     ResizeMode,
     SupervisedTerm,
@@ -105,7 +107,8 @@ class DataConfig:
         unlabeled_dirs: ``folder`` only: another folder of unlabeled images, anywhere on disk (repeatable:
             ``unlabeled_dirs`` is a list).
         image_size: ``folder`` only: resize every image to N x N or H,W pixels, the same way for training,
-            evaluation and prediction. ``none``: the files must share one size.
+            evaluation and prediction. ``none``: the files must share one size, except for a ``timm:`` model that
+            starts from trained weights, whose pretrained input size (e.g. 224) is used.
         resize: how ``image_size`` is reached: ``crop`` scales the image to cover it and cuts the centre (aspect
             ratio kept); ``stretch`` scales each axis (nothing cut).
         channels: ``folder`` only: force 1 (grayscale) or 3 (RGB) channels. ``none``: RGB if any training image is
@@ -124,6 +127,15 @@ class DataConfig:
             transform fitted on the run's training images; the official ICT code does this for CIFAR-10.
         zca_eps: the whitening's regulariser, added to the covariance eigenvalues (normalised pixel units):
             directions of much smaller variance are damped instead of amplified.
+        mean: the per-channel mean that normalises the images, in [0, 1] units: one value for every channel, or one
+            per channel. ``none``: the pretrained configuration's for a ``timm:`` model that starts from trained
+            weights (e.g. ImageNet's), else the training images' statistics. Three values on images that turn out
+            grayscale (``channels`` none) are averaged.
+        std: the per-channel standard deviation that normalises the images, > 0, given like ``mean``; ``none``
+            chooses as for ``mean``.
+        interpolation: ``folder`` only: the resize filter of ``image_size``, ``bilinear``, ``bicubic`` or
+            ``lanczos``. ``none``: the pretrained configuration's (bicubic for most timm weights) for a ``timm:``
+            model that starts from trained weights, else bilinear.
     """
 
     SECTION: ClassVar[str] = "data"
@@ -156,6 +168,9 @@ class DataConfig:
     balance_labeled: bool = False
     zca: bool = False
     zca_eps: float = 1e-2
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+    interpolation: Interpolation | None = None
 
     def __post_init__(self) -> None:
         check_fields(self, self.SECTION)
@@ -165,13 +180,30 @@ class DataConfig:
         if isinstance(self.unlabeled_dirs, str):
             self.unlabeled_dirs = (self.unlabeled_dirs,)
         self.unlabeled_dirs = tuple(str(d) for d in self.unlabeled_dirs)
+        self.mean = self._channel_values("mean", self.mean)
+        self.std = self._channel_values("std", self.std, positive=True)
         folder_only = {"labels": self.labels, "add_labels": self.add_labels, "classes": self.classes,
                        "unlabeled_dirs": self.unlabeled_dirs or None, "image_size": self.image_size,
-                       "channels": self.channels}
+                       "channels": self.channels, "interpolation": self.interpolation}
         given = [name for name, value in folder_only.items() if value is not None]
         if given:
             check_folder_only(self.dataset, {f"data.{given[0]}": folder_only[given[0]]}, setting="data.dataset",
                               advice=f"drop data.{given[0]} or set data.dataset='folder'")
+
+    def _channel_values(self, name: str, values: Any, *, positive: bool = False) -> tuple[float, ...] | None:
+        """``mean`` or ``std`` as a tuple of floats (a bare number is one value for every channel), checked."""
+        if values is None:
+            return None
+        values = (values,) if isinstance(values, (int, float)) else values
+        if isinstance(values, str) or not isinstance(values, (tuple, list)):
+            raise TypeError(f"data.{name} must be a list of numbers (one per channel), got {values!r}")
+        out = tuple(check_number(f"data.{name}", v, low=0 if positive else None, low_open=positive) for v in values)
+        allowed = {1, 3} if self.channels is None else {1, self.channels}
+        if len(out) not in allowed:
+            per_channel = f"{self.channels} with data.channels={self.channels}" if self.channels else "3 for RGB"
+            raise ValueError(f"data.{name} has {len(out)} values; give one value for every channel, or one per "
+                             f"channel ({per_channel})")
+        return out
 
     def class_list(self) -> list[str] | None:
         """The classes of ``classes``: its comma-separated names, or the lines of the text file it names."""
@@ -199,7 +231,8 @@ class DataConfig:
 
     def decode_settings(self) -> dict[str, Any]:
         """How a folder's image files are decoded and cached, the same for training, evaluation, prediction and
-        selection: the keyword arguments ``image_size``, ``resize``, ``channels``, ``skip_bad_images`` and ``cache``
+        selection: the keyword arguments ``image_size``, ``resize``, ``channels``, ``skip_bad_images``, ``cache`` and
+        ``interpolation``
         of :func:`~ssl_mix.data.decode.decode_files`, :func:`~ssl_mix.data.decode.scan_files` and
         :func:`~ssl_mix.data.datasets.load_arrays`.
 
@@ -208,7 +241,8 @@ class DataConfig:
             False. ``channels`` None means the images decide (a trained run's callers pass its own).
         """
         return {"image_size": self.image_size, "resize": self.resize, "channels": self.channels,
-                "skip_bad_images": self.skip_bad_images, "cache": (self.cache_dir or True) if self.cache else False}
+                "skip_bad_images": self.skip_bad_images, "cache": (self.cache_dir or True) if self.cache else False,
+                "interpolation": self.interpolation or DEFAULT_INTERPOLATION}
 
 
 @dataclass

@@ -20,11 +20,11 @@ import numpy as np
 import torch
 
 from ssl_mix.checks import check_folder_only
-from ssl_mix.choices import DATASET_NAMES, DatasetName
+from ssl_mix.choices import DATASET_NAMES, DatasetName, Interpolation
 from ssl_mix.data.arrays import ImageArrays
 from ssl_mix.data.decode import decode_files
 from ssl_mix.data.folder import folder_files
-from ssl_mix.data.images import ResizeMode
+from ssl_mix.data.images import DEFAULT_INTERPOLATION, ResizeMode
 from ssl_mix.data.spec import DataSpec, spec_from_arrays
 
 __all__ = ["DatasetName", "DATASET_NAMES", "check_folder_only", "load_arrays", "load_targets", "data_spec"]
@@ -77,8 +77,8 @@ def data_spec(name: DatasetName | str, train: ImageArrays | None = None, *, root
 def load_arrays(name: DatasetName, root: str | Path | None, split: SplitName, *, download: bool = False,
                 image_size: int | tuple[int, int] | None = None, channels: Literal[1, 3] | None = None,
                 num_threads: int | None = None, classes: Sequence[str] | None = None, resize: ResizeMode = "crop",
-                labels: str | Path | None = None, cache: bool | str | Path = True, skip_bad_images: bool = False
-                ) -> ImageArrays:
+                labels: str | Path | None = None, cache: bool | str | Path = True, skip_bad_images: bool = False,
+                interpolation: Interpolation = DEFAULT_INTERPOLATION) -> ImageArrays:
     """Load a whole dataset split into memory.
 
     Args:
@@ -98,6 +98,7 @@ def load_arrays(name: DatasetName, root: str | Path | None, split: SplitName, *,
         labels: folder only: a CSV label file instead of class folders (see :mod:`ssl_mix.data.folder`).
         cache: folder only: the decoded-image cache (True: the default directory, a path, or False: none).
         skip_bad_images: folder only: leave unreadable files out (named on stderr) instead of raising.
+        interpolation: folder only: the resize filter of ``image_size`` (``bilinear``, ``bicubic`` or ``lanczos``).
 
     Returns:
         The images and targets; unlabeled examples have target -1.
@@ -127,7 +128,8 @@ def load_arrays(name: DatasetName, root: str | Path | None, split: SplitName, *,
     if name == "folder":
         files = folder_files(_require_root(name, root), split, labels=labels, classes=classes)  # type: ignore[arg-type]
         decoded = decode_files(files, image_size=image_size, resize=resize, channels=channels,
-                               skip_bad_images=skip_bad_images, cache=cache, num_threads=num_threads)
+                               skip_bad_images=skip_bad_images, cache=cache, num_threads=num_threads,
+                               interpolation=interpolation)
         if decoded.skipped:
             print(f"skipped {len(decoded.skipped)} unreadable image(s): "
                   + "; ".join(f"{err.path} ({err.reason})" for err in decoded.skipped), file=sys.stderr)

@@ -8,6 +8,7 @@ layer (manifold mixup, ICT), :func:`run_stages` runs part of the chain.
 from ssl_mix.models.cnn13 import CNN13
 from ssl_mix.models.eval_mode import eval_mode, model_device
 from ssl_mix.models.factory import TIMM_PREFIX, ModelName, available_models, build_model, create_model, is_timm_name
+from ssl_mix.models.pretrained_inputs import pretrained_inputs
 from ssl_mix.models.small import SmallCNN
 from ssl_mix.models.stages import (
     LayerId,
@@ -40,6 +41,7 @@ __all__ = [
     "eval_mode",
     "forward_layers",
     "forward_mixed",
+    "pretrained_inputs",
     "get_stages",
     "is_timm_name",
     "layer_names",
