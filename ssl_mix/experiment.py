@@ -140,7 +140,8 @@ def build_trainer(cfg: Config, data: RunData | None = None, *, weights: Mapping[
     torch.manual_seed(cfg.train.seed)  # initial weights
     shape = data.labeled.image_shape
     if weights is None:
-        model, weights = build_starting_model(cfg.model, data.spec.num_classes, shape[0], (shape[1], shape[2]))
+        model, weights = build_starting_model(cfg.model, data.spec.num_classes, shape[0], (shape[1], shape[2]),
+                                              classes=data.labeled.classes)
     else:
         model = build_model(cfg.model, data.spec.num_classes, shape[0], (shape[1], shape[2]))
     if cfg.model.channels_last:

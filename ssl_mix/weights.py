@@ -22,7 +22,7 @@ The record (:func:`weights_record`) is stored in the checkpoint's ``data`` entry
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -196,7 +196,7 @@ def load_weights_file(model: nn.Module, path: str | Path) -> list[str]:
     return [prefix + k for k in kept]
 
 
-def _init_from_run(model: nn.Module, cfg: ModelConfig, path: str | Path) -> Path:
+def _init_from_run(model: nn.Module, cfg: ModelConfig, path: str | Path, classes: Sequence[str] | None) -> Path:
     """Load an earlier run's teacher into ``model``; returns the checkpoint file read."""
     _, checkpoint = RunDir.of_checkpoint(path)
     state = load_checkpoint(checkpoint)
@@ -205,12 +205,23 @@ def _init_from_run(model: nn.Module, cfg: ModelConfig, path: str | Path) -> Path
     if earlier != cfg.name:
         raise ValueError(f"model.init_from {str(path)!r} trained {earlier!r}, but this run's model.name is "
                          f"{cfg.name!r}; set model.name {earlier!r}, or start from another run")
-    load_matching(model, state["teacher"], source=f"model.init_from {str(checkpoint)!r}")
+    weights = dict(state["teacher"])
+    earlier_classes = [str(c) for c in state["data"]["classes"]]
+    if classes is not None and [str(c) for c in classes] != earlier_classes:
+        head = head_keys(model)
+        if sorted(map(str, classes)) == sorted(earlier_classes):  # the same classes in another order: rows follow
+            order = torch.tensor([earlier_classes.index(str(c)) for c in classes])
+            weights.update({k: weights[k][order] for k in head if k in weights})
+        else:  # other classes, even as many: a head trained for them would mean other things
+            for key in head:
+                weights.pop(key, None)
+    load_matching(model, weights, source=f"model.init_from {str(checkpoint)!r}")
     return checkpoint
 
 
 def build_starting_model(cfg: ModelConfig, num_classes: int, in_channels: int,
-                         image_size: int | tuple[int, int] | None = None) -> tuple[nn.Module, dict[str, Any]]:
+                         image_size: int | tuple[int, int] | None = None, *,
+                         classes: Sequence[str] | None = None) -> tuple[nn.Module, dict[str, Any]]:
     """The network a training run starts from, with its starting weights, and the record of them.
 
     Args:
@@ -218,6 +229,9 @@ def build_starting_model(cfg: ModelConfig, num_classes: int, in_channels: int,
         num_classes: the task's classes (a head of another size is replaced).
         in_channels: the images' channels.
         image_size: the images' ``H`` or ``(H, W)`` (see :func:`~ssl_mix.models.build_model`).
+        classes: the task's class names, output i naming ``classes[i]``. With ``init_from``, a head trained on the
+            same classes in another order has its rows reordered to match, and one trained on other classes is
+            replaced even when the count is the same; None keeps the earlier run's head whenever the count matches.
 
     Returns:
         ``(model, record)``: the model in train mode; the :func:`weights_record`.
@@ -235,7 +249,7 @@ def build_starting_model(cfg: ModelConfig, num_classes: int, in_channels: int,
         load_weights_file(model, cfg.pretrained_file)
         return model, weights_record(cfg.name, "file", cfg.pretrained_file)
     if cfg.init_from:
-        checkpoint = _init_from_run(model, cfg, cfg.init_from)
+        checkpoint = _init_from_run(model, cfg, cfg.init_from, classes)
         return model, weights_record(cfg.name, "run", checkpoint)
     return model, weights_record(cfg.name, "random")
 

@@ -71,6 +71,29 @@ def test_init_from_with_other_classes_replaces_only_the_head(small_run):
     _same({k: v for k, v in state.items() if k not in head}, {k: v for k, v in teacher.items() if k not in head})
 
 
+def test_init_from_reorders_the_head_to_the_new_class_order(small_run):
+    teacher = load_checkpoint(RunDir(small_run).last)["teacher"]
+    reversed_classes = [str(c) for c in range(9, -1, -1)]  # the digits run's classes are "0".."9"
+    model, _ = build_starting_model(ModelConfig(name="cnn-small", init_from=str(small_run)), 10, 1,
+                                    classes=reversed_classes)
+    state = model.state_dict()
+    for key in head_keys(model):
+        assert torch.equal(state[key], teacher[key].flip(0))
+
+
+def test_init_from_other_classes_of_the_same_count_replaces_the_head(small_run):
+    teacher = load_checkpoint(RunDir(small_run).last)["teacher"]
+    torch.manual_seed(3)
+    fresh = build_model(ModelConfig(name="cnn-small"), 10, 1).state_dict()
+    torch.manual_seed(3)
+    model, _ = build_starting_model(ModelConfig(name="cnn-small", init_from=str(small_run)), 10, 1,
+                                    classes=[f"class{i}" for i in range(10)])
+    head = head_keys(model)
+    _same(model.state_dict(), teacher, skip=head)
+    for key in head:
+        assert torch.equal(model.state_dict()[key], fresh[key])
+
+
 def test_init_from_another_architecture_names_both(small_run):
     with pytest.raises(ValueError, match=r"trained 'cnn-small'.*model.name is 'cnn13'"):
         build_starting_model(ModelConfig(name="cnn13", init_from=str(small_run)), 10, 1)
