@@ -34,8 +34,8 @@ from ssl_mix.config import Config, ModelConfig
 from ssl_mix.models import build_model, is_timm_name
 from ssl_mix.run import RunDir, check_checkpoint_format
 
-__all__ = ["WEIGHT_SOURCES", "build_starting_model", "describe_weights", "file_sha256", "head_keys",
-           "load_matching", "load_weights_file", "weights_record"]
+__all__ = ["WEIGHT_SOURCES", "build_starting_model", "check_starting_weights", "describe_weights", "file_sha256",
+           "head_keys", "load_matching", "load_weights_file", "weights_record"]
 
 WEIGHT_SOURCES = ("random", "timm-hub", "file", "run")
 """Where a run's starting weights come from, as :func:`weights_record` names it."""
@@ -175,8 +175,7 @@ def load_weights_file(model: nn.Module, path: str | Path) -> list[str]:
 
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"model.pretrained_file {str(path)!r} does not exist; pass a safetensors, .pth/.bin "
-                                "state dict or timm checkpoint file")
+        raise FileNotFoundError(_NO_FILE.format(path=str(path)))
     source = f"model.pretrained_file {str(path)!r}"
     try:
         state = load_state_dict(str(path), use_ema=True)
@@ -219,6 +218,30 @@ def _init_from_run(model: nn.Module, cfg: ModelConfig, path: str | Path, classes
     return checkpoint
 
 
+def check_starting_weights(cfg: ModelConfig) -> None:
+    """Check, before anything is loaded, that the starting weights ``cfg`` names can be found: ``pretrained`` with
+    a ``timm:`` model, an existing ``pretrained_file``, an ``init_from`` run with a checkpoint. Whether they fit the
+    network is checked when they are loaded (:func:`build_starting_model`).
+
+    Raises:
+        FileNotFoundError: no file or checkpoint where ``pretrained_file`` or ``init_from`` points.
+        ValueError: ``pretrained`` for a model that is not a ``timm:`` model.
+    """
+    if cfg.pretrained and not is_timm_name(cfg.name):
+        raise ValueError(_NOT_TIMM.format(name=cfg.name))
+    if cfg.pretrained_file and not Path(cfg.pretrained_file).is_file():
+        raise FileNotFoundError(_NO_FILE.format(path=str(cfg.pretrained_file)))
+    if cfg.init_from:
+        RunDir.of_checkpoint(cfg.init_from)
+
+
+_NOT_TIMM = ("model.pretrained loads timm's pretrained weights, so it needs a timm model (model.name timm:NAME, e.g. "
+             "timm:resnet18); {name!r} is an ssl_mix model. To start from earlier weights of it use model.init_from "
+             "or model.pretrained_file")
+_NO_FILE = ("model.pretrained_file {path!r} does not exist; pass a safetensors, .pth/.bin state dict or timm "
+            "checkpoint file")
+
+
 def build_starting_model(cfg: ModelConfig, num_classes: int, in_channels: int,
                          image_size: int | tuple[int, int] | None = None, *,
                          classes: Sequence[str] | None = None) -> tuple[nn.Module, dict[str, Any]]:
@@ -258,9 +281,7 @@ def _from_hub(cfg: ModelConfig, num_classes: int, in_channels: int,
               image_size: int | tuple[int, int] | None) -> nn.Module:
     """``timm.create_model(..., pretrained=True)``, with the offline failure turned into one actionable error."""
     if not is_timm_name(cfg.name):
-        raise ValueError(f"model.pretrained loads timm's pretrained weights, so it needs a timm model (model.name "
-                         f"timm:NAME, e.g. timm:resnet18); {cfg.name!r} is an ssl_mix model. To start from earlier "
-                         "weights of it use model.init_from or model.pretrained_file")
+        raise ValueError(_NOT_TIMM.format(name=cfg.name))
     try:
         return build_model(cfg, num_classes, in_channels, image_size, hub_weights=True)
     except OSError as error:  # huggingface_hub's offline and not-cached errors are OSErrors

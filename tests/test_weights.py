@@ -189,6 +189,21 @@ def test_missing_weights_file_from_the_cli(tmp_path, capsys):
                  "--out", str(tmp_path / "run")]) == 2
     err = capsys.readouterr().err
     assert f"--pretrained-file {str(missing)!r} does not exist" in err and "Traceback" not in err
+    assert "ssl-mix: data:" not in err  # checked before the data is loaded
+
+
+@pytest.mark.parametrize(("fields", "error", "message"), [
+    ({"name": "timm:resnet10t", "pretrained_file": "nowhere.pth"}, FileNotFoundError,
+     "model.pretrained_file 'nowhere.pth' does not exist"),
+    ({"name": "cnn-small", "init_from": "no_run"}, FileNotFoundError, "checkpoint 'no_run' does not exist"),
+    ({"name": "cnn-small", "pretrained": True}, ValueError, "model.pretrained .*needs a timm model"),
+])
+def test_starting_weights_are_checked_before_loading(fields, error, message):
+    from ssl_mix.weights import check_starting_weights
+
+    with pytest.raises(error, match=message):
+        check_starting_weights(ModelConfig(**fields))
+    check_starting_weights(ModelConfig(name="timm:resnet10t", pretrained=True))  # the hub is asked when building
 
 
 def test_pretrained_offline_is_one_clear_error(tmp_path, monkeypatch, capsys):
