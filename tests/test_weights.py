@@ -285,3 +285,14 @@ def test_weights_record_names_the_sources():
                                                      "sha256": None}
     with pytest.raises(ValueError, match="source must be one of random, timm-hub, file, run"):
         weights_record("cnn-small", "hub")
+
+
+def test_init_from_on_the_command_line(small_run, tmp_path):
+    import json
+
+    out = tmp_path / "next"
+    assert main(["train", "--dataset", "digits", "--model", "cnn-small", "--init-from", str(small_run),
+                 "--method", "erm", "--num-labels", "30", "--steps", "1", "--eval-every", "1", "--no-progress",
+                 "--device", "cpu", "--out", str(out)]) == 0
+    weights = json.loads(RunDir(out).report.read_text())["weights"]
+    assert weights["source"] == "run" and weights["path"] == str(RunDir(small_run).last)
