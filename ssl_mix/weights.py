@@ -162,7 +162,9 @@ def load_weights_file(model: nn.Module, path: str | Path) -> list[str]:
         path: safetensors, a ``.pth``/``.bin`` state dict, or a timm checkpoint (``state_dict``, ``model`` or
             ``state_dict_ema``; the EMA weights are preferred, as timm does). For a timm model the keys are those
             of the timm model itself (the file timm saves), and a first convolution with another input-channel
-            count is adapted by timm's ``adapt_input_conv``; for an ssl_mix model, its own state dict.
+            count is adapted by timm's ``adapt_input_conv``, and shapes that differ otherwise go through the model
+            family's own ``checkpoint_filter_fn`` (a vision transformer's position embeddings resampled to the
+            training image size); for an ssl_mix model, its own state dict.
 
     Returns:
         The keys kept at their fresh values (the head, when the class count differs).
@@ -191,8 +193,30 @@ def load_weights_file(model: nn.Module, path: str | Path) -> list[str]:
     own = inner.state_dict()
     if key in state and key in own and state[key].ndim == 4 and state[key].shape[1] != own[key].shape[1]:
         state = {**state, key: adapt_input_conv(own[key].shape[1], state[key])}
+    state = _fitted_by_timm(inner, state)
     kept = load_matching(inner, state, source=source)
     return [prefix + k for k in kept]
+
+
+def _fitted_by_timm(model: nn.Module, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``state`` passed through the model family's ``checkpoint_filter_fn`` when some shapes outside the head differ.
+
+    timm gives each family whose weights may need fitting to a model a module-level ``checkpoint_filter_fn(state,
+    model)``, the filter its own pretrained loading applies: a vision transformer's position embeddings are
+    resampled to another image size, its patch embedding to another patch size. Weights whose shapes already fit are
+    left as they are, so that they load bit for bit.
+    """
+    import sys
+
+    own, head = model.state_dict(), set(head_keys(model))
+    differ = [k for k in own if k in state and k not in head and tuple(state[k].shape) != tuple(own[k].shape)]
+    fit = getattr(sys.modules.get(type(model).__module__), "checkpoint_filter_fn", None)
+    if not differ or fit is None:
+        return state
+    try:
+        return dict(fit(dict(state), model))
+    except Exception:  # noqa: BLE001 - the filter could not fit them: load_matching names the keys that differ
+        return state
 
 
 def _init_from_run(model: nn.Module, cfg: ModelConfig, path: str | Path, classes: Sequence[str] | None) -> Path:

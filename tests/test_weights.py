@@ -296,3 +296,15 @@ def test_init_from_on_the_command_line(small_run, tmp_path):
                  "--device", "cpu", "--out", str(out)]) == 0
     weights = json.loads(RunDir(out).report.read_text())["weights"]
     assert weights["source"] == "run" and weights["path"] == str(RunDir(small_run).last)
+
+
+def test_vision_transformer_weights_of_another_image_size_are_resampled_by_timm(tmp_path):
+    torch.manual_seed(0)
+    saved = build_model(ModelConfig(name="timm:test_vit"), 3, 1)  # timm's default size, 160 px: 100 patches
+    torch.save(saved.state_dict(), tmp_path / "vit.pth")
+    model, _ = build_starting_model(ModelConfig(name="timm:test_vit", pretrained_file=str(tmp_path / "vit.pth")), 3,
+                                    1, (32, 32))
+    state = model.state_dict()
+    assert state["pos_embed"].shape[1] < saved.state_dict()["pos_embed"].shape[1]
+    _same(state, saved.state_dict(), skip=["pos_embed"])
+    assert model(torch.randn(2, 1, 32, 32)).shape == (2, 3)
