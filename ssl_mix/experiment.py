@@ -46,7 +46,12 @@ from ssl_mix.teacher import EMATeacher
 from ssl_mix.threads import apply_threads
 from ssl_mix.train_logs import tensorboard_writer
 from ssl_mix.trainer import Trainer, resolve_device
-from ssl_mix.weights import build_starting_model, describe_weights, weights_record
+from ssl_mix.weights import (
+    build_starting_model,
+    check_starting_weights,
+    describe_weights,
+    weights_record,
+)
 
 __all__ = ["load_run_data", "build_method", "build_teacher", "build_preprocess", "build_loader", "build_trainer",
            "run_experiment"]
@@ -142,7 +147,8 @@ def build_trainer(cfg: Config, data: RunData | None = None, *, weights: Mapping[
     torch.manual_seed(cfg.train.seed)  # initial weights
     shape = data.labeled.image_shape
     if weights is None:
-        model, weights = build_starting_model(cfg.model, data.spec.num_classes, shape[0], (shape[1], shape[2]))
+        model, weights = build_starting_model(cfg.model, data.spec.num_classes, shape[0], (shape[1], shape[2]),
+                                              classes=data.labeled.classes)
     else:
         model = build_model(cfg.model, data.spec.num_classes, shape[0], (shape[1], shape[2]))
     if cfg.model.channels_last:
@@ -225,6 +231,8 @@ def run_experiment(cfg: Config, *, resume: bool = False, data: RunData | None = 
             resumed_weights = (state.get("data") or {}).get("weights") or weights_record(cfg.model.name, "random")
         elif resume and distributed.is_main():
             note_fresh_start(run)
+        if not resuming:  # before the data: a mistyped weights path fails at once
+            check_starting_weights(cfg.model)
         data = data if data is not None else load_run_data(cfg)
         if distributed.is_main():
             filled = {k: v for k, v in cfg.to_dict()["data"].items() if v != given.to_dict()["data"][k]}

@@ -22,7 +22,7 @@ The record (:func:`weights_record`) is stored in the checkpoint's ``data`` entry
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -34,8 +34,8 @@ from ssl_mix.config import Config, ModelConfig
 from ssl_mix.models import build_model, is_timm_name
 from ssl_mix.run import RunDir, check_checkpoint_format
 
-__all__ = ["WEIGHT_SOURCES", "build_starting_model", "describe_weights", "file_sha256", "head_keys",
-           "load_matching", "load_weights_file", "weights_record"]
+__all__ = ["WEIGHT_SOURCES", "build_starting_model", "check_starting_weights", "describe_weights", "file_sha256",
+           "head_keys", "load_matching", "load_weights_file", "weights_record"]
 
 WEIGHT_SOURCES = ("random", "timm-hub", "file", "run")
 """Where a run's starting weights come from, as :func:`weights_record` names it."""
@@ -162,7 +162,9 @@ def load_weights_file(model: nn.Module, path: str | Path) -> list[str]:
         path: safetensors, a ``.pth``/``.bin`` state dict, or a timm checkpoint (``state_dict``, ``model`` or
             ``state_dict_ema``; the EMA weights are preferred, as timm does). For a timm model the keys are those
             of the timm model itself (the file timm saves), and a first convolution with another input-channel
-            count is adapted by timm's ``adapt_input_conv``; for an ssl_mix model, its own state dict.
+            count is adapted by timm's ``adapt_input_conv``, and shapes that differ otherwise go through the model
+            family's own ``checkpoint_filter_fn`` (a vision transformer's position embeddings resampled to the
+            training image size); for an ssl_mix model, its own state dict.
 
     Returns:
         The keys kept at their fresh values (the head, when the class count differs).
@@ -175,8 +177,7 @@ def load_weights_file(model: nn.Module, path: str | Path) -> list[str]:
 
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"model.pretrained_file {str(path)!r} does not exist; pass a safetensors, .pth/.bin "
-                                "state dict or timm checkpoint file")
+        raise FileNotFoundError(_NO_FILE.format(path=str(path)))
     source = f"model.pretrained_file {str(path)!r}"
     try:
         state = load_state_dict(str(path), use_ema=True)
@@ -192,11 +193,33 @@ def load_weights_file(model: nn.Module, path: str | Path) -> list[str]:
     own = inner.state_dict()
     if key in state and key in own and state[key].ndim == 4 and state[key].shape[1] != own[key].shape[1]:
         state = {**state, key: adapt_input_conv(own[key].shape[1], state[key])}
+    state = _fitted_by_timm(inner, state)
     kept = load_matching(inner, state, source=source)
     return [prefix + k for k in kept]
 
 
-def _init_from_run(model: nn.Module, cfg: ModelConfig, path: str | Path) -> Path:
+def _fitted_by_timm(model: nn.Module, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``state`` passed through the model family's ``checkpoint_filter_fn`` when some shapes outside the head differ.
+
+    timm gives each family whose weights may need fitting to a model a module-level ``checkpoint_filter_fn(state,
+    model)``, the filter its own pretrained loading applies: a vision transformer's position embeddings are
+    resampled to another image size, its patch embedding to another patch size. Weights whose shapes already fit are
+    left as they are, so that they load bit for bit.
+    """
+    import sys
+
+    own, head = model.state_dict(), set(head_keys(model))
+    differ = [k for k in own if k in state and k not in head and tuple(state[k].shape) != tuple(own[k].shape)]
+    fit = getattr(sys.modules.get(type(model).__module__), "checkpoint_filter_fn", None)
+    if not differ or fit is None:
+        return state
+    try:
+        return dict(fit(dict(state), model))
+    except Exception:  # noqa: BLE001 - the filter could not fit them: load_matching names the keys that differ
+        return state
+
+
+def _init_from_run(model: nn.Module, cfg: ModelConfig, path: str | Path, classes: Sequence[str] | None) -> Path:
     """Load an earlier run's teacher into ``model``; returns the checkpoint file read."""
     _, checkpoint = RunDir.of_checkpoint(path)
     state = load_checkpoint(checkpoint)
@@ -205,12 +228,47 @@ def _init_from_run(model: nn.Module, cfg: ModelConfig, path: str | Path) -> Path
     if earlier != cfg.name:
         raise ValueError(f"model.init_from {str(path)!r} trained {earlier!r}, but this run's model.name is "
                          f"{cfg.name!r}; set model.name {earlier!r}, or start from another run")
-    load_matching(model, state["teacher"], source=f"model.init_from {str(checkpoint)!r}")
+    weights = dict(state["teacher"])
+    earlier_classes = [str(c) for c in state["data"]["classes"]]
+    if classes is not None and [str(c) for c in classes] != earlier_classes:
+        head = head_keys(model)
+        if sorted(map(str, classes)) == sorted(earlier_classes):  # the same classes in another order: rows follow
+            order = torch.tensor([earlier_classes.index(str(c)) for c in classes])
+            weights.update({k: weights[k][order] for k in head if k in weights})
+        else:  # other classes, even as many: a head trained for them would mean other things
+            for key in head:
+                weights.pop(key, None)
+    load_matching(model, weights, source=f"model.init_from {str(checkpoint)!r}")
     return checkpoint
 
 
+def check_starting_weights(cfg: ModelConfig) -> None:
+    """Check, before anything is loaded, that the starting weights ``cfg`` names can be found: ``pretrained`` with
+    a ``timm:`` model, an existing ``pretrained_file``, an ``init_from`` run with a checkpoint. Whether they fit the
+    network is checked when they are loaded (:func:`build_starting_model`).
+
+    Raises:
+        FileNotFoundError: no file or checkpoint where ``pretrained_file`` or ``init_from`` points.
+        ValueError: ``pretrained`` for a model that is not a ``timm:`` model.
+    """
+    if cfg.pretrained and not is_timm_name(cfg.name):
+        raise ValueError(_NOT_TIMM.format(name=cfg.name))
+    if cfg.pretrained_file and not Path(cfg.pretrained_file).is_file():
+        raise FileNotFoundError(_NO_FILE.format(path=str(cfg.pretrained_file)))
+    if cfg.init_from:
+        RunDir.of_checkpoint(cfg.init_from)
+
+
+_NOT_TIMM = ("model.pretrained loads timm's pretrained weights, so it needs a timm model (model.name timm:NAME, e.g. "
+             "timm:resnet18); {name!r} is an ssl_mix model. To start from earlier weights of it use model.init_from "
+             "or model.pretrained_file")
+_NO_FILE = ("model.pretrained_file {path!r} does not exist; pass a safetensors, .pth/.bin state dict or timm "
+            "checkpoint file")
+
+
 def build_starting_model(cfg: ModelConfig, num_classes: int, in_channels: int,
-                         image_size: int | tuple[int, int] | None = None) -> tuple[nn.Module, dict[str, Any]]:
+                         image_size: int | tuple[int, int] | None = None, *,
+                         classes: Sequence[str] | None = None) -> tuple[nn.Module, dict[str, Any]]:
     """The network a training run starts from, with its starting weights, and the record of them.
 
     Args:
@@ -218,6 +276,9 @@ def build_starting_model(cfg: ModelConfig, num_classes: int, in_channels: int,
         num_classes: the task's classes (a head of another size is replaced).
         in_channels: the images' channels.
         image_size: the images' ``H`` or ``(H, W)`` (see :func:`~ssl_mix.models.build_model`).
+        classes: the task's class names, output i naming ``classes[i]``. With ``init_from``, a head trained on the
+            same classes in another order has its rows reordered to match, and one trained on other classes is
+            replaced even when the count is the same; None keeps the earlier run's head whenever the count matches.
 
     Returns:
         ``(model, record)``: the model in train mode; the :func:`weights_record`.
@@ -235,7 +296,7 @@ def build_starting_model(cfg: ModelConfig, num_classes: int, in_channels: int,
         load_weights_file(model, cfg.pretrained_file)
         return model, weights_record(cfg.name, "file", cfg.pretrained_file)
     if cfg.init_from:
-        checkpoint = _init_from_run(model, cfg, cfg.init_from)
+        checkpoint = _init_from_run(model, cfg, cfg.init_from, classes)
         return model, weights_record(cfg.name, "run", checkpoint)
     return model, weights_record(cfg.name, "random")
 
@@ -244,9 +305,7 @@ def _from_hub(cfg: ModelConfig, num_classes: int, in_channels: int,
               image_size: int | tuple[int, int] | None) -> nn.Module:
     """``timm.create_model(..., pretrained=True)``, with the offline failure turned into one actionable error."""
     if not is_timm_name(cfg.name):
-        raise ValueError(f"model.pretrained loads timm's pretrained weights, so it needs a timm model (model.name "
-                         f"timm:NAME, e.g. timm:resnet18); {cfg.name!r} is an ssl_mix model. To start from earlier "
-                         "weights of it use model.init_from or model.pretrained_file")
+        raise ValueError(_NOT_TIMM.format(name=cfg.name))
     try:
         return build_model(cfg, num_classes, in_channels, image_size, hub_weights=True)
     except OSError as error:  # huggingface_hub's offline and not-cached errors are OSErrors

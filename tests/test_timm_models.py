@@ -148,6 +148,13 @@ def test_vision_transformer_trains_with_ict_and_loads_back(tmp_path) -> None:
     run = tmp_path / "run"
     assert main(["train", "--model", "timm:test_vit", "--method", "ict", *DIGITS, "--out", str(run)]) == 0
     assert main(["eval", str(run), "--device", "cpu"]) == 0  # rebuilt at the run's 16 px
+    from ssl_mix import export_model, load_export, load_predictor
+
+    export_model(run, tmp_path / "vit.safetensors", format="safetensors")  # rebuilt at 16 px from the sidecar
+    images = torch.randint(0, 256, (2, 1, 16, 16), dtype=torch.uint8)
+    with torch.no_grad():
+        assert torch.equal(load_export(tmp_path / "vit.safetensors")(images),
+                           load_predictor(run, device="cpu").model(images))
 
 
 @pytest.mark.parametrize(("flags", "needs"), [

@@ -71,6 +71,29 @@ def test_init_from_with_other_classes_replaces_only_the_head(small_run):
     _same({k: v for k, v in state.items() if k not in head}, {k: v for k, v in teacher.items() if k not in head})
 
 
+def test_init_from_reorders_the_head_to_the_new_class_order(small_run):
+    teacher = load_checkpoint(RunDir(small_run).last)["teacher"]
+    reversed_classes = [str(c) for c in range(9, -1, -1)]  # the digits run's classes are "0".."9"
+    model, _ = build_starting_model(ModelConfig(name="cnn-small", init_from=str(small_run)), 10, 1,
+                                    classes=reversed_classes)
+    state = model.state_dict()
+    for key in head_keys(model):
+        assert torch.equal(state[key], teacher[key].flip(0))
+
+
+def test_init_from_other_classes_of_the_same_count_replaces_the_head(small_run):
+    teacher = load_checkpoint(RunDir(small_run).last)["teacher"]
+    torch.manual_seed(3)
+    fresh = build_model(ModelConfig(name="cnn-small"), 10, 1).state_dict()
+    torch.manual_seed(3)
+    model, _ = build_starting_model(ModelConfig(name="cnn-small", init_from=str(small_run)), 10, 1,
+                                    classes=[f"class{i}" for i in range(10)])
+    head = head_keys(model)
+    _same(model.state_dict(), teacher, skip=head)
+    for key in head:
+        assert torch.equal(model.state_dict()[key], fresh[key])
+
+
 def test_init_from_another_architecture_names_both(small_run):
     with pytest.raises(ValueError, match=r"trained 'cnn-small'.*model.name is 'cnn13'"):
         build_starting_model(ModelConfig(name="cnn13", init_from=str(small_run)), 10, 1)
@@ -166,27 +189,36 @@ def test_missing_weights_file_from_the_cli(tmp_path, capsys):
                  "--out", str(tmp_path / "run")]) == 2
     err = capsys.readouterr().err
     assert f"--pretrained-file {str(missing)!r} does not exist" in err and "Traceback" not in err
+    assert "ssl-mix: data:" not in err  # checked before the data is loaded
 
 
-def test_pretrained_offline_is_one_clear_error(tmp_path):
-    """For real: timm asks the hub, which is unreachable here (HF_HUB_OFFLINE=1 skips the retries)."""
-    import os
-    import subprocess
-    import sys
+@pytest.mark.parametrize(("fields", "error", "message"), [
+    ({"name": "timm:resnet10t", "pretrained_file": "nowhere.pth"}, FileNotFoundError,
+     "model.pretrained_file 'nowhere.pth' does not exist"),
+    ({"name": "cnn-small", "init_from": "no_run"}, FileNotFoundError, "checkpoint 'no_run' does not exist"),
+    ({"name": "cnn-small", "pretrained": True}, ValueError, "model.pretrained .*needs a timm model"),
+])
+def test_starting_weights_are_checked_before_loading(fields, error, message):
+    from ssl_mix.weights import check_starting_weights
 
-    from huggingface_hub.constants import HF_HUB_CACHE
+    with pytest.raises(error, match=message):
+        check_starting_weights(ModelConfig(**fields))
+    check_starting_weights(ModelConfig(name="timm:resnet10t", pretrained=True))  # the hub is asked when building
 
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(tmp_path / "hub")}
-    done = subprocess.run([sys.executable, "-m", "ssl_mix", "train", "--dataset", "digits", "--model",
-                           "timm:resnet10t", "--pretrained", "--num-labels", "30", "--steps", "1", "--no-progress",
-                           "--device", "cpu", "--out", str(tmp_path / "run")],
-                          capture_output=True, text=True, env=env, timeout=120)
-    assert done.returncode == 2, done.stderr
-    assert "--pretrained-file" in done.stderr and str(tmp_path / "hub") in done.stderr
-    errors = [line for line in done.stderr.splitlines() if "error" in line.lower()]
-    assert "Traceback" not in done.stderr and len(errors) == 1 and errors[0].startswith("ssl-mix train: error: "), \
-        done.stderr
-    assert HF_HUB_CACHE  # the folder the message names in this process
+
+def test_pretrained_offline_is_one_clear_error(tmp_path, monkeypatch, capsys):
+    """For real: timm asks huggingface_hub, offline (as this machine is; offline mode skips the retries) with an
+    empty cache."""
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    assert main(["train", "--dataset", "digits", "--model", "timm:resnet10t", "--pretrained", "--num-labels", "30",
+                 "--steps", "1", "--no-progress", "--device", "cpu", "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert "--pretrained-file" in err and str(tmp_path / "hub") in err
+    errors = [line for line in err.splitlines() if "error" in line.lower()]
+    assert "Traceback" not in err and len(errors) == 1 and errors[0].startswith("ssl-mix train: error: "), err
 
 
 def test_pretrained_without_the_hub_names_the_file_option_and_cache(monkeypatch):
@@ -253,3 +285,26 @@ def test_weights_record_names_the_sources():
                                                      "sha256": None}
     with pytest.raises(ValueError, match="source must be one of random, timm-hub, file, run"):
         weights_record("cnn-small", "hub")
+
+
+def test_init_from_on_the_command_line(small_run, tmp_path):
+    import json
+
+    out = tmp_path / "next"
+    assert main(["train", "--dataset", "digits", "--model", "cnn-small", "--init-from", str(small_run),
+                 "--method", "erm", "--num-labels", "30", "--steps", "1", "--eval-every", "1", "--no-progress",
+                 "--device", "cpu", "--out", str(out)]) == 0
+    weights = json.loads(RunDir(out).report.read_text())["weights"]
+    assert weights["source"] == "run" and weights["path"] == str(RunDir(small_run).last)
+
+
+def test_vision_transformer_weights_of_another_image_size_are_resampled_by_timm(tmp_path):
+    torch.manual_seed(0)
+    saved = build_model(ModelConfig(name="timm:test_vit"), 3, 1)  # timm's default size, 160 px: 100 patches
+    torch.save(saved.state_dict(), tmp_path / "vit.pth")
+    model, _ = build_starting_model(ModelConfig(name="timm:test_vit", pretrained_file=str(tmp_path / "vit.pth")), 3,
+                                    1, (32, 32))
+    state = model.state_dict()
+    assert state["pos_embed"].shape[1] < saved.state_dict()["pos_embed"].shape[1]
+    _same(state, saved.state_dict(), skip=["pos_embed"])
+    assert model(torch.randn(2, 1, 32, 32)).shape == (2, 3)

@@ -4,6 +4,11 @@ Names and where they are used: ``wrn28-2`` (CIFAR-10, SVHN), ``wrn28-8`` (CIFAR-
 (the supervised WRN reference) — see :mod:`ssl_mix.models.wrn`; ``cnn13`` (the ICT / mean-teacher CIFAR-10
 network, :mod:`ssl_mix.models.cnn13`); ``cnn-small`` (a fast CPU model for demos and tests,
 :mod:`ssl_mix.models.small`). Every model follows the staged-model protocol of :mod:`ssl_mix.models.stages`.
+``timm:NAME`` builds any timm classifier (:data:`TIMM_PREFIX`), staged by :class:`~ssl_mix.models.TimmStaged` where
+it can be split (convolutional families), plain otherwise (vision transformers: forward pass only).
+
+:func:`build_model` builds the network a ``model`` config section describes; training, loading a run and loading an
+export all build through it (the starting weights of training are :mod:`ssl_mix.weights`'s).
 """
 
 from __future__ import annotations
