@@ -10,7 +10,7 @@ group's learning rate.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import torch
 from torch import nn
@@ -191,6 +191,8 @@ def build_scheduler(optimizer: torch.optim.Optimizer, total_steps: int,
                     cfg: OptimConfig) -> torch.optim.lr_scheduler.LambdaLR:
     """The per-step schedule of :func:`lr_multiplier` as a ``LambdaLR`` (step it once per optimiser step); groups
     marked ``"head": False`` (see :func:`parameter_groups`) follow the backbone's schedule."""
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, [
-        (lambda s, b=group.get("head") is False: lr_multiplier(s, total_steps, cfg, backbone=b))
-        for group in optimizer.param_groups])
+    def schedule(backbone: bool) -> Callable[[int], float]:
+        return lambda step: lr_multiplier(step, total_steps, cfg, backbone=backbone)
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, [schedule(g.get("head") is False)
+                                                         for g in optimizer.param_groups])

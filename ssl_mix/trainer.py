@@ -156,11 +156,11 @@ class Trainer:
                              "training in `with ssl_mix.distributed.session(device):` (run_experiment does this) "
                              "or call ssl_mix.distributed.init(device) before building the Trainer")
         if self.distributed:
-            _check_sharded(loader, self.rank, self.world_size)
             if self.optim_cfg.freeze_backbone_steps:
                 raise ValueError("optim.freeze_backbone_steps does not work in a distributed run yet "
                                  "(DistributedDataParallel needs the same parameters to get gradients at every step); "
                                  "set optim.freeze_backbone_steps=0 or train in one process")
+            _check_sharded(loader, self.rank, self.world_size)
             if self.cfg.sync_bn and self.device.type == "cpu":
                 raise ValueError("train.sync_bn needs GPUs (SyncBatchNorm has no CPU implementation); set "
                                  "train.sync_bn=false or train on CUDA devices")
@@ -247,7 +247,8 @@ class Trainer:
                 means = self._read_logs(logs)
                 now = time.perf_counter()
                 means["images_per_s"] = window_images / max(now - window_start, 1e-9)
-                means["lr"] = max(group["lr"] for group in self.optimizer.param_groups)  # the head's, when it has its own
+                # The largest group's rate: the head's where groups differ (layer decay, head_lr_mult, frozen backbone).
+                means["lr"] = max(group["lr"] for group in self.optimizer.param_groups)
                 for key, value in means.items():
                     writer.add_scalar(key if "/" in key else f"train/{key}", value, self.step)
                 progress.set_postfix(loss=f"{means['loss/total']:.4f}", img_s=f"{means['images_per_s']:.0f}",
