@@ -236,3 +236,17 @@ _IMPORTS_TORCH = ("import sys\nfrom ssl_mix.cli import main\ntry:\n    main(sys.
 def test_version_help_and_argument_errors_do_not_import_torch(argv):
     out = subprocess.run([sys.executable, "-c", _IMPORTS_TORCH, *argv], capture_output=True, text=True, timeout=120)
     assert out.stderr.strip().splitlines()[-1] == "torch imported: False", out.stderr
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--layer-decay", "0.5"], "--layer-decay needs the layer groups of timm's group_matcher(), which SmallCNN"),
+    (["--layer-decay", "1.5"], "--layer-decay must be"),
+    (["--freeze-backbone-steps", "-2"], "--freeze-backbone-steps must be >= 0"),
+])
+def test_fine_tuning_errors_exit_2_in_flag_terms(flags, message, tmp_path, capsys):
+    argv = ["train", "--preset", "demo", "--steps", "1", "--no-progress", "--device", "cpu",
+            "--out", str(tmp_path / "run"), *flags]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert f"ssl-mix train: error: {message}" in err or ("ssl-mix train: error:" in err and message in err)
+    assert "Traceback" not in err
