@@ -248,5 +248,5 @@ def test_fine_tuning_errors_exit_2_in_flag_terms(flags, message, tmp_path, capsy
             "--out", str(tmp_path / "run"), *flags]
     assert main(argv) == 2
     err = capsys.readouterr().err
-    assert f"ssl-mix train: error: {message}" in err or ("ssl-mix train: error:" in err and message in err)
+    assert "ssl-mix train: error:" in err and message in err
     assert "Traceback" not in err
