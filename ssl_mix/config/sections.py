@@ -407,7 +407,9 @@ class OptimConfig:
         head_lr_mult: the classifier head's learning rate is this multiple of the rest's (timm ``get_classifier()``,
             or an ssl_mix model's last stage).
         freeze_backbone_steps: train only the head for this many steps (a linear probe), then everything; the
-            backbone's warm-up restarts when it joins. Batch-norm statistics keep adapting while it is frozen.
+            backbone's warm-up restarts when it joins, and ``train.steps`` or more is a linear probe throughout.
+            The frozen parameters get no gradient (no optimiser state, momentum or decay); batch-norm statistics
+            keep adapting.
     """
 
     SECTION: ClassVar[str] = "optim"
