@@ -101,7 +101,11 @@ FROZEN = {"optimizer": "adamw", "lr": 0.002, "weight_decay": 0.01, "freeze_backb
                           (5, "crash", 4, {"method": {"name": "fixmatch"}}),
                           (5, "crash", 4, {"method": {"name": "mixmatch"}}),
                           # A linear probe for 6 steps: the run resumes before the backbone joins.
-                          (5, "crash", 4, {"optim": FROZEN}), (8, "crash", 8, {"optim": FROZEN})])
+                          (5, "crash", 4, {"optim": FROZEN}), (8, "crash", 8, {"optim": FROZEN}),
+                          # ... and on a timm model with layer decay and a head multiplier.
+                          (5, "crash", 4, {"optim": {**FROZEN, "layer_decay": 0.7, "head_lr_mult": 5.0,
+                                                     "decay_norm_bias": False},
+                                           "model": {"name": "timm:test_resnet"}})])
 def test_resumed_run_equals_uninterrupted_run(tmp_path, digits_data, interrupt_at, how, resumes_from, recipe):
     full = build_trainer(_cfg(tmp_path / "full", "ict").replace(**recipe), digits_data)
     full.fit()
