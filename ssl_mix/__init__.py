@@ -195,7 +195,7 @@ if TYPE_CHECKING:
         run_stages,
         unwrap_model,
     )
-    from ssl_mix.optim import build_optimizer, build_scheduler, lr_multiplier
+    from ssl_mix.optim import build_optimizer, build_scheduler, lr_multiplier, parameter_groups
     from ssl_mix.predict import find_images, iter_predictions, predict_files
     from ssl_mix.ramps import ConsistencySchedule, cosine_rampdown, linear_rampup, sigmoid_rampup
     from ssl_mix.run import (
@@ -388,6 +388,7 @@ _EXPORTS: dict[str, str] = {
     "build_optimizer": "ssl_mix.optim",
     "build_scheduler": "ssl_mix.optim",
     "lr_multiplier": "ssl_mix.optim",
+    "parameter_groups": "ssl_mix.optim",
     "find_images": "ssl_mix.predict",
     "iter_predictions": "ssl_mix.predict",
     "predict_files": "ssl_mix.predict",
@@ -440,7 +441,7 @@ __all__ = [
     "image_settings",
     "find_images", "predict_files", "iter_predictions", "export_model", "load_export", "reliability_bins",
     "plot_reliability",
-    "build_optimizer", "build_scheduler", "lr_multiplier",
+    "build_optimizer", "build_scheduler", "lr_multiplier", "parameter_groups",
     # which images to label next
     "STRATEGIES", "Strategy", "check_strategy", "acquisition_scores", "select_top", "Selection", "SELECTION_COLUMNS",
     "unlabeled_pool",

@@ -374,3 +374,15 @@ def test_randaugment_benchmark_times_every_path(tmp_path):
     assert record["results"]["pil_fixmatch_workers0"]["batched_speedup"] > 0
     image = randaugment.pil_randaugment(randaugment.Image.new("RGB", (16, 16), (10, 200, 30)))
     assert image.shape == (3, 16, 16) and image.dtype == torch.uint8
+
+
+def test_finetune_speed_benchmark_times_ours_against_the_plain_loops(tmp_path):
+    import finetune_speed
+
+    out = tmp_path / "finetune_speed.json"
+    record = finetune_speed.main(["--models", "timm:test_resnet", "--batch-size", "2", "--image-size", "32",
+                                  "--rounds", "1", "--steps", "1", "--out", str(out)])
+    assert json.loads(out.read_text()) == record and record["image_size"] == 32
+    (result,) = record["results"]
+    assert result["model"] == "timm:test_resnet" and result["ratio"] > 0 and result["ratio_ema"] > 0
+    assert all(result[f"{name}_images_per_s"] > 0 for name in ("ours", "plain", "plain_ema"))

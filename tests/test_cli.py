@@ -255,3 +255,15 @@ def test_decoding_processes_flag_is_num_workers_as_in_train(command, capsys):
         parser.parse_args([command[0], "--help"])
     help_text = capsys.readouterr().out
     assert "--num-workers" in help_text and "--workers" not in help_text
+@pytest.mark.parametrize("flags, message", [
+    (["--layer-decay", "0.5"], "--layer-decay needs the layer groups of timm's group_matcher(), which SmallCNN"),
+    (["--layer-decay", "1.5"], "--layer-decay must be"),
+    (["--freeze-backbone-steps", "-2"], "--freeze-backbone-steps must be >= 0"),
+])
+def test_fine_tuning_errors_exit_2_in_flag_terms(flags, message, tmp_path, capsys):
+    argv = ["train", "--preset", "demo", "--steps", "1", "--no-progress", "--device", "cpu",
+            "--out", str(tmp_path / "run"), *flags]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "ssl-mix train: error:" in err and message in err
+    assert "Traceback" not in err

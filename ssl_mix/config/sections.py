@@ -437,6 +437,15 @@ class OptimConfig:
         lr_rampdown_factor: the cosine reaches zero at this multiple of the training steps (ICT: 450/400 epochs =
             1.125), so the last steps keep a small non-zero rate.
         warmup_steps: linear learning-rate warm-up from 0 over this many steps.
+        layer_decay: layer-wise learning-rate decay (BEiT, Bao et al. 2022): the layer group ``i`` of ``n`` below the
+            head trains at ``lr * layer_decay ** i``, with the groups of the model's timm ``group_matcher`` (timm's
+            ``param_groups_layer_decay``); ``none`` or 1: off.
+        head_lr_mult: the classifier head's learning rate is this multiple of the rest's (timm ``get_classifier()``,
+            or an ssl_mix model's last stage).
+        freeze_backbone_steps: train only the head for this many steps (a linear probe), then everything; the
+            backbone's warm-up restarts when it joins, and ``train.steps`` or more is a linear probe throughout.
+            The frozen parameters get no gradient (no optimiser state, momentum or decay); batch-norm statistics
+            keep adapting.
     """
 
     SECTION: ClassVar[str] = "optim"
@@ -450,12 +459,29 @@ class OptimConfig:
     lr_schedule: Literal["cosine", "constant", "fixmatch"] = "cosine"
     lr_rampdown_factor: float = 1.125
     warmup_steps: int = 0
+    layer_decay: float | None = None
+    head_lr_mult: float = 1.0
+    freeze_backbone_steps: int = 0
 
     def __post_init__(self) -> None:
         check_fields(self, self.SECTION)
-        check_positive(self, self.SECTION, "lr")
-        check_positive(self, self.SECTION, "momentum", "weight_decay", "warmup_steps", allow_zero=True)
+        check_positive(self, self.SECTION, "lr", "head_lr_mult")
+        check_positive(self, self.SECTION, "momentum", "weight_decay", "warmup_steps", "freeze_backbone_steps",
+                       allow_zero=True)
         check_number("optim.lr_rampdown_factor", self.lr_rampdown_factor, low=1)
+        if self.layer_decay is not None:
+            check_number("optim.layer_decay", self.layer_decay, low=0, high=1, low_open=True)
+
+    @property
+    def needs_head(self) -> bool:
+        """Whether the optimiser must tell the classifier head from the backbone (``head_lr_mult`` or
+        ``freeze_backbone_steps`` set)."""
+        return self.head_lr_mult != 1 or self.freeze_backbone_steps > 0
+
+    @property
+    def layer_decay_on(self) -> bool:
+        """Whether layer-wise learning-rate decay is on (``layer_decay`` set and below 1)."""
+        return self.layer_decay is not None and self.layer_decay < 1
 
 
 @dataclass
