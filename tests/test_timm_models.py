@@ -188,3 +188,21 @@ def test_drop_path_goes_to_timm_as_drop_path_rate() -> None:
     assert rates and max(rates) == pytest.approx(0.2)
     with pytest.raises(ValueError, match="model.drop_path applies to timm models"):
         build_model(ModelConfig(name="cnn-small", drop_path=0.2), 3, 1)
+
+
+def test_from_scratch_settings_leave_a_timm_network_as_timm_builds_it():
+    """model.bn_momentum (0.001) and model.dropout suit ssl_mix's own CIFAR networks; a timm network, pretrained or
+    not, keeps timm's batch norm and activations."""
+    import timm
+    from torch import nn
+
+    from ssl_mix.config import ModelConfig
+    from ssl_mix.models import build_model
+
+    ours = build_model(ModelConfig(name="timm:test_resnet", bn_momentum=0.001, dropout=0.3), 10, 3)
+    plain = timm.create_model("test_resnet", num_classes=10)
+    norms = [m for m in ours.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    assert norms and {m.momentum for m in norms} == {m.momentum for m in plain.modules()
+                                                      if isinstance(m, nn.modules.batchnorm._BatchNorm)} == {0.1}
+    assert not any(isinstance(m, nn.LeakyReLU) for m in ours.modules())
+    assert sum(isinstance(m, nn.Dropout) and m.p == 0.3 for m in ours.modules()) == 0
