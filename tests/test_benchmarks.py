@@ -386,3 +386,12 @@ def test_finetune_speed_benchmark_times_ours_against_the_plain_loops(tmp_path):
     (result,) = record["results"]
     assert result["model"] == "timm:test_resnet" and result["ratio"] > 0 and result["ratio_ema"] > 0
     assert all(result[f"{name}_images_per_s"] > 0 for name in ("ours", "plain", "plain_ema"))
+
+
+def test_cpu_scale_precision_follows_the_cpus_bf16_units():
+    """bf16 autocast only where the CPU has bf16 matrix instructions (4x slower than fp32 without them)."""
+    assert lb.cpu_precision("processor: 0\nflags\t\t: fpu sse avx512f amx_bf16 amx_tile\n") == "bf16"
+    assert lb.cpu_precision("flags : fpu avx512f avx512_bf16\n") == "bf16"
+    assert lb.cpu_precision("flags : fpu sse sse2 avx2 avx512f\n") == "fp32"
+    assert lb.cpu_precision("") == "fp32"
+    assert lb.scale_config("cpu", "folder").train.precision == lb.cpu_precision()
