@@ -133,7 +133,8 @@ def build_trainer(cfg: Config, data: RunData | None = None) -> Trainer:
     device = resolve_device(cfg.train.device)
     torch.manual_seed(cfg.train.seed)  # initial weights
     model = create_model(cfg.model.name, data.spec.num_classes, in_channels=data.labeled.image_shape[0],
-                         bn_momentum=cfg.model.bn_momentum, dropout=cfg.model.dropout)
+                         bn_momentum=cfg.model.bn_momentum, dropout=cfg.model.dropout,
+                         **cfg.model.architecture_options())
     if cfg.model.channels_last:
         model = model.to(memory_format=torch.channels_last)
     if distributed.world_size() > 1:

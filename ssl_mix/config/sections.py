@@ -124,6 +124,11 @@ class DataConfig:
             transform fitted on the run's training images; the official ICT code does this for CIFAR-10.
         zca_eps: the whitening's regulariser, added to the covariance eigenvalues (normalised pixel units):
             directions of much smaller variance are damped instead of amplified.
+        label_column: ``features`` only: the label column of a CSV or Parquet feature file (empty or -1: unlabeled).
+        feature_noise: ``features`` only: std of Gaussian noise added to the standardised features of training
+            batches (with ``augment``); 0 leaves it off.
+        feature_dropout: ``features`` only: probability in [0, 1) that a standardised training feature is zeroed
+            (with ``augment``; the rest are scaled by 1/(1-p)); 0 leaves it off.
     """
 
     SECTION: ClassVar[str] = "data"
@@ -156,9 +161,30 @@ class DataConfig:
     balance_labeled: bool = False
     zca: bool = False
     zca_eps: float = 1e-2
+    label_column: str = "label"
+    feature_noise: float = 0.0
+    feature_dropout: float = 0.0
 
     def __post_init__(self) -> None:
         check_fields(self, self.SECTION)
+        check_number("data.feature_noise", self.feature_noise, low=0)
+        check_number("data.feature_dropout", self.feature_dropout, low=0, high=1, high_open=True)
+        if not str(self.label_column).strip():
+            raise ValueError("data.label_column must name a column, got an empty string")
+        if self.dataset != "features":
+            given = [n for n, v in (("label_column", self.label_column != "label"),
+                                    ("feature_noise", self.feature_noise), ("feature_dropout", self.feature_dropout))
+                     if v]
+            if given:
+                raise ValueError(f"data.{given[0]} applies to data.dataset='features' only, not "
+                                 f"{self.dataset!r}; drop data.{given[0]}")
+        else:
+            for name, value, advice in (("zca", self.zca, "drop data.zca (features are standardised)"),
+                                        ("loader", self.loader == "torch", "use data.loader='tensor'"),
+                                        ("use_extra", self.use_extra, "drop data.use_extra")):
+                if value:
+                    raise ValueError(f"data.{name}={getattr(self, name)!r} does not apply to feature vectors "
+                                     f"(data.dataset='features'); {advice}")
         check_positive(self, self.SECTION, "num_labels", "batch_size", "unlabeled_batch_size", "max_memory_gb")
         check_positive(self, self.SECTION, "num_valid_per_class", "num_workers", "zca_eps", allow_zero=True)
         self.image_size = image_size_pair(self.image_size)
@@ -233,6 +259,10 @@ class ModelConfig:
         init_from: start from the teacher weights of an earlier ssl_mix run (its folder or checkpoint file), e.g.
             the previous round of the label-next loop.
         drop_path: stochastic-depth rate of a ``timm:`` model that supports it (``none``: the model's default).
+        widths: ``mlp`` and ``cnn-small`` only: the hidden layers' units (``mlp``, default 256,256) or the stages'
+            channels (``cnn-small``, default 32,64,128), comma-separated. ``none``: the model's default.
+        norm: ``mlp`` only: the normalisation after each hidden layer, ``batch``, ``layer`` or ``none``. ``none``
+            (unset): batch norm.
     """
 
     SECTION: ClassVar[str] = "model"
@@ -245,9 +275,18 @@ class ModelConfig:
     pretrained_file: str | None = None
     init_from: str | None = None
     drop_path: float | None = None
+    widths: tuple[int, ...] | None = None
+    norm: Literal["batch", "layer", "none"] | None = None
 
     def __post_init__(self) -> None:
         check_fields(self, self.SECTION)
+        if self.widths is not None:
+            self.widths = _widths(self.widths)
+            if self.name not in ("mlp", "cnn-small"):
+                raise ValueError(f"model.widths applies to the mlp and cnn-small models, not {self.name!r}; drop "
+                                 "model.widths")
+        if self.norm is not None and self.name != "mlp":
+            raise ValueError(f"model.norm applies to the mlp model, not {self.name!r}; drop model.norm")
         check_number("model.bn_momentum", self.bn_momentum, low=0, high=1, low_open=True)
         if self.dropout is not None:
             check_number("model.dropout", self.dropout, low=0, high=1, high_open=True)
@@ -257,10 +296,27 @@ class ModelConfig:
         if len(given) > 1:
             raise ValueError(f"model.{given[0]} and model.{given[1]} both choose the starting weights; set one")
 
+    def architecture_options(self) -> dict[str, Any]:
+        """The model-specific options of these settings, as keyword arguments of :func:`ssl_mix.create_model`
+        (``widths`` and ``norm`` when set)."""
+        return {name: getattr(self, name) for name in ("widths", "norm") if getattr(self, name) is not None}
+
     @property
     def starts_pretrained(self) -> bool:
         """Whether the network starts from trained weights (``pretrained``, ``pretrained_file`` or ``init_from``)."""
         return bool(self.pretrained or self.pretrained_file or self.init_from)
+
+
+def _widths(value: Any) -> tuple[int, ...]:
+    """``model.widths`` as a non-empty tuple of positive ints (the command line gives strings)."""
+    items = (value,) if isinstance(value, (int, str)) else value
+    try:
+        widths = tuple(int(str(w).strip()) for w in items)
+    except (TypeError, ValueError):
+        widths = ()
+    if not widths or any(w < 1 for w in widths) or any(isinstance(w, bool) for w in items):
+        raise ValueError(f"model.widths must be positive integers such as 256,256, got {value!r}")
+    return widths
 
 
 @dataclass

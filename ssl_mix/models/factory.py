@@ -3,7 +3,8 @@
 Names and where they are used: ``wrn28-2`` (CIFAR-10, SVHN), ``wrn28-8`` (CIFAR-100), ``wrn28-10``
 (the supervised WRN reference) — see :mod:`ssl_mix.models.wrn`; ``cnn13`` (the ICT / mean-teacher CIFAR-10
 network, :mod:`ssl_mix.models.cnn13`); ``cnn-small`` (a fast CPU model for demos and tests,
-:mod:`ssl_mix.models.small`). Every model follows the staged-model protocol of :mod:`ssl_mix.models.stages`.
+:mod:`ssl_mix.models.small`); ``mlp`` (feature vectors: tabular data and embeddings, :mod:`ssl_mix.models.mlp`).
+Every model follows the staged-model protocol of :mod:`ssl_mix.models.stages`.
 """
 
 from __future__ import annotations
@@ -15,12 +16,13 @@ from torch import nn
 
 from ssl_mix.models._common import check_dropout
 from ssl_mix.models.cnn13 import CNN13
+from ssl_mix.models.mlp import MLP
 from ssl_mix.models.small import SmallCNN
 from ssl_mix.models.wrn import WideResNet
 
 __all__ = ["ModelName", "available_models", "create_model"]
 
-ModelName = Literal["wrn28-2", "wrn28-8", "wrn28-10", "cnn13", "cnn-small"]
+ModelName = Literal["wrn28-2", "wrn28-8", "wrn28-10", "cnn13", "cnn-small", "mlp"]
 
 
 def _wrn(widen_factor: int) -> Callable[..., nn.Module]:
@@ -36,6 +38,7 @@ _MODELS: dict[str, tuple[Callable[..., nn.Module], float, tuple[str, ...]]] = {
     "wrn28-10": (_wrn(10), 0.0, ()),
     "cnn13": (CNN13, 0.5, ("weight_norm",)),
     "cnn-small": (SmallCNN, 0.0, ("widths",)),
+    "mlp": (MLP, 0.0, ("widths", "norm")),
 }
 
 
@@ -58,18 +61,21 @@ def create_model(
 
     Args:
         name: one of :func:`available_models`: ``"wrn28-2"``, ``"wrn28-8"``, ``"wrn28-10"``, ``"cnn13"``,
-            ``"cnn-small"``; or ``"timm:NAME"`` for any timm classifier (random init; ``bn_momentum``,
+            ``"cnn-small"``, ``"mlp"``; or ``"timm:NAME"`` for any timm classifier (random init; ``bn_momentum``,
             ``leaky_slope`` and ``dropout`` are not applied to it, ``options`` go to ``timm.create_model``).
         num_classes: number of classes (outputs), >= 1.
-        in_channels: input channels, >= 1 (3 for RGB, 1 for grey images such as 28x28 digits).
+        in_channels: input channels, >= 1 (3 for RGB, 1 for grey images such as 28x28 digits); for ``mlp``, the
+            number of input features.
         bn_momentum: PyTorch batch-norm momentum in (0, 1]; 0.001 is the FixMatch/MixMatch code's TensorFlow
             decay 0.999 (PyTorch: ``running = (1 - momentum) * running + momentum * batch``).
         leaky_slope: negative slope of the leaky ReLUs, in [0, 1) (0.1 in the ICT/FixMatch code).
         dropout: drop probability in [0, 1), or ``None`` for the architecture's published value. WRN: inside
             each block between the convolutions (default 0); CNN-13: after the two max-pooling layers
-            (default 0.5, as in the papers); cnn-small: on the pooled features (default 0).
+            (default 0.5, as in the papers); cnn-small: on the pooled features (default 0); mlp: after every
+            hidden layer (default 0).
         **options: model-specific options: ``weight_norm: bool`` (cnn13, default False);
-            ``widths: Sequence[int]`` (cnn-small, default (32, 64, 128)).
+            ``widths: Sequence[int]`` (cnn-small, default (32, 64, 128); mlp, default (256, 256));
+            ``norm: "batch" | "layer" | "none"`` (mlp, default ``"batch"``).
 
     Returns:
         An ``nn.Module`` in train mode whose ``forward(x)`` maps ``(B, in_channels, H, W)`` to logits
