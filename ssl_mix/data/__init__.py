@@ -11,6 +11,7 @@ from ssl_mix.data.augment import (
     crop_flip,
     noise_dropout,
     normalize,
+    normalize_input,
     random_crop_flip,
     standardize,
 )
@@ -95,6 +96,7 @@ __all__ = [
     "random_crop_flip",
     "normalize",
     "standardize",
+    "normalize_input",
     "noise_dropout",
     "RA_OPS", "RandAugmentParams", "sample_randaugment", "apply_randaugment", "rand_augment",
     "TensorDualLoader",

@@ -20,8 +20,9 @@ import torch
 
 from ssl_mix.checks import check_in, check_int
 
-__all__ = ["crop_flip", "random_crop_flip", "normalize", "standardize", "noise_dropout", "PaddingMode",
-           "PADDING_MODES"]
+__all__ = ["crop_flip", "random_crop_flip", "normalize", "standardize", "normalize_input", "noise_dropout",
+           "PaddingMode", "PADDING_MODES"]
+
 
 PaddingMode = Literal["reflect", "constant", "replicate"]
 """How a random crop fills the border: mirror without repeating the edge, zeros, or repeat the edge pixel."""
@@ -148,15 +149,17 @@ def standardize(features: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -
     """Standardise float feature vectors per feature: ``(x - mean) / std``, in float32.
 
     Args:
-        features: ``(B, F, 1, 1)`` (or ``(B, F, ...)``) float features in their own units.
+        features: ``(..., F, 1, 1)`` float features in their own units (the layout of a feature
+            :class:`~ssl_mix.data.arrays.ImageArrays`).
         mean, std: ``(F,)`` tensors on the features' device (a :class:`~ssl_mix.data.spec.DataSpec`'s statistics).
 
     Returns:
         float32 tensor of the input's shape. The formula is :class:`~ssl_mix.InferenceModel`'s for float input, so
         training, evaluation and prediction standardise bit-identically.
     """
-    shape = (1, -1) + (1,) * (features.dim() - 2)
-    return (features.float() - mean.view(shape)) / std.view(shape)
+    if features.dim() < 3:
+        raise ValueError(f"features must have shape (..., F, 1, 1), got {tuple(features.shape)}")
+    return (features.float() - mean.view(-1, 1, 1)) / std.view(-1, 1, 1)
 
 
 def noise_dropout(features: torch.Tensor, noise: float, dropout: float, *, generator: torch.Generator | None
@@ -181,3 +184,22 @@ def noise_dropout(features: torch.Tensor, noise: float, dropout: float, *, gener
         keep = torch.rand(features.shape, generator=generator, device=features.device) >= dropout
         features = features * keep.to(features.dtype) / (1 - dropout)
     return features
+
+
+def normalize_input(images: torch.Tensor, mean: Sequence[float] | torch.Tensor, std: Sequence[float] | torch.Tensor
+                    ) -> torch.Tensor:
+    """The model input of a batch of an :class:`~ssl_mix.data.arrays.ImageArrays`: :func:`normalize` for uint8
+    images, :func:`standardize` for float32 feature vectors ``(B, F, 1, 1)``.
+
+    Args:
+        images: uint8 ``(B, C, H, W)`` images or float feature vectors ``(B, F, 1, 1)``.
+        mean, std: a :class:`~ssl_mix.data.spec.DataSpec`'s ``mean`` and ``std``.
+
+    Returns:
+        float32, the input's shape and device.
+    """
+    if images.dtype == torch.uint8:
+        return normalize(images, mean, std)
+    mean_t = torch.as_tensor(mean, dtype=torch.float32, device=images.device)
+    std_t = torch.as_tensor(std, dtype=torch.float32, device=images.device)
+    return standardize(images, mean_t, std_t)

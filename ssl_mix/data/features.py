@@ -130,7 +130,7 @@ def feature_spec(train: ImageArrays, name: str = "features", *, noise: float = 0
 def _arrays(features: np.ndarray, targets: np.ndarray, classes: Sequence[str]) -> ImageArrays:
     if len(targets) and int(targets.max()) >= len(classes):
         raise ValueError(f"label {int(targets.max())} is out of range for {len(classes)} class name(s) {list(classes)}")
-    images = torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32)).reshape(len(features), -1, 1, 1)
+    images = torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32)).reshape(*features.shape, 1, 1)
     return ImageArrays(images, torch.from_numpy(targets.astype(np.int64)), list(classes))
 
 

@@ -43,7 +43,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from ssl_mix.checks import check_bool, check_int, check_positive_int
 from ssl_mix.data.arrays import ImageArrays
-from ssl_mix.data.augment import noise_dropout, normalize, random_crop_flip, standardize
+from ssl_mix.data.augment import noise_dropout, normalize, normalize_input, random_crop_flip, standardize
 from ssl_mix.data.randaugment import rand_augment
 from ssl_mix.data.spec import DataSpec
 from ssl_mix.data.zca import ZCA
@@ -690,7 +690,7 @@ def eval_batches(data: ImageArrays, spec: DataSpec, batch_size: int, device: tor
         for start in range(0, len(data), batch_size):
             x = data.images[start:start + batch_size].to(device, non_blocking=True)
             y = data.targets[start:start + batch_size].to(device, non_blocking=True)
-            x = standardize(x, mean, std) if spec.features else normalize(x, mean, std)
+            x = normalize_input(x, mean, std)
             yield (x if preprocess is None else preprocess(x)), y
 
     return batches()
