@@ -291,7 +291,7 @@ def test_a_feature_run_trains_from_the_cli_and_beats_chance(tmp_path, method):
     assert accuracy > majority + 10, (accuracy, majority)
 
 
-def test_standardisation_is_saved_in_the_run_and_applied_identically_in_eval_and_predict(tmp_path):
+def test_standardisation_is_saved_in_the_run_and_applied_identically_in_eval_and_predict(tmp_path, capsys):
     path = _features_npz(tmp_path)
     out = tmp_path / "run"
     assert main(_train_args(path, out, "ict", "--steps", "20", "--eval-every", "20")) == 0
@@ -310,6 +310,14 @@ def test_standardisation_is_saved_in_the_run_and_applied_identically_in_eval_and
                  "--out", str(tmp_path / "split.json")]) == 0
     split = json.loads((tmp_path / "split.json").read_text())
     assert len(split["labeled"]) == 10
+    # Image files and exports are for image runs; both say so and point to the Python predictor.
+    for command in (["predict", str(out), str(path), "--out", str(tmp_path / "p.csv")],
+                    ["export", str(out), "--format", "torchscript", "--out", str(tmp_path / "m.pt")]):
+        assert main(command) == 2
+        err = capsys.readouterr().err
+        assert "predict(x), x a float (N, F, 1, 1) tensor" in err and "Traceback" not in err
+    with pytest.raises(ValueError, match=r"this model takes 30 input channels \(a run trained on feature vectors\)"):
+        ssl_mix.predict_files(predictor, [path], tmp_path / "p.csv")
 
 
 def _interrupting(method, at):
