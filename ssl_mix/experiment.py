@@ -130,6 +130,10 @@ def build_trainer(cfg: Config, data: RunData | None = None) -> Trainer:
     """Everything :func:`run_experiment` builds, without training: data, model, method, teacher, loader, the
     TensorBoard writer (at the run directory's ``tensorboard/``) and the trainer."""
     data = data if data is not None else load_run_data(cfg)
+    if data.spec.features != (cfg.model.name == "mlp"):
+        raise ValueError("feature vectors (data.dataset='features') train model.name='mlp', and the mlp takes "
+                         f"feature vectors only; got data.dataset={cfg.data.dataset!r} with "
+                         f"model.name={cfg.model.name!r}")
     device = resolve_device(cfg.train.device)
     torch.manual_seed(cfg.train.seed)  # initial weights
     model = create_model(cfg.model.name, data.spec.num_classes, in_channels=data.labeled.image_shape[0],

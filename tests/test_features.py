@@ -320,6 +320,17 @@ def test_standardisation_is_saved_in_the_run_and_applied_identically_in_eval_and
         ssl_mix.predict_files(predictor, [path], tmp_path / "p.csv")
 
 
+def test_feature_vectors_train_the_mlp_and_the_mlp_trains_on_feature_vectors(tmp_path, capsys):
+    path = _features_npz(tmp_path)
+    assert main(["train", "--dataset", "features", "--data-root", str(path), "--num-labels", "20", "--steps", "1",
+                 "--out", str(tmp_path / "a"), "--device", "cpu"]) == 2
+    assert ("feature vectors (--dataset features) train --model mlp, and the mlp takes feature vectors only; got "
+            "--dataset features with --model wrn28-2") in capsys.readouterr().err
+    with pytest.raises(ValueError, match=r"got data.dataset='digits' with model.name='mlp'"):
+        build_trainer(Config().replace(data={"dataset": "digits", "num_labels": 20}, model={"name": "mlp"},
+                                       train={"device": "cpu", "out_dir": str(tmp_path / "b")}))
+
+
 def _interrupting(method, at):
     class Interrupting:
         uses_unlabeled = method.uses_unlabeled
@@ -384,3 +395,28 @@ def test_linearity_probe_and_analysis_standardise_feature_vectors():
     got = probe(model)
     assert list(got) == list(expected) and all(got[k] == pytest.approx(expected[k], rel=1e-5) for k in got)
     assert got[next(iter(got))] > 0.01  # hidden1 (leaky ReLU) is not linear on standardised inputs
+
+
+def test_a_csv_run_with_named_classes_a_split_column_and_a_saved_split(tmp_path, capsys):
+    from sklearn.datasets import load_wine
+
+    data = load_wine()
+    is_test = np.random.default_rng(1).random(len(data.target)) < 0.3
+    lines = [",".join([*data.feature_names, "kind", "split"])]
+    for row, target, test in zip(data.data, data.target, is_test, strict=True):
+        lines.append(",".join([*map(repr, row.tolist()), str(data.target_names[target]), "test" if test else "train"]))
+    path = _write_csv(tmp_path / "wine.csv", "\n".join(lines) + "\n")
+    split = tmp_path / "split.json"
+    assert main(["split", "--dataset", "features", "--data-root", str(path), "--label-column", "kind",
+                 "--num-labels", "15", "--seed", "0", "--out", str(split)]) == 0
+    out = tmp_path / "run"
+    assert main(["train", "--dataset", "features", "--data-root", str(path), "--label-column", "kind", "--split",
+                 str(split), "--model", "mlp", "--widths", "32", "--norm", "layer", "--method", "ict", "--batch-size",
+                 "15", "--steps", "100", "--eval-every", "100", "--lr", "0.05", "--feature-noise", "0.05",
+                 "--out", str(out), "--device", "cpu", "--no-progress"]) == 0
+    err = capsys.readouterr().err
+    assert "ssl-mix: data: features" in err and "3 classes" in err and "15 labeled" in err
+    assert "features: 13 per example, standardised" in err and "noise 0.05" in err
+    run = load_run(out, device="cpu")
+    assert run.classes == ["class_0", "class_1", "class_2"]
+    assert json.loads((out / "report.json").read_text())["final"]["teacher"]["test"]["accuracy"] > 70  # chance: 40

@@ -180,8 +180,7 @@ class DataConfig:
                                  f"{self.dataset!r}; drop data.{given[0]}")
         else:
             for name, value, advice in (("zca", self.zca, "drop data.zca (features are standardised)"),
-                                        ("loader", self.loader == "torch", "use data.loader='tensor'"),
-                                        ("use_extra", self.use_extra, "drop data.use_extra")):
+                                        ("loader", self.loader == "torch", "use data.loader='tensor'")):
                 if value:
                     raise ValueError(f"data.{name}={getattr(self, name)!r} does not apply to feature vectors "
                                      f"(data.dataset='features'); {advice}")
