@@ -294,13 +294,15 @@ def test_a_feature_run_trains_from_the_cli_and_beats_chance(tmp_path, method):
 def test_standardisation_is_saved_in_the_run_and_applied_identically_in_eval_and_predict(tmp_path, capsys):
     path = _features_npz(tmp_path)
     out = tmp_path / "run"
-    assert main(_train_args(path, out, "ict", "--steps", "20", "--eval-every", "20")) == 0
+    assert main(_train_args(path, out, "ict", "--steps", "20", "--eval-every", "20", "--num-valid-per-class", "5")) == 0
+    assert main(["calibrate", str(out), "--device", "cpu"]) == 0  # the validation rows, standardised as in training
     train, test = read_features(path)
     run = load_run(out, device="cpu")
     assert run.spec == feature_spec(train) and run.input_shape == (30, 1, 1)
     (x, _), = list(eval_batches(test, run.spec, 1000, "cpu"))
     predictor = ssl_mix.load_predictor(out, device="cpu")
-    model = run.models["teacher"]
+    assert float(predictor.model.temperature) != 1.0
+    model = predictor.model.model  # the network of the checkpoint the predictor chose
     with torch.no_grad():
         expected = torch.softmax(model(x).float() / float(predictor.model.temperature), dim=1)
     prediction = predictor.predict(test.images)
