@@ -421,4 +421,6 @@ def test_a_csv_run_with_named_classes_a_split_column_and_a_saved_split(tmp_path,
     assert "features: 13 per example, standardised" in err and "noise 0.05" in err
     run = load_run(out, device="cpu")
     assert run.classes == ["class_0", "class_1", "class_2"]
+    assert main(["eval", str(out), "--device", "cpu"]) == 0  # reads the test rows with the run's label column
+    assert "teacher" in capsys.readouterr().out
     assert json.loads((out / "report.json").read_text())["final"]["teacher"]["test"]["accuracy"] > 70  # chance: 40
