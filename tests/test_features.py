@@ -424,3 +424,13 @@ def test_a_csv_run_with_named_classes_a_split_column_and_a_saved_split(tmp_path,
     assert main(["eval", str(out), "--device", "cpu"]) == 0  # reads the test rows with the run's label column
     assert "teacher" in capsys.readouterr().out
     assert json.loads((out / "report.json").read_text())["final"]["teacher"]["test"]["accuracy"] > 70  # chance: 40
+
+
+def test_parquet_without_pyarrow_says_how_to_install_it(tmp_path, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "pyarrow", None)  # as if not installed
+    monkeypatch.setitem(sys.modules, "pyarrow.parquet", None)
+    (tmp_path / "f.parquet").write_bytes(b"PAR1")
+    with pytest.raises(ValueError, match=r"reading Parquet needs pyarrow: pip install 'ssl-mix\[features\]'"):
+        read_features(tmp_path / "f.parquet")

@@ -12,7 +12,7 @@ File formats (``--dataset features --data-root FILE``):
 * ``.csv``: a header row, then one example per row. The label column (``label_column``, default ``label``) holds
   class names or integer indices, empty or ``-1`` for unlabeled rows; an optional ``split`` column says ``train``
   or ``test`` for each row (no such column: every row is training data). Every other column is a numeric feature.
-* ``.parquet`` (needs ``pyarrow``: ``pip install ssl_mix[features]``): the CSV's columns, as a table.
+* ``.parquet`` (needs ``pyarrow``: ``pip install "ssl-mix[features]"``): the CSV's columns, as a table.
 
 Class names: the ``classes`` array of an ``.npz``; else, when every label is an integer, ``"0"`` to the largest
 index; else the sorted distinct labels (of the training and test rows together). Standardisation per feature is
@@ -232,8 +232,8 @@ def _parquet_columns(path: Path) -> tuple[list[str], list[list[Any]]]:
     try:
         import pyarrow.parquet as pq
     except ImportError:
-        raise ValueError(f"{path}: reading Parquet needs pyarrow: pip install 'ssl_mix[features]' (or pyarrow), or "
-                         "save the table as .csv or .npz") from None
+        raise ValueError(f"{path}: reading Parquet needs pyarrow: pip install 'ssl-mix[features]' (or pip install "
+                         "pyarrow), or save the table as .csv or .npz") from None
     table = pq.read_table(path)
     return [str(n) for n in table.column_names], [table.column(i).to_pylist() for i in range(table.num_columns)]
 
