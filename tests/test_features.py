@@ -246,7 +246,9 @@ def test_feature_settings_are_checked_in_config_terms():
     with pytest.raises(ValueError, match=r"model.widths applies to the mlp and cnn-small models, not 'wrn28-2'"):
         ModelConfig(widths=(8,))
     with pytest.raises(ValueError, match=r"model.norm applies to the mlp model, not 'cnn-small'"):
-        ModelConfig(name="cnn-small", norm="batch")
+        ModelConfig(name="cnn-small", norm="layer")
+    assert ModelConfig(name="cnn-small", widths=(4,)).architecture_options() == {"widths": (4,)}
+    assert ModelConfig(name="mlp").architecture_options() == {"norm": "batch"}
 
 
 # --- the model --------------------------------------------------------------------------------------------------

@@ -67,9 +67,11 @@ class DataConfig:
 
     Args:
         dataset: ``cifar10``, ``cifar100``, ``svhn`` (through torchvision), ``folder`` (your images:
-            ``data_root/train/<class>/*``, ``test/``, optional ``unlabeled/``) or ``digits`` (scikit-learn's
-            bundled 8x8 digits, no download).
-        data_root: where the dataset lives, or is downloaded to with ``download``. Required except for ``digits``.
+            ``data_root/train/<class>/*``, ``test/``, optional ``unlabeled/``), ``digits`` (scikit-learn's
+            bundled 8x8 digits, no download) or ``features`` (feature vectors from a ``.npz``, ``.csv`` or
+            ``.parquet`` file, trained with the ``mlp`` model; see :mod:`ssl_mix.data.features`).
+        data_root: where the dataset lives, or is downloaded to with ``download``; for ``features``, the feature
+            file. Required except for ``digits``.
         download: let torchvision download CIFAR/SVHN into ``data_root`` when missing. Off so that nothing is
             fetched without asking.
         num_labels: the label budget: labeled examples in total, the same number per class (a multiple of the
@@ -260,8 +262,7 @@ class ModelConfig:
         drop_path: stochastic-depth rate of a ``timm:`` model that supports it (``none``: the model's default).
         widths: ``mlp`` and ``cnn-small`` only: the hidden layers' units (``mlp``, default 256,256) or the stages'
             channels (``cnn-small``, default 32,64,128), comma-separated. ``none``: the model's default.
-        norm: ``mlp`` only: the normalisation after each hidden layer, ``batch``, ``layer`` or ``none``. ``none``
-            (unset): batch norm.
+        norm: ``mlp`` only: the normalisation after each hidden layer: ``batch`` norm, ``layer`` norm, or ``none``.
     """
 
     SECTION: ClassVar[str] = "model"
@@ -275,7 +276,7 @@ class ModelConfig:
     init_from: str | None = None
     drop_path: float | None = None
     widths: tuple[int, ...] | None = None
-    norm: Literal["batch", "layer", "none"] | None = None
+    norm: Literal["batch", "layer", "none"] = "batch"
 
     def __post_init__(self) -> None:
         check_fields(self, self.SECTION)
@@ -284,7 +285,7 @@ class ModelConfig:
             if self.name not in ("mlp", "cnn-small"):
                 raise ValueError(f"model.widths applies to the mlp and cnn-small models, not {self.name!r}; drop "
                                  "model.widths")
-        if self.norm is not None and self.name != "mlp":
+        if self.norm != "batch" and self.name != "mlp":
             raise ValueError(f"model.norm applies to the mlp model, not {self.name!r}; drop model.norm")
         check_number("model.bn_momentum", self.bn_momentum, low=0, high=1, low_open=True)
         if self.dropout is not None:
@@ -297,8 +298,9 @@ class ModelConfig:
 
     def architecture_options(self) -> dict[str, Any]:
         """The model-specific options of these settings, as keyword arguments of :func:`ssl_mix.create_model`
-        (``widths`` and ``norm`` when set)."""
-        return {name: getattr(self, name) for name in ("widths", "norm") if getattr(self, name) is not None}
+        (``widths`` when set, and ``norm`` for the ``mlp``)."""
+        options: dict[str, Any] = {} if self.widths is None else {"widths": self.widths}
+        return {**options, "norm": self.norm} if self.name == "mlp" else options
 
     @property
     def starts_pretrained(self) -> bool:
