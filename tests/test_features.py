@@ -70,14 +70,14 @@ def test_parquet_reads_like_csv(tmp_path):
     pq.write_table(pa.table({"a": [1.0, None], "label": [0, 1]}), path)
     with pytest.raises(ValueError, match=r"f.parquet, row 2, column 'a': a missing value"):
         read_features(path)
-    pq.write_table(pa.table({"a": ["red", "blue"], "label": [0, 1]}), path)
-    with pytest.raises(ValueError, match=r"row 1, column 'a': 'red' is not a number; non-numeric \(categorical\)"):
-        read_features(path)
+    pq.write_table(pa.table({"a": ["red", "blue"], "label": [0, 1]}), path)  # a categorical column
+    assert read_features(path)[0].images.flatten(1).tolist() == [[0, 1], [1, 0]]
 
 
 @pytest.mark.parametrize("text, match", [
-    ("a,b,label\n1,2,0\n3,abc,1\n", r"f.csv, line 3, column 'b': 'abc' is not a number; non-numeric \(categorical\) "
-                                    r"feature columns are not supported yet"),
+    ("a,b,label\n1,2,0\n3,abc,1\n", r"f.csv, line 3, column 'b': 'abc' is not a number, but other values of the "
+                                    r"column are numbers; fix the value"),
+    ("a,b,label\n1,red,0\n3,,1\n", r"f.csv, line 3, column 'b': a missing value in a categorical column"),
     ("a,b,label\n1,,0\n", r"f.csv, line 2, column 'b': a missing value; fill in or drop"),
     ("a,b,label\n1,nan,0\n", r"line 2, column 'b': a missing value"),
     ("a,b,label\n1,inf,0\n", r"line 2, column 'b': inf"),
@@ -100,8 +100,8 @@ def test_csv_errors_name_the_column_and_row(tmp_path, text, match):
                                                              r"3 row\(s\)"),
     ({"x_train": np.array([[1.0, 2.0], [3.0, np.nan]]), "y_train": np.zeros(2)},
      r"f.npz: x_train row 1, column 1 is a missing value \(NaN\)"),
-    ({"x_train": np.array([["a", "b"]]), "y_train": np.zeros(1)}, r"x_train holds <U1 values, not numbers; "
-                                                                   r"non-numeric \(categorical\)"),
+    ({"x_train": np.array([["a", "b"]]), "y_train": np.zeros(1)}, r"x_train holds <U1 values, not numbers; the "
+                                                                   r"features of a .npz are numbers: encode each"),
     ({"x_train": np.zeros(3), "y_train": np.zeros(3)}, r"x_train must be a 2-D \(rows, features\) matrix"),
     ({"X": np.zeros((3, 2)), "y": np.zeros(3)}, r"unknown array\(s\) X, y \(arrays: X, y\); a feature .npz holds "
                                                 r"x_train"),
@@ -401,14 +401,16 @@ def test_linearity_probe_and_analysis_standardise_feature_vectors():
     assert got[next(iter(got))] > 0.01  # hidden1 (leaky ReLU) is not linear on standardised inputs
 
 
-def test_a_csv_run_with_named_classes_a_split_column_and_a_saved_split(tmp_path, capsys):
+def test_a_csv_run_with_named_classes_a_categorical_column_a_split_column_and_a_saved_split(tmp_path, capsys):
     from sklearn.datasets import load_wine
 
     data = load_wine()
     is_test = np.random.default_rng(1).random(len(data.target)) < 0.3
-    lines = [",".join([*data.feature_names, "kind", "split"])]
-    for row, target, test in zip(data.data, data.target, is_test, strict=True):
-        lines.append(",".join([*map(repr, row.tolist()), str(data.target_names[target]), "test" if test else "train"]))
+    lines = [",".join([*data.feature_names, "band", "kind", "split"])]  # band: a categorical column
+    bands = np.digitize(data.data[:, 0], np.quantile(data.data[:, 0], [1 / 3, 2 / 3]))
+    for row, band, target, test in zip(data.data, bands, data.target, is_test, strict=True):
+        lines.append(",".join([*map(repr, row.tolist()), ("low", "mid", "high")[band], str(data.target_names[target]),
+                               "test" if test else "train"]))
     path = _write_csv(tmp_path / "wine.csv", "\n".join(lines) + "\n")
     split = tmp_path / "split.json"
     assert main(["split", "--dataset", "features", "--data-root", str(path), "--label-column", "kind",
@@ -420,7 +422,7 @@ def test_a_csv_run_with_named_classes_a_split_column_and_a_saved_split(tmp_path,
                  "--out", str(out), "--device", "cpu", "--no-progress"]) == 0
     err = capsys.readouterr().err
     assert "ssl-mix: data: features" in err and "3 classes" in err and "15 labeled" in err
-    assert "features: 13 per example, standardised" in err and "noise 0.05" in err
+    assert "features: 16 per example, standardised" in err and "noise 0.05" in err  # 13 numbers, band one-hot
     run = load_run(out, device="cpu")
     assert run.classes == ["class_0", "class_1", "class_2"]
     assert main(["eval", str(out), "--device", "cpu"]) == 0  # reads the test rows with the run's label column
@@ -436,3 +438,21 @@ def test_parquet_without_pyarrow_says_how_to_install_it(tmp_path, monkeypatch):
     (tmp_path / "f.parquet").write_bytes(b"PAR1")
     with pytest.raises(ValueError, match=r"reading Parquet needs pyarrow: pip install 'ssl-mix\[features\]'"):
         read_features(tmp_path / "f.parquet")
+
+
+def test_categorical_columns_become_one_hot_so_mixing_mixes_their_embeddings(tmp_path):
+    path = _write_csv(tmp_path / "f.csv", "size,colour,label,split\n1.5,red,0,train\n2,blue,1,train\n"
+                                          "3,green,,train\n4,red,1,test\n")
+    train, test = read_features(path)
+    # size, then colour as blue / green / red (sorted categories of all rows, the test row's included)
+    assert train.images.flatten(1).tolist() == [[1.5, 0, 0, 1], [2, 1, 0, 0], [3, 0, 1, 0]]
+    assert test.images.flatten(1).tolist() == [[4, 0, 0, 1]]
+    spec = feature_spec(train)
+    model = create_model("mlp", 2, in_channels=4, widths=(8,), norm="none")
+    first = model.stages[0][1]  # the first linear layer: its columns 1..3 are the colour embeddings
+    x = standardize(train.images, torch.tensor(spec.mean, dtype=torch.float32),
+                    torch.tensor(spec.std, dtype=torch.float32)).flatten(1)
+    lam = torch.tensor([[0.3], [0.7]])
+    mixed_then_embedded = first(lam[0] * x[0] + lam[1] * x[1])
+    embedded_then_mixed = lam[0] * first(x[0]) + lam[1] * first(x[1])
+    torch.testing.assert_close(mixed_then_embedded, embedded_then_mixed)

@@ -19,7 +19,15 @@ index; else the sorted distinct labels (of the training and test rows together).
 fitted on the training rows (labeled and unlabeled alike) by :func:`feature_spec`; the run records it in its
 :class:`~ssl_mix.data.spec.DataSpec`, which evaluation and prediction apply unchanged.
 
-Not supported yet: non-numeric (categorical) feature columns; the error names the column and the first such row.
+Categorical columns (CSV and Parquet): a column none of whose values is a number (``red``, ``blue``) is categorical
+and becomes one 0/1 column per category (``F`` counts them), its categories being the sorted distinct values of the
+file's rows, training and test together. The model's first linear layer then holds a learned embedding of each
+category (its weights on that category's column), and mixing such inputs mixes the embeddings, never category ids:
+for mixing weights ``lam_k`` summing to 1, ``W (sum_k lam_k onehot_k) = sum_k lam_k W onehot_k``, and the per-feature
+standardisation, an affine map, commutes with the mix the same way. So mixup, ICT and manifold mixup need nothing
+special. A column of numbers with a stray text value is an error that names the column and row; so is a missing
+category. Evaluate a run on the file it trained on, or on one with the same columns and categories (the one-hot
+layout follows the file).
 """
 
 from __future__ import annotations
@@ -44,8 +52,10 @@ SPLIT_COLUMN = "split"
 """The optional column of a CSV or Parquet feature file that puts each row in ``train`` or ``test``."""
 
 _NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test", "classes")
-_CATEGORICAL = ("non-numeric (categorical) feature columns are not supported yet: encode it as numbers (e.g. one "
-                "column per category) or drop the column")
+_MIXED = ("other values of the column are numbers; fix the value (a column is categorical only when none of its "
+          "values is a number)")
+_NPZ_NUMBERS = ("the features of a .npz are numbers: encode each categorical column as one 0/1 column per category, or "
+                "save the table as .csv, whose text-only columns are read as categories")
 
 
 def arrays_from_features(x: Any, y: Any = None, classes: Sequence[str] | None = None) -> ImageArrays:
@@ -139,7 +149,7 @@ def _matrix(name: str, x: Any) -> np.ndarray:
     if array.ndim != 2:
         raise ValueError(f"{name} must be a 2-D (rows, features) matrix, got shape {array.shape}")
     if not (np.issubdtype(array.dtype, np.number) or array.dtype == bool):
-        raise ValueError(f"{name} holds {array.dtype} values, not numbers; {_CATEGORICAL}")
+        raise ValueError(f"{name} holds {array.dtype} values, not numbers; {_NPZ_NUMBERS}")
     array = array.astype(np.float64)
     bad = np.argwhere(~np.isfinite(array))
     if len(bad):
@@ -260,9 +270,9 @@ def _read_table(path: Path, header: list[str], columns: list[list[Any]], label_c
     names = [h for h in header if h not in (label_column, SPLIT_COLUMN)]
     if not names:
         raise ValueError(f"{path} has no feature columns besides {label_column!r}; every other column is a feature")
-    features = np.empty((rows, len(names)), dtype=np.float64)
-    for j, name in enumerate(names):
-        features[:, j] = _numeric_column(path, name, by_name[name], where)
+    blocks = [_one_hot(path, name, by_name[name], where) if _is_categorical(by_name[name])
+              else _numeric_column(path, name, by_name[name], where)[:, None] for name in names]
+    features = np.concatenate(blocks, axis=1) if rows else np.zeros((0, sum(b.shape[1] for b in blocks)))
     for i in np.flatnonzero(is_test):
         if labels[i] is None:
             raise ValueError(f"{path}, {where(int(i))}, column {label_column!r}: a test row has no label; every test "
@@ -301,6 +311,36 @@ def _is_int(text: str) -> bool:
     return True
 
 
+def _is_categorical(values: list[Any]) -> bool:
+    """Whether a column is categorical: it has values and none of them is a number (text such as ``red``)."""
+    present = [v for v in values if v is not None and not (isinstance(v, str) and not v.strip())]
+    return bool(present) and not any(_is_number(v) for v in present)
+
+
+def _is_number(value: Any) -> bool:
+    if not isinstance(value, str):
+        return isinstance(value, (int, float, bool, np.number))
+    try:
+        float(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _one_hot(path: Path, name: str, values: list[Any], where: Callable[[int], str]) -> np.ndarray:
+    """A categorical column as one 0/1 column per category (sorted categories of all the file's rows)."""
+    texts = ["" if v is None else str(v).strip() for v in values]
+    for i, text in enumerate(texts):
+        if not text:
+            raise ValueError(f"{path}, {where(i)}, column {name!r}: a missing value in a categorical column; fill it "
+                             "in (e.g. with a category such as 'unknown') or drop the row")
+    categories = sorted(set(texts))
+    position = {c: k for k, c in enumerate(categories)}
+    out = np.zeros((len(texts), len(categories)), dtype=np.float64)
+    out[np.arange(len(texts)), [position[t] for t in texts]] = 1.0
+    return out
+
+
 def _numeric_column(path: Path, name: str, values: list[Any], where: Callable[[int], str]) -> np.ndarray:
     out = np.empty(len(values), dtype=np.float64)
     for i, value in enumerate(values):
@@ -312,10 +352,10 @@ def _numeric_column(path: Path, name: str, values: list[Any], where: Callable[[i
                 try:
                     value = float(text)
                 except ValueError:
-                    raise ValueError(f"{path}, {where(i)}, column {name!r}: {text!r} is not a number; "
-                                     f"{_CATEGORICAL}") from None
+                    raise ValueError(f"{path}, {where(i)}, column {name!r}: {text!r} is not a number, but "
+                                     f"{_MIXED}") from None
         elif value is not None and not isinstance(value, (int, float, bool, np.number)):
-            raise ValueError(f"{path}, {where(i)}, column {name!r}: {value!r} is not a number; {_CATEGORICAL}")
+            raise ValueError(f"{path}, {where(i)}, column {name!r}: {value!r} is not a number, but {_MIXED}")
         if value is None or not np.isfinite(value):
             what = "a missing value" if value is None or np.isnan(value) else f"{value}"
             raise ValueError(f"{path}, {where(i)}, column {name!r}: {what}; fill in or drop missing values before "
