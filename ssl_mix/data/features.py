@@ -11,7 +11,8 @@ File formats (``--dataset features --data-root FILE``):
   (the class names, index i naming class i). No other arrays.
 * ``.csv``: a header row, then one example per row. The label column (``label_column``, default ``label``) holds
   class names or integer indices, empty or ``-1`` for unlabeled rows; an optional ``split`` column says ``train``
-  or ``test`` for each row (no such column: every row is training data). Every other column is a numeric feature.
+  or ``test`` for each row (no such column: every row is training data). Every other column is a feature:
+  numbers, or categories (below).
 * ``.parquet`` (needs ``pyarrow``: ``pip install "ssl-mix[features]"``): the CSV's columns, as a table.
 
 Class names: the ``classes`` array of an ``.npz``; else, when every label is an integer, ``"0"`` to the largest
