@@ -102,7 +102,8 @@ def cpu_precision(cpuinfo: str | None = None) -> str:
             cpuinfo = Path("/proc/cpuinfo").read_text()
         except OSError:
             return "fp32"
-    flags = {flag for line in cpuinfo.splitlines() if line.startswith("flags") for flag in line.split(":", 1)[-1].split()}
+    flags = {flag for line in cpuinfo.splitlines() if line.startswith("flags")
+             for flag in line.split(":", 1)[-1].split()}
     return "bf16" if flags & {"amx_bf16", "avx512_bf16"} else "fp32"
 
 # Published test error (%) -> accuracy, WRN-28-2 unless stated; see benchmarks/REFERENCE.md for sources.

@@ -14,8 +14,9 @@ __all__ = ["DatasetName", "DATASET_NAMES", "ResizeMode", "Interpolation", "INTER
            "MethodName", "METHOD_NAMES", "SupervisedTerm", "TeacherMode", "ConsistencyTarget", "ConsistencyDistance",
            "TeacherBN", "MODEL_ROLES", "Strategy", "STRATEGIES", "ExportFormat", "EXPORT_FORMATS"]
 
-DatasetName = Literal["cifar10", "cifar100", "svhn", "folder", "digits"]
-"""The built-in datasets: CIFAR-10/100 and SVHN through torchvision, an image folder, scikit-learn's digits."""
+DatasetName = Literal["cifar10", "cifar100", "svhn", "folder", "digits", "features"]
+"""The built-in datasets: CIFAR-10/100 and SVHN through torchvision, an image folder, scikit-learn's digits, and a
+file of feature vectors (``.npz``, ``.csv``, ``.parquet``)."""
 
 DATASET_NAMES: tuple[str, ...] = get_args(DatasetName)
 """The values of :data:`DatasetName`, in order (for argument choices and messages)."""

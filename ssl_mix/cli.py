@@ -422,7 +422,7 @@ def _run_presets(args: argparse.Namespace) -> int:
 _SPLIT_FIELDS = (("data", "dataset"), ("data", "data_root"), ("data", "download"), ("data", "labels"),
                  ("data", "classes"), ("data", "check_labels"),
                  ("data", "num_labels"), ("train", "seed"), ("data", "num_valid_per_class"),
-                 ("data", "labeled_in_unlabeled"))
+                 ("data", "labeled_in_unlabeled"), ("data", "label_column"))
 
 
 def _add_split(p: argparse.ArgumentParser) -> None:
@@ -442,7 +442,7 @@ def _run_split(args: argparse.Namespace) -> int:
     if d.num_labels is None and d.labels is None:
         raise UsageError("--num-labels is required (the label budget), unless --labels gives the labeled images")
     targets, classes = load_targets(d.dataset, d.data_root, "train", download=d.download, labels=d.labels,
-                                    label_checks=d.label_checks())
+                                    label_checks=d.label_checks(), label_column=d.label_column)
     split = make_split(targets, d.num_labels, seed=cfg.train.seed, dataset=d.dataset, num_classes=len(classes),
                        num_valid_per_class=d.num_valid_per_class, labeled_in_unlabeled=d.labeled_in_unlabeled)
     out = Path(args.out)

@@ -143,6 +143,10 @@ def build_trainer(cfg: Config, data: RunData | None = None, *, weights: Mapping[
     loading them: the trainer's :meth:`~ssl_mix.Trainer.resume` loads the checkpoint's weights instead."""
     cfg = run_data.resolve_inputs(cfg)
     data = data if data is not None else load_run_data(cfg)
+    if data.spec.features != (cfg.model.name == "mlp"):
+        raise ValueError("feature vectors (data.dataset='features') train model.name='mlp', and the mlp takes "
+                         f"feature vectors only; got data.dataset={cfg.data.dataset!r} with "
+                         f"model.name={cfg.model.name!r}")
     device = resolve_device(cfg.train.device)
     torch.manual_seed(cfg.train.seed)  # initial weights
     shape = data.labeled.image_shape

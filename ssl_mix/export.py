@@ -75,6 +75,10 @@ def export_model(run: str | Path | Any, out: str | Path, *, format: ExportFormat
         except ImportError:
             raise ImportError(f"ONNX export needs the onnx package, which is not installed: {_EXTRA_HINT}") from None
     loaded = load_run(run, device="cpu") if isinstance(run, (str, Path)) else run
+    if loaded.spec.features:
+        raise ValueError("this run trained on feature vectors (dataset 'features'); exporting feature runs is not "
+                         "supported yet: predict from Python with ssl_mix.load_predictor(RUN).predict(x), x a float "
+                         "(N, F, 1, 1) tensor (e.g. ssl_mix.read_features(FILE)[1].images)")
     model = inference_model(loaded, which, calibrated=calibrated).cpu()  # type: ignore[arg-type]
     settings = image_settings(loaded)
     channels, (height, width) = settings["channels"], settings["image_size"]

@@ -148,6 +148,11 @@ def predict_files(predictor: Any, inputs: Sequence[str | Path], out: str | Path,
     if fmt is None:
         raise ValueError(f"the output file must end in {', '.join(OUTPUT_FORMATS)} (the extension picks the format), "
                          f"got {str(out)!r}")
+    if predictor.channels not in (1, 3):
+        raise ValueError(f"this model takes {predictor.channels} input channels (a run trained on feature vectors), "
+                         "not images, so it cannot predict image files; predict feature vectors from Python with "
+                         "predictor.predict(x), x a float (N, F, 1, 1) tensor (e.g. "
+                         "ssl_mix.read_features(FILE)[1].images)")
     num_classes = len(predictor.classes)
     if check_positive_int("top_k", top_k) > num_classes:
         raise ValueError(f"top_k must be at most {num_classes} (the number of classes), got {top_k}")

@@ -397,7 +397,7 @@ def load_test_set(run: TrainedRun, dataset: str | None = None, data_root: str | 
     root = data_root if data_root is not None else run.config.data.data_root
     d = run.config.data  # an image folder is decoded as the run decoded its training images
     folder = ({**d.decode_settings(), "classes": run.classes, "channels": run.input_shape[0]}
-              if dataset == "folder" else {})
+              if dataset == "folder" else {"label_column": d.label_column} if dataset == "features" else {})
     test = load_arrays(dataset, root, "test", **folder)
     if test.image_shape != run.input_shape:
         raise ValueError(f"the {dataset} test images are {test.image_shape} (C, H, W) but the run's models take "

@@ -47,7 +47,7 @@ def test_split_flags_are_trains_flags():
     shared = {opt for opt in split if opt not in ("-h", "--help", "--out") and split[opt].help != argparse.SUPPRESS}
     assert shared == {"--dataset", "--data-root", "--download", "--no-download", "--labels", "--classes",
                       "--check-labels", "--no-check-labels", "--num-labels", "--seed",
-                      "--num-valid-per-class", "--labeled-in-unlabeled", "--no-labeled-in-unlabeled"}
+                      "--num-valid-per-class", "--labeled-in-unlabeled", "--no-labeled-in-unlabeled", "--label-column"}
     for opt in shared:
         required = {"--dataset", "--seed"}
         assert split[opt].dest == train[opt].dest and split[opt].metavar == train[opt].metavar, opt

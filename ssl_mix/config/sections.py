@@ -69,9 +69,11 @@ class DataConfig:
 
     Args:
         dataset: ``cifar10``, ``cifar100``, ``svhn`` (through torchvision), ``folder`` (your images:
-            ``data_root/train/<class>/*``, ``test/``, optional ``unlabeled/``) or ``digits`` (scikit-learn's
-            bundled 8x8 digits, no download).
-        data_root: where the dataset lives, or is downloaded to with ``download``. Required except for ``digits``.
+            ``data_root/train/<class>/*``, ``test/``, optional ``unlabeled/``), ``digits`` (scikit-learn's
+            bundled 8x8 digits, no download) or ``features`` (feature vectors from a ``.npz``, ``.csv`` or
+            ``.parquet`` file, trained with the ``mlp`` model; see :mod:`ssl_mix.data.features`).
+        data_root: where the dataset lives, or is downloaded to with ``download``; for ``features``, the feature
+            file. Required except for ``digits``.
         download: let torchvision download CIFAR/SVHN into ``data_root`` when missing. Off so that nothing is
             fetched without asking.
         num_labels: the label budget: labeled examples in total, the same number per class (a multiple of the
@@ -136,6 +138,11 @@ class DataConfig:
         interpolation: ``folder`` only: the resize filter of ``image_size``, ``bilinear``, ``bicubic`` or
             ``lanczos``. ``none``: the pretrained configuration's (bicubic for most timm weights) for a ``timm:``
             model that starts from trained weights, else bilinear.
+        label_column: ``features`` only: the label column of a CSV or Parquet feature file (empty or -1: unlabeled).
+        feature_noise: ``features`` only: std of Gaussian noise added to the standardised features of training
+            batches (with ``augment``); 0 leaves it off.
+        feature_dropout: ``features`` only: probability in [0, 1) that a standardised training feature is zeroed
+            (with ``augment``; the rest are scaled by 1/(1-p)); 0 leaves it off.
     """
 
     SECTION: ClassVar[str] = "data"
@@ -171,9 +178,32 @@ class DataConfig:
     mean: tuple[float, ...] | None = None
     std: tuple[float, ...] | None = None
     interpolation: Interpolation | None = None
+    label_column: str = "label"
+    feature_noise: float = 0.0
+    feature_dropout: float = 0.0
 
     def __post_init__(self) -> None:
         check_fields(self, self.SECTION)
+        check_number("data.feature_noise", self.feature_noise, low=0)
+        check_number("data.feature_dropout", self.feature_dropout, low=0, high=1, high_open=True)
+        if not str(self.label_column).strip():
+            raise ValueError("data.label_column must name a column, got an empty string")
+        if self.dataset != "features":
+            given = [n for n, v in (("label_column", self.label_column != "label"),
+                                    ("feature_noise", self.feature_noise), ("feature_dropout", self.feature_dropout))
+                     if v]
+            if given:
+                raise ValueError(f"data.{given[0]} applies to data.dataset='features' only, not "
+                                 f"{self.dataset!r}; drop data.{given[0]}")
+        else:
+            for name, value, advice in (("zca", self.zca, "drop data.zca (features are standardised)"),
+                                        ("loader", self.loader == "torch", "use data.loader='tensor'"),
+                                        *((name, getattr(self, name) is not None,
+                                           f"drop data.{name} (features are standardised per feature from the "
+                                           "training pool)") for name in ("mean", "std", "interpolation"))):
+                if value:
+                    raise ValueError(f"data.{name}={getattr(self, name)!r} does not apply to feature vectors "
+                                     f"(data.dataset='features'); {advice}")
         check_positive(self, self.SECTION, "num_labels", "batch_size", "unlabeled_batch_size", "max_memory_gb")
         check_positive(self, self.SECTION, "num_valid_per_class", "num_workers", "zca_eps", allow_zero=True)
         self.image_size = image_size_pair(self.image_size)
@@ -269,6 +299,9 @@ class ModelConfig:
             the previous round of the label-next loop.
         drop_path: stochastic-depth rate of a ``timm:`` model that supports it, passed as timm's
             ``drop_path_rate`` (``none``: the model's default).
+        widths: ``mlp`` and ``cnn-small`` only: the hidden layers' units (``mlp``, default 256,256) or the stages'
+            channels (``cnn-small``, default 32,64,128), comma-separated. ``none``: the model's default.
+        norm: ``mlp`` only: the normalisation after each hidden layer: ``batch`` norm, ``layer`` norm, or ``none``.
     """
 
     SECTION: ClassVar[str] = "model"
@@ -281,9 +314,18 @@ class ModelConfig:
     pretrained_file: str | None = None
     init_from: str | None = None
     drop_path: float | None = None
+    widths: tuple[int, ...] | None = None
+    norm: Literal["batch", "layer", "none"] = "batch"
 
     def __post_init__(self) -> None:
         check_fields(self, self.SECTION)
+        if self.widths is not None:
+            self.widths = _widths(self.widths)
+            if self.name not in ("mlp", "cnn-small"):
+                raise ValueError(f"model.widths applies to the mlp and cnn-small models, not {self.name!r}; drop "
+                                 "model.widths")
+        if self.norm != "batch" and self.name != "mlp":
+            raise ValueError(f"model.norm applies to the mlp model, not {self.name!r}; drop model.norm")
         check_number("model.bn_momentum", self.bn_momentum, low=0, high=1, low_open=True)
         if self.dropout is not None:
             check_number("model.dropout", self.dropout, low=0, high=1, high_open=True)
@@ -293,10 +335,28 @@ class ModelConfig:
         if len(given) > 1:
             raise ValueError(f"model.{given[0]} and model.{given[1]} both choose the starting weights; set one")
 
+    def architecture_options(self) -> dict[str, Any]:
+        """The model-specific options of these settings, as keyword arguments of :func:`ssl_mix.create_model`
+        (``widths`` when set, and ``norm`` for the ``mlp``)."""
+        options: dict[str, Any] = {} if self.widths is None else {"widths": self.widths}
+        return {**options, "norm": self.norm} if self.name == "mlp" else options
+
     @property
     def starts_pretrained(self) -> bool:
         """Whether the network starts from trained weights (``pretrained``, ``pretrained_file`` or ``init_from``)."""
         return bool(self.pretrained or self.pretrained_file or self.init_from)
+
+
+def _widths(value: Any) -> tuple[int, ...]:
+    """``model.widths`` as a non-empty tuple of positive ints (the command line gives strings)."""
+    items = (value,) if isinstance(value, (int, str)) else value
+    try:
+        widths = tuple(int(str(w).strip()) for w in items)
+    except (TypeError, ValueError):
+        widths = ()
+    if not widths or any(w < 1 for w in widths) or any(isinstance(w, bool) for w in items):
+        raise ValueError(f"model.widths must be positive integers such as 256,256, got {value!r}")
+    return widths
 
 
 @dataclass

@@ -136,9 +136,13 @@ def load_run_data(data: DataConfig, *, seed: int) -> RunData:
     """
     if data.dataset == "folder":
         return _load_folder(data, seed)
-    train = load_arrays(data.dataset, data.data_root, "train", download=data.download)
-    test = load_arrays(data.dataset, data.data_root, "test", download=data.download)
-    spec = _normalisation(data_spec(data.dataset, train), data)
+    train = load_arrays(data.dataset, data.data_root, "train", download=data.download, label_column=data.label_column)
+    test = load_arrays(data.dataset, data.data_root, "test", download=data.download, label_column=data.label_column)
+    spec = data_spec(data.dataset, train)
+    if spec.features:
+        spec = replace(spec, noise=data.feature_noise, feature_dropout=data.feature_dropout)
+    else:
+        spec = _normalisation(spec, data)
     split = _split(data, seed, train.targets, spec.num_classes)
     unlabeled = train.subset(split.unlabeled)
     if data.use_extra:
@@ -166,7 +170,8 @@ def load_validation(data: DataConfig, *, seed: int, channels: int | None = None)
     if not data.num_valid_per_class and not data.split:
         return None
     if data.dataset != "folder":
-        train = load_arrays(data.dataset, data.data_root, "train", download=data.download)
+        train = load_arrays(data.dataset, data.data_root, "train", download=data.download,
+                            label_column=data.label_column)
         split = _split(data, seed, train.targets, data_spec(data.dataset, train).num_classes)
         return train.subset(split.valid) if split.valid else None
     train_files = _folder_train_files(data)
@@ -396,6 +401,15 @@ def describe_run_data(data: RunData, settings: DataConfig) -> str:
             why = f"grayscale: none of the {total} training images is in colour"
     else:
         why = kind
+    if data.spec.features:
+        noise = (f"noise {data.spec.noise:g}, feature dropout {data.spec.feature_dropout:g}"
+                 if settings.augment and (data.spec.noise or data.spec.feature_dropout) else "none")
+        return "\n".join([
+            f"ssl-mix: data: {settings.dataset} ({settings.data_root}), {data.spec.num_classes} classes, {where}; "
+            f"{counts}",
+            f"ssl-mix: features: {channels} per example, standardised with the training rows' mean and std; "
+            f"augmentation: {noise}",
+        ])
     zca = f"on (data.zca_eps={settings.zca_eps:g})" if settings.zca else "off"
     given = [f"data.{name}" for name in ("mean", "std") if getattr(settings, name) is not None]
     own = "the training images' statistics" if settings.dataset in ("folder", "digits") else "the dataset's constants"

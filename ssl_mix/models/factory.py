@@ -3,7 +3,8 @@
 Names and where they are used: ``wrn28-2`` (CIFAR-10, SVHN), ``wrn28-8`` (CIFAR-100), ``wrn28-10``
 (the supervised WRN reference) — see :mod:`ssl_mix.models.wrn`; ``cnn13`` (the ICT / mean-teacher CIFAR-10
 network, :mod:`ssl_mix.models.cnn13`); ``cnn-small`` (a fast CPU model for demos and tests,
-:mod:`ssl_mix.models.small`). Every model follows the staged-model protocol of :mod:`ssl_mix.models.stages`.
+:mod:`ssl_mix.models.small`); ``mlp`` (feature vectors: tabular data and embeddings, :mod:`ssl_mix.models.mlp`).
+Every model follows the staged-model protocol of :mod:`ssl_mix.models.stages`.
 ``timm:NAME`` builds any timm classifier (:data:`TIMM_PREFIX`), staged by :class:`~ssl_mix.models.TimmStaged` where
 it can be split (convolutional families), plain otherwise (vision transformers: forward pass only).
 
@@ -21,6 +22,7 @@ from torch import nn
 
 from ssl_mix.models._common import check_dropout
 from ssl_mix.models.cnn13 import CNN13
+from ssl_mix.models.mlp import MLP
 from ssl_mix.models.small import SmallCNN
 from ssl_mix.models.wrn import WideResNet
 
@@ -29,7 +31,7 @@ if TYPE_CHECKING:  # the config imports the methods, which import the models
 
 __all__ = ["ModelName", "TIMM_PREFIX", "available_models", "build_model", "create_model", "is_timm_name"]
 
-ModelName = Literal["wrn28-2", "wrn28-8", "wrn28-10", "cnn13", "cnn-small"]
+ModelName = Literal["wrn28-2", "wrn28-8", "wrn28-10", "cnn13", "cnn-small", "mlp"]
 
 
 def _wrn(widen_factor: int) -> Callable[..., nn.Module]:
@@ -45,6 +47,7 @@ _MODELS: dict[str, tuple[Callable[..., nn.Module], float, tuple[str, ...]]] = {
     "wrn28-10": (_wrn(10), 0.0, ()),
     "cnn13": (CNN13, 0.5, ("weight_norm",)),
     "cnn-small": (SmallCNN, 0.0, ("widths",)),
+    "mlp": (MLP, 0.0, ("widths", "norm")),
 }
 
 
@@ -68,18 +71,21 @@ def create_model(
 
     Args:
         name: one of :func:`available_models`: ``"wrn28-2"``, ``"wrn28-8"``, ``"wrn28-10"``, ``"cnn13"``,
-            ``"cnn-small"``; or ``"timm:NAME"`` for any timm classifier (random init; ``bn_momentum``,
+            ``"cnn-small"``, ``"mlp"``; or ``"timm:NAME"`` for any timm classifier (random init; ``bn_momentum``,
             ``leaky_slope`` and ``dropout`` are not applied to it, ``options`` go to ``timm.create_model``).
         num_classes: number of classes (outputs), >= 1.
-        in_channels: input channels, >= 1 (3 for RGB, 1 for grey images such as 28x28 digits).
+        in_channels: input channels, >= 1 (3 for RGB, 1 for grey images such as 28x28 digits); for ``mlp``, the
+            number of input features.
         bn_momentum: PyTorch batch-norm momentum in (0, 1]; 0.001 is the FixMatch/MixMatch code's TensorFlow
             decay 0.999 (PyTorch: ``running = (1 - momentum) * running + momentum * batch``).
         leaky_slope: negative slope of the leaky ReLUs, in [0, 1) (0.1 in the ICT/FixMatch code).
         dropout: drop probability in [0, 1), or ``None`` for the architecture's published value. WRN: inside
             each block between the convolutions (default 0); CNN-13: after the two max-pooling layers
-            (default 0.5, as in the papers); cnn-small: on the pooled features (default 0).
+            (default 0.5, as in the papers); cnn-small: on the pooled features (default 0); mlp: after every
+            hidden layer (default 0).
         **options: model-specific options: ``weight_norm: bool`` (cnn13, default False);
-            ``widths: Sequence[int]`` (cnn-small, default (32, 64, 128)).
+            ``widths: Sequence[int]`` (cnn-small, default (32, 64, 128); mlp, default (256, 256));
+            ``norm: "batch" | "layer" | "none"`` (mlp, default ``"batch"``).
         image_size: the training image size, ``H`` or ``(H, W)``. A ``timm:`` model whose constructor takes
             ``img_size`` (vision transformers: the position embeddings are sized for it) gets it, and the stage
             split of :class:`~ssl_mix.models.TimmStaged` is checked at it; ssl_mix's own models pool globally and
@@ -130,8 +136,8 @@ def build_model(cfg: ModelConfig, num_classes: int, in_channels: int,
     loading an export build it.
 
     Args:
-        cfg: the section: ``name``, ``bn_momentum`` and ``dropout`` (ssl_mix models), ``drop_path`` (``timm:``
-            models, as timm's ``drop_path_rate``).
+        cfg: the section: ``name``, ``bn_momentum`` and ``dropout`` (ssl_mix models), ``widths`` and ``norm``
+            (``cnn-small``, ``mlp``), ``drop_path`` (``timm:`` models, as timm's ``drop_path_rate``).
         num_classes: outputs, >= 1.
         in_channels: input channels, >= 1.
         image_size: the images' ``H`` or ``(H, W)`` (see :func:`create_model`); needed to rebuild a vision
@@ -146,7 +152,7 @@ def build_model(cfg: ModelConfig, num_classes: int, in_channels: int,
     Raises:
         ValueError: ``drop_path`` or ``hub_weights`` for a model that is not a ``timm:`` model; an unknown name.
     """
-    options: dict[str, Any] = {}
+    options: dict[str, Any] = cfg.architecture_options()
     if is_timm_name(cfg.name):
         if cfg.drop_path is not None:
             options["drop_path_rate"] = cfg.drop_path
