@@ -23,7 +23,7 @@ DEMO_METHODS = ("erm", "ict")
 
 DEMO_SEEDS = 3
 """How many seeds the demo trains by default (seeds ``0 .. DEMO_SEEDS - 1``): enough to see ICT win on each, few
-enough for a demo (six runs, about 170 s of CPU time in all on an AMD EPYC core)."""
+enough for a demo (six runs, about 28 s of CPU time in all on an Intel Xeon core)."""
 
 
 def run_demo(seeds: Sequence[int] = tuple(range(DEMO_SEEDS)), *, steps: int | None = None,

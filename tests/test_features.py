@@ -130,7 +130,7 @@ def test_unknown_or_missing_files_and_a_missing_root_are_reported(tmp_path):
     (tmp_path / "f.txt").write_text("a")
     with pytest.raises(ValueError, match=r"unknown feature file type '.txt'"):
         read_features(tmp_path / "f.txt")
-    with pytest.raises(ValueError, match=r"root \(--data-root\) is required for dataset 'features': the feature file"):
+    with pytest.raises(ValueError, match=r"data.data_root is required for dataset 'features': the feature file"):
         load_arrays("features", None, "train")
     with pytest.raises(ValueError, match=r"dataset 'features' has splits 'train' and 'test', not 'extra'"):
         load_arrays("features", tmp_path / "f.txt", "extra")

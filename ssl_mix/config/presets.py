@@ -185,8 +185,8 @@ _RECIPES: dict[str, tuple[Callable[[], Config], str]] = {
     "finetune": (_finetune, "fine-tune pretrained timm:resnet18 on a folder: AdamW, layer decay, linear probe first"),
     "demo": (
         lambda: Config(
-            data=DataConfig(dataset="digits", num_labels=30, batch_size=32, unlabeled_batch_size=128, augment=True),
-            model=ModelConfig(name="cnn-small", bn_momentum=0.1),
+            data=DataConfig(dataset="digits", num_labels=30, batch_size=32, unlabeled_batch_size=64, augment=True),
+            model=ModelConfig(name="cnn-small", bn_momentum=0.1, widths=(16, 32, 64)),
             method=MethodConfig(name="ict", k=2, alpha=1.0, consistency_weight=100.0, ramp="sigmoid",
                                 ramp_fraction=0.25, ema_decay=0.99),
             optim=OptimConfig(optimizer="sgd", lr=0.05, weight_decay=5e-4),
