@@ -284,3 +284,16 @@ def test_folder_data_flags_parse():
     data = _config_from_args(args).data
     assert data.image_size == (48, 64) and data.channels == 1 and data.unlabeled_dirs == ("a,b", "c")
     assert data.cache is False and data.num_labels is None and data.max_memory_gb == 0.5 and data.resize == "stretch"
+
+
+def test_a_new_model_name_starts_the_architecture_options_afresh():
+    """The demo preset's cnn-small widths do not follow a switch to another network; given with it, they apply."""
+    from ssl_mix import preset
+
+    demo = preset("demo")
+    assert demo.model.widths == (16, 32, 64)
+    assert demo.replace(model={"name": "timm:resnet18"}).model.widths is None
+    assert demo.replace(model={"bn_momentum": 0.2}).model.widths == (16, 32, 64)
+    assert demo.replace(model={"name": "mlp", "widths": [8]}).model.widths == (8,)
+    with pytest.raises(ValueError, match="model.widths applies to the mlp and cnn-small models, not 'wrn28-2'"):
+        demo.replace(model={"name": "wrn28-2", "widths": [8]})

@@ -212,3 +212,16 @@ def test_sidecar_states_the_model_steps(cifar_run, tmp_path):
     decode = meta["preprocessing"]["decode"]
     assert decode["library"] == "Pillow" and decode["resize"]["filter"] == "BILINEAR"
     assert decode["jpeg_draft"]["request"] == [32, 32] and decode["channels"]["value"] == 3
+
+
+def test_an_export_rebuilds_the_architecture_options(tmp_path):
+    """A run of a cnn-small with other widths (the demo's) exports and loads back with those widths."""
+    from ssl_mix import preset, run_experiment
+
+    out = tmp_path / "run"
+    run_experiment(preset("demo").replace(train={"steps": 2, "eval_every": 2, "out_dir": str(out), "progress": False,
+                                                 "device": "cpu"}))
+    meta = export_model(out, tmp_path / "m.safetensors", format="safetensors")
+    assert meta["model_options"] == {"widths": [16, 32, 64]}
+    loaded = load_export(tmp_path / "m.safetensors")
+    assert loaded.model.stages[0][0].out_channels == 16

@@ -21,7 +21,8 @@ TINY = {"steps": 2, "eval_every": 2, "log_every": 2, "checkpoint_every": 0, "pro
 
 
 def _config(out, model="cnn-small", method="erm", **model_fields):
-    return preset("demo").replace(method={"name": method}, model={"name": model, **model_fields},
+    # cnn-small's default widths, as the ModelConfig(name="cnn-small") of the tests below builds it
+    return preset("demo").replace(method={"name": method}, model={"name": model, "widths": None, **model_fields},
                                   data={"dataset": "digits", "num_labels": 30},
                                   train={**TINY, "out_dir": str(out)})
 

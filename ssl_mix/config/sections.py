@@ -305,6 +305,10 @@ class ModelConfig:
     """
 
     SECTION: ClassVar[str] = "model"
+    ARCHITECTURE_FIELDS: ClassVar[tuple[str, ...]] = ("widths", "norm")
+    """Options of one architecture: a change of ``name`` (:meth:`Config.replace`, a config file, ``--model``) that
+    does not set them too starts them from their defaults, so a preset's ``widths`` for ``cnn-small`` does not
+    follow the user to ``timm:resnet18``."""
 
     name: str = "wrn28-2"
     bn_momentum: float = 0.001
@@ -670,6 +674,10 @@ class Config:
             if bad:
                 raise ValueError(f"unknown key(s) {sorted(bad)} in config section {name!r}; valid keys: "
                                  f"{sorted(valid)}")
+            tied = getattr(section_cls, "ARCHITECTURE_FIELDS", ())
+            if tied and updates.get("name", current["name"]) != current["name"]:
+                defaults = {f.name: f.default for f in dataclasses.fields(section_cls) if f.name in tied}
+                current.update({k: v for k, v in defaults.items() if k not in updates})
             current.update(updates)
             sections[name] = section_cls(**current)
         return cls(**sections)
@@ -711,6 +719,8 @@ class Config:
         return config_text(self.to_dict(), format)
 
     def replace(self, **section_updates: dict[str, Any]) -> Config:
-        """A copy with some keys changed, e.g. ``cfg.replace(train={"steps": 10})``."""
+        """A copy with some keys changed, e.g. ``cfg.replace(train={"steps": 10})``. A new ``model.name`` starts
+        the architecture's own options (:attr:`ModelConfig.ARCHITECTURE_FIELDS`) from their defaults unless they
+        are given too."""
         return Config.from_dict(section_updates, base=self)
 
