@@ -12,7 +12,8 @@ from typing import Literal, get_args
 
 __all__ = ["DatasetName", "DATASET_NAMES", "ResizeMode", "Interpolation", "INTERPOLATIONS", "DEFAULT_INTERPOLATION",
            "MethodName", "METHOD_NAMES", "SupervisedTerm", "TeacherMode", "ConsistencyTarget", "ConsistencyDistance",
-           "TeacherBN", "MODEL_ROLES", "Strategy", "STRATEGIES", "ExportFormat", "EXPORT_FORMATS"]
+           "TeacherBN", "ViewName", "VIEW_NAMES",
+           "MODEL_ROLES", "Strategy", "STRATEGIES", "ExportFormat", "EXPORT_FORMATS"]
 
 DatasetName = Literal["cifar10", "cifar100", "svhn", "folder", "digits", "features"]
 """The built-in datasets: CIFAR-10/100 and SVHN through torchvision, an image folder, scikit-learn's digits, and a
@@ -54,6 +55,13 @@ ConsistencyDistance = Literal["mse", "kl"]
 
 TeacherBN = Literal["own", "copy"]
 """The teacher's batch-norm statistics: its ``own`` (parameters averaged only) or a ``copy`` of the student's."""
+
+ViewName = Literal["weak", "strong"]
+"""The views of an unlabeled image a loader can make: ``weak`` (the run's flip and shift, as for every method) and
+``strong`` (the weak view, then RandAugment and Cutout as in FixMatch; :func:`ssl_mix.data.rand_augment`)."""
+
+VIEW_NAMES: tuple[str, ...] = get_args(ViewName)
+"""The values of :data:`ViewName`, in order."""
 
 MODEL_ROLES: tuple[str, str] = ("student", "teacher")
 """The two models of a run: the trained student and its EMA teacher (the keys of evaluations and checkpoints)."""

@@ -197,3 +197,30 @@ def test_the_method_names_known_without_torch_are_the_registry_s():
     from ssl_mix.methods import METHODS
 
     assert tuple(METHODS) == METHOD_NAMES == get_args(MethodName)
+
+
+def test_ict_with_strong_student_views_mixes_them_against_the_weak_views_teacher():
+    """student_view='strong': the student's mix is of the strong views (same weights), the target the same mix of
+    the teacher's predictions on the weak views."""
+    model, batch = _model(), _batch()
+    strong = torch.randn_like(batch.x_u)
+    batch = Batch(batch.x_l, batch.y_l, batch.x_u, (batch.x_u, strong))
+    teacher = EMATeacher(_model(seed=1))
+    method = ICT(k=3, alpha=0.5, schedule=ConsistencySchedule(max_weight=5.0, ramp="none"), teacher_mode="eval",
+                 student_view="strong")
+    out = method.loss(model, batch, _ctx(seed=3, teacher=teacher))
+    plan = sample_mix_plan(8, 3, 0.5, generator=torch.Generator().manual_seed(3))
+    sup = F.cross_entropy(model(batch.x_l), batch.y_l)
+    cons = ict_consistency(model(plan.apply(strong)), teacher(batch.x_u), plan)
+    assert torch.allclose(out.loss, sup + 5.0 * cons)
+    weak = ICT(k=3, alpha=0.5, schedule=ConsistencySchedule(max_weight=5.0, ramp="none"), teacher_mode="eval")
+    weak_consistency = weak.loss(model, batch, _ctx(seed=3, teacher=teacher)).logs["loss/consistency"]
+    assert not torch.equal(weak_consistency, out.logs["loss/consistency"])
+
+
+def test_ict_strong_student_view_errors():
+    with pytest.raises(ValueError, match="student_view must be one of 'weak', 'strong'"):
+        ICT(student_view="medium")
+    model, batch = _model(), _batch()
+    with pytest.raises(ValueError, match=r"needs the strong view .* batch.u_views\[1\]"):
+        ICT(student_view="strong").loss(model, batch, _ctx(teacher=EMATeacher(_model(seed=1))))

@@ -489,9 +489,11 @@ def test_tensorboard_writer_writes_on_process_0_only(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("loader", ["tensor", "torch"])
-@pytest.mark.parametrize("method", ["fixmatch", "mixmatch"])
+@pytest.mark.parametrize("method", ["fixmatch", "mixmatch", "ict-strong"])
 def test_methods_with_several_views_get_them_from_the_run_loader(tmp_path, digits_data, method, loader):
-    cfg = _cfg(tmp_path, method, steps=2).replace(data={"loader": loader})
+    strong = method == "ict-strong"
+    cfg = _cfg(tmp_path, "ict" if strong else method, steps=2).replace(
+        data={"loader": loader}, method={"student_view": "strong"} if strong else {})
     trainer = build_trainer(cfg, digits_data)
     views = type(trainer.method).views_for(cfg.method)
     assert len(views) == 2 and trainer.loader.unlabeled_views == views

@@ -35,6 +35,7 @@ from ssl_mix.choices import (
     SupervisedTerm,
     TeacherBN,
     TeacherMode,
+    ViewName,
 )
 from ssl_mix.config.fields import check_fields, check_positive
 from ssl_mix.config.files import ConfigFormat, config_text, read_config_file
@@ -409,6 +410,10 @@ class MethodConfig:
         temperature: ``mixmatch`` only: the sharpening temperature T > 0 of the guessed labels; ``none``: 0.5
             (Berthelot et al. 2019).
         num_views: ``mixmatch`` only: K >= 1 weak views per unlabeled image averaged by the label guess; ``none``: 2.
+        student_view: ``ict`` only: the view of the unlabeled images that the student's mixes are made of: ``weak``
+            (the ICT papers) or ``strong`` (RandAugment and Cutout, as FixMatch's student sees; the teacher still
+            predicts on the weak view, so the student must map strongly augmented mixes to the mix of clean
+            predictions).
     """
 
     SECTION: ClassVar[str] = "method"
@@ -435,6 +440,7 @@ class MethodConfig:
     threshold: float | None = None
     temperature: float | None = None
     num_views: int | None = None
+    student_view: ViewName = "weak"
 
     def __post_init__(self) -> None:
         check_fields(self, self.SECTION)
@@ -452,6 +458,9 @@ class MethodConfig:
                                            or self.num_views < 1):
             raise ValueError(f"method.num_views must be an integer >= 1 (MixMatch's K, 2 in the paper), got "
                              f"{self.num_views!r}")
+        if self.student_view != "weak" and self.name != "ict":
+            raise ValueError(f"method.student_view applies to the 'ict' method only, got method {self.name!r}; leave "
+                             "method.student_view unset")
         from ssl_mix.methods import method_class  # imports torch: not needed to declare the config's flags
 
         method_class(self.name).check_config(self)  # the settings only some methods take

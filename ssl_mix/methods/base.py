@@ -19,15 +19,13 @@ import torch
 from torch import nn
 
 from ssl_mix.checks import check_in
+from ssl_mix.choices import VIEW_NAMES
 
 if TYPE_CHECKING:
     from ssl_mix.config import MethodConfig
 
 __all__ = ["Batch", "StepContext", "StepOutput", "Method", "METHODS", "register_method", "method_class", "VIEW_NAMES"]
 
-VIEW_NAMES: tuple[str, ...] = ("weak", "strong")
-"""The views of an unlabeled image a loader can make: ``weak`` (the run's flip and shift, as for every method) and
-``strong`` (the weak view, then RandAugment and Cutout as in FixMatch; :func:`ssl_mix.data.rand_augment`)."""
 
 
 class Batch(NamedTuple):

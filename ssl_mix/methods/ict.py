@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ssl_mix.checks import check_alpha, check_bool, check_in, check_k
-from ssl_mix.choices import ConsistencyDistance, ConsistencyTarget, SupervisedTerm, TeacherMode
+from ssl_mix.choices import VIEW_NAMES, ConsistencyDistance, ConsistencyTarget, SupervisedTerm, TeacherMode, ViewName
 from ssl_mix.losses import ict_consistency
 from ssl_mix.methods.base import Batch, Method, StepContext, StepOutput, register_method
 from ssl_mix.methods.mixup import mixed_target_loss
@@ -48,6 +48,10 @@ class ICT(Method):
             ``buffers`` for whose they are).
         joint_forward: run the student once on the labeled batch and the mixed unlabeled batch concatenated,
             instead of two forward passes (default False).
+        student_view: ``weak`` (the papers: the student's mixes are of the teacher's inputs) or ``strong``: the
+            student mixes the strong views of the same images (``batch.u_views[1]``, RandAugment + Cutout) with the
+            same weights, against the mix of the teacher's predictions on the weak views, a combination of ICT and
+            FixMatch's weak-to-strong consistency that neither paper ran.
 
     Note:
         ``joint_forward`` changes the model function in train mode, not just its speed: batch norm then normalises
@@ -68,18 +72,19 @@ class ICT(Method):
                  schedule: ConsistencySchedule | None = None, supervised: SupervisedTerm = "plain",
                  sup_alpha: float | None = None, target: ConsistencyTarget = "probs",
                  distance: ConsistencyDistance = "mse", teacher_mode: TeacherMode = "train",
-                 joint_forward: bool = False) -> None:
+                 joint_forward: bool = False, student_view: ViewName = "weak") -> None:
         k, alpha = check_k(k), check_alpha(alpha)
         check_bool("joint_forward", joint_forward)
         check_in("supervised", supervised, get_args(SupervisedTerm))
         check_in("target", target, get_args(ConsistencyTarget))
         check_in("distance", distance, get_args(ConsistencyDistance))
         check_in("teacher_mode", teacher_mode, get_args(TeacherMode))
+        check_in("student_view", student_view, VIEW_NAMES)
         self.k, self.alpha, self.per_sample = k, alpha, per_sample
         self.schedule = schedule if schedule is not None else ConsistencySchedule(max_weight=100.0, ramp="none")
         self.supervised, self.target, self.distance, self.teacher_mode = supervised, target, distance, teacher_mode
         self.sup_alpha = alpha if sup_alpha is None else check_alpha(sup_alpha, "sup_alpha")
-        self.joint_forward = joint_forward
+        self.joint_forward, self.student_view = joint_forward, student_view
 
     @classmethod
     def from_config(cls, cfg: MethodConfig, *, num_classes: int, total_steps: int) -> ICT:
@@ -89,7 +94,12 @@ class ICT(Method):
                                        ramp_steps=round(cfg.ramp_fraction * total_steps))
         return cls(cfg.k, cfg.alpha, per_sample=cfg.per_sample, schedule=schedule, supervised=cfg.supervised,
                    sup_alpha=cfg.sup_alpha, target=cfg.consistency_target, distance=cfg.consistency_distance,
-                   teacher_mode=cfg.teacher_mode, joint_forward=cfg.joint_forward)
+                   teacher_mode=cfg.teacher_mode, joint_forward=cfg.joint_forward, student_view=cfg.student_view)
+
+    @classmethod
+    def views_for(cls, cfg: MethodConfig) -> tuple[str, ...]:
+        """The weak view, and the strong one when the student mixes strong views: see :meth:`Method.views_for`."""
+        return ("weak", "strong") if cfg.student_view == "strong" else ("weak",)
 
     @classmethod
     def check_config(cls, cfg: MethodConfig) -> None:
@@ -119,11 +129,11 @@ class ICT(Method):
             teacher_logits = ctx.teacher(x_u)
         plan = sample_mix_plan(x_u.shape[0], self.k, self.alpha, per_sample=self.per_sample,
                                generator=ctx.generator, device=device)
+        x_mix = plan.apply(self._student_inputs(batch))
         if self.joint_forward:
-            sup_logits, student_logits = student(torch.cat([x_sup, plan.apply(x_u)])).split(
-                [x_l.shape[0], x_u.shape[0]])
+            sup_logits, student_logits = student(torch.cat([x_sup, x_mix])).split([x_l.shape[0], x_u.shape[0]])
         else:
-            student_logits = student(plan.apply(x_u))
+            student_logits = student(x_mix)
         if sup_plan is None:
             sup = F.cross_entropy(sup_logits.float(), y_l)
         else:
@@ -138,3 +148,13 @@ class ICT(Method):
             "loss/consistency": consistency.detach(),
             "consistency_weight": weight,
         })
+
+    def _student_inputs(self, batch: Batch) -> torch.Tensor:
+        """The unlabeled images the student's mixes are made of: the weak view, or the strong view of the same
+        images."""
+        if self.student_view == "weak":
+            return batch.x_u
+        if len(batch.u_views) < 2:
+            raise ValueError("ICT with student_view='strong' needs the strong view of each unlabeled image in "
+                             "batch.u_views[1]; build the loader with unlabeled_views=ICT.views_for(cfg)")
+        return batch.u_views[1]
