@@ -66,6 +66,8 @@ METHODS: dict[str, dict[str, dict]] = {
     **{f"ict{k}": {"method": {"name": "ict", "k": k}} for k in (2, 3, 4, 5)},
     **{f"ict{k}-official": {"method": {"name": "ict", "k": k, **_OFFICIAL}, "data": {"zca": True}}
        for k in (2, 3, 4, 5)},
+    # ICT[K] whose student mixes strongly augmented views (RandAugment + Cutout) against the teacher's weak views.
+    **{f"ict{k}-strong": {"method": {"name": "ict", "k": k, "student_view": "strong"}} for k in (2, 4)},
 }
 
 
