@@ -284,3 +284,19 @@ def test_folder_data_flags_parse():
     data = _config_from_args(args).data
     assert data.image_size == (48, 64) and data.channels == 1 and data.unlabeled_dirs == ("a,b", "c")
     assert data.cache is False and data.num_labels is None and data.max_memory_gb == 0.5 and data.resize == "stretch"
+
+
+def test_a_chosen_weights_source_replaces_the_presets_and_two_in_one_layer_conflict(tmp_path):
+    # --preset finetune sets model.pretrained; a weights file or a run on top of it replaces that choice.
+    cfg = preset("finetune").replace(model={"pretrained_file": "w.safetensors"})
+    assert (cfg.model.pretrained, cfg.model.pretrained_file, cfg.model.init_from) == (False, "w.safetensors", None)
+    again = cfg.replace(model={"init_from": "runs/round1"})
+    assert (again.model.pretrained, again.model.pretrained_file, again.model.init_from) == (False, None, "runs/round1")
+    config_file = tmp_path / "weights.json"
+    config_file.write_text('{"model": {"init_from": "runs/round1"}}')
+    assert Config.from_file(config_file, base=preset("finetune")).model.starts_pretrained
+    assert preset("finetune").replace(model={"drop_path": 0.1}).model.pretrained  # other keys keep the choice
+    assert not preset("finetune").replace(model={"pretrained": False}).model.starts_pretrained
+    with pytest.raises(ValueError, match=r"model.pretrained and model.pretrained_file both choose the starting "
+                                         r"weights; set one"):
+        Config().replace(model={"pretrained": True, "pretrained_file": "w.safetensors"})

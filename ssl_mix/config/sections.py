@@ -272,6 +272,7 @@ class ModelConfig:
     """
 
     SECTION: ClassVar[str] = "model"
+    WEIGHT_SOURCES: ClassVar[tuple[str, ...]] = ("pretrained", "pretrained_file", "init_from")
 
     name: str = "wrn28-2"
     bn_momentum: float = 0.001
@@ -289,9 +290,21 @@ class ModelConfig:
             check_number("model.dropout", self.dropout, low=0, high=1, high_open=True)
         if self.drop_path is not None:
             check_number("model.drop_path", self.drop_path, low=0, high=1, high_open=True)
-        given = [n for n in ("pretrained", "pretrained_file", "init_from") if getattr(self, n)]
+        given = [n for n in self.WEIGHT_SOURCES if getattr(self, n)]
         if len(given) > 1:
             raise ValueError(f"model.{given[0]} and model.{given[1]} both choose the starting weights; set one")
+
+    @classmethod
+    def layered(cls, current: dict[str, Any], updates: dict[str, Any]) -> dict[str, Any]:
+        """The fields ``current`` with ``updates`` laid over them. Updates that choose the starting weights (any
+        of :attr:`WEIGHT_SOURCES`) replace the base's choice rather than join it, so a flag or config file's
+        ``pretrained_file`` or ``init_from`` overrides a preset's ``pretrained``; two choices in the same updates
+        still conflict."""
+        merged = dict(current)
+        if any(updates.get(name) for name in cls.WEIGHT_SOURCES):
+            merged.update({name: cls.__dataclass_fields__[name].default for name in cls.WEIGHT_SOURCES})
+        merged.update(updates)
+        return merged
 
     @property
     def starts_pretrained(self) -> bool:
@@ -610,7 +623,7 @@ class Config:
             if bad:
                 raise ValueError(f"unknown key(s) {sorted(bad)} in config section {name!r}; valid keys: "
                                  f"{sorted(valid)}")
-            current.update(updates)
+            current = ModelConfig.layered(current, updates) if section_cls is ModelConfig else {**current, **updates}
             sections[name] = section_cls(**current)
         return cls(**sections)
 
