@@ -300,3 +300,15 @@ def test_a_chosen_weights_source_replaces_the_presets_and_two_in_one_layer_confl
     with pytest.raises(ValueError, match=r"model.pretrained and model.pretrained_file both choose the starting "
                                          r"weights; set one"):
         Config().replace(model={"pretrained": True, "pretrained_file": "w.safetensors"})
+
+
+def test_an_unknown_model_name_is_a_config_error_that_names_the_timm_form():
+    from ssl_mix.choices import MODEL_NAMES
+    from ssl_mix.models import available_models
+
+    assert MODEL_NAMES == available_models()
+    assert ModelConfig(name="timm:anything").name == "timm:anything"  # timm checks its names when it builds them
+    with pytest.raises(ValueError, match=r"model.name must be one of 'wrn28-2', 'wrn28-8', 'wrn28-10', 'cnn13', "
+                                         r"'cnn-small', or timm:NAME for any timm classifier \(timm:resnet18\); "
+                                         r"got 'cnn-smal'"):
+        Config().replace(model={"name": "cnn-smal"})

@@ -26,6 +26,8 @@ from ssl_mix.checks import (
 )
 from ssl_mix.choices import (
     DEFAULT_INTERPOLATION,
+    MODEL_NAMES,
+    TIMM_PREFIX,
     ConsistencyDistance,
     ConsistencyTarget,
     DatasetName,
@@ -285,6 +287,9 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         check_fields(self, self.SECTION)
+        if not self.name.startswith(TIMM_PREFIX) and self.name not in MODEL_NAMES:
+            raise ValueError(f"model.name must be one of {', '.join(map(repr, MODEL_NAMES))}, or {TIMM_PREFIX}NAME "
+                             f"for any timm classifier ({TIMM_PREFIX}resnet18); got {self.name!r}")
         check_number("model.bn_momentum", self.bn_momentum, low=0, high=1, low_open=True)
         if self.dropout is not None:
             check_number("model.dropout", self.dropout, low=0, high=1, high_open=True)
