@@ -306,7 +306,7 @@ def test_an_unknown_model_name_is_a_config_error_that_names_the_timm_form():
     from ssl_mix.choices import MODEL_NAMES
     from ssl_mix.models import available_models
 
-    assert MODEL_NAMES == available_models()
+    assert available_models() == MODEL_NAMES
     assert ModelConfig(name="timm:anything").name == "timm:anything"  # timm checks its names when it builds them
     with pytest.raises(ValueError, match=r"model.name must be one of 'wrn28-2', 'wrn28-8', 'wrn28-10', 'cnn13', "
                                          r"'cnn-small', or timm:NAME for any timm classifier \(timm:resnet18\); "
