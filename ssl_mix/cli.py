@@ -413,8 +413,10 @@ def _run_presets(args: argparse.Namespace) -> int:
     width = max(map(len, PRESETS))
     for name, (cfg, description) in ((n, (p.config, p.description)) for n, p in PRESETS.items()):
         m = cfg.method
-        print(f"{name:<{width}}  {flag_terms(description)} ({cfg.data.dataset}, {cfg.data.num_labels} labels, "
-              f"{cfg.model.name}, {m.name} K={m.k} alpha={m.alpha:g}, {cfg.train.steps:,} steps)")
+        labels = "every label" if cfg.data.num_labels is None else f"{cfg.data.num_labels} labels"
+        method = m.name if m.name == "erm" else f"{m.name} K={m.k} alpha={m.alpha:g}"  # ERM mixes nothing
+        print(f"{name:<{width}}  {flag_terms(description)} ({cfg.data.dataset}, {labels}, {cfg.model.name}, "
+              f"{method}, {cfg.train.steps:,} steps)")
     return 0
 
 

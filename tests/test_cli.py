@@ -188,6 +188,8 @@ def test_presets_lists_each_preset_on_one_line(capsys):
     for line, p in zip(lines, PRESETS.values(), strict=True):
         assert flag_terms(p.description) in line and f"{p.config.train.steps:,} steps" in line
     assert "set --k for ICT[K]" in lines[list(PRESETS).index("chaudhry-cifar10")]
+    finetune = lines[list(PRESETS).index("finetune")]  # every row of the label file, and ERM has no K or alpha
+    assert "(folder, every label, timm:resnet18, erm, 5,000 steps)" in finetune, finetune
 
 
 def test_library_errors_are_printed_with_flag_names(monkeypatch, capsys):
