@@ -275,6 +275,7 @@ class ModelConfig:
 
     SECTION: ClassVar[str] = "model"
     WEIGHT_SOURCES: ClassVar[tuple[str, ...]] = ("pretrained", "pretrained_file", "init_from")
+    """The fields that choose the starting weights; setting one on top of a config (a preset) clears the others."""
 
     name: str = "wrn28-2"
     bn_momentum: float = 0.001
@@ -298,18 +299,6 @@ class ModelConfig:
         given = [n for n in self.WEIGHT_SOURCES if getattr(self, n)]
         if len(given) > 1:
             raise ValueError(f"model.{given[0]} and model.{given[1]} both choose the starting weights; set one")
-
-    @classmethod
-    def layered(cls, current: dict[str, Any], updates: dict[str, Any]) -> dict[str, Any]:
-        """The fields ``current`` with ``updates`` laid over them. Updates that choose the starting weights (any
-        of :attr:`WEIGHT_SOURCES`) replace the base's choice rather than join it, so a flag or config file's
-        ``pretrained_file`` or ``init_from`` overrides a preset's ``pretrained``; two choices in the same updates
-        still conflict."""
-        merged = dict(current)
-        if any(updates.get(name) for name in cls.WEIGHT_SOURCES):
-            merged.update({name: cls.__dataclass_fields__[name].default for name in cls.WEIGHT_SOURCES})
-        merged.update(updates)
-        return merged
 
     @property
     def starts_pretrained(self) -> bool:
@@ -628,7 +617,11 @@ class Config:
             if bad:
                 raise ValueError(f"unknown key(s) {sorted(bad)} in config section {name!r}; valid keys: "
                                  f"{sorted(valid)}")
-            current = ModelConfig.layered(current, updates) if section_cls is ModelConfig else {**current, **updates}
+            # Choosing the starting weights replaces the base's choice (a preset's pretrained) rather than joining it.
+            sources = getattr(section_cls, "WEIGHT_SOURCES", ())
+            if any(updates.get(k) for k in sources):
+                current.update({f.name: f.default for f in dataclasses.fields(section_cls) if f.name in sources})
+            current.update(updates)
             sections[name] = section_cls(**current)
         return cls(**sections)
 
