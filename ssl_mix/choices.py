@@ -12,7 +12,7 @@ from typing import Literal, get_args
 
 __all__ = ["DatasetName", "DATASET_NAMES", "ResizeMode", "Interpolation", "INTERPOLATIONS", "DEFAULT_INTERPOLATION",
            "MethodName", "METHOD_NAMES", "SupervisedTerm", "TeacherMode", "ConsistencyTarget", "ConsistencyDistance",
-           "TeacherBN", "ViewName", "VIEW_NAMES",
+           "TeacherBN", "ViewName", "VIEW_NAMES", "ModelName", "MODEL_NAMES", "TIMM_PREFIX",
            "MODEL_ROLES", "Strategy", "STRATEGIES", "ExportFormat", "EXPORT_FORMATS"]
 
 DatasetName = Literal["cifar10", "cifar100", "svhn", "folder", "digits", "features"]
@@ -62,6 +62,15 @@ ViewName = Literal["weak", "strong"]
 
 VIEW_NAMES: tuple[str, ...] = get_args(ViewName)
 """The values of :data:`ViewName`, in order."""
+
+ModelName = Literal["wrn28-2", "wrn28-8", "wrn28-10", "cnn13", "cnn-small", "mlp"]
+"""ssl_mix's own networks, the names :func:`ssl_mix.create_model` builds besides ``timm:NAME``."""
+
+MODEL_NAMES: tuple[str, ...] = get_args(ModelName)
+"""The values of :data:`ModelName`, in order."""
+
+TIMM_PREFIX = "timm:"
+"""Prefix of model names built by timm (``timm:resnet18``); :func:`ssl_mix.create_model` builds them."""
 
 MODEL_ROLES: tuple[str, str] = ("student", "teacher")
 """The two models of a run: the trained student and its EMA teacher (the keys of evaluations and checkpoints)."""

@@ -29,6 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (help_text, add_arguments, _) in _COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
+        p.set_defaults(command_parser=p)  # for errors in the sub-command's own usage (unknown flags)
         add_arguments(p)
         if name in _COMPUTING:
             add_config_flags(p, [("train", "threads")])  # train has it among its config flags
@@ -38,7 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``ssl-mix`` console script. Returns the process exit status."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        _unknown_arguments(getattr(args, "command_parser", parser), unknown)
     if args.command is None:
         parser.print_help()
         return 0
@@ -59,6 +62,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"ssl-mix {args.command}: interrupted", file=sys.stderr)
         return 130
+
+
+def _unknown_arguments(parser: argparse.ArgumentParser, unknown: list[str]) -> None:
+    """Exit with the sub-command's usage and an error naming the unknown arguments, with the nearest flag of each
+    misspelt one (``--modle`` -> ``--model``)."""
+    import difflib
+
+    flags = [o for action in parser._actions for o in action.option_strings if o.startswith("--")]
+    hints = []
+    for arg in unknown:
+        close = difflib.get_close_matches(arg.split("=")[0], flags, n=1) if arg.startswith("--") else []
+        if close:
+            hints.append(f"{arg}: did you mean {close[0]}?")
+    message = f"unrecognized arguments: {' '.join(unknown)}"
+    parser.error(message + (f" ({'; '.join(hints)})" if hints else ""))
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -413,8 +431,10 @@ def _run_presets(args: argparse.Namespace) -> int:
     width = max(map(len, PRESETS))
     for name, (cfg, description) in ((n, (p.config, p.description)) for n, p in PRESETS.items()):
         m = cfg.method
-        print(f"{name:<{width}}  {flag_terms(description)} ({cfg.data.dataset}, {cfg.data.num_labels} labels, "
-              f"{cfg.model.name}, {m.name} K={m.k} alpha={m.alpha:g}, {cfg.train.steps:,} steps)")
+        labels = "every label" if cfg.data.num_labels is None else f"{cfg.data.num_labels} labels"
+        method = m.name if m.name == "erm" else f"{m.name} K={m.k} alpha={m.alpha:g}"  # ERM mixes nothing
+        print(f"{name:<{width}}  {flag_terms(description)} ({cfg.data.dataset}, {labels}, {cfg.model.name}, "
+              f"{method}, {cfg.train.steps:,} steps)")
     return 0
 
 

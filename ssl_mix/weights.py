@@ -309,13 +309,14 @@ def _from_hub(cfg: ModelConfig, num_classes: int, in_channels: int,
     try:
         return build_model(cfg, num_classes, in_channels, image_size, hub_weights=True)
     except OSError as error:  # huggingface_hub's offline and not-cached errors are OSErrors
-        from huggingface_hub.constants import HF_HUB_CACHE
+        from huggingface_hub import constants
 
+        retries = "" if constants.HF_HUB_OFFLINE else "; set HF_HUB_OFFLINE=1 to skip the hub's retries next time"
         raise FileNotFoundError(
             f"model.pretrained: timm could not download the pretrained weights of {cfg.name!r} and they are not in "
-            f"timm's cache folder {HF_HUB_CACHE} ({type(error).__name__}). Without internet, put the weights file on "
-            "this machine and pass it as model.pretrained_file, or fill that cache folder (HF_HUB_CACHE) from a "
-            "machine that has internet") from None
+            f"timm's cache folder {constants.HF_HUB_CACHE} ({type(error).__name__}). Without internet, put the "
+            "weights file on this machine and pass it as model.pretrained_file, or fill that cache folder "
+            f"(HF_HUB_CACHE) from a machine that has internet{retries}") from None
     except RuntimeError as error:
         if "pretrained" not in str(error).lower():
             raise

@@ -187,7 +187,8 @@ def test_add_labels_errors_name_the_line(cifar_run, cifar10_jpeg_small, tmp_path
                                                             r"the run's classes \(nearest: "),
         (_csv(tmp_path / "d.csv", f"{labeled},x,0.5,{labeled.split('/')[1]}"), r"d\.csv, line 2: .*already labeled"),
         (_csv(tmp_path / "e.csv", f"{free},x,0.5,{'dog' if cls != 'dog' else 'cat'}"),
-         r"e\.csv, line 2: .*lies in the class folder"),
+         r"e\.csv, line 2: .* has the class '\w+' \(from its class folder or its row in the data\.labels "
+         r"file\) but is labeled '\w+' here; fix one of the two"),
     ]
     for i, (path, message) in enumerate(cases):
         cfg = _train_cfg(cifar10_jpeg_small, tmp_path / f"r{i}", split=str(split), add_labels=str(path))

@@ -188,6 +188,8 @@ def test_presets_lists_each_preset_on_one_line(capsys):
     for line, p in zip(lines, PRESETS.values(), strict=True):
         assert flag_terms(p.description) in line and f"{p.config.train.steps:,} steps" in line
     assert "set --k for ICT[K]" in lines[list(PRESETS).index("chaudhry-cifar10")]
+    finetune = lines[list(PRESETS).index("finetune")]  # every row of the label file, and ERM has no K or alpha
+    assert "(folder, every label, timm:resnet18, erm, 5,000 steps)" in finetune, finetune
 
 
 def test_library_errors_are_printed_with_flag_names(monkeypatch, capsys):
@@ -267,3 +269,15 @@ def test_fine_tuning_errors_exit_2_in_flag_terms(flags, message, tmp_path, capsy
     err = capsys.readouterr().err
     assert "ssl-mix train: error:" in err and message in err
     assert "Traceback" not in err
+
+
+def test_a_misspelt_flag_is_an_error_of_the_subcommand_with_the_nearest_flag(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--modle", "cnn-small", "--stepz", "4"])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "usage: ssl-mix train" in err and "Traceback" not in err
+    assert ("ssl-mix train: error: unrecognized arguments: --modle cnn-small --stepz 4 (--modle: did you mean "
+            "--model?; --stepz: did you mean --steps?)") in err
+    with pytest.raises(SystemExit):
+        main(["predict", "run", "images", "--out", "p.csv", "--top_k=3"])
+    assert "(--top_k=3: did you mean --top-k?)" in capsys.readouterr().err

@@ -297,3 +297,29 @@ def test_a_new_model_name_starts_the_architecture_options_afresh():
     assert demo.replace(model={"name": "mlp", "widths": [8]}).model.widths == (8,)
     with pytest.raises(ValueError, match="model.widths applies to the mlp and cnn-small models, not 'wrn28-2'"):
         demo.replace(model={"name": "wrn28-2", "widths": [8]})
+def test_a_chosen_weights_source_replaces_the_presets_and_two_in_one_layer_conflict(tmp_path):
+    # --preset finetune sets model.pretrained; a weights file or a run on top of it replaces that choice.
+    cfg = preset("finetune").replace(model={"pretrained_file": "w.safetensors"})
+    assert (cfg.model.pretrained, cfg.model.pretrained_file, cfg.model.init_from) == (False, "w.safetensors", None)
+    again = cfg.replace(model={"init_from": "runs/round1"})
+    assert (again.model.pretrained, again.model.pretrained_file, again.model.init_from) == (False, None, "runs/round1")
+    config_file = tmp_path / "weights.json"
+    config_file.write_text('{"model": {"init_from": "runs/round1"}}')
+    assert Config.from_file(config_file, base=preset("finetune")).model.starts_pretrained
+    assert preset("finetune").replace(model={"drop_path": 0.1}).model.pretrained  # other keys keep the choice
+    assert not preset("finetune").replace(model={"pretrained": False}).model.starts_pretrained
+    with pytest.raises(ValueError, match=r"model.pretrained and model.pretrained_file both choose the starting "
+                                         r"weights; set one"):
+        Config().replace(model={"pretrained": True, "pretrained_file": "w.safetensors"})
+
+
+def test_an_unknown_model_name_is_a_config_error_that_names_the_timm_form():
+    from ssl_mix.choices import MODEL_NAMES
+    from ssl_mix.models import available_models
+
+    assert available_models() == MODEL_NAMES
+    assert ModelConfig(name="timm:anything").name == "timm:anything"  # timm checks its names when it builds them
+    with pytest.raises(ValueError, match=r"model.name must be one of 'wrn28-2', 'wrn28-8', 'wrn28-10', 'cnn13', "
+                                         r"'cnn-small', 'mlp', or timm:NAME for any timm classifier \(timm:resnet18\); "
+                                         r"got 'cnn-smal'"):
+        Config().replace(model={"name": "cnn-smal"})

@@ -217,14 +217,17 @@ def test_pretrained_offline_is_one_clear_error(tmp_path, monkeypatch, capsys):
     assert main(["train", "--dataset", "digits", "--model", "timm:resnet10t", "--pretrained", "--num-labels", "30",
                  "--steps", "1", "--no-progress", "--device", "cpu", "--out", str(tmp_path / "run")]) == 2
     err = capsys.readouterr().err
-    assert "--pretrained-file" in err and str(tmp_path / "hub") in err
+    assert "--pretrained-file" in err and str(tmp_path / "hub") in err and "HF_HUB_OFFLINE" not in err  # it is set
     errors = [line for line in err.splitlines() if "error" in line.lower()]
     assert "Traceback" not in err and len(errors) == 1 and errors[0].startswith("ssl-mix train: error: "), err
 
 
 def test_pretrained_without_the_hub_names_the_file_option_and_cache(monkeypatch):
+    import huggingface_hub.constants
     import timm
     from huggingface_hub.constants import HF_HUB_CACHE
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
 
     def offline(*args, **kwargs):
         if kwargs.get("pretrained"):
@@ -234,7 +237,8 @@ def test_pretrained_without_the_hub_names_the_file_option_and_cache(monkeypatch)
     real = timm.create_model
     monkeypatch.setattr(timm, "create_model", offline)
     with pytest.raises(FileNotFoundError, match=rf"model.pretrained_file.*{HF_HUB_CACHE}|{HF_HUB_CACHE}.*"
-                                                r"model.pretrained_file"):
+                                                r"model.pretrained_file.*set HF_HUB_OFFLINE=1 to skip the "
+                                                r"hub's retries next time"):
         _timm(pretrained=True)
 
 

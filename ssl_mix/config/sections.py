@@ -26,6 +26,8 @@ from ssl_mix.checks import (
 )
 from ssl_mix.choices import (
     DEFAULT_INTERPOLATION,
+    MODEL_NAMES,
+    TIMM_PREFIX,
     ConsistencyDistance,
     ConsistencyTarget,
     DatasetName,
@@ -310,6 +312,8 @@ class ModelConfig:
     """Options of one architecture: a change of ``name`` (:meth:`Config.replace`, a config file, ``--model``) that
     does not set them too starts them from their defaults, so a preset's ``widths`` for ``cnn-small`` does not
     follow the user to ``timm:resnet18``."""
+    WEIGHT_SOURCES: ClassVar[tuple[str, ...]] = ("pretrained", "pretrained_file", "init_from")
+    """The fields that choose the starting weights; setting one on top of a config (a preset) clears the others."""
 
     name: str = "wrn28-2"
     bn_momentum: float = 0.001
@@ -331,12 +335,15 @@ class ModelConfig:
                                  "model.widths")
         if self.norm != "batch" and self.name != "mlp":
             raise ValueError(f"model.norm applies to the mlp model, not {self.name!r}; drop model.norm")
+        if not self.name.startswith(TIMM_PREFIX) and self.name not in MODEL_NAMES:
+            raise ValueError(f"model.name must be one of {', '.join(map(repr, MODEL_NAMES))}, or {TIMM_PREFIX}NAME "
+                             f"for any timm classifier ({TIMM_PREFIX}resnet18); got {self.name!r}")
         check_number("model.bn_momentum", self.bn_momentum, low=0, high=1, low_open=True)
         if self.dropout is not None:
             check_number("model.dropout", self.dropout, low=0, high=1, high_open=True)
         if self.drop_path is not None:
             check_number("model.drop_path", self.drop_path, low=0, high=1, high_open=True)
-        given = [n for n in ("pretrained", "pretrained_file", "init_from") if getattr(self, n)]
+        given = [n for n in self.WEIGHT_SOURCES if getattr(self, n)]
         if len(given) > 1:
             raise ValueError(f"model.{given[0]} and model.{given[1]} both choose the starting weights; set one")
 
@@ -687,6 +694,10 @@ class Config:
             if tied and updates.get("name", current["name"]) != current["name"]:
                 defaults = {f.name: f.default for f in dataclasses.fields(section_cls) if f.name in tied}
                 current.update({k: v for k, v in defaults.items() if k not in updates})
+            # Choosing the starting weights replaces the base's choice (a preset's pretrained) rather than joining it.
+            sources = getattr(section_cls, "WEIGHT_SOURCES", ())
+            if any(updates.get(k) for k in sources):
+                current.update({f.name: f.default for f in dataclasses.fields(section_cls) if f.name in sources})
             current.update(updates)
             sections[name] = section_cls(**current)
         return cls(**sections)

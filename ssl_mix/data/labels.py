@@ -245,7 +245,7 @@ def added_labels(files: ImageFiles, path: str | Path) -> AddedLabels:
 
     Raises:
         ValueError: a path that is not one of ``files``, a label that is not one of ``files.classes``, or a label
-            that contradicts the image's class folder; the message names the line.
+            that contradicts the image's class folder or label-file row; the message names the line.
     """
     if files.root is None:
         raise ValueError("added_labels needs files listed from a data root (ImageFiles.root)")
@@ -265,8 +265,8 @@ def added_labels(files: ImageFiles, path: str | Path) -> AddedLabels:
                              "them into the data root's training images first)")
         known = int(targets[i])
         if known >= 0 and known != class_index[label]:
-            raise ValueError(f"{where}: {name} lies in the class folder {files.classes[known]!r} but is labeled "
-                             f"{label!r} here; fix the row or move the file")
+            raise ValueError(f"{where}: {name} has the class {files.classes[known]!r} (from its class folder or its "
+                             f"row in the data.labels file) but is labeled {label!r} here; fix one of the two")
         targets[i] = class_index[label]
         indices.append(i)
         lines.append(rows.lines[name])

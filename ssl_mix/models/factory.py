@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from torch import nn
 
+from ssl_mix.choices import TIMM_PREFIX, ModelName
 from ssl_mix.models._common import check_dropout
 from ssl_mix.models.cnn13 import CNN13
 from ssl_mix.models.mlp import MLP
@@ -31,7 +32,6 @@ if TYPE_CHECKING:  # the config imports the methods, which import the models
 
 __all__ = ["ModelName", "TIMM_PREFIX", "available_models", "build_model", "create_model", "is_timm_name"]
 
-ModelName = Literal["wrn28-2", "wrn28-8", "wrn28-10", "cnn13", "cnn-small", "mlp"]
 
 
 def _wrn(widen_factor: int) -> Callable[..., nn.Module]:
@@ -119,10 +119,6 @@ def create_model(
         num_classes, in_channels=in_channels, bn_momentum=bn_momentum, leaky_slope=leaky_slope,
         dropout=dropout, **options,
     )
-
-
-TIMM_PREFIX = "timm:"
-"""Prefix of model names built by timm (``timm:resnet18``); :func:`create_model` is its one owner."""
 
 
 def is_timm_name(name: str) -> bool:
