@@ -401,7 +401,7 @@ def test_tabular_grid_records_skips_and_summarizes(tmp_path, capsys):
     import tabular
 
     rng = np.random.default_rng(0)
-    y = np.repeat(np.arange(3), 10)
+    y = np.random.default_rng(1).permutation(np.repeat(np.arange(3), 10))
     x = rng.normal(size=(30, 4)).astype(np.float32) + y[:, None]  # classes apart, so there is something to learn
     data = tmp_path / "tiny.npz"
     np.savez(data, x_train=x[:24], y_train=y[:24], x_test=x[24:], y_test=y[24:])
