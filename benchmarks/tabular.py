@@ -39,6 +39,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import sklearn
 import torch
 from label_budget import int_list, name_list
 from provenance import command_line, git_commit, hardware_summary
@@ -262,7 +263,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         else:
             record["accuracy"] = sklearn_accuracy(method, train, test, data.split, seed)
         record.update(wall_time_s=time.perf_counter() - start, hardware=hardware_summary("cpu"),
-                      torch=torch.__version__, ssl_mix=ssl_mix.__version__, commit=git_commit(), command=command)
+                      torch=torch.__version__, sklearn=sklearn.__version__, ssl_mix=ssl_mix.__version__,
+                      commit=git_commit(), command=command)
         with records_path.open("a") as f:
             f.write(json.dumps(record, sort_keys=True) + "\n")
         print(f"[{i}/{len(todo)}] {dataset} {method:<13} {per_class}/class seed={seed}: {record['accuracy']:.2f}% "
@@ -304,7 +306,7 @@ def cmd_summarize(args: argparse.Namespace) -> int:
     records = read_records(Path(args.records))
     if not records:
         raise SystemExit(f"no records in {args.records}; run the grid first")
-    each = lambda key: ", ".join(sorted({str(r[key]) for r in records}))  # noqa: E731
+    each = lambda key: ", ".join(sorted({str(r.get(key, "not recorded")) for r in records}))  # noqa: E731
     sizes = {r["dataset"]: r for r in records}
     data_lines = [f"- {d}: {r['num_train']} training rows ({r['num_classes']} classes, {r['num_features']} "
                   f"features), {r['num_test']} test rows" + (f"; {DATASET_NOTES[d]}." if d in DATASET_NOTES else "")
@@ -314,7 +316,8 @@ def cmd_summarize(args: argparse.Namespace) -> int:
         "Test accuracy (%) at the last step (the student for ssl_mix methods), mean ± std over seeds (n = seeds); "
         "labels/class = labeled training rows per class, the same rows for every method of a seed.",
         f"Command: `{records[0]['command']}`.",
-        f"Hardware: {each('hardware')}; torch {each('torch')}; ssl_mix {each('ssl_mix')}; commit {each('commit')}; "
+        f"Hardware: {each('hardware')}; torch {each('torch')}; scikit-learn {each('sklearn')}; "
+        f"ssl_mix {each('ssl_mix')}; commit {each('commit')}; "
         f"seeds {each('seed')}; {each('steps')} steps per ssl_mix run; run times add up to "
         f"{sum(r['wall_time_s'] for r in records) / 60:.1f} min for {len(records)} runs.", "", RECIPE, "",
         *data_lines, "", summary_table(records)])

@@ -416,6 +416,7 @@ def test_tabular_grid_records_skips_and_summarizes(tmp_path, capsys):
     for r in rows:
         assert r["dataset"] == "tiny" and r["num_labels"] == 6 and r["num_test"] == 6 and 0 <= r["accuracy"] <= 100
         assert str(tmp_path) not in json.dumps(r)  # records name no folder of this machine
+        assert r["sklearn"] and r["torch"] and r["commit"] and r["command"].startswith("python benchmarks/tabular.py")
     ict = next(r for r in rows if r["method"] == "ict2")
     assert ict["config"]["method"]["k"] == 2 and ict["config"]["model"]["name"] == "mlp"
 
