@@ -177,3 +177,20 @@ def test_mixmatch_weight_decay_is_official_decoupled_form_on_kernels_only():
         kernel = name in ("0.weight", "3.weight")
         factor = 1 - 0.02 * 0.002 if kernel else 1.0
         assert torch.allclose(p, before[name] * factor, rtol=0, atol=1e-9), name
+
+
+def test_mixmatch_cpu_keeps_the_official_ramp_in_steps():
+    # mixmatch.py:58: w_match * clip(step / (warmup_kimg << 10), 0, 1), step counted in labeled images at batch 64:
+    # lambda_U(t) = 75 * min(1, t / 16384) after t updates. The CPU run stops at 6000 steps, before the ramp ends;
+    # squeezing the ramp into 1/64 of the run instead reached 75 at step 94 and collapsed cnn-small to one class
+    # (benchmarks/results/mixmatch_cpu_diagnosis.md).
+    from ssl_mix.config import preset
+
+    cfg = preset("mixmatch-cpu")
+    schedule = MixMatch.from_config(cfg.method, num_classes=10, total_steps=cfg.train.steps).schedule
+    for t in (0, 94, 1000, 3000, cfg.train.steps):
+        assert schedule(t) == pytest.approx(75.0 * min(1.0, t / 16384)), t
+    paper = preset("mixmatch-cifar10")
+    paper_schedule = MixMatch.from_config(paper.method, num_classes=10, total_steps=paper.train.steps).schedule
+    for t in (0, 94, 8192, 16384, 20000):
+        assert paper_schedule(t) == pytest.approx(75.0 * min(1.0, t / 16384)), t
