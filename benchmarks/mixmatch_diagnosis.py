@@ -50,6 +50,8 @@ def main() -> None:
     parser.add_argument("--probe-every", type=int, default=25)
     parser.add_argument("--set", action="append", default=[], help="section.key=value on top of the grid cell")
     parser.add_argument("--out", default="runs/mixmatch_diagnosis")
+    parser.add_argument("--guess-per-view", action="store_true",
+                        help="guess with one train-mode forward per view, as the official code, not one for all K")
     args = parser.parse_args()
 
     base = scale_config("cpu", "folder").replace(data={"data_root": args.data_root},
@@ -71,7 +73,18 @@ def main() -> None:
     loss = trainer.method.loss
 
     def logged_loss(student, batch, ctx):
-        out = loss(student, batch, ctx)
+        if args.guess_per_view:
+            calls = []
+
+            def per_view(x):  # MixMatch calls the student twice a step: the K views together, then the mixed batch
+                calls.append(None)
+                if len(calls) == 1:
+                    return torch.cat([student(v) for v in x.chunk(len(batch.u_views))])
+                return student(x)
+
+            out = loss(per_view, batch, ctx)
+        else:
+            out = loss(student, batch, ctx)
         if ctx.step % args.probe_every == 0:
             row = {"step": ctx.step, **{k: float(v) for k, v in out.logs.items()}}
             if ctx.step == 0:  # the labeled batch and each view should have the same input statistics
