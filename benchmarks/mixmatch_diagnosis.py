@@ -39,8 +39,9 @@ def _updates(pairs: list[str]) -> dict[str, dict]:
     return out
 
 
-def main() -> None:
-    """Run one diagnosed cell and print a JSON summary."""
+def main(argv: list[str] | None = None) -> dict:
+    """Run one diagnosed cell: print each probe and a final summary as JSON lines, and return the summary (with the
+    probes under ``"probes"``)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-root", required=True)
     parser.add_argument("--method", default="mixmatch")
@@ -52,7 +53,7 @@ def main() -> None:
     parser.add_argument("--out", default="runs/mixmatch_diagnosis")
     parser.add_argument("--guess-per-view", action="store_true",
                         help="guess with one train-mode forward per view, as the official code, not one for all K")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     base = scale_config("cpu", "folder").replace(data={"data_root": args.data_root},
                                                  train={"precision": "fp32"})
@@ -102,11 +103,15 @@ def main() -> None:
 
     trainer.method.loss = logged_loss
     start = time.perf_counter()
-    report = trainer.fit()
+    try:
+        report = trainer.fit()
+    finally:
+        mixmatch_module.guess_labels = guess
     final = report["final"]
-    print(json.dumps({"settings": args.set, "steps": args.steps, "wall_s": round(time.perf_counter() - start, 1),
-                      "teacher": final["teacher"]["test"]["accuracy"],
-                      "student": final["student"]["test"]["accuracy"]}), flush=True)
+    summary = {"settings": args.set, "steps": args.steps, "wall_s": round(time.perf_counter() - start, 1),
+               "teacher": final["teacher"]["test"]["accuracy"], "student": final["student"]["test"]["accuracy"]}
+    print(json.dumps(summary), flush=True)
+    return {**summary, "probes": probes}
 
 
 if __name__ == "__main__":
