@@ -180,10 +180,10 @@ def test_mixmatch_weight_decay_is_official_decoupled_form_on_kernels_only():
 
 
 def test_mixmatch_cpu_keeps_the_official_ramp_in_steps():
-    # mixmatch.py:58: w_match * clip(step / (warmup_kimg << 10), 0, 1), step counted in labeled images at batch 64:
-    # lambda_U(t) = 75 * min(1, t / 16384) after t updates. The CPU run stops at 6000 steps, before the ramp ends;
-    # squeezing the ramp into 1/64 of the run instead reached 75 at step 94 and collapsed cnn-small to one class
-    # (benchmarks/results/mixmatch_cpu_diagnosis.md).
+    # mixmatch.py:52,58,144: w_match * clip(step / (warmup_kimg << 10), 0, 1), step counted in labeled images at
+    # batch 64: lambda_U(t) = 75 * min(1, t / 16384) after t updates. The CPU run stops at 6000 steps, before the
+    # ramp ends; squeezing the ramp into 1/64 of the run instead reached 75 at step 94 and collapsed cnn-small to
+    # one class (benchmarks/results/mixmatch_cpu_diagnosis.md).
     from ssl_mix.config import preset
 
     cfg = preset("mixmatch-cpu")

@@ -127,7 +127,7 @@ def _finetune() -> Config:
 
 
 # MixMatch's official lambda_U ramp in optimiser steps: warmup_kimg 1024 << 10 labeled images at batch 64
-# (mixmatch.py:58,136). As a fraction of a CPU run (1/64 of 6000 steps: 94 steps) it would reach lambda_U 75 while
+# (mixmatch.py:52,58,144). As a fraction of a CPU run (1/64 of 6000 steps: 94 steps) it would reach lambda_U 75 while
 # cnn-small is still near chance, and MixMatch collapses there: every guess one class, test accuracy ~10-13%
 # (benchmarks/results/mixmatch_cpu_diagnosis.md). The CPU preset keeps the official schedule in steps instead,
 # 75 * min(1, step / 16384), cut at the run's end: lambda_U 27.5 at step 6000, ramped over the whole run.
