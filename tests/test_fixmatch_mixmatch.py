@@ -11,6 +11,7 @@ from ssl_mix.config import MethodConfig
 from ssl_mix.methods import Batch, StepContext
 from ssl_mix.methods.fixmatch import fixmatch_unlabeled_loss, pseudo_labels
 from ssl_mix.methods.mixmatch import OFFICIAL_RAMP_FRACTION, guess_labels, mixmatch_mix, sharpen
+from ssl_mix.ramps import ConsistencySchedule
 
 
 def test_pseudo_labels_and_mask_match_official_formula():
@@ -130,3 +131,66 @@ def test_fixmatch_loss_equals_hand_computation():
         ce = F.cross_entropy(model(s), pw.argmax(-1), reduction="none")
         expected = F.cross_entropy(model(x_l), y_l) + 2.0 * (ce * mask).sum() / 4
     assert out.loss.item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_mixmatch_loss_equals_hand_computation():
+    # mixmatch.py:62-96: one-hot labels and the sharpened guess repeated for each view, mixed together (xxy.yxy);
+    # loss_xe = mean softmax-xe on the mixed labeled rows, loss_l2u = mean over rows AND classes of
+    # (target - softmax)^2, total loss_xe + w_match * loss_l2u.
+    model = _model()
+    x_l, y_l = torch.randn(2, 3, 2, 2), torch.tensor([0, 2])
+    v1, v2 = torch.randn(4, 3, 2, 2), torch.randn(4, 3, 2, 2)
+    method = MixMatch(temperature=0.5, alpha=0.75,
+                      schedule=ConsistencySchedule(max_weight=75.0, ramp="linear", ramp_steps=100))
+    ctx = StepContext(step=40, generator=torch.Generator().manual_seed(3))
+    out = method.loss(model, Batch(x_l, y_l, v1, (v1, v2)), ctx)
+    with torch.no_grad():
+        p = (torch.softmax(model(v1), -1) + torch.softmax(model(v2), -1)) / 2
+        guess = p ** 2 / (p ** 2).sum(-1, keepdim=True)
+        x_all = torch.cat([x_l, v1, v2])
+        t_all = torch.cat([torch.eye(3)[y_l], guess, guess])
+        x_mix, t_mix = mixmatch_mix(x_all, t_all, 0.75, generator=torch.Generator().manual_seed(3))
+        logits = model(x_mix)
+        xe = -(t_mix[:2] * torch.log_softmax(logits[:2], -1)).sum(-1).mean()
+        l2u = ((t_mix[2:] - torch.softmax(logits[2:], -1)) ** 2).sum() / (8 * 3)
+        w = 75.0 * 40 / 100  # w_match * clip(step / warmup, 0, 1)
+    assert out.logs["consistency_weight"] == pytest.approx(w)
+    assert out.loss.item() == pytest.approx((xe + w * l2u).item(), rel=1e-5)
+
+
+def test_mixmatch_weight_decay_is_official_decoupled_form_on_kernels_only():
+    # mixmatch.py:57,92: wd *= lr; after each Adam step, v <- v * (1 - wd) for every 'kernel' (conv and dense
+    # weights), never batch-norm scales or biases. AdamW with lr 0.002, weight_decay 0.02 and decay_norm_bias False
+    # is that decay: with a zero gradient (no Adam move) one step multiplies kernels by 1 - 0.02 * 0.002 exactly.
+    from ssl_mix.config import preset
+    from ssl_mix.optim import build_optimizer
+
+    cfg = preset("mixmatch-cifar10").optim
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.Flatten(), nn.Linear(4, 3))
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    opt = build_optimizer(model, cfg)
+    for p in model.parameters():
+        p.grad = torch.zeros_like(p)
+    opt.step()
+    for name, p in model.named_parameters():
+        kernel = name in ("0.weight", "3.weight")
+        factor = 1 - 0.02 * 0.002 if kernel else 1.0
+        assert torch.allclose(p, before[name] * factor, rtol=0, atol=1e-9), name
+
+
+def test_mixmatch_cpu_keeps_the_official_ramp_in_steps():
+    # mixmatch.py:52,58,144: w_match * clip(step / (warmup_kimg << 10), 0, 1), step counted in labeled images at
+    # batch 64: lambda_U(t) = 75 * min(1, t / 16384) after t updates. The CPU run stops at 6000 steps, before the
+    # ramp ends; squeezing the ramp into 1/64 of the run instead reached 75 at step 94 and collapsed cnn-small to
+    # one class (benchmarks/results/mixmatch_cpu_diagnosis.md).
+    from ssl_mix.config import preset
+
+    cfg = preset("mixmatch-cpu")
+    schedule = MixMatch.from_config(cfg.method, num_classes=10, total_steps=cfg.train.steps).schedule
+    for t in (0, 94, 1000, 3000, cfg.train.steps):
+        assert schedule(t) == pytest.approx(75.0 * min(1.0, t / 16384)), t
+    paper = preset("mixmatch-cifar10")
+    paper_schedule = MixMatch.from_config(paper.method, num_classes=10, total_steps=paper.train.steps).schedule
+    for t in (0, 94, 8192, 16384, 20000):
+        assert paper_schedule(t) == pytest.approx(75.0 * min(1.0, t / 16384)), t
