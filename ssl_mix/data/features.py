@@ -90,12 +90,15 @@ def arrays_from_features(x: Any, y: Any = None, classes: Sequence[str] | None = 
     return _arrays(features, targets, classes)
 
 
-def read_features(path: str | Path, *, label_column: str = "label") -> tuple[ImageArrays, ImageArrays]:
+def read_features(path: str | Path, *, label_column: str = "label", labels_required: bool = True
+                  ) -> tuple[ImageArrays, ImageArrays]:
     """Read a feature file: its training rows and its test rows.
 
     Args:
         path: a ``.npz``, ``.csv`` or ``.parquet`` file laid out as the module docstring says.
         label_column: the CSV or Parquet column that holds the labels (unused for ``.npz``).
+        labels_required: False: a CSV or Parquet file without ``label_column`` is read as unlabeled rows (features
+            to predict); True: that column must be there.
 
     Returns:
         ``(train, test)``: float32 ``(N, F, 1, 1)`` feature sets with the same classes; ``test`` is empty
@@ -114,10 +117,17 @@ def read_features(path: str | Path, *, label_column: str = "label") -> tuple[Ima
     if suffix == ".npz":
         return _read_npz(path)
     if suffix == ".csv":
-        return _read_table(path, *_csv_columns(path), label_column, lambda i: f"line {i + 2}")
-    if suffix == ".parquet":
-        return _read_table(path, *_parquet_columns(path), label_column, lambda i: f"row {i + 1}")
-    raise ValueError(f"{path}: unknown feature file type {suffix!r}; expected one of {', '.join(FEATURE_EXTENSIONS)}")
+        header, columns = _csv_columns(path)
+        where: Callable[[int], str] = lambda i: f"line {i + 2}"  # noqa: E731
+    elif suffix == ".parquet":
+        header, columns = _parquet_columns(path)
+        where = lambda i: f"row {i + 1}"  # noqa: E731
+    else:
+        raise ValueError(f"{path}: unknown feature file type {suffix!r}; expected one of "
+                         f"{', '.join(FEATURE_EXTENSIONS)}")
+    if not labels_required and label_column not in header:
+        header, columns = [*header, label_column], [*columns, [None] * (len(columns[0]) if columns else 0)]
+    return _read_table(path, header, columns, label_column, where)
 
 
 def read_feature_meta(path: str | Path) -> dict[str, Any] | None:
