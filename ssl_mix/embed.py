@@ -173,10 +173,11 @@ def load_encoder(encoder: str | Path, *, pretrained: bool = False, pretrained_fi
                              mean=mean, std=std, interpolation=interpolation, resize=resize, channels=channels,
                              device=device)
     if pretrained or pretrained_file is not None:
-        raise ValueError(f"--pretrained and --pretrained-file apply to timm:NAME encoders; {name!r} is taken as an "
-                         "ssl_mix run, whose teacher's weights are used")
-    given = [flag for flag, value in (("--image-size", image_size), ("--mean", mean), ("--std", std),
-                                      ("--interpolation", interpolation)) if value is not None]
+        raise ValueError(f"pretrained and pretrained_file apply to timm:NAME encoders; {name!r} is taken as an "
+                         "ssl_mix run, whose teacher's weights are used (ssl-mix embed: drop --pretrained and "
+                         "--pretrained-file)")
+    given = [setting for setting, value in (("image_size", image_size), ("mean", mean), ("std", std),
+                                            ("interpolation", interpolation)) if value is not None]
     if given:
         raise ValueError(f"{', '.join(given)}: an ssl_mix run encoder prepares images as the run was trained (its "
                          "recorded size, channels and normalisation); drop these settings")
@@ -197,10 +198,9 @@ def _timm_encoder(name: str, *, pretrained: bool, pretrained_file: str | Path | 
     from ssl_mix.weights import build_starting_model
 
     if pretrained == (pretrained_file is not None):
-        raise ValueError(f"encoder {name!r}: give its weights, either --pretrained (timm's hub or cache) or "
-                         "--pretrained-file PATH (pretrained=True or pretrained_file= in Python), not "
-                         f"{'both' if pretrained else 'neither'}; a randomly initialised encoder makes no useful "
-                         "embeddings")
+        raise ValueError(f"encoder {name!r}: give its weights, either pretrained=True (timm's hub or cache) or "
+                         f"pretrained_file=PATH, not {'both' if pretrained else 'neither'}; a randomly initialised "
+                         "encoder makes no useful embeddings (ssl-mix embed --pretrained, or --pretrained-file PATH)")
     check_in("resize", resize, get_args(ResizeMode))
     check_in("channels", channels, (1, 3))
     if interpolation is not None:
@@ -209,10 +209,10 @@ def _timm_encoder(name: str, *, pretrained: bool, pretrained_file: str | Path | 
     size = image_size_pair(image_size) if image_size is not None else defaults.get("image_size")
     mean = _channel_values("mean", mean, channels) or _channel_values("mean", defaults.get("mean"), channels)
     std = _channel_values("std", std, channels) or _channel_values("std", defaults.get("std"), channels)
-    missing = [flag for flag, value in (("--image-size", size), ("--mean", mean), ("--std", std)) if value is None]
+    missing = [setting for setting, value in (("image_size", size), ("mean", mean), ("std", std)) if value is None]
     if missing:
         raise ValueError(f"timm has no pretrained configuration for {name!r} to say how its inputs are prepared; "
-                         f"give {', '.join(missing)} (image_size=, mean=, std= in Python)")
+                         f"give {', '.join(missing)} (ssl-mix embed --image-size, --mean, --std)")
     interpolation = interpolation or defaults.get("interpolation") or DEFAULT_INTERPOLATION
     if interpolation not in INTERPOLATIONS:  # e.g. timm's "bicubic" is ours; anything else falls back
         interpolation = DEFAULT_INTERPOLATION
@@ -356,7 +356,7 @@ def embed_images(encoder: Embedder, inputs: Sequence[str | Path], out: str | Pat
 
     out = Path(out)
     if out.suffix.lower() != ".npz":
-        raise ValueError(f"the embeddings are written as a .npz feature file; got --out {str(out)!r}")
+        raise ValueError(f"the embeddings are written as a .npz feature file; got out={str(out)!r}")
     check_positive_int("batch_size", batch_size)
     train, test = _input_files(inputs)
     total = len(train) + (len(test) if test is not None else 0)

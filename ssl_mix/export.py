@@ -92,8 +92,8 @@ def export_model(run: str | Path | Any, out: str | Path, *, format: ExportFormat
               "zca": model.whiten, "num_classes": len(loaded.classes), "source": str(getattr(loaded, "checkpoint", "")),
               "step": int(getattr(loaded, "step", 0))}
     if with_encoder and not loaded.spec.features:
-        raise ValueError("with_encoder (--with-encoder) exports a head trained on ssl-mix embed features together "
-                         "with its encoder; this run takes images already, so drop it")
+        raise ValueError("with_encoder exports a head trained on embeddings (ssl-mix embed) together with its "
+                         "encoder; this run takes images already, so drop it")
     input_name = "images"
     if loaded.spec.features and not with_encoder:
         num_features = int(loaded.input_shape[0])
@@ -112,11 +112,11 @@ def export_model(run: str | Path | Any, out: str | Path, *, format: ExportFormat
 
             if not getattr(loaded, "encoder", None):
                 raise ValueError("this run trained on feature vectors that record no encoder (not made by ssl-mix "
-                                 "embed), so there is no encoder to export; export the head alone (drop "
-                                 "--with-encoder)")
+                                 "embed), so there is no encoder to export; export the head alone (without "
+                                 "with_encoder)")
             if format == "safetensors":
                 raise ValueError("an export with the encoder is written as onnx or torchscript (the encoder is "
-                                 "another network than the run's); use --format onnx or torchscript, or export the "
+                                 "another network than the run's); use format onnx or torchscript, or export the "
                                  "head alone as safetensors")
             encoder = encoder_from_record(loaded.encoder, device="cpu")
             model = EndToEndModel(encoder, model).eval()

@@ -212,23 +212,30 @@ def test_an_ssl_mix_run_is_an_encoder_with_its_own_preprocessing(tmp_path):
         for stage in get_stages(run.models["teacher"])[:-1]:  # up to the pooled features, before the classifier
             h = stage(h)
     np.testing.assert_allclose(x, h.flatten(1).numpy(), atol=1e-5)
-    with pytest.raises(ValueError, match=r"--image-size: an ssl_mix run encoder prepares images as the run was "):
+    with pytest.raises(ValueError, match=r"image_size: an ssl_mix run encoder prepares images as the run was "):
         load_encoder(run_dir, image_size=32)
-    with pytest.raises(ValueError, match=r"--pretrained and --pretrained-file apply to timm:NAME encoders"):
+    with pytest.raises(ValueError, match=r"pretrained and pretrained_file apply to timm:NAME encoders"):
         load_encoder(run_dir, pretrained=True)
 
 
-def test_embed_errors_say_what_to_do(embedded, tmp_path, capsys):
+def test_embed_errors_say_what_to_do(embedded, tmp_path, capsys, monkeypatch):
     weights = embedded["weights"]
     for kwargs, what in (({}, "neither"), ({"pretrained": True, "pretrained_file": weights}, "both")):
-        with pytest.raises(ValueError, match=rf"give its weights, either --pretrained .* not {what}"):
+        with pytest.raises(ValueError, match=rf"give its weights, either pretrained=True .* not {what}"):
             load_encoder("timm:test_resnet", **kwargs)
     with pytest.raises(FileNotFoundError, match=r"neither a timm model name .* nor an existing ssl_mix run"):
         load_encoder(tmp_path / "nothing")
+    monkeypatch.setattr("ssl_mix.models.pretrained_inputs", lambda name: None)  # an architecture without one
+    with pytest.raises(ValueError, match=r"no pretrained configuration for 'timm:test_resnet' .* give image_size, "
+                                         r"mean, std \(ssl-mix embed --image-size"):
+        load_encoder("timm:test_resnet", pretrained_file=weights)
+    assert load_encoder("timm:test_resnet", pretrained_file=weights, image_size=8, mean=0.5, std=0.25).record[
+        "preprocessing"]["std"] == [0.25] * 3
+    monkeypatch.undo()
     with pytest.raises(ValueError, match=r"mean needs 1 or 3 values"):
         load_encoder("timm:test_resnet", pretrained_file=weights, mean=(0.1, 0.2))
     encoder = load_encoder("timm:test_resnet", pretrained_file=weights, image_size=8)
-    with pytest.raises(ValueError, match=r"written as a .npz feature file; got --out 'x.csv'"):
+    with pytest.raises(ValueError, match=r"written as a .npz feature file; got out='x.csv'"):
         embed_images(encoder, [embedded["images"]], "x.csv")
     assert main(["embed", str(embedded["images"]), "--encoder", "timm:test_resnet", "--out",
                  str(tmp_path / "e.npz")]) == 2
@@ -267,7 +274,7 @@ def test_feature_run_errors_say_what_to_do(embedded, tmp_path, capsys):
         (["export", str(run), "--format", "safetensors", "--with-encoder", "--out", str(tmp_path / "m.st")],
          "an export with the encoder is written as onnx or torchscript"),
         (["select", str(run), "--budget", "2", "--strategy", "entropy", "--out", str(tmp_path / "s.csv")],
-         "select and --add-labels are for image folders (--dataset folder)"),
+         "choosing images to label and --add-labels are for image folders (--dataset 'folder')"),
     ]
     for command, message in cases:
         assert main(command) == 2, command

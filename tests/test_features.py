@@ -81,7 +81,7 @@ def test_parquet_reads_like_csv(tmp_path):
     ("a,b,label\n1,,0\n", r"f.csv, line 2, column 'b': a missing value; fill in or drop"),
     ("a,b,label\n1,nan,0\n", r"line 2, column 'b': a missing value"),
     ("a,b,label\n1,inf,0\n", r"line 2, column 'b': inf"),
-    ("a,b,y\n1,2,0\n", r"f.csv has no label column 'label' \(columns: a, b, y\); name it with --label-column"),
+    ("a,b,y\n1,2,0\n", r"f.csv has no label column 'label' \(columns: a, b, y\); name it with data.label_column"),
     ("a,b,label\n1,2\n", r"f.csv, line 2: 2 field\(s\) but the header has 3"),
     ("a,b,label,split\n1,2,0,valid\n", r"line 2, column 'split': 'valid'; the split column says 'train' or 'test'"),
     ("a,b,label,split\n1,2,,test\n", r"line 2, column 'label': a test row has no label"),
@@ -124,7 +124,7 @@ def test_npz_errors_name_the_array_and_row(tmp_path, arrays, match):
 
 
 def test_unknown_or_missing_files_and_a_missing_root_are_reported(tmp_path):
-    with pytest.raises(FileNotFoundError, match=r"no feature file at .*nope.npz; give --data-root a .npz, .csv, "
+    with pytest.raises(FileNotFoundError, match=r"no feature file at .*nope.npz; give data.data_root a .npz, .csv, "
                                                  r".parquet file"):
         read_features(tmp_path / "nope.npz")
     (tmp_path / "f.txt").write_text("a")

@@ -111,8 +111,8 @@ def read_features(path: str | Path, *, label_column: str = "label", labels_requi
     """
     path = Path(path).expanduser()
     if not path.is_file():
-        raise FileNotFoundError(f"no feature file at {path}; give --data-root a {', '.join(FEATURE_EXTENSIONS)} file "
-                                "(see ssl_mix.data.features for the layout)")
+        raise FileNotFoundError(f"no feature file at {path}; give data.data_root a {', '.join(FEATURE_EXTENSIONS)} "
+                                "file (see ssl_mix.data.features for the layout)")
     suffix = path.suffix.lower()
     if suffix == ".npz":
         return _read_npz(path)
@@ -300,7 +300,7 @@ def _read_table(path: Path, header: list[str], columns: list[list[Any]], label_c
                 where: Callable[[int], str]) -> tuple[ImageArrays, ImageArrays]:
     if label_column not in header:
         raise ValueError(f"{path} has no label column {label_column!r} (columns: {', '.join(header)}); name it with "
-                         "--label-column (data.label_column)")
+                         "data.label_column")
     if len(set(header)) != len(header):
         twice = sorted({h for h in header if header.count(h) > 1})
         raise ValueError(f"{path}: column name(s) {', '.join(twice)} appear more than once; name every column once")
