@@ -88,7 +88,9 @@ def export_model(run: str | Path | Any, out: str | Path, *, format: ExportFormat
     common = {"format": format, "ssl_mix": __version__, "classes": list(loaded.classes),
               "output": "probabilities (softmax of the logits divided by the temperature)",
               "mean": list(loaded.spec.mean), "std": list(loaded.spec.std),
-              "temperature": float(model.temperature), "model": loaded.config.model.name, "which": which,
+              "temperature": float(model.temperature), "model": loaded.config.model.name,
+              "model_options": {k: list(v) if isinstance(v, tuple) else v
+                                for k, v in loaded.config.model.architecture_options().items()}, "which": which,
               "zca": model.whiten, "num_classes": len(loaded.classes), "source": str(getattr(loaded, "checkpoint", "")),
               "step": int(getattr(loaded, "step", 0))}
     if with_encoder and not loaded.spec.features:
@@ -228,7 +230,8 @@ def load_export(path: str | Path) -> nn.Module:
                          f"{meta['format']!r} (run it with onnxruntime.InferenceSession)")
     from safetensors.torch import load_file
 
-    network = build_model(ModelConfig(name=meta["model"]), meta["num_classes"], meta["input"]["channels"],
+    network = build_model(ModelConfig(name=meta["model"], **meta.get("model_options", {})), meta["num_classes"],
+                          meta["input"]["channels"],
                           (meta["input"]["height"], meta["input"]["width"]))
     state = load_file(str(path))
     zca = None

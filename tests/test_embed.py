@@ -53,7 +53,7 @@ def embedded(tmp_path_factory):
                  "--image-size", "32", "--out", str(features), "--cache-dir", str(root / "cache"),
                  "--no-progress"]) == 0
     assert main(["train", "--dataset", "features", "--data-root", str(features), "--model", "mlp", "--method", "ict",
-                 "--steps", "20", "--num-labels", "4", "--out", str(run), "--device", "cpu",
+                 "--steps", "20", "--num-labels", "4", "--widths", "64,32", "--out", str(run), "--device", "cpu",
                  "--no-progress"]) == 0
     return {"root": root, "images": images, "weights": weights, "features": features, "run": run}
 
