@@ -389,6 +389,8 @@ def _add_embed(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, default=64, metavar="N", help="images per batch (default: 64)")
     p.add_argument("--cache-dir", metavar="DIR", help="decoded-image cache directory (default: ~/.cache/ssl_mix)")
     p.add_argument("--no-cache", action="store_true", help="decode without the decoded-image cache")
+    p.add_argument("--skip-bad-images", action="store_true",
+                   help="leave unreadable image files out (listed in the file's meta) instead of stopping")
     _add_device(p)
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True,
                    help="show a progress bar on stderr (default: on)")
@@ -403,13 +405,15 @@ def _run_embed(args: argparse.Namespace) -> int:
                            device=args.device)
     cache = False if args.no_cache else (args.cache_dir or True)
     meta = embed_images(encoder, args.inputs, args.out, batch_size=args.batch_size, cache=cache,
-                        progress=args.progress)
+                        skip_bad_images=args.skip_bad_images, progress=args.progress)
     rows = {split: len(paths) for split, paths in meta["paths"].items()}
     prep = meta["encoder"]["preprocessing"]
     print(f"wrote {meta['out']}: {', '.join(f'{n} {split}' for split, n in rows.items())} rows of "
           f"{meta['num_features']} features from {meta['encoder']['name']} (inputs {prep['image_size'][0]}x"
           f"{prep['image_size'][1]}, mean {prep['mean']}, std {prep['std']}); train a head with: ssl-mix train "
           f"--dataset features --data-root {meta['out']} --model mlp")
+    for path, reason in meta["skipped"]:
+        print(f"skipped unreadable {path}: {reason}", file=sys.stderr)
     return 0
 
 

@@ -312,23 +312,30 @@ def _input_files(inputs: Sequence[str | Path]) -> tuple[Any, Any]:
 
 
 @torch.inference_mode()
-def _embed_files(embedder: Embedder, files: Any, *, batch_size: int, cache: Any, bar: Any) -> np.ndarray:
+def _embed_files(embedder: Embedder, files: Any, *, batch_size: int, cache: Any, skip_bad_images: bool,
+                 bar: Any) -> tuple[np.ndarray, Any, list[Any]]:
+    """``(features, the files embedded, the unreadable files skipped)``."""
     from ssl_mix.data import decode_files
 
     device = next(embedder.parameters()).device
     settings = embedder.decode_settings
-    chunks = []
+    chunks, kept, skipped = [], [], []
     for start in range(0, len(files), _CHUNK):
         decoded = decode_files(files.subset(list(range(start, min(start + _CHUNK, len(files))))), cache=cache,
-                               **settings)
+                               skip_bad_images=skip_bad_images, **settings)
+        kept += [start + int(i) for i in decoded.kept]
+        skipped += decoded.skipped
+        bar.update(len(decoded.skipped))
         for batch in decoded.arrays.images.split(batch_size):
             chunks.append(embedder(batch.to(device)).cpu().numpy())
             bar.update(len(batch))
-    return np.concatenate(chunks) if chunks else np.zeros((0, 0), dtype=np.float32)
+    features = np.concatenate(chunks) if chunks else np.zeros((0, 0), dtype=np.float32)
+    return features, files.subset(kept), skipped
 
 
 def embed_images(encoder: Embedder, inputs: Sequence[str | Path], out: str | Path, *, batch_size: int = 64,
-                 cache: bool | str | Path = True, progress: bool = True) -> dict[str, Any]:
+                 cache: bool | str | Path = True, skip_bad_images: bool = False, progress: bool = True
+                 ) -> dict[str, Any]:
     """Embed image files with a frozen encoder and write the feature file that ``--dataset features`` reads.
 
     Args:
@@ -339,6 +346,7 @@ def embed_images(encoder: Embedder, inputs: Sequence[str | Path], out: str | Pat
         out: the ``.npz`` to write (atomically; parent folders are created).
         batch_size: images per forward pass.
         cache: the decoded-image cache: True (the default directory), a directory, or False.
+        skip_bad_images: leave unreadable files out (listed in the meta's ``skipped``) instead of raising.
         progress: a progress bar on stderr.
 
     Returns:
@@ -346,7 +354,8 @@ def embed_images(encoder: Embedder, inputs: Sequence[str | Path], out: str | Pat
         plus ``out``.
 
     Raises:
-        ValueError: ``out`` is not a ``.npz``, no images, unreadable files (named), or a bad ``batch_size``.
+        ValueError: ``out`` is not a ``.npz``, no images, unreadable files (named; a
+            :class:`~ssl_mix.data.BadImageError`) without ``skip_bad_images``, or a bad ``batch_size``.
     """
     from tqdm.auto import tqdm
 
@@ -364,12 +373,18 @@ def embed_images(encoder: Embedder, inputs: Sequence[str | Path], out: str | Pat
         raise ValueError(f"no images in {', '.join(map(str, inputs))}")
     with tqdm(total=total, unit="img", desc="embedding", disable=not progress, file=sys.stderr,
               dynamic_ncols=True) as bar:
-        x_train = _embed_files(encoder, train, batch_size=batch_size, cache=cache, bar=bar)
-        x_test = _embed_files(encoder, test, batch_size=batch_size, cache=cache, bar=bar) if test is not None else None
+        options = {"batch_size": batch_size, "cache": cache, "skip_bad_images": skip_bad_images, "bar": bar}
+        x_train, train, skipped = _embed_files(encoder, train, **options)
+        if test is not None:
+            x_test, test, skipped_test = _embed_files(encoder, test, **options)
+            skipped += skipped_test
+    if not len(train):
+        raise ValueError(f"none of the training images in {', '.join(map(str, inputs))} could be read")
     record = dict(encoder.record)
     meta = {"ssl_mix": __version__, "encoder": record, "num_features": int(x_train.shape[1]),
             "paths": {"train": [str(p) for p in train.paths],
-                      **({"test": [str(p) for p in test.paths]} if test is not None else {})}}
+                      **({"test": [str(p) for p in test.paths]} if test is not None else {})},
+            "skipped": [[str(err.path), err.reason] for err in skipped]}
     arrays: dict[str, np.ndarray] = {"x_train": x_train, "y_train": train.targets.numpy().astype(np.int64)}
     if test is not None:
         arrays.update(x_test=x_test, y_test=test.targets.numpy().astype(np.int64))

@@ -97,6 +97,14 @@ def test_embed_is_deterministic_and_records_the_encoder_its_preprocessing_and_th
     c = np.load(tmp_path / "c.npz")
     assert c["y_train"].tolist() == [-1, -1, -1] and "classes" not in c.files and "x_test" not in c.files
     assert len(flat["paths"]["train"]) == 3
+    # An unreadable file stops embedding, or with skip_bad_images is left out and listed.
+    (images / "train" / "b" / "bad.png").write_bytes(b"not an image")
+    with pytest.raises(ssl_mix.BadImageError, match=r"bad.png.*--skip-bad-images"):
+        embed_images(encoder, [images], tmp_path / "d.npz", cache=False, progress=False)
+    meta = embed_images(encoder, [images], tmp_path / "d.npz", cache=False, skip_bad_images=True, progress=False)
+    d = np.load(tmp_path / "d.npz")
+    assert np.array_equal(d["x_train"], a["x_train"]) and d["y_train"].tolist() == a["y_train"].tolist()
+    assert [Path(p).name for p, _ in meta["skipped"]] == ["bad.png"] and len(meta["paths"]["train"]) == 12
 
 
 def test_the_meta_array_must_be_a_json_object_and_other_arrays_are_still_refused(tmp_path):
