@@ -181,7 +181,7 @@ def load_encoder(encoder: str | Path, *, pretrained: bool = False, pretrained_fi
     if given:
         raise ValueError(f"{', '.join(given)}: an ssl_mix run encoder prepares images as the run was trained (its "
                          "recorded size, channels and normalisation); drop these settings")
-    path = Path(name).expanduser()
+    path = Path(name).expanduser().resolve()  # absolute in the record, so prediction finds it from anywhere
     if not path.exists():
         raise FileNotFoundError(f"encoder {name!r} is neither a timm model name (timm:NAME, e.g. timm:resnet18) nor "
                                 "an existing ssl_mix run directory or checkpoint")
