@@ -123,6 +123,7 @@ if TYPE_CHECKING:
         preprocess_entry,
         preprocess_transform,
         random_crop_flip,
+        read_feature_meta,
         read_features,
         read_label_rows,
         spec_from_arrays,
@@ -131,6 +132,7 @@ if TYPE_CHECKING:
     from ssl_mix.data.randaugment import RA_OPS, RandAugmentParams, apply_randaugment, rand_augment, sample_randaugment
     from ssl_mix.data.run_data import RunData, folder_run_files, resolve_inputs
     from ssl_mix.demo import run_demo
+    from ssl_mix.embed import Embedder, embed_images, encoder_from_record, encoder_predictor, load_encoder
     from ssl_mix.evaluation import evaluate
     from ssl_mix.experiment import (
         build_loader,
@@ -141,7 +143,7 @@ if TYPE_CHECKING:
         load_run_data,
         run_experiment,
     )
-    from ssl_mix.export import export_model, load_export
+    from ssl_mix.export import FeatureHead, export_model, load_export
     from ssl_mix.inference import (
         InferenceModel,
         Prediction,
@@ -200,7 +202,7 @@ if TYPE_CHECKING:
         unwrap_model,
     )
     from ssl_mix.optim import build_optimizer, build_scheduler, lr_multiplier, parameter_groups
-    from ssl_mix.predict import find_images, iter_predictions, predict_files
+    from ssl_mix.predict import find_images, is_feature_file, iter_predictions, predict_features, predict_files
     from ssl_mix.ramps import ConsistencySchedule, cosine_rampdown, linear_rampup, sigmoid_rampup
     from ssl_mix.run import (
         CHECKPOINT_FORMAT,
@@ -335,6 +337,7 @@ _EXPORTS: dict[str, str] = {
     "load_run_data": "ssl_mix.experiment",
     "run_experiment": "ssl_mix.experiment",
     "export_model": "ssl_mix.export",
+    "FeatureHead": "ssl_mix.export",
     "load_export": "ssl_mix.export",
     "InferenceModel": "ssl_mix.inference",
     "Prediction": "ssl_mix.inference",
@@ -400,6 +403,14 @@ _EXPORTS: dict[str, str] = {
     "find_images": "ssl_mix.predict",
     "iter_predictions": "ssl_mix.predict",
     "predict_files": "ssl_mix.predict",
+    "predict_features": "ssl_mix.predict",
+    "is_feature_file": "ssl_mix.predict",
+    "load_encoder": "ssl_mix.embed",
+    "embed_images": "ssl_mix.embed",
+    "encoder_from_record": "ssl_mix.embed",
+    "encoder_predictor": "ssl_mix.embed",
+    "Embedder": "ssl_mix.embed",
+    "read_feature_meta": "ssl_mix.data",
     "ConsistencySchedule": "ssl_mix.ramps",
     "cosine_rampdown": "ssl_mix.ramps",
     "linear_rampup": "ssl_mix.ramps",
@@ -447,7 +458,8 @@ __all__ = [
     "calibrate_checkpoints", "NoValidationSplitError", "InferenceModel", "Predictor", "Prediction", "load_predictor",
     "evaluate_run", "RunEvaluation", "format_evaluation", "confusion_matrix", "per_class_accuracy",
     "image_settings",
-    "find_images", "predict_files", "iter_predictions", "export_model", "load_export", "reliability_bins",
+    "find_images", "predict_files", "predict_features", "is_feature_file", "iter_predictions", "export_model",
+    "load_export", "FeatureHead", "reliability_bins",
     "plot_reliability",
     "build_optimizer", "build_scheduler", "lr_multiplier", "parameter_groups",
     # which images to label next
@@ -460,7 +472,9 @@ __all__ = [
     # data
     "LabelSplit", "make_split", "split_summary", "ImageArrays", "DataSpec", "load_arrays", "data_spec",
     "spec_from_arrays", "concat_arrays", "arrays_from_tensors", "arrays_from_dataset", "arrays_dataset",
-    "arrays_from_features", "read_features", "feature_spec",
+    "arrays_from_features", "read_features", "read_feature_meta", "feature_spec",
+    # embeddings from a frozen encoder
+    "load_encoder", "embed_images", "encoder_from_record", "encoder_predictor", "Embedder",
     "ArrayDataset", "random_crop_flip", "rand_augment", "sample_randaugment", "apply_randaugment", "RandAugmentParams",
     "RA_OPS", "normalize", "TensorDualLoader", "TorchDualLoader",
     "eval_batches", "DATASET_NAMES", "DatasetName", "PADDING_MODES", "PaddingMode",

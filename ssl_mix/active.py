@@ -190,8 +190,8 @@ def select_for_labeling(run: str | Path | Any, budget: int, strategy: Strategy, 
         The :class:`Selection`, best first (with ``balance``: grouped by predicted class).
 
     Raises:
-        ValueError: an unknown strategy, a budget outside 1 .. pool size, or a run without an image-file pool and no
-            ``pool``.
+        ValueError: an unknown strategy, a budget outside 1 .. pool size, a run without an image-file pool and no
+            ``pool``, or a run trained on feature vectors.
     """
     from ssl_mix.run import load_run
 
@@ -200,6 +200,11 @@ def select_for_labeling(run: str | Path | Any, budget: int, strategy: Strategy, 
     check_bool("balance", balance)
     check_int("seed", seed, 0)
     loaded = load_run(run, device=device) if isinstance(run, (str, Path)) else run
+    if loaded.spec.features:
+        raise ValueError("choosing images to label and data.add_labels are for image folders (data.dataset "
+                         "'folder'): they rank image files and add their labels; this run trained on feature vectors "
+                         "(data.dataset 'features'). Label more rows of the feature file itself (y_train, or the "
+                         "label column) and train again")
     files, names = unlabeled_pool(loaded, pool)
     if budget > len(files):
         raise ValueError(f"the budget {budget} is larger than the pool of {len(files)} unlabeled images; ask for at "

@@ -85,7 +85,7 @@ def _unknown_arguments(parser: argparse.ArgumentParser, unknown: list[str]) -> N
 
 
 # The commands besides train that compute with torch, so take --threads (train reads it from its config).
-_COMPUTING = ("demo", "eval", "calibrate", "predict", "select", "export", "analyze")
+_COMPUTING = ("demo", "eval", "calibrate", "predict", "select", "export", "analyze", "embed")
 
 
 def _threads(args: argparse.Namespace) -> int | None:
@@ -249,9 +249,11 @@ def _add_predict(p: argparse.ArgumentParser) -> None:
 
     p.add_argument("run", metavar="RUN_DIR_OR_CHECKPOINT", help="a run directory of ssl-mix train or a checkpoint")
     p.add_argument("inputs", metavar="INPUT", nargs="+",
-                   help="image files, folders (searched recursively) or glob patterns ('photos/**/*.jpg')")
+                   help="image files, folders (searched recursively) or glob patterns ('photos/**/*.jpg'); for a run "
+                        "trained on feature vectors, one feature file (.npz, .csv, .parquet), or images when the "
+                        "features were made by ssl-mix embed (image -> encoder -> head)")
     p.add_argument("--out", required=True, metavar="FILE",
-                   help="output file: .csv or .jsonl (one row per image, in input order)")
+                   help="output file: .csv or .jsonl (one row per image or feature row, in input order)")
     p.add_argument("--top-k", type=int, default=1, help="classes listed per image with their probabilities")
     p.add_argument("--probs", action="store_true", help="also write the full probability vector")
     p.add_argument("--which", choices=MODEL_ROLES, default="teacher", help="which model (default: teacher)")
@@ -264,12 +266,28 @@ def _add_predict(p: argparse.ArgumentParser) -> None:
 
 def _run_predict(args: argparse.Namespace) -> int:
     from ssl_mix.inference import load_predictor
-    from ssl_mix.predict import predict_files
+    from ssl_mix.predict import is_feature_file, predict_features, predict_files
+    from ssl_mix.run import load_run
 
-    predictor = load_predictor(args.run, which=args.which, device=args.device, calibrated=not args.no_calibration)
-    result = predict_files(predictor, args.inputs, args.out, top_k=args.top_k, probabilities=args.probs,
-                           batch_size=args.batch_size, num_workers=args.workers, strict=args.strict,
-                           progress=args.progress)
+    run = load_run(args.run, device=args.device)
+    calibrated = not args.no_calibration
+    if run.spec.features and any(is_feature_file(i) for i in args.inputs):
+        if len(args.inputs) != 1:
+            raise UsageError("a feature run predicts one feature file (.npz, .csv, .parquet) at a time, or image "
+                             f"inputs through its encoder; got {len(args.inputs)} inputs")
+        predictor = load_predictor(run, which=args.which, calibrated=calibrated)
+        result = predict_features(predictor, args.inputs[0], args.out, top_k=args.top_k, probabilities=args.probs,
+                                  batch_size=args.batch_size, label_column=run.config.data.label_column)
+    else:
+        if run.spec.features:  # images, through the encoder the features were made with
+            from ssl_mix.embed import encoder_predictor
+
+            predictor = encoder_predictor(run, which=args.which, calibrated=calibrated, device=args.device)
+        else:
+            predictor = load_predictor(run, which=args.which, calibrated=calibrated)
+        result = predict_files(predictor, args.inputs, args.out, top_k=args.top_k, probabilities=args.probs,
+                               batch_size=args.batch_size, num_workers=args.workers, strict=args.strict,
+                               progress=args.progress)
     print(f"wrote {result['predicted']} predictions to {result['out']} in {result['wall_time_s']:.1f} s "
           f"({result['images_per_s']:.0f} images/s)")
     skipped = result["skipped"]
@@ -326,6 +344,9 @@ def _add_export(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, metavar="PATH", help="the model file; a JSON sidecar goes to PATH.json")
     p.add_argument("--which", choices=MODEL_ROLES, default="teacher", help="which model (default: teacher)")
     p.add_argument("--no-calibration", action="store_true", help="do not bake in the run's fitted temperature")
+    p.add_argument("--with-encoder", action="store_true",
+                   help="for a head trained on ssl-mix embed features: export image -> encoder -> head (onnx or "
+                        "torchscript); without it a feature run exports the head, raw (N, F) features in")
 
 
 def _run_export(args: argparse.Namespace) -> int:
@@ -333,12 +354,84 @@ def _run_export(args: argparse.Namespace) -> int:
 
     try:
         meta = export_model(args.run, args.out, format=args.format, which=args.which,
-                            calibrated=not args.no_calibration)
+                            calibrated=not args.no_calibration, with_encoder=args.with_encoder)
     except ImportError as err:
         raise UsageError(str(err)) from None
     print(f"wrote {args.out} ({args.format}, {meta['model']} {args.which}, input {meta['input']['dtype']} "
           f"{'x'.join(map(str, meta['input']['shape']))}, temperature {meta['temperature']:.3f}) and "
           f"{sidecar_path(args.out)}")
+    return 0
+
+
+def _numbers(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected one number or comma-separated numbers, got {text!r}") from None
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        values = [int(v) for v in text.split(",")]
+    except ValueError:
+        values = []
+    if len(values) not in (1, 2) or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected N or H,W (positive integers), got {text!r}")
+    return (values[0], values[-1])
+
+
+def _add_embed(p: argparse.ArgumentParser) -> None:
+    from ssl_mix.choices import INTERPOLATIONS
+
+    p.add_argument("inputs", metavar="INPUT", nargs="+",
+                   help="an image folder with train/<class>/ (and test/<class>/): labeled rows; or image files, "
+                        "folders (searched recursively) and glob patterns: unlabeled rows")
+    p.add_argument("--encoder", required=True, metavar="ENC",
+                   help="timm:NAME (with --pretrained or --pretrained-file) or an ssl_mix run directory (its teacher)")
+    p.add_argument("--out", required=True, metavar="FILE.npz",
+                   help="the feature file to write, for ssl-mix train --dataset features --data-root FILE.npz")
+    p.add_argument("--pretrained", action="store_true", help="timm's pretrained weights (the hub, or its cache)")
+    p.add_argument("--pretrained-file", metavar="PATH",
+                   help="a weights file for timm:NAME: safetensors, .pth/.bin state dict or timm checkpoint")
+    p.add_argument("--image-size", type=_size, metavar="N|H,W",
+                   help="input size (default: the weights' pretrained configuration)")
+    p.add_argument("--mean", type=_numbers, metavar="M|R,G,B", help="normalisation mean in [0, 1] units "
+                   "(default: the pretrained configuration's)")
+    p.add_argument("--std", type=_numbers, metavar="S|R,G,B", help="normalisation std in [0, 1] units "
+                   "(default: the pretrained configuration's)")
+    p.add_argument("--interpolation", choices=INTERPOLATIONS,
+                   help="resize filter (default: the pretrained configuration's)")
+    p.add_argument("--resize", choices=["crop", "stretch"], default="crop",
+                   help="crop: cover the size and cut the centre (default); stretch: scale each axis")
+    p.add_argument("--channels", type=int, choices=[1, 3], default=3, help="3: RGB (default); 1: grayscale")
+    p.add_argument("--batch-size", type=int, default=64, metavar="N", help="images per batch (default: 64)")
+    p.add_argument("--cache-dir", metavar="DIR", help="decoded-image cache directory (default: ~/.cache/ssl_mix)")
+    p.add_argument("--no-cache", action="store_true", help="decode without the decoded-image cache")
+    p.add_argument("--skip-bad-images", action="store_true",
+                   help="leave unreadable image files out (listed in the file's meta) instead of stopping")
+    _add_device(p)
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True,
+                   help="show a progress bar on stderr (default: on)")
+
+
+def _run_embed(args: argparse.Namespace) -> int:
+    from ssl_mix.embed import embed_images, load_encoder
+
+    encoder = load_encoder(args.encoder, pretrained=args.pretrained, pretrained_file=args.pretrained_file,
+                           image_size=args.image_size, mean=args.mean, std=args.std,
+                           interpolation=args.interpolation, resize=args.resize, channels=args.channels,
+                           device=args.device)
+    cache = False if args.no_cache else (args.cache_dir or True)
+    meta = embed_images(encoder, args.inputs, args.out, batch_size=args.batch_size, cache=cache,
+                        skip_bad_images=args.skip_bad_images, progress=args.progress)
+    rows = {split: len(paths) for split, paths in meta["paths"].items()}
+    prep = meta["encoder"]["preprocessing"]
+    print(f"wrote {meta['out']}: {', '.join(f'{n} {split}' for split, n in rows.items())} rows of "
+          f"{meta['num_features']} features from {meta['encoder']['name']} (inputs {prep['image_size'][0]}x"
+          f"{prep['image_size'][1]}, mean {prep['mean']}, std {prep['std']}); train a head with: ssl-mix train "
+          f"--dataset features --data-root {meta['out']} --model mlp")
+    for path, reason in meta["skipped"]:
+        print(f"skipped unreadable {path}: {reason}", file=sys.stderr)
     return 0
 
 
@@ -491,6 +584,8 @@ _COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Calla
                _add_export, _run_export),
     "analyze": ("Measure per-layer non-linearity and flattening of a trained run; write JSON and PNG plots.",
                 _add_analyze, _run_analyze),
+    "embed": ("Embed image files with a frozen encoder (timm or an ssl_mix run) into a feature file for training.",
+              _add_embed, _run_embed),
     "split": ("Draw a class-balanced label-budget split and save it as JSON.", _add_split, _run_split),
     "presets": ("List the named paper recipes of --preset, one line each.", lambda p: None, _run_presets),
 }

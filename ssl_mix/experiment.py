@@ -180,10 +180,19 @@ def build_trainer(cfg: Config, data: RunData | None = None, *, weights: Mapping[
         linearity = linearity_probe(held_out, data.spec, num_pairs=cfg.train.linearity_pairs, seed=cfg.train.seed,
                                     device=device, preprocess=preprocess)
     info = data_info(data.spec, data.labeled.classes, data.labeled.image_shape, data.split,
-                     preprocess=preprocess_entry(preprocess), weights=weights)
+                     preprocess=preprocess_entry(preprocess), weights=weights, encoder=_feature_encoder(cfg))
     return Trainer(model, method, loader, train=cfg.train, optim=cfg.optim, teacher=build_teacher(cfg.method, model),
                    writer=tensorboard_writer(RunDir(cfg.train.out_dir).tensorboard), eval_sets=eval_sets,
                    config=cfg.to_dict(), linearity=linearity, data_info=info)
+
+
+def _feature_encoder(cfg: Config) -> dict[str, Any] | None:
+    """The encoder record of a feature file made by ``ssl-mix embed`` (None for other data)."""
+    if cfg.data.dataset != "features" or not cfg.data.data_root:
+        return None
+    from ssl_mix.data import read_feature_meta
+
+    return (read_feature_meta(cfg.data.data_root) or {}).get("encoder")
 
 
 def _check_stages(cfg: Config, model: torch.nn.Module, method: Method) -> None:

@@ -28,7 +28,8 @@ from torch.utils.data import DataLoader, Dataset
 from ssl_mix.atomic import atomic_path
 from ssl_mix.checks import check_int, check_positive_int
 
-__all__ = ["find_images", "predict_files", "iter_predictions", "OUTPUT_FORMATS"]
+__all__ = ["find_images", "predict_files", "iter_predictions", "predict_features", "is_feature_file",
+           "OUTPUT_FORMATS"]
 
 OUTPUT_FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 """Output file extensions and the format each one selects."""
@@ -149,10 +150,10 @@ def predict_files(predictor: Any, inputs: Sequence[str | Path], out: str | Path,
         raise ValueError(f"the output file must end in {', '.join(OUTPUT_FORMATS)} (the extension picks the format), "
                          f"got {str(out)!r}")
     if predictor.channels not in (1, 3):
-        raise ValueError(f"this model takes {predictor.channels} input channels (a run trained on feature vectors), "
-                         "not images, so it cannot predict image files; predict feature vectors from Python with "
-                         "predictor.predict(x), x a float (N, F, 1, 1) tensor (e.g. "
-                         "ssl_mix.read_features(FILE)[1].images)")
+        raise ValueError(f"this model takes {predictor.channels} features per row (a run trained on feature "
+                         "vectors), not images; predict a feature file (predict_features, or ssl-mix predict RUN "
+                         "FEATURES.npz|.csv), or, for features made by ssl-mix embed, images through the encoder "
+                         "(ssl_mix.encoder_predictor)")
     num_classes = len(predictor.classes)
     if check_positive_int("top_k", top_k) > num_classes:
         raise ValueError(f"top_k must be at most {num_classes} (the number of classes), got {top_k}")
@@ -174,6 +175,75 @@ def predict_files(predictor: Any, inputs: Sequence[str | Path], out: str | Path,
     wall = time.perf_counter() - start
     return {"out": str(out), "count": len(paths), "predicted": len(paths) - len(skipped), "skipped": skipped,
             "wall_time_s": wall, "images_per_s": len(paths) / wall if wall > 0 else float("nan")}
+
+
+def is_feature_file(path: str | Path) -> bool:
+    """Whether ``path`` names a feature file (:data:`~ssl_mix.data.features.FEATURE_EXTENSIONS`), which
+    ``ssl-mix predict`` reads as rows of features rather than as an image."""
+    from ssl_mix.data import FEATURE_EXTENSIONS
+
+    return Path(path).suffix.lower() in FEATURE_EXTENSIONS
+
+
+def predict_features(predictor: Any, path: str | Path, out: str | Path, *, top_k: int = 1,
+                     probabilities: bool = False, batch_size: int = 4096, label_column: str = "label"
+                     ) -> dict[str, Any]:
+    """Predict every row of a feature file with a run trained on feature vectors; one output row per input row.
+
+    Args:
+        predictor: the :class:`~ssl_mix.Predictor` of a feature run (:func:`ssl_mix.load_predictor`).
+        path: a ``.npz``, ``.csv`` or ``.parquet`` feature file with the training file's features (see
+            :mod:`ssl_mix.data.features`): its training rows, then its test rows, are predicted; labels are not
+            needed (a CSV or Parquet file may lack the label column).
+        out: ``.csv`` or ``.jsonl``, as :func:`predict_files` writes it. The ``path`` column names each row: the
+            image file of an ``ssl-mix embed`` feature file, else ``train[i]`` / ``test[i]`` (row i of that split).
+        top_k, probabilities: as in :func:`predict_files`.
+        batch_size: rows per forward pass.
+        label_column: the label column of a CSV or Parquet file, if it has one.
+
+    Returns:
+        ``{"out", "count", "predicted", "skipped": [], "wall_time_s", "images_per_s"}`` (rows per second).
+
+    Raises:
+        ValueError: the predictor does not take feature vectors, or the file's feature count differs from the run's.
+    """
+    from ssl_mix.data import read_feature_meta, read_features
+
+    out = Path(out)
+    fmt = OUTPUT_FORMATS.get(out.suffix.lower())
+    if fmt is None:
+        raise ValueError(f"the output file must end in {', '.join(OUTPUT_FORMATS)} (the extension picks the format), "
+                         f"got {str(out)!r}")
+    if predictor.image_size != (1, 1):
+        raise ValueError(f"{str(path)!r} is a feature file, but this run takes images; predict image files, folders "
+                         "or patterns")
+    num_classes = len(predictor.classes)
+    if check_positive_int("top_k", top_k) > num_classes:
+        raise ValueError(f"top_k must be at most {num_classes} (the number of classes), got {top_k}")
+    check_positive_int("batch_size", batch_size)
+    start = time.perf_counter()
+    train, test = read_features(path, label_column=label_column, labels_required=False)
+    if train.image_shape[0] != predictor.channels:
+        raise ValueError(f"{str(path)!r} has {train.image_shape[0]} features per row but the run was trained on "
+                         f"{predictor.channels}; predict a file with the training file's columns (and categories)")
+    listed = (read_feature_meta(path) or {}).get("paths") or {}
+    names = [*(listed.get("train") or [f"train[{i}]" for i in range(len(train))]),
+             *(listed.get("test") or [f"test[{i}]" for i in range(len(test))])]
+    rows = torch.cat([train.images, test.images])
+    if len(names) != len(rows):  # a meta that does not match the arrays: fall back to row numbers
+        names = [f"train[{i}]" for i in range(len(train))] + [f"test[{i}]" for i in range(len(test))]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out) as tmp, tmp.open("w", newline="") as f, torch.inference_mode():
+        write = _writer(f, fmt, predictor.classes, top_k, probabilities)
+        position = 0
+        for chunk in rows.split(batch_size):
+            probs = predictor.model(chunk.to(predictor.device)).float().cpu()
+            for i in range(len(chunk)):
+                write(names[position + i], probs[i], "")
+            position += len(chunk)
+    wall = time.perf_counter() - start
+    return {"out": str(out), "count": len(rows), "predicted": len(rows), "skipped": [], "wall_time_s": wall,
+            "images_per_s": len(rows) / wall if wall > 0 else float("nan")}
 
 
 def _writer(f: Any, fmt: str, classes: Sequence[str], top_k: int, with_probabilities: bool):

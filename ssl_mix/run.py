@@ -143,7 +143,8 @@ def write_json(path: str | Path, data: Any) -> Path:
 
 def data_info(spec: DataSpec, classes: list[str], input_shape: tuple[int, ...], split: LabelSplit | None = None,
               preprocess: Mapping[str, Any] | None = None,
-              weights: Mapping[str, Any] | None = None) -> dict[str, Any]:
+              weights: Mapping[str, Any] | None = None,
+              encoder: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The ``data`` entry of a checkpoint: what it takes to feed the model without the training data.
 
     Args:
@@ -154,6 +155,8 @@ def data_info(spec: DataSpec, classes: list[str], input_shape: tuple[int, ...], 
         preprocess: extra input transforms fitted on the training data (tensors allowed).
         weights: where the run's starting weights came from (:func:`ssl_mix.weights.weights_record`), kept as
             ``weights``.
+        encoder: for a feature run on a file ``ssl-mix embed`` made, the encoder record of that file
+            (:mod:`ssl_mix.embed`), kept as ``encoder``, so that images can be predicted end to end.
 
     Returns:
         A dict of plain values (and tensors in ``preprocess``) that :func:`torch.load` reads with
@@ -164,6 +167,8 @@ def data_info(spec: DataSpec, classes: list[str], input_shape: tuple[int, ...], 
                             "preprocess": dict(preprocess or {})}
     if weights is not None:
         info["weights"] = dict(weights)
+    if encoder is not None:
+        info["encoder"] = dict(encoder)
     info["spec"]["mean"], info["spec"]["std"] = list(spec.mean), list(spec.std)
     if split is not None:
         info["split"] = {"dataset": split.dataset, "num_classes": split.num_classes, "num_labels": split.num_labels,
@@ -331,6 +336,7 @@ class TrainedRun:
         preprocess: input transforms fitted on the training data, from the checkpoint's ``data`` entry.
         split: the summary of the label split (counts and seed), or None.
         test: the test set, when loaded (:func:`load_trained`), else None.
+        encoder: the record of the encoder that made a feature run's features (``ssl-mix embed``), else None.
     """
 
     config: Config
@@ -346,6 +352,7 @@ class TrainedRun:
     preprocess: dict[str, Any] = dataclasses.field(default_factory=dict)
     split: dict[str, Any] | None = None
     test: ImageArrays | None = None
+    encoder: dict[str, Any] | None = None
 
 
 def load_run(path: str | Path, *, device: str | torch.device = "auto") -> TrainedRun:
@@ -378,7 +385,7 @@ def load_run(path: str | Path, *, device: str | torch.device = "auto") -> Traine
     return TrainedRun(config=cfg, step=int(state["step"]), models=models, spec=spec, classes=list(info["classes"]),
                       input_shape=input_shape, dataset=info["dataset"], checkpoint=checkpoint, run_dir=run_dir,
                       calibration=state.get("calibration"), preprocess=dict(info.get("preprocess") or {}),
-                      split=info.get("split"))
+                      split=info.get("split"), encoder=info.get("encoder"))
 
 
 def load_test_set(run: TrainedRun, dataset: str | None = None, data_root: str | None = None) -> ImageArrays:

@@ -314,13 +314,14 @@ def test_standardisation_is_saved_in_the_run_and_applied_identically_in_eval_and
                  "--out", str(tmp_path / "split.json")]) == 0
     split = json.loads((tmp_path / "split.json").read_text())
     assert len(split["labeled"]) == 10
-    # Image files and exports are for image runs; both say so and point to the Python predictor.
+    # A feature file is predicted row by row, and the head is exported (tests/test_embed.py checks the numbers);
+    # image files are refused for a run whose features record no encoder.
     for command in (["predict", str(out), str(path), "--out", str(tmp_path / "p.csv")],
                     ["export", str(out), "--format", "torchscript", "--out", str(tmp_path / "m.pt")]):
-        assert main(command) == 2
-        err = capsys.readouterr().err
-        assert "predict(x), x a float (N, F, 1, 1) tensor" in err and "Traceback" not in err
-    with pytest.raises(ValueError, match=r"this model takes 30 input channels \(a run trained on feature vectors\)"):
+        assert main(command) == 0
+    rows = (tmp_path / "p.csv").read_text().splitlines()
+    assert len(rows) == 1 + len(train) + len(test) and rows[1].startswith("train[0],")
+    with pytest.raises(ValueError, match=r"this model takes 30 features per row \(a run trained on feature vectors\)"):
         ssl_mix.predict_files(predictor, [path], tmp_path / "p.csv")
 
 

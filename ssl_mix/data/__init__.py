@@ -19,7 +19,15 @@ from ssl_mix.data.cache import default_cache_dir
 from ssl_mix.data.custom import arrays_from_dataset, arrays_from_tensors
 from ssl_mix.data.datasets import DATASET_NAMES, DatasetName, check_folder_only, data_spec, load_arrays, load_targets
 from ssl_mix.data.decode import DecodedFiles, FileScan, decode_files, scan_files
-from ssl_mix.data.features import FEATURE_EXTENSIONS, SPLIT_COLUMN, arrays_from_features, feature_spec, read_features
+from ssl_mix.data.features import (
+    FEATURE_EXTENSIONS,
+    META_KEY,
+    SPLIT_COLUMN,
+    arrays_from_features,
+    feature_spec,
+    read_feature_meta,
+    read_features,
+)
 from ssl_mix.data.files import IMAGE_EXTENSIONS, ImageFiles, image_files
 from ssl_mix.data.folder import folder_files, unlabeled_dir_files
 from ssl_mix.data.images import (
@@ -64,6 +72,8 @@ __all__ = [
     "arrays_from_dataset",
     "arrays_from_features",
     "read_features",
+    "read_feature_meta",
+    "META_KEY",
     "feature_spec",
     "FEATURE_EXTENSIONS",
     "SPLIT_COLUMN",

@@ -8,7 +8,9 @@ File formats (``--dataset features --data-root FILE``):
 
 * ``.npz``: arrays ``x_train`` ``(N, F)`` numbers and ``y_train`` ``(N,)`` integer class indices (-1, or NaN in a
   float array, for unlabeled rows); optionally ``x_test`` and ``y_test`` (every test row labeled) and ``classes``
-  (the class names, index i naming class i). No other arrays.
+  (the class names, index i naming class i); optionally ``meta`` (:data:`META_KEY`), a JSON string describing
+  where the features came from (``ssl-mix embed`` records its encoder, preprocessing and image paths there;
+  :func:`read_feature_meta` reads it, training ignores it). No other arrays.
 * ``.csv``: a header row, then one example per row. The label column (``label_column``, default ``label``) holds
   class names or integer indices, empty or ``-1`` for unlabeled rows; an optional ``split`` column says ``train``
   or ``test`` for each row (no such column: every row is training data). Every other column is a feature:
@@ -34,6 +36,7 @@ layout follows the file).
 from __future__ import annotations
 
 import csv
+import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -44,7 +47,8 @@ import torch
 from ssl_mix.data.arrays import ImageArrays
 from ssl_mix.data.spec import DataSpec
 
-__all__ = ["FEATURE_EXTENSIONS", "SPLIT_COLUMN", "arrays_from_features", "read_features", "feature_spec"]
+__all__ = ["FEATURE_EXTENSIONS", "SPLIT_COLUMN", "META_KEY", "arrays_from_features", "read_features",
+           "read_feature_meta", "feature_spec"]
 
 FEATURE_EXTENSIONS: tuple[str, ...] = (".npz", ".csv", ".parquet")
 """The feature file types :func:`read_features` reads (Parquet needs ``pyarrow``)."""
@@ -52,7 +56,11 @@ FEATURE_EXTENSIONS: tuple[str, ...] = (".npz", ".csv", ".parquet")
 SPLIT_COLUMN = "split"
 """The optional column of a CSV or Parquet feature file that puts each row in ``train`` or ``test``."""
 
-_NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test", "classes")
+META_KEY = "meta"
+"""The optional array of a feature ``.npz`` holding a JSON string about the features' origin (see
+:func:`read_feature_meta`); ``ssl-mix embed`` writes its encoder record there."""
+
+_NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test", "classes", META_KEY)
 _MIXED = ("other values of the column are numbers; fix the value (a column is categorical only when none of its "
           "values is a number)")
 _NPZ_NUMBERS = ("the features of a .npz are numbers: encode each categorical column as one 0/1 column per category, or "
@@ -82,12 +90,15 @@ def arrays_from_features(x: Any, y: Any = None, classes: Sequence[str] | None = 
     return _arrays(features, targets, classes)
 
 
-def read_features(path: str | Path, *, label_column: str = "label") -> tuple[ImageArrays, ImageArrays]:
+def read_features(path: str | Path, *, label_column: str = "label", labels_required: bool = True
+                  ) -> tuple[ImageArrays, ImageArrays]:
     """Read a feature file: its training rows and its test rows.
 
     Args:
         path: a ``.npz``, ``.csv`` or ``.parquet`` file laid out as the module docstring says.
         label_column: the CSV or Parquet column that holds the labels (unused for ``.npz``).
+        labels_required: False: a CSV or Parquet file without ``label_column`` is read as unlabeled rows (features
+            to predict); True: that column must be there.
 
     Returns:
         ``(train, test)``: float32 ``(N, F, 1, 1)`` feature sets with the same classes; ``test`` is empty
@@ -106,10 +117,46 @@ def read_features(path: str | Path, *, label_column: str = "label") -> tuple[Ima
     if suffix == ".npz":
         return _read_npz(path)
     if suffix == ".csv":
-        return _read_table(path, *_csv_columns(path), label_column, lambda i: f"line {i + 2}")
-    if suffix == ".parquet":
-        return _read_table(path, *_parquet_columns(path), label_column, lambda i: f"row {i + 1}")
-    raise ValueError(f"{path}: unknown feature file type {suffix!r}; expected one of {', '.join(FEATURE_EXTENSIONS)}")
+        header, columns = _csv_columns(path)
+        where: Callable[[int], str] = lambda i: f"line {i + 2}"  # noqa: E731
+    elif suffix == ".parquet":
+        header, columns = _parquet_columns(path)
+        where = lambda i: f"row {i + 1}"  # noqa: E731
+    else:
+        raise ValueError(f"{path}: unknown feature file type {suffix!r}; expected one of "
+                         f"{', '.join(FEATURE_EXTENSIONS)}")
+    if not labels_required and label_column not in header:
+        header, columns = [*header, label_column], [*columns, [None] * (len(columns[0]) if columns else 0)]
+    return _read_table(path, header, columns, label_column, where)
+
+
+def read_feature_meta(path: str | Path) -> dict[str, Any] | None:
+    """The ``meta`` record of a feature ``.npz`` (e.g. the encoder ``ssl-mix embed`` used), or None.
+
+    Args:
+        path: a feature file; ``.csv`` and ``.parquet`` files, and ``.npz`` files without ``meta``, have none.
+
+    Returns:
+        The decoded JSON object, or None.
+
+    Raises:
+        ValueError: a ``meta`` array that is not a JSON object string.
+    """
+    path = Path(path).expanduser()
+    if path.suffix.lower() != ".npz" or not path.is_file():
+        return None
+    with np.load(path, allow_pickle=False) as npz:
+        if META_KEY not in npz.files:
+            return None
+        raw = npz[META_KEY]
+    try:
+        meta = json.loads(str(raw.reshape(()).item()) if raw.size == 1 else "")
+    except ValueError:
+        meta = None
+    if not isinstance(meta, dict):
+        raise ValueError(f"{path}: the {META_KEY!r} array must be one JSON object string (as ssl-mix embed writes "
+                         "it); fix or drop it")
+    return meta
 
 
 def feature_spec(train: ImageArrays, name: str = "features", *, noise: float = 0.0, feature_dropout: float = 0.0
@@ -195,7 +242,7 @@ def _read_npz(path: Path) -> tuple[ImageArrays, ImageArrays]:
         found = ", ".join(sorted(arrays)) or "none"
         problem = f"unknown array(s) {', '.join(unknown)}" if unknown else "no x_train and y_train"
         raise ValueError(f"{path}: {problem} (arrays: {found}); a feature .npz holds x_train (N, F) and y_train (N,), "
-                         "optionally x_test, y_test and classes")
+                         f"optionally x_test, y_test, classes and {META_KEY} (a JSON string)")
     x_train = _matrix(f"{path.name}: x_train", arrays["x_train"])
     y_train = _labels(f"{path.name}: y_train", arrays["y_train"], len(x_train))
     if ("x_test" in arrays) != ("y_test" in arrays):
