@@ -124,7 +124,10 @@ def pretrain_summary(run_dir: str) -> dict:
     return {"model": cfg["model"]["name"], "method": cfg["method"]["name"], "steps": report["steps"],
             "num_labels": cfg["data"]["num_labels"], "classes": trained.classes,
             "teacher_test_accuracy": report["final"]["teacher"]["test"]["accuracy"],
-            "wall_time_s": report["wall_time_s"], "run": portable_path(run_dir, "pretrained_run")}
+            "batch_size": cfg["data"]["batch_size"], "optimizer": cfg["optim"]["optimizer"], "lr": cfg["optim"]["lr"],
+            "weight_decay": cfg["optim"]["weight_decay"], "precision": cfg["train"]["precision"],
+            "seed": cfg["train"]["seed"], "wall_time_s": report["wall_time_s"],
+            "run": portable_path(run_dir, "pretrained_run")}
 
 
 def _features(model: torch.nn.Module, images, spec, device: str) -> torch.Tensor:
@@ -363,7 +366,9 @@ def cmd_summarize(args: argparse.Namespace) -> int:
                  f"times add up to {sum(r['wall_time_s'] for r in records) / 60:.0f} min for {len(records)} runs.")
     if pretrain:
         lines.append(f"Pretraining: {pretrain['model']} trained with {pretrain['method']} on "
-                     f"{', '.join(pretrain['classes'])} ({pretrain['num_labels']} labels, {pretrain['steps']} steps, "
+                     f"{', '.join(pretrain['classes'])} ({pretrain['num_labels']} labels, {pretrain['steps']} steps of "
+                     f"{pretrain.get('batch_size')} images, {pretrain.get('optimizer')} lr {pretrain.get('lr')} weight "
+                     f"decay {pretrain.get('weight_decay')}, {pretrain.get('precision')}, "
                      f"{pretrain['wall_time_s'] / 60:.0f} min); its teacher reaches "
                      f"{pretrain['teacher_test_accuracy']:.2f}% on the test images of those classes.")
     lines.append(f"Command: `{records[0]['command']}`.")
