@@ -420,3 +420,37 @@ def test_pretrained_benchmark_help_and_split(tiny_folder, tmp_path):
     assert len(list((tmp_path / "h" / "pretrain" / "test" / "class0").iterdir())) == 4
     with pytest.raises(SystemExit, match="is not a folder"):
         pretrained.main(["split", "--source", str(tmp_path), "--to", str(tmp_path / "x")])
+
+
+def test_pretrained_benchmark_runs_both_inits_and_the_probe(tiny_folder, tmp_path, capsys):
+    import pretrained
+
+    from ssl_mix import run_experiment
+
+    halves = tmp_path / "halves"
+    assert pretrained.main(["split", "--source", str(tiny_folder), "--to", str(halves), "--pretrain-classes",
+                            "class0,class1,class2", "--target-classes", "class3,class4"]) == 0
+    pre = pretrained.base_config(str(halves / "pretrain"), model="timm:test_resnet", steps=2, precision="fp32",
+                                 device="cpu")
+    run_experiment(pre.replace(method={"name": "erm", "teacher_bn": "copy"}, data={"num_labels": 36},
+                               train={"out_dir": str(tmp_path / "pretrain")}))
+    records = tmp_path / "pretrained.jsonl"
+    argv = ["run", "--data-root", str(halves / "target"), "--pretrained-run", str(tmp_path / "pretrain"),
+            "--methods", "erm,ict2", "--budgets", "4", "--seeds", "0", "--steps", "2", "--precision", "fp32",
+            "--device", "cpu", "--records", str(records), "--runs-dir", str(tmp_path / "runs")]
+    assert pretrained.main(argv) == 0
+    rows = [json.loads(line) for line in records.read_text().splitlines()]
+    assert sorted((r["init"], r["method"]) for r in rows) == [
+        ("pretrained", "erm"), ("pretrained", "ict2"), ("pretrained", "linear-probe"), ("scratch", "erm"),
+        ("scratch", "ict2")]
+    probe = next(r for r in rows if r["method"] == "linear-probe")
+    assert probe["probe"]["feature_dim"] == 96 and 0 <= probe["teacher_final"] <= 100
+    assert all(r["pretrain"]["classes"] == ["class0", "class1", "class2"] for r in rows if r["init"] == "pretrained")
+    assert all(r["pretrain"] is None for r in rows if r["init"] == "scratch")
+    assert json.loads((tmp_path / "runs" / "pretrained_erm_n4_s0" / "config.json").read_text())["model"][
+        "init_from"] == str(tmp_path / "pretrain")
+    capsys.readouterr()
+    assert pretrained.main(argv) == 0 and len(records.read_text().splitlines()) == 5  # nothing run twice
+    assert "5 of 5 runs already recorded" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="--pretrained-run RUN_DIR is needed"):
+        pretrained.main(argv[:3] + argv[5:])
