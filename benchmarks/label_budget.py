@@ -6,7 +6,8 @@ stopped. ``summarize`` turns the records into a Markdown table (mean ± std over
 published points (``benchmarks/REFERENCE.md``) marked beside ours.
 
 Scales:
-    cpu    the ``cpu-cifar10`` preset (the small CNN, 32+32 batches) for 12,000 steps in bf16 autocast, sized so
+    cpu    the ``cpu-cifar10`` preset (the small CNN, 32+32 batches) for 12,000 steps in bf16 autocast (fp32 on CPUs
+           without bf16 units), sized so
            that the default grid (6 methods x 3 budgets x 3 seeds) takes under 1.5 hours on 2 CPU cores.
     paper  the official ICT recipe (``ict-cifar10``/``ict-svhn``: WRN-28-2, 180k steps; WRN-28-8 for CIFAR-100),
            for users with a GPU.
@@ -87,9 +88,23 @@ DEFAULT_METHODS = ["erm", "mixup", "ict2", "ict3", "ict4", "ict5"]
 # CPU scale: 12,000 steps in bf16 autocast with channels-last. At 6,000 fp32 steps the small CNN was limited by
 # compute, not labels, at 4000 labels: ERM reached 62.5% with 45,000 labels and 63.6% with 4000 labels and twice
 # the steps (seed 0), so no use of unlabeled data could show there. bf16 makes a cnn-small ICT step 1.6x faster on
-# CPUs with bf16 matrix units (AMX); on CPUs without them, pass --precision fp32.
+# CPUs with bf16 matrix units (AMX, AVX512-BF16) and 4x slower on CPUs without them (an AMD EPYC without bf16
+# units: cnn-small forward+backward on 480 images 0.50 s fp32 vs 2.17 s bf16), so the scale's precision is bf16 only
+# where the CPU has them (cpu_precision); --precision overrides it.
 CPU_STEPS = 12000
-CPU_PRECISION = "bf16"
+
+
+def cpu_precision(cpuinfo: str | None = None) -> str:
+    """``bf16`` where this CPU has bf16 matrix instructions (the ``amx_bf16`` or ``avx512_bf16`` flags of
+    /proc/cpuinfo), else ``fp32`` (also where /proc/cpuinfo cannot be read)."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return "fp32"
+    flags = {flag for line in cpuinfo.splitlines() if line.startswith("flags")
+             for flag in line.split(":", 1)[-1].split()}
+    return "bf16" if flags & {"amx_bf16", "avx512_bf16"} else "fp32"
 
 # Published test error (%) -> accuracy, WRN-28-2 unless stated; see benchmarks/REFERENCE.md for sources.
 PUBLISHED = {
@@ -115,7 +130,7 @@ def scale_config(scale: str, dataset: str) -> Config:
     if scale == "cpu":
         return preset("cpu-cifar10").replace(
             data={"dataset": dataset}, model={"channels_last": True},
-            train={"steps": CPU_STEPS, "eval_every": 4000, "checkpoint_every": 4000, "precision": CPU_PRECISION})
+            train={"steps": CPU_STEPS, "eval_every": 4000, "checkpoint_every": 4000, "precision": cpu_precision()})
     if dataset == "svhn":
         return preset("ict-svhn")
     cfg = preset("ict-cifar10").replace(data={"dataset": dataset})
@@ -530,7 +545,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="the teacher's batch-norm statistics in the ICT methods (default: the scale's and method's)")
     run.add_argument("--eval-every", type=int, help="evaluate every this many steps (default: the scale's)")
     run.add_argument("--precision", choices=PRECISIONS,
-                     help="training precision (default: the scale's; cpu: bf16, paper: the preset's)")
+                     help="training precision (default: the scale's; cpu: bf16 where the CPU has bf16 units, else "
+                          "fp32; paper: the preset's)")
     run.add_argument("--records", default="benchmarks/results/label_budget_cpu.jsonl")
     run.add_argument("--runs-dir", default="runs/label_budget")
     run.add_argument("--data-note", default="", help="a note stored in every record, e.g. which copy of the data")

@@ -7,8 +7,9 @@ grid compares, over seeds, the teacher's test accuracy and the wall time of
 
 * init ``scratch`` (random weights) and ``pretrained`` (``model.init_from`` the pretraining run), each with
   ERM, mixup, ICT[2] and ICT[4], all with the same steps, batches and optimiser;
-* a linear probe of the pretrained backbone: its pooled features, frozen, with a multinomial logistic-regression
-  head fitted on the labeled images (L2-normalised features, L-BFGS, fixed weight decay; no augmentation).
+* two linear probes of the pretrained backbone: ERM with the backbone frozen for all steps
+  (``optim.freeze_backbone_steps``), and a multinomial logistic-regression head fitted on its frozen pooled
+  features of the labeled images (L2-normalised features, L-BFGS, fixed weight decay; no augmentation).
 
 One JSON record per run is appended to a JSON-lines file; a run that already has a record is skipped, so an
 interrupted grid continues where it stopped. ``summarize`` writes a Markdown table (mean ± std over seeds, and the
@@ -66,8 +67,12 @@ METHODS: dict[str, dict] = {
     "ict2": {"name": "ict", "k": 2},
     "ict4": {"name": "ict", "k": 4},
 }
+# The two linear probes of the pretrained backbone: ERM with the backbone frozen for every step
+# (optim.freeze_backbone_steps = train.steps: the head trained by SGD on augmented batches, batch-norm statistics
+# adapting), and a logistic regression fitted on the frozen pooled features (no augmentation).
+FROZEN = "erm-frozen"
 PROBE = "linear-probe"
-ROW_ORDER = [*METHODS, PROBE]
+ROW_ORDER = [*METHODS, FROZEN, PROBE]
 # The base recipe: the cpu-cifar10 preset (32 labeled + 32 unlabeled images a step, SGD lr 0.05 cosine, EMA 0.99,
 # ICT consistency 50 with a sigmoid ramp over the first quarter) with a timm network in bf16, channels-last.
 MODEL = "timm:test_resnet"
@@ -91,7 +96,9 @@ def cell_config(base: Config, init: str, method: str, budget: int, seed: int, ru
                 pretrained_run: str | None) -> Config:
     """The config of one grid cell: ``init`` ``pretrained`` starts from ``pretrained_run``'s teacher weights."""
     model = {"init_from": pretrained_run} if init == "pretrained" else {}
-    return base.replace(model=model, method=dict(METHODS[method]), data={"num_labels": budget},
+    optim = {"freeze_backbone_steps": base.train.steps} if method == FROZEN else {}
+    return base.replace(model=model, method=dict(METHODS["erm" if method in (FROZEN, PROBE) else method]),
+                        optim=optim, data={"num_labels": budget},
                         train={"seed": seed, "out_dir": str(runs_dir / f"{init}_{method}_n{budget}_s{seed}")})
 
 
@@ -204,9 +211,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     # Seeds outermost: an interrupted grid still covers every cell with the seeds it finished.
     grid = [(s, b, i, m) for s in args.seeds for b in args.budgets for i in args.inits for m in args.methods]
     if args.probe:
-        grid += [(s, b, "pretrained", PROBE) for s in args.seeds for b in args.budgets]
-    cells = {c: cell_config(base, c[2] if c[3] != PROBE else "scratch", c[3] if c[3] != PROBE else "erm", c[1],
-                            c[0], Path(args.runs_dir), args.pretrained_run) for c in grid}
+        grid += [(s, b, "pretrained", probe) for s in args.seeds for b in args.budgets for probe in (FROZEN, PROBE)]
+    cells = {c: cell_config(base, c[2], c[3], c[1], c[0], Path(args.runs_dir), args.pretrained_run) for c in grid}
 
     def key(c: tuple) -> tuple:
         return (c[2], c[3], c[1], c[0], 0 if c[3] == PROBE else args.steps, args.model)
@@ -249,8 +255,12 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def row_name(init: str, method: str) -> str:
-    """A table row: ``pretrained + ict2``, ``scratch + erm``, or ``pretrained, linear probe``."""
-    return "pretrained, linear probe" if method == PROBE else f"{init} + {method}"
+    """A table row: ``pretrained + ict2``, ``scratch + erm``, or one of the two linear probes."""
+    if method == PROBE:
+        return "pretrained, logistic regression on frozen features"
+    if method == FROZEN:
+        return "pretrained + erm, backbone frozen (linear probe)"
+    return f"{init} + {method}"
 
 
 def table_cells(records: list[dict]) -> dict[tuple[str, str], dict[int, list[dict]]]:
@@ -307,6 +317,7 @@ COMPARISONS = [
     (("pretrained", "ict2"), ("pretrained", "erm")),
     (("pretrained", "ict4"), ("pretrained", "erm")),
     (("pretrained", "mixup"), ("pretrained", "erm")),
+    (("pretrained", "erm"), ("pretrained", FROZEN)),
     (("pretrained", "erm"), ("pretrained", PROBE)),
     (("pretrained", "erm"), ("scratch", "erm")),
     (("scratch", "ict2"), ("scratch", "erm")),
@@ -321,7 +332,7 @@ def plot(records: list[dict], path: Path, title: str) -> None:
     fig = Figure(figsize=(7, 4.5))
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
-    colours = dict(zip(ROW_ORDER, ["C0", "C1", "C2", "C3", "C4"], strict=True))
+    colours = dict(zip(ROW_ORDER, ["C0", "C1", "C2", "C3", "C4", "C5"], strict=True))
     for (init, method), per in table_cells(records).items():
         budgets = sorted(per)
         values = [[r["teacher_final"] for r in per[b]] for b in budgets]
@@ -420,7 +431,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--inits", type=name_list(INITS, "init(s)"), default=list(INITS))
     run.add_argument("--methods", type=name_list(METHODS, "method(s)"), default=list(METHODS))
     run.add_argument("--probe", action=argparse.BooleanOptionalAction, default=True,
-                     help="add the linear probe of the pretrained backbone for every budget and seed")
+                     help="add the two linear probes of the pretrained backbone for every budget and seed")
     run.add_argument("--budgets", type=int_list, default=[20, 125])
     run.add_argument("--seeds", type=int_list, default=[0, 1, 2])
     run.add_argument("--steps", type=int, default=STEPS)

@@ -106,12 +106,14 @@ if TYPE_CHECKING:
         apply_zca,
         arrays_dataset,
         arrays_from_dataset,
+        arrays_from_features,
         arrays_from_tensors,
         concat_arrays,
         data_spec,
         decode_files,
         decode_image,
         eval_batches,
+        feature_spec,
         fit_zca,
         folder_files,
         load_arrays,
@@ -121,12 +123,13 @@ if TYPE_CHECKING:
         preprocess_entry,
         preprocess_transform,
         random_crop_flip,
+        read_features,
         read_label_rows,
         spec_from_arrays,
         split_summary,
     )
     from ssl_mix.data.randaugment import RA_OPS, RandAugmentParams, apply_randaugment, rand_augment, sample_randaugment
-    from ssl_mix.data.run_data import RunData, folder_run_files
+    from ssl_mix.data.run_data import RunData, folder_run_files, resolve_inputs
     from ssl_mix.demo import run_demo
     from ssl_mix.evaluation import evaluate
     from ssl_mix.experiment import (
@@ -145,6 +148,7 @@ if TYPE_CHECKING:
         Predictor,
         RunEvaluation,
         evaluate_run,
+        format_evaluation,
         image_settings,
         load_predictor,
     )
@@ -165,10 +169,17 @@ if TYPE_CHECKING:
         method_class,
         register_method,
     )
-    from ssl_mix.metrics import ClassificationMetrics, expected_calibration_error, reliability_bins
+    from ssl_mix.metrics import (
+        ClassificationMetrics,
+        confusion_matrix,
+        expected_calibration_error,
+        per_class_accuracy,
+        reliability_bins,
+    )
     from ssl_mix.mixing import MixPlan, identity_plan, mix, sample_mix_plan, sample_mix_weights
     from ssl_mix.models import (
         CNN13,
+        MLP,
         LayerId,
         MixableModule,
         SmallCNN,
@@ -176,6 +187,7 @@ if TYPE_CHECKING:
         TimmStaged,
         WideResNet,
         available_models,
+        build_model,
         create_model,
         eval_mode,
         forward_layers,
@@ -183,10 +195,11 @@ if TYPE_CHECKING:
         get_stages,
         layer_names,
         model_device,
+        pretrained_inputs,
         run_stages,
         unwrap_model,
     )
-    from ssl_mix.optim import build_optimizer, build_scheduler, lr_multiplier
+    from ssl_mix.optim import build_optimizer, build_scheduler, lr_multiplier, parameter_groups
     from ssl_mix.predict import find_images, iter_predictions, predict_files
     from ssl_mix.ramps import ConsistencySchedule, cosine_rampdown, linear_rampup, sigmoid_rampup
     from ssl_mix.run import (
@@ -202,6 +215,7 @@ if TYPE_CHECKING:
     from ssl_mix.selection import STRATEGIES, Strategy, acquisition_scores, check_strategy, select_top
     from ssl_mix.teacher import MODEL_ROLES, EMATeacher, TeacherBN
     from ssl_mix.trainer import NonFiniteLossError, Trainer
+    from ssl_mix.weights import build_starting_model
 
 # name -> the module that defines it (one line per name).
 _EXPORTS: dict[str, str] = {
@@ -283,6 +297,9 @@ _EXPORTS: dict[str, str] = {
     "arrays_dataset": "ssl_mix.data",
     "arrays_from_dataset": "ssl_mix.data",
     "arrays_from_tensors": "ssl_mix.data",
+    "arrays_from_features": "ssl_mix.data",
+    "read_features": "ssl_mix.data",
+    "feature_spec": "ssl_mix.data",
     "concat_arrays": "ssl_mix.data",
     "data_spec": "ssl_mix.data",
     "decode_files": "ssl_mix.data",
@@ -307,6 +324,7 @@ _EXPORTS: dict[str, str] = {
     "split_summary": "ssl_mix.data",
     "RunData": "ssl_mix.data.run_data",
     "folder_run_files": "ssl_mix.data.run_data",
+    "resolve_inputs": "ssl_mix.data.run_data",
     "run_demo": "ssl_mix.demo",
     "evaluate": "ssl_mix.evaluation",
     "build_loader": "ssl_mix.experiment",
@@ -323,6 +341,7 @@ _EXPORTS: dict[str, str] = {
     "Predictor": "ssl_mix.inference",
     "RunEvaluation": "ssl_mix.inference",
     "evaluate_run": "ssl_mix.inference",
+    "format_evaluation": "ssl_mix.inference",
     "image_settings": "ssl_mix.inference",
     "load_predictor": "ssl_mix.inference",
     "ict_consistency": "ssl_mix.losses",
@@ -346,6 +365,8 @@ _EXPORTS: dict[str, str] = {
     "ClassificationMetrics": "ssl_mix.metrics",
     "expected_calibration_error": "ssl_mix.metrics",
     "reliability_bins": "ssl_mix.metrics",
+    "confusion_matrix": "ssl_mix.metrics",
+    "per_class_accuracy": "ssl_mix.metrics",
     "MixPlan": "ssl_mix.mixing",
     "identity_plan": "ssl_mix.mixing",
     "mix": "ssl_mix.mixing",
@@ -355,11 +376,15 @@ _EXPORTS: dict[str, str] = {
     "LayerId": "ssl_mix.models",
     "MixableModule": "ssl_mix.models",
     "SmallCNN": "ssl_mix.models",
+    "MLP": "ssl_mix.models",
     "StagedModel": "ssl_mix.models",
     "TimmStaged": "ssl_mix.models",
     "WideResNet": "ssl_mix.models",
     "available_models": "ssl_mix.models",
     "create_model": "ssl_mix.models",
+    "build_model": "ssl_mix.models",
+    "build_starting_model": "ssl_mix.weights",
+    "pretrained_inputs": "ssl_mix.models",
     "eval_mode": "ssl_mix.models",
     "forward_layers": "ssl_mix.models",
     "forward_mixed": "ssl_mix.models",
@@ -371,6 +396,7 @@ _EXPORTS: dict[str, str] = {
     "build_optimizer": "ssl_mix.optim",
     "build_scheduler": "ssl_mix.optim",
     "lr_multiplier": "ssl_mix.optim",
+    "parameter_groups": "ssl_mix.optim",
     "find_images": "ssl_mix.predict",
     "iter_predictions": "ssl_mix.predict",
     "predict_files": "ssl_mix.predict",
@@ -419,11 +445,11 @@ __all__ = [
     "fit_temperature", "safe_temperature", "MIN_RELIABLE_VALID",
     "scale_logits", "calibration_metrics", "model_logits", "calibrate_models", "calibrate_run",
     "calibrate_checkpoints", "NoValidationSplitError", "InferenceModel", "Predictor", "Prediction", "load_predictor",
-    "evaluate_run", "RunEvaluation",
+    "evaluate_run", "RunEvaluation", "format_evaluation", "confusion_matrix", "per_class_accuracy",
     "image_settings",
     "find_images", "predict_files", "iter_predictions", "export_model", "load_export", "reliability_bins",
     "plot_reliability",
-    "build_optimizer", "build_scheduler", "lr_multiplier",
+    "build_optimizer", "build_scheduler", "lr_multiplier", "parameter_groups",
     # which images to label next
     "STRATEGIES", "Strategy", "check_strategy", "acquisition_scores", "select_top", "Selection", "SELECTION_COLUMNS",
     "unlabeled_pool",
@@ -434,13 +460,14 @@ __all__ = [
     # data
     "LabelSplit", "make_split", "split_summary", "ImageArrays", "DataSpec", "load_arrays", "data_spec",
     "spec_from_arrays", "concat_arrays", "arrays_from_tensors", "arrays_from_dataset", "arrays_dataset",
+    "arrays_from_features", "read_features", "feature_spec",
     "ArrayDataset", "random_crop_flip", "rand_augment", "sample_randaugment", "apply_randaugment", "RandAugmentParams",
     "RA_OPS", "normalize", "TensorDualLoader", "TorchDualLoader",
-    "RA_OPS", "RandAugmentParams", "sample_randaugment", "apply_randaugment", "rand_augment",
     "eval_batches", "DATASET_NAMES", "DatasetName", "PADDING_MODES", "PaddingMode",
     "decode_image", "prepare_image", "BadImageError", "ImageFiles", "folder_files", "decode_files", "ImageFileDataset",
     "ZCA", "fit_zca", "apply_zca", "preprocess_entry", "preprocess_transform",
     "read_label_rows", "LabelRows", "added_labels", "AddedLabels", "folder_run_files",
+    "pretrained_inputs", "resolve_inputs",
     # analysis
     "nonlinearity", "nonlinearity_k", "measure_linearity", "linearity_probe", "class_singular_values",
     "flattening", "flattening_summary", "plot_linearity_curves", "plot_linearity_comparison", "plot_spectra",
@@ -453,7 +480,8 @@ __all__ = [
     "check_bool", "check_int", "check_positive_int", "check_number", "check_probability", "check_in", "check_k",
     "check_alpha",
     # models
-    "create_model", "available_models", "WideResNet", "CNN13", "SmallCNN", "TimmStaged", "StagedModel",
+    "create_model", "build_model", "build_starting_model", "available_models",
+    "WideResNet", "CNN13", "SmallCNN", "MLP", "TimmStaged", "StagedModel",
     "LayerId", "get_stages", "layer_names", "forward_layers", "forward_mixed", "run_stages", "MixableModule",
     "unwrap_model", "eval_mode", "model_device",
 ]

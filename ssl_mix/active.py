@@ -87,13 +87,13 @@ def unlabeled_pool(run: Any, pool: str | Path | None = None) -> tuple[list[Path]
     if pool is not None:
         directory = Path(pool).expanduser()
         if not directory.is_dir():
-            raise FileNotFoundError(f"pool directory {directory} does not exist (--pool takes a folder of images)")
+            raise FileNotFoundError(f"pool directory {directory} does not exist (pool is a folder of images)")
         files = find_images([directory])
         return files, [_name(p, root) for p in files]
     if run.dataset != "folder":
         raise ValueError(f"the run trained on {run.dataset!r}, whose unlabeled pool is not a set of image files to "
-                         "label; pass --pool DIR (pool=...) with the images to choose from, or train on your images "
-                         "with --dataset folder")
+                         "label; give a folder of the images to choose from as pool (ssl-mix select --pool DIR), or "
+                         "train on your images with data.dataset=folder")
     train_files, _, extra_files = folder_run_files(run.config.data)
     split_file = run.run_dir.split
     if not split_file.is_file():
@@ -222,7 +222,7 @@ def write_selection(selection: Selection, out: str | Path) -> Path:
     """
     out = Path(out)
     if out.suffix.lower() != ".csv":
-        raise ValueError(f"--out must be a .csv file (path,guess,confidence,label), got {str(out)!r}")
+        raise ValueError(f"the output file must be a .csv file (path,guess,confidence,label), got {str(out)!r}")
     out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(out) as tmp, tmp.open("w", newline="", encoding="utf-8") as f:
         rows = csv.writer(f)

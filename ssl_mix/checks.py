@@ -223,6 +223,6 @@ def image_size_pair(image_size: int | str | tuple[int, int] | list[int] | None) 
         value = (value[0], value[0])
     if (not isinstance(value, (tuple, list)) or len(value) != 2
             or any(isinstance(s, bool) or not isinstance(s, numbers.Integral) or s < 1 for s in value)):
-        raise ValueError(f"image size must be a positive int N or a pair H,W of them (e.g. --image-size 32 or "
-                         f"--image-size 48,64), got {image_size!r}")
+        raise ValueError(f"image size must be a positive int N or a pair H,W of them (e.g. data.image_size=32 or "
+                         f"data.image_size='48,64'), got {image_size!r}")
     return int(value[0]), int(value[1])

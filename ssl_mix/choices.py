@@ -10,18 +10,28 @@ from __future__ import annotations
 
 from typing import Literal, get_args
 
-__all__ = ["DatasetName", "DATASET_NAMES", "ResizeMode", "MethodName", "METHOD_NAMES", "SupervisedTerm",
-           "TeacherMode", "ConsistencyTarget", "ConsistencyDistance", "TeacherBN", "MODEL_ROLES", "Strategy",
-           "STRATEGIES", "ExportFormat", "EXPORT_FORMATS"]
+__all__ = ["DatasetName", "DATASET_NAMES", "ResizeMode", "Interpolation", "INTERPOLATIONS", "DEFAULT_INTERPOLATION",
+           "MethodName", "METHOD_NAMES", "SupervisedTerm", "TeacherMode", "ConsistencyTarget", "ConsistencyDistance",
+           "TeacherBN", "MODEL_ROLES", "Strategy", "STRATEGIES", "ExportFormat", "EXPORT_FORMATS"]
 
-DatasetName = Literal["cifar10", "cifar100", "svhn", "folder", "digits"]
-"""The built-in datasets: CIFAR-10/100 and SVHN through torchvision, an image folder, scikit-learn's digits."""
+DatasetName = Literal["cifar10", "cifar100", "svhn", "folder", "digits", "features"]
+"""The built-in datasets: CIFAR-10/100 and SVHN through torchvision, an image folder, scikit-learn's digits, and a
+file of feature vectors (``.npz``, ``.csv``, ``.parquet``)."""
 
 DATASET_NAMES: tuple[str, ...] = get_args(DatasetName)
 """The values of :data:`DatasetName`, in order (for argument choices and messages)."""
 
 ResizeMode = Literal["crop", "stretch"]
 """How an image reaches its target size: ``crop`` (cover it, cut the centre) or ``stretch`` (scale each axis)."""
+
+Interpolation = Literal["bilinear", "bicubic", "lanczos"]
+"""The filter of a resize (Pillow's ``Image.Resampling``, antialiased when shrinking): ``bilinear`` (ssl_mix's
+default), ``bicubic`` (what most of timm's pretrained weights were trained with) or ``lanczos``."""
+
+INTERPOLATIONS: tuple[str, ...] = get_args(Interpolation)
+
+DEFAULT_INTERPOLATION: Interpolation = "bilinear"
+"""The resize filter when none is asked for, as in every ssl_mix release before the filter could be chosen."""
 
 MethodName = Literal["erm", "mixup", "manifold-mixup", "ict", "fixmatch", "mixmatch"]
 """The names of the training methods, as in configs and on the command line, in the order of the method registry

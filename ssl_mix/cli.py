@@ -11,7 +11,7 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
-from ssl_mix.config.flags import add_config_flags, add_deprecated_flag, config_updates, flag_terms
+from ssl_mix.config.flags import add_config_flags, add_deprecated_flag, add_renamed_flag, config_updates, flag_terms
 from ssl_mix.version import __version__
 
 
@@ -164,7 +164,9 @@ def _add_device(p: argparse.ArgumentParser) -> None:
 def _add_image_batches(p: argparse.ArgumentParser) -> None:
     """The flags of commands that decode and score many image files (predict, select)."""
     p.add_argument("--batch-size", type=int, default=256, metavar="N", help="images per batch (default: 256)")
-    p.add_argument("--workers", type=int, metavar="N", help="decoding processes (default: min(4, CPU count))")
+    p.add_argument("--num-workers", type=int, metavar="N", dest="workers",
+                   help="decoding processes (default: min(4, CPU count)); 0 decodes in this process")
+    add_renamed_flag(p, "--workers", "--num-workers", dest="workers", type=int, metavar="N")
     _add_device(p)
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True,
                    help="show a progress bar on stderr (default: on)")
@@ -420,7 +422,7 @@ def _run_presets(args: argparse.Namespace) -> int:
 _SPLIT_FIELDS = (("data", "dataset"), ("data", "data_root"), ("data", "download"), ("data", "labels"),
                  ("data", "classes"), ("data", "check_labels"),
                  ("data", "num_labels"), ("train", "seed"), ("data", "num_valid_per_class"),
-                 ("data", "labeled_in_unlabeled"))
+                 ("data", "labeled_in_unlabeled"), ("data", "label_column"))
 
 
 def _add_split(p: argparse.ArgumentParser) -> None:
@@ -440,7 +442,7 @@ def _run_split(args: argparse.Namespace) -> int:
     if d.num_labels is None and d.labels is None:
         raise UsageError("--num-labels is required (the label budget), unless --labels gives the labeled images")
     targets, classes = load_targets(d.dataset, d.data_root, "train", download=d.download, labels=d.labels,
-                                    label_checks=d.label_checks())
+                                    label_checks=d.label_checks(), label_column=d.label_column)
     split = make_split(targets, d.num_labels, seed=cfg.train.seed, dataset=d.dataset, num_classes=len(classes),
                        num_valid_per_class=d.num_valid_per_class, labeled_in_unlabeled=d.labeled_in_unlabeled)
     out = Path(args.out)

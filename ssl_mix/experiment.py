@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import random
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ from ssl_mix import distributed
 from ssl_mix.atomic import write_atomic
 from ssl_mix.calibration import calibrate_run
 from ssl_mix.checkpoint import load_checkpoint
-from ssl_mix.config import Config, MethodConfig
+from ssl_mix.config import Config, MethodConfig, format_value
 from ssl_mix.data import (
     ZCA,
     ArrayDataset,
@@ -39,21 +40,27 @@ from ssl_mix.data import (
 from ssl_mix.data.run_data import RunData, describe_run_data, folder_run_files  # noqa: F401 (folder_run_files: importable from here)
 from ssl_mix.evaluation import EVAL_BATCH_SIZE
 from ssl_mix.methods import Method, method_class
-from ssl_mix.models import create_model
+from ssl_mix.models import available_models, build_model, get_stages
 from ssl_mix.run import RunDir, check_resume, data_info, note_fresh_start, write_json
 from ssl_mix.teacher import EMATeacher
 from ssl_mix.threads import apply_threads
 from ssl_mix.train_logs import tensorboard_writer
 from ssl_mix.trainer import Trainer, resolve_device
+from ssl_mix.weights import (
+    build_starting_model,
+    check_starting_weights,
+    describe_weights,
+    weights_record,
+)
 
 __all__ = ["load_run_data", "build_method", "build_teacher", "build_preprocess", "build_loader", "build_trainer",
            "run_experiment"]
 
 
 def load_run_data(cfg: Config) -> RunData:
-    """The run's data (:func:`ssl_mix.data.run_data.load_run_data`): ``cfg.data``, its split seeded by
-    ``cfg.train.seed``."""
-    return run_data.load_run_data(cfg.data, seed=cfg.train.seed)
+    """The run's data (:func:`ssl_mix.data.run_data.load_run_data`): ``cfg.data`` with the inputs its pretrained
+    network expects (:func:`~ssl_mix.data.run_data.resolve_inputs`), its split seeded by ``cfg.train.seed``."""
+    return run_data.load_run_data(run_data.resolve_inputs(cfg).data, seed=cfg.train.seed)
 
 
 def build_method(cfg: MethodConfig, *, num_classes: int, total_steps: int) -> Method:
@@ -78,9 +85,9 @@ def build_preprocess(cfg: Config, data: RunData, device: torch.device | str = "c
     if not cfg.data.zca:
         return None
     if isinstance(data.labeled, ImageFileDataset):
-        raise ValueError("--zca fits the whitening on the training images in memory, but this folder is streamed from "
-                         "its files (--loader torch, or a pool above --max-memory-gb); use the in-memory path "
-                         "(--loader tensor and a larger --max-memory-gb) or drop --zca")
+        raise ValueError("data.zca fits the whitening on the training images in memory, but this folder is "
+                         "streamed from its files (data.loader=torch, or a pool above data.max_memory_gb); use the "
+                         "in-memory path (data.loader=tensor and a larger data.max_memory_gb) or data.zca=false")
     pool = data.unlabeled if data.split.labeled_in_unlabeled else concat_arrays([data.labeled, data.unlabeled])
     return fit_zca(pool.images.to(device), cfg.data.zca_eps, mean=data.spec.mean, std=data.spec.std)
 
@@ -126,14 +133,28 @@ def build_loader(cfg: Config, data: RunData, device: torch.device, *, with_unlab
                            balance_labeled=data.labeled.targets if d.balance_labeled else None, **common)
 
 
-def build_trainer(cfg: Config, data: RunData | None = None) -> Trainer:
+def build_trainer(cfg: Config, data: RunData | None = None, *, weights: Mapping[str, Any] | None = None) -> Trainer:
     """Everything :func:`run_experiment` builds, without training: data, model, method, teacher, loader, the
-    TensorBoard writer (at the run directory's ``tensorboard/``) and the trainer."""
+    TensorBoard writer (at the run directory's ``tensorboard/``) and the trainer. The trainer records ``cfg`` with
+    the inputs its pretrained network expects (:func:`~ssl_mix.data.run_data.resolve_inputs`).
+
+    The model starts from the weights ``cfg.model`` chooses (:func:`ssl_mix.weights.build_starting_model`), recorded
+    in the checkpoints' ``data`` entry; ``weights``, the record of a run being resumed (its checkpoint's), skips
+    loading them: the trainer's :meth:`~ssl_mix.Trainer.resume` loads the checkpoint's weights instead."""
+    cfg = run_data.resolve_inputs(cfg)
     data = data if data is not None else load_run_data(cfg)
+    if data.spec.features != (cfg.model.name == "mlp"):
+        raise ValueError("feature vectors (data.dataset='features') train model.name='mlp', and the mlp takes "
+                         f"feature vectors only; got data.dataset={cfg.data.dataset!r} with "
+                         f"model.name={cfg.model.name!r}")
     device = resolve_device(cfg.train.device)
     torch.manual_seed(cfg.train.seed)  # initial weights
-    model = create_model(cfg.model.name, data.spec.num_classes, in_channels=data.labeled.image_shape[0],
-                         bn_momentum=cfg.model.bn_momentum, dropout=cfg.model.dropout)
+    shape = data.labeled.image_shape
+    if weights is None:
+        model, weights = build_starting_model(cfg.model, data.spec.num_classes, shape[0], (shape[1], shape[2]),
+                                              classes=data.labeled.classes)
+    else:
+        model = build_model(cfg.model, data.spec.num_classes, shape[0], (shape[1], shape[2]))
     if cfg.model.channels_last:
         model = model.to(memory_format=torch.channels_last)
     if distributed.world_size() > 1:
@@ -143,6 +164,7 @@ def build_trainer(cfg: Config, data: RunData | None = None) -> Trainer:
         np.random.seed(seed & 0xFFFFFFFF)
         random.seed(seed)
     method = build_method(cfg.method, num_classes=data.spec.num_classes, total_steps=cfg.train.steps)
+    _check_stages(cfg, model, method)
     preprocess = build_preprocess(cfg, data, device)
     loader = build_loader(cfg, data, device, with_unlabeled=method.uses_unlabeled, preprocess=preprocess)
     eval_sets: dict[str, Any] = {}
@@ -158,10 +180,28 @@ def build_trainer(cfg: Config, data: RunData | None = None) -> Trainer:
         linearity = linearity_probe(held_out, data.spec, num_pairs=cfg.train.linearity_pairs, seed=cfg.train.seed,
                                     device=device, preprocess=preprocess)
     info = data_info(data.spec, data.labeled.classes, data.labeled.image_shape, data.split,
-                     preprocess=preprocess_entry(preprocess))
+                     preprocess=preprocess_entry(preprocess), weights=weights)
     return Trainer(model, method, loader, train=cfg.train, optim=cfg.optim, teacher=build_teacher(cfg.method, model),
                    writer=tensorboard_writer(RunDir(cfg.train.out_dir).tensorboard), eval_sets=eval_sets,
                    config=cfg.to_dict(), linearity=linearity, data_info=info)
+
+
+def _check_stages(cfg: Config, model: torch.nn.Module, method: Method) -> None:
+    """Refuse, before training, a method or analysis that needs hidden layers on a model without stages."""
+    needs = ([f"method.name {cfg.method.name} with method.mix_layers beyond input"] if method.needs_stages else []) + (
+        ["the linearity analysis (train.linearity_every)"] if cfg.train.linearity_every else [])
+    if not needs:
+        return
+    try:
+        get_stages(model)
+    except TypeError:
+        raise ValueError(
+            f"{' and '.join(needs)} need(s) a model split into stages (hidden layers to mix or measure), and "
+            f"{cfg.model.name} cannot be split (vision transformers and other models whose forward pass is not a "
+            f"chain of modules). Stages exist in ssl_mix's models ({', '.join(available_models())}) and in timm's "
+            "convolutional models (timm:resnet18, timm:convnext_atto, timm:efficientnet_b0, ...: "
+            "ssl_mix.models.TimmStaged). With this model use erm, mixup, ict, fixmatch or mixmatch (they need only "
+            "a forward pass), method.mix_layers input, and train.linearity_every 0") from None
 
 
 def run_experiment(cfg: Config, *, resume: bool = False, data: RunData | None = None) -> dict[str, Any]:
@@ -184,18 +224,31 @@ def run_experiment(cfg: Config, *, resume: bool = False, data: RunData | None = 
         and the checkpoints (see :mod:`ssl_mix.run`).
     """
     threads = apply_threads(cfg.train.threads)
+    given, cfg = cfg, run_data.resolve_inputs(cfg)  # the config the run records: evaluation and export read it
     with distributed.session(cfg.train.device, timeout=cfg.train.dist_timeout):
         run = RunDir(cfg.train.out_dir)
         resuming = resume and _exists_everywhere(run.last)
+        resumed_weights = None
         if resuming:
-            check_resume(cfg, load_checkpoint(run.last), run.last)
+            state = load_checkpoint(run.last)
+            check_resume(cfg, state, run.last)
+            resumed_weights = (state.get("data") or {}).get("weights") or weights_record(cfg.model.name, "random")
         elif resume and distributed.is_main():
             note_fresh_start(run)
+        if not resuming:  # before the data: a mistyped weights path fails at once
+            check_starting_weights(cfg.model)
         data = data if data is not None else load_run_data(cfg)
         if distributed.is_main():
+            filled = {k: v for k, v in cfg.to_dict()["data"].items() if v != given.to_dict()["data"][k]}
+            if filled:
+                source = (f"the run model.init_from={cfg.model.init_from}" if cfg.model.init_from else
+                          f"{cfg.model.name}'s pretrained configuration")
+                print(f"ssl-mix: inputs as the starting weights expect them ({source}): "
+                      + ", ".join(f"data.{k}={format_value(v)}" for k, v in filled.items()), file=sys.stderr)
             print(describe_run_data(data, cfg.data), file=sys.stderr)
-        trainer = build_trainer(cfg, data)
+        trainer = build_trainer(cfg, data, weights=resumed_weights)
         if distributed.is_main():
+            print(describe_weights(trainer.data_info["weights"]), file=sys.stderr)
             run.root.mkdir(parents=True, exist_ok=True)
             data.split.save(run.split)
             if cfg.data.skip_bad_images:
@@ -205,6 +258,7 @@ def run_experiment(cfg: Config, *, resume: bool = False, data: RunData | None = 
             trainer.resume(run.last)
         report = trainer.fit()
         report["threads"] = threads
+        report["weights"] = trainer.data_info["weights"]
         if distributed.is_main():
             if data.valid is not None and len(data.valid):
                 calibrated = calibrate_run(run.root, device=trainer.device, valid=data.valid)

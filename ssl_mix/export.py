@@ -3,7 +3,7 @@
 What is exported is the run's :class:`~ssl_mix.InferenceModel`: raw images of the run's size in, calibrated class
 probabilities out, so the consumer needs no normalisation constants and no ssl_mix code (ONNX, TorchScript).
 Beside the model file a JSON sidecar (``PATH.json``) records what a consumer must know: class names, input shape
-and dtype, channels, resize policy, mean and std (already applied inside), the temperature (already applied),
+and dtype, channels, resize policy and filter, mean and std (already applied inside), the temperature (already applied),
 the architecture and the run it came from. Its ``preprocessing`` field states every step from a file to the
 model's input exactly (``decode``: :func:`ssl_mix.data.images.describe_decoding`, the Pillow calls of
 :func:`~ssl_mix.data.decode_image`, JPEG draft decoding included) and what the model does inside (``in_model``:
@@ -75,6 +75,10 @@ def export_model(run: str | Path | Any, out: str | Path, *, format: ExportFormat
         except ImportError:
             raise ImportError(f"ONNX export needs the onnx package, which is not installed: {_EXTRA_HINT}") from None
     loaded = load_run(run, device="cpu") if isinstance(run, (str, Path)) else run
+    if loaded.spec.features:
+        raise ValueError("this run trained on feature vectors (dataset 'features'); exporting feature runs is not "
+                         "supported yet: predict from Python with ssl_mix.load_predictor(RUN).predict(x), x a float "
+                         "(N, F, 1, 1) tensor (e.g. ssl_mix.read_features(FILE)[1].images)")
     model = inference_model(loaded, which, calibrated=calibrated).cpu()  # type: ignore[arg-type]
     settings = image_settings(loaded)
     channels, (height, width) = settings["channels"], settings["image_size"]
@@ -82,10 +86,12 @@ def export_model(run: str | Path | Any, out: str | Path, *, format: ExportFormat
         "format": format, "ssl_mix": __version__, "classes": list(loaded.classes),
         "input": {"shape": ["N", channels, height, width], "channels": channels, "height": height, "width": width,
                   "dtype": "uint8" if format == "onnx" else "uint8 (0..255) or float (0..1)",
-                  "resize": settings["resize"], "layout": "NCHW", "channel_order": "RGB" if channels == 3 else "L"},
+                  "resize": settings["resize"], "interpolation": settings["interpolation"], "layout": "NCHW",
+                  "channel_order": "RGB" if channels == 3 else "L"},
         "output": "probabilities (softmax of the logits divided by the temperature)",
         "preprocessing": {
-            "decode": describe_decoding(image_size=(height, width), resize=settings["resize"], channels=channels),
+            "decode": describe_decoding(image_size=(height, width), resize=settings["resize"], channels=channels,
+                                        interpolation=settings["interpolation"]),
             "in_model": model.describe()},
         "mean": list(loaded.spec.mean), "std": list(loaded.spec.std),
         "temperature": float(model.temperature), "model": loaded.config.model.name, "which": which,
@@ -140,9 +146,10 @@ def load_export(path: str | Path) -> nn.Module:
     Returns:
         The module: raw images in, probabilities out. (For ONNX, use ``onnxruntime.InferenceSession(path)``.)
     """
+    from ssl_mix.config import ModelConfig
     from ssl_mix.data import ZCA
     from ssl_mix.inference import InferenceModel
-    from ssl_mix.models import create_model
+    from ssl_mix.models import build_model
 
     path = Path(path)
     meta_path = sidecar_path(path)
@@ -159,7 +166,8 @@ def load_export(path: str | Path) -> nn.Module:
                          f"{meta['format']!r} (run it with onnxruntime.InferenceSession)")
     from safetensors.torch import load_file
 
-    network = create_model(meta["model"], meta["num_classes"], in_channels=meta["input"]["channels"])
+    network = build_model(ModelConfig(name=meta["model"]), meta["num_classes"], meta["input"]["channels"],
+                          (meta["input"]["height"], meta["input"]["width"]))
     state = load_file(str(path))
     zca = None
     if meta.get("zca"):  # a placeholder of the right shape; the state below holds the fitted whitening

@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from ssl_mix.checks import check_in
+from ssl_mix.choices import DEFAULT_INTERPOLATION
 from ssl_mix.data import ZCA, preprocess_transform
 from ssl_mix.teacher import MODEL_ROLES
 
@@ -130,12 +131,13 @@ class Prediction:
 
 def image_settings(run: Any) -> dict[str, Any]:
     """How a run's input images are brought to its format: ``{"image_size": (H, W), "channels": C,
-    "resize": "crop" | "stretch"}``, from the run's input shape and its decode settings
+    "resize": "crop" | "stretch", "interpolation": filter}``, from the run's input shape and its decode settings
     (:meth:`~ssl_mix.config.DataConfig.decode_settings`, which training and evaluation use too). A run trained
     without ``image_size`` took its images at their own size; other images are brought to that size the same way."""
     settings = run.config.data.decode_settings()
     channels, height, width = (int(v) for v in run.input_shape)
-    return {"image_size": (height, width), "channels": settings["channels"] or channels, "resize": settings["resize"]}
+    return {"image_size": (height, width), "channels": settings["channels"] or channels, "resize": settings["resize"],
+            "interpolation": settings["interpolation"]}
 
 
 class Predictor:
@@ -147,6 +149,7 @@ class Predictor:
         image_size: ``(H, W)`` the model takes.
         channels: 1 or 3.
         resize: how images of another size are brought to ``image_size`` (as the run's training did).
+        interpolation: the resize filter (as the run's training used).
 
     Attributes:
         model: the :class:`InferenceModel`, on its device in eval mode; call it directly on batches already in
@@ -154,7 +157,7 @@ class Predictor:
     """
 
     def __init__(self, model: InferenceModel, classes: Sequence[str], *, image_size: tuple[int, int],
-                 channels: int, resize: str = "crop") -> None:
+                 channels: int, resize: str = "crop", interpolation: str = DEFAULT_INTERPOLATION) -> None:
         if not model.probabilities:
             raise ValueError("Predictor needs an InferenceModel that outputs probabilities")
         self.model = model.eval()
@@ -162,6 +165,14 @@ class Predictor:
         self.image_size = (int(image_size[0]), int(image_size[1]))
         self.channels = int(channels)
         self.resize = resize
+        self.interpolation = interpolation
+
+    @property
+    def decode_settings(self) -> dict[str, Any]:
+        """How images are brought to the model's input, as keyword arguments of
+        :func:`~ssl_mix.data.prepare_image` and :func:`~ssl_mix.data.decode_image`."""
+        return {"image_size": self.image_size, "channels": self.channels, "resize": self.resize,
+                "interpolation": self.interpolation}
 
     @property
     def device(self) -> torch.device:
@@ -180,7 +191,7 @@ class Predictor:
         """
         from ssl_mix.data import arrays_from_tensors, prepare_image
 
-        settings = {"image_size": self.image_size, "channels": self.channels, "resize": self.resize}
+        settings = self.decode_settings
         shape = (self.channels, *self.image_size)
         if isinstance(images, (torch.Tensor, np.ndarray)) and images.ndim == 4:  # a batch
             batch = images if isinstance(images, torch.Tensor) and tuple(images.shape[1:]) == shape \

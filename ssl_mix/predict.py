@@ -108,7 +108,7 @@ def iter_predictions(predictor: Any, paths: Sequence[Path], *, batch_size: int =
     from tqdm.auto import tqdm
 
     workers = min(4, os.cpu_count() or 1) if num_workers is None else check_int("num_workers", num_workers, 0)
-    settings = {"image_size": predictor.image_size, "channels": predictor.channels, "resize": predictor.resize}
+    settings = predictor.decode_settings
     loader = DataLoader(_ImageFiles(paths, settings), batch_size=batch_size, num_workers=workers,
                         pin_memory=predictor.device.type == "cuda")
     position = 0
@@ -146,8 +146,13 @@ def predict_files(predictor: Any, inputs: Sequence[str | Path], out: str | Path,
     out = Path(out)
     fmt = OUTPUT_FORMATS.get(out.suffix.lower())
     if fmt is None:
-        raise ValueError(f"--out must end in {', '.join(OUTPUT_FORMATS)} (the extension picks the format), got "
-                         f"{str(out)!r}")
+        raise ValueError(f"the output file must end in {', '.join(OUTPUT_FORMATS)} (the extension picks the format), "
+                         f"got {str(out)!r}")
+    if predictor.channels not in (1, 3):
+        raise ValueError(f"this model takes {predictor.channels} input channels (a run trained on feature vectors), "
+                         "not images, so it cannot predict image files; predict feature vectors from Python with "
+                         "predictor.predict(x), x a float (N, F, 1, 1) tensor (e.g. "
+                         "ssl_mix.read_features(FILE)[1].images)")
     num_classes = len(predictor.classes)
     if check_positive_int("top_k", top_k) > num_classes:
         raise ValueError(f"top_k must be at most {num_classes} (the number of classes), got {top_k}")
@@ -162,7 +167,7 @@ def predict_files(predictor: Any, inputs: Sequence[str | Path], out: str | Path,
                                                    progress=progress):
             if error:
                 if strict:
-                    raise ValueError(f"{error} (--strict stops at the first unreadable file; without it, such "
+                    raise ValueError(f"{error} (strict mode stops at the first unreadable file; without it, such "
                                      "files are skipped and listed)")
                 skipped.append((str(path), error))
             write(str(path), probs, error)

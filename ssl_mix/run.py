@@ -36,7 +36,7 @@ from ssl_mix.checkpoint import load_checkpoint, save_checkpoint
 from ssl_mix.config import Config
 from ssl_mix.data import DataSpec, ImageArrays, LabelSplit, load_arrays
 from ssl_mix.distributed import local_device
-from ssl_mix.models import create_model
+from ssl_mix.models import build_model
 
 __all__ = ["CHECKPOINT_FORMAT", "RunDir", "write_json", "data_info", "check_checkpoint_format", "check_resume",
            "saved_config", "note_fresh_start", "TrainedRun", "load_run", "load_trained", "load_test_set",
@@ -142,7 +142,8 @@ def write_json(path: str | Path, data: Any) -> Path:
 
 
 def data_info(spec: DataSpec, classes: list[str], input_shape: tuple[int, ...], split: LabelSplit | None = None,
-              preprocess: Mapping[str, Any] | None = None) -> dict[str, Any]:
+              preprocess: Mapping[str, Any] | None = None,
+              weights: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The ``data`` entry of a checkpoint: what it takes to feed the model without the training data.
 
     Args:
@@ -151,6 +152,8 @@ def data_info(spec: DataSpec, classes: list[str], input_shape: tuple[int, ...], 
         input_shape: ``(C, H, W)`` of the model's input images.
         split: the label split, summarised (counts, seed), not listed.
         preprocess: extra input transforms fitted on the training data (tensors allowed).
+        weights: where the run's starting weights came from (:func:`ssl_mix.weights.weights_record`), kept as
+            ``weights``.
 
     Returns:
         A dict of plain values (and tensors in ``preprocess``) that :func:`torch.load` reads with
@@ -159,6 +162,8 @@ def data_info(spec: DataSpec, classes: list[str], input_shape: tuple[int, ...], 
     info: dict[str, Any] = {"dataset": spec.name, "classes": [str(c) for c in classes],
                             "input_shape": [int(s) for s in input_shape], "spec": dataclasses.asdict(spec),
                             "preprocess": dict(preprocess or {})}
+    if weights is not None:
+        info["weights"] = dict(weights)
     info["spec"]["mean"], info["spec"]["std"] = list(spec.mean), list(spec.std)
     if split is not None:
         info["split"] = {"dataset": split.dataset, "num_classes": split.num_classes, "num_labels": split.num_labels,
@@ -366,8 +371,8 @@ def load_run(path: str | Path, *, device: str | torch.device = "auto") -> Traine
     weights = {"teacher": state["teacher"], "student": state["model"]}
     models = {}
     for name, state_dict in weights.items():
-        model = create_model(cfg.model.name, spec.num_classes, in_channels=input_shape[0],
-                             bn_momentum=cfg.model.bn_momentum, dropout=cfg.model.dropout)
+        # The architecture only: the checkpoint's weights replace the starting ones.
+        model = build_model(cfg.model, spec.num_classes, input_shape[0], (input_shape[1], input_shape[2]))
         model.load_state_dict(state_dict)
         models[name] = model.to(target).eval()
     return TrainedRun(config=cfg, step=int(state["step"]), models=models, spec=spec, classes=list(info["classes"]),
@@ -392,7 +397,7 @@ def load_test_set(run: TrainedRun, dataset: str | None = None, data_root: str | 
     root = data_root if data_root is not None else run.config.data.data_root
     d = run.config.data  # an image folder is decoded as the run decoded its training images
     folder = ({**d.decode_settings(), "classes": run.classes, "channels": run.input_shape[0]}
-              if dataset == "folder" else {})
+              if dataset == "folder" else {"label_column": d.label_column} if dataset == "features" else {})
     test = load_arrays(dataset, root, "test", **folder)
     if test.image_shape != run.input_shape:
         raise ValueError(f"the {dataset} test images are {test.image_shape} (C, H, W) but the run's models take "

@@ -82,7 +82,7 @@ def select_top(scores: torch.Tensor, budget: int, *, seed: int = 0, classes: tor
     n = scores.shape[0]
     if isinstance(budget, bool) or not isinstance(budget, int) or not 1 <= budget <= n:
         raise ValueError(f"the budget must be an integer between 1 and the pool size {n}, got {budget!r}"
-                         + ("; use a larger pool or a smaller --budget" if isinstance(budget, int) and budget > n
+                         + ("; use a larger pool or a smaller budget" if isinstance(budget, int) and budget > n
                             else ""))
     tie_break = torch.rand(n, generator=torch.Generator().manual_seed(seed))
     # Sort by score, then by the random key: stable sorts applied last-key-first.

@@ -41,7 +41,7 @@ from ssl_mix.compile import compile_model
 from ssl_mix.config import OptimConfig, TrainConfig
 from ssl_mix.evaluation import EvaluationStopped, evaluate
 from ssl_mix.methods import Batch, Method, StepContext, StepOutput
-from ssl_mix.optim import build_optimizer, build_scheduler
+from ssl_mix.optim import backbone_frozen, build_optimizer, build_scheduler
 from ssl_mix.run import CHECKPOINT_FORMAT, RunDir, check_checkpoint_format
 from ssl_mix.teacher import EMATeacher
 from ssl_mix.train_logs import GracefulStop, LogAccumulator, LogWriter, NullWriter, flatten_dict
@@ -132,6 +132,10 @@ class Trainer:
         self.teacher = self._place_teacher(teacher)
         self.optimizer = build_optimizer(self.student, self.optim_cfg)
         self.scheduler = build_scheduler(self.optimizer, self.cfg.steps, self.optim_cfg)
+        # optim.freeze_backbone_steps: these parameters get no gradient (so no optimiser state, momentum or weight
+        # decay) while frozen; whether they are is a function of the step, set in train_step.
+        self._backbone = [p for g in self.optimizer.param_groups if g.get("head") is False for p in g["params"]]
+        self._backbone_frozen: bool | None = None
         # Each process mixes its own shard with its own draws; rank 0 keeps the one-process seeds.
         self.generator = torch.Generator(device=self.device).manual_seed(distributed.rank_seed(self.cfg.seed + 1))
         self.host_generator = torch.Generator().manual_seed(distributed.rank_seed(self.cfg.seed + 2))
@@ -152,6 +156,10 @@ class Trainer:
                              "training in `with ssl_mix.distributed.session(device):` (run_experiment does this) "
                              "or call ssl_mix.distributed.init(device) before building the Trainer")
         if self.distributed:
+            if self.optim_cfg.freeze_backbone_steps:
+                raise ValueError("optim.freeze_backbone_steps does not work in a distributed run yet "
+                                 "(DistributedDataParallel needs the same parameters to get gradients at every step); "
+                                 "set optim.freeze_backbone_steps=0 or train in one process")
             _check_sharded(loader, self.rank, self.world_size)
             if self.cfg.sync_bn and self.device.type == "cpu":
                 raise ValueError("train.sync_bn needs GPUs (SyncBatchNorm has no CPU implementation); set "
@@ -203,7 +211,7 @@ class Trainer:
                     f"process {self.rank} of {self.world_size} stopped after step {self.step}: a collective operation "
                     f"failed ({str(err).strip().splitlines()[0][:300]}). Another process most likely crashed or was "
                     f"killed (see its error above), or stopped responding for longer than the timeout "
-                    f"(train.dist_timeout). Fix that and continue with --resume from "
+                    f"(train.dist_timeout). Fix that and continue with ssl-mix train --resume (Trainer.resume()) from "
                     f"{self.run.last} (step {self._last_checkpoint_step})."
                 ) from err
             raise
@@ -239,7 +247,8 @@ class Trainer:
                 means = self._read_logs(logs)
                 now = time.perf_counter()
                 means["images_per_s"] = window_images / max(now - window_start, 1e-9)
-                means["lr"] = self.optimizer.param_groups[0]["lr"]
+                # The largest group's rate: the head's where groups differ (layer decay, head_lr_mult, frozen backbone).
+                means["lr"] = max(group["lr"] for group in self.optimizer.param_groups)
                 for key, value in means.items():
                     writer.add_scalar(key if "/" in key else f"train/{key}", value, self.step)
                 progress.set_postfix(loss=f"{means['loss/total']:.4f}", img_s=f"{means['images_per_s']:.0f}",
@@ -289,12 +298,18 @@ class Trainer:
         path = self.save(self.run.last)
         by = f"signal {stop.requested}" if stop.requested is not None else "a signal to another process"
         raise KeyboardInterrupt(f"training interrupted by {by} {during} {self.step}; "
-                                f"state saved to {path}; continue with --resume (Trainer.resume())")
+                                f"state saved to {path}; continue with ssl-mix train --resume "
+                                "(Trainer.resume() in Python)")
 
     def train_step(self, batch: Batch) -> StepOutput:
         """One optimisation step: method loss (under autocast), backward, optimiser and schedule steps, teacher
         update. Returns the method's output; nothing is read back from the device."""
         ctx = StepContext(self.step, self.generator, self.host_generator, self.teacher)
+        frozen = backbone_frozen(self.step, self.optim_cfg)
+        if frozen is not self._backbone_frozen:  # twice per run: the first step and the end of the freeze
+            for p in self._backbone:
+                p.requires_grad_(not frozen)
+            self._backbone_frozen = frozen
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cfg.precision == "bf16"):
             out = self.method.loss(self.wrapped_student, batch, ctx)
         self.optimizer.zero_grad(set_to_none=True)

@@ -117,7 +117,7 @@ def test_non_folder_run_needs_a_pool(tmp_path):
     cfg = preset("demo").replace(train={"steps": 2, "eval_every": 2, "out_dir": str(out), "progress": False,
                                         "device": "cpu"})
     run_experiment(cfg)
-    with pytest.raises(ValueError, match="pass --pool DIR"):
+    with pytest.raises(ValueError, match="ssl-mix select --pool DIR"):
         _select(load_run(out, device="cpu"), budget=1)
 
 
@@ -143,7 +143,7 @@ def _train_cfg(root: Path, out: Path, **data):
 def test_cli_select_then_train_with_added_labels(cifar_run, cifar10_jpeg_small, tmp_path, capsys):
     picks = tmp_path / "picks.csv"
     assert main(["select", str(cifar_run), "--budget", "12", "--strategy", "entropy", "--balance", "--out",
-                 str(picks), "--no-progress", "--workers", "0", "--device", "cpu"]) == 0
+                 str(picks), "--no-progress", "--num-workers", "0", "--device", "cpu"]) == 0
     printed = capsys.readouterr().out
     assert "wrote 12 of 100 unlabeled images" in printed and "predicted classes:" in printed
     rows = list(csv.reader(picks.read_text().splitlines()))
@@ -183,7 +183,8 @@ def test_add_labels_errors_name_the_line(cifar_run, cifar10_jpeg_small, tmp_path
     cases = [
         (_csv(tmp_path / "a.csv", "train/cat/nope.jpg,cat,0.5,cat"), r"a\.csv, line 2: .*does not exist"),
         (_csv(tmp_path / "b.csv", f"{free},x,0.5,{cls}", f"{free},x,0.5,{cls}"), r"b\.csv, line 3: .*listed again"),
-        (_csv(tmp_path / "c.csv", f"{free},x,0.5,unicorn"), r"c\.csv, line 2: label 'unicorn' is not one of"),
+        (_csv(tmp_path / "c.csv", f"{free},x,0.5,unicorn"), r"c\.csv line 2: label 'unicorn' is not one of "
+                                                            r"the run's classes \(nearest: "),
         (_csv(tmp_path / "d.csv", f"{labeled},x,0.5,{labeled.split('/')[1]}"), r"d\.csv, line 2: .*already labeled"),
         (_csv(tmp_path / "e.csv", f"{free},x,0.5,{'dog' if cls != 'dog' else 'cat'}"),
          r"e\.csv, line 2: .*lies in the class folder"),
@@ -208,7 +209,7 @@ def test_add_labels_needs_a_folder_dataset():
 def test_cli_errors_exit_2(cifar_run, tmp_path, capsys):
     out = str(tmp_path / "p.csv")
     assert main(["select", str(cifar_run), "--budget", "1000", "--strategy", "random", "--out", out, "--no-progress",
-                 "--device", "cpu", "--workers", "0"]) == 2
+                 "--device", "cpu", "--num-workers", "0"]) == 2
     assert "larger than the pool" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exit_info:
         main(["select", str(cifar_run), "--budget", "5", "--strategy", "best", "--out", out])

@@ -399,7 +399,7 @@ def test_pretrained_benchmark_summarizes_fake_records(tmp_path, capsys):
     assert pretrained.main(["summarize", "--records", str(records), "--note", "ICT adds two points."]) == 0
     md = records.with_suffix(".md").read_text()
     assert "| pretrained + ict2 | 62.50 ± 0.71 (n=2) | 2 |" in md
-    assert "| pretrained, linear probe | 55.00 ± 0.00 (n=2) | 2 | – | – |" in md
+    assert "| pretrained, logistic regression on frozen features | 55.00 ± 0.00 (n=2) | 2 | – | – |" in md
     assert "| pretrained + ict2 − pretrained + erm | 2.00 ± 0.00 (n=2; per seed +2.0, +2.0) |" in md
     assert "ICT adds two points." in md and "90.00%" in md and records.with_suffix(".png").stat().st_size > 0
     with pytest.raises(SystemExit, match="no records"):
@@ -441,8 +441,8 @@ def test_pretrained_benchmark_runs_both_inits_and_the_probe(tiny_folder, tmp_pat
     assert pretrained.main(argv) == 0
     rows = [json.loads(line) for line in records.read_text().splitlines()]
     assert sorted((r["init"], r["method"]) for r in rows) == [
-        ("pretrained", "erm"), ("pretrained", "ict2"), ("pretrained", "linear-probe"), ("scratch", "erm"),
-        ("scratch", "ict2")]
+        ("pretrained", "erm"), ("pretrained", "erm-frozen"), ("pretrained", "ict2"), ("pretrained", "linear-probe"),
+        ("scratch", "erm"), ("scratch", "ict2")]
     probe = next(r for r in rows if r["method"] == "linear-probe")
     assert probe["probe"]["feature_dim"] == 96 and 0 <= probe["teacher_final"] <= 100
     assert all(r["pretrain"]["classes"] == ["class0", "class1", "class2"] for r in rows if r["init"] == "pretrained")
@@ -450,7 +450,30 @@ def test_pretrained_benchmark_runs_both_inits_and_the_probe(tiny_folder, tmp_pat
     assert json.loads((tmp_path / "runs" / "pretrained_erm_n4_s0" / "config.json").read_text())["model"][
         "init_from"] == str(tmp_path / "pretrain")
     capsys.readouterr()
-    assert pretrained.main(argv) == 0 and len(records.read_text().splitlines()) == 5  # nothing run twice
-    assert "5 of 5 runs already recorded" in capsys.readouterr().out
+    frozen = json.loads((tmp_path / "runs" / "pretrained_erm-frozen_n4_s0" / "config.json").read_text())
+    assert frozen["optim"]["freeze_backbone_steps"] == 2 and frozen["method"]["name"] == "erm"
+    assert pretrained.main(argv) == 0 and len(records.read_text().splitlines()) == 6  # nothing run twice
+    assert "6 of 6 runs already recorded" in capsys.readouterr().out
     with pytest.raises(SystemExit, match="--pretrained-run RUN_DIR is needed"):
         pretrained.main(argv[:3] + argv[5:])
+
+
+def test_finetune_speed_benchmark_times_ours_against_the_plain_loops(tmp_path):
+    import finetune_speed
+
+    out = tmp_path / "finetune_speed.json"
+    record = finetune_speed.main(["--models", "timm:test_resnet", "--batch-size", "2", "--image-size", "32",
+                                  "--rounds", "1", "--steps", "1", "--out", str(out)])
+    assert json.loads(out.read_text()) == record and record["image_size"] == 32
+    (result,) = record["results"]
+    assert result["model"] == "timm:test_resnet" and result["ratio"] > 0 and result["ratio_ema"] > 0
+    assert all(result[f"{name}_images_per_s"] > 0 for name in ("ours", "plain", "plain_ema"))
+
+
+def test_cpu_scale_precision_follows_the_cpus_bf16_units():
+    """bf16 autocast only where the CPU has bf16 matrix instructions (4x slower than fp32 without them)."""
+    assert lb.cpu_precision("processor: 0\nflags\t\t: fpu sse avx512f amx_bf16 amx_tile\n") == "bf16"
+    assert lb.cpu_precision("flags : fpu avx512f avx512_bf16\n") == "bf16"
+    assert lb.cpu_precision("flags : fpu sse sse2 avx2 avx512f\n") == "fp32"
+    assert lb.cpu_precision("") == "fp32"
+    assert lb.scale_config("cpu", "folder").train.precision == lb.cpu_precision()

@@ -236,3 +236,34 @@ _IMPORTS_TORCH = ("import sys\nfrom ssl_mix.cli import main\ntry:\n    main(sys.
 def test_version_help_and_argument_errors_do_not_import_torch(argv):
     out = subprocess.run([sys.executable, "-c", _IMPORTS_TORCH, *argv], capture_output=True, text=True, timeout=120)
     assert out.stderr.strip().splitlines()[-1] == "torch imported: False", out.stderr
+
+
+@pytest.mark.parametrize("command", [["predict", "run", "a.jpg", "--out", "p.csv"],
+                                     ["select", "run", "--budget", "5", "--strategy", "random", "--out", "s.csv"]])
+def test_decoding_processes_flag_is_num_workers_as_in_train(command, capsys):
+    """predict and select spell it as train does (--num-workers); --workers keeps working for a release."""
+    from ssl_mix.cli import build_parser
+
+    parser = build_parser()
+    assert parser.parse_args([*command, "--num-workers", "2"]).workers == 2
+    assert "deprecated" not in capsys.readouterr().err
+    assert parser.parse_args([*command, "--workers", "3"]).workers == 3
+    warning = "--workers is deprecated and will be removed in the next release; use --num-workers"
+    assert warning in capsys.readouterr().err
+    assert parser.parse_args(command).workers is None
+    with pytest.raises(SystemExit):
+        parser.parse_args([command[0], "--help"])
+    help_text = capsys.readouterr().out
+    assert "--num-workers" in help_text and "--workers" not in help_text
+@pytest.mark.parametrize("flags, message", [
+    (["--layer-decay", "0.5"], "--layer-decay needs the layer groups of timm's group_matcher(), which SmallCNN"),
+    (["--layer-decay", "1.5"], "--layer-decay must be"),
+    (["--freeze-backbone-steps", "-2"], "--freeze-backbone-steps must be >= 0"),
+])
+def test_fine_tuning_errors_exit_2_in_flag_terms(flags, message, tmp_path, capsys):
+    argv = ["train", "--preset", "demo", "--steps", "1", "--no-progress", "--device", "cpu",
+            "--out", str(tmp_path / "run"), *flags]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "ssl-mix train: error:" in err and message in err
+    assert "Traceback" not in err

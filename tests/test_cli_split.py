@@ -47,7 +47,7 @@ def test_split_flags_are_trains_flags():
     shared = {opt for opt in split if opt not in ("-h", "--help", "--out") and split[opt].help != argparse.SUPPRESS}
     assert shared == {"--dataset", "--data-root", "--download", "--no-download", "--labels", "--classes",
                       "--check-labels", "--no-check-labels", "--num-labels", "--seed",
-                      "--num-valid-per-class", "--labeled-in-unlabeled", "--no-labeled-in-unlabeled"}
+                      "--num-valid-per-class", "--labeled-in-unlabeled", "--no-labeled-in-unlabeled", "--label-column"}
     for opt in shared:
         required = {"--dataset", "--seed"}
         assert split[opt].dest == train[opt].dest and split[opt].metavar == train[opt].metavar, opt
@@ -63,7 +63,7 @@ def test_split_flags_are_trains_flags():
     (["--dataset", "digits", "--labels", "l.csv", "--seed", "0"], "--labels applies to --dataset 'folder'"),
     (["--dataset", "digits", "--num-labels", "2000", "--seed", "0"], "at most num_labels=1390"),
     (["--dataset", "digits", "--num-labels", "10", "--seed", "-1"], "seed must be >= 0, got -1"),
-    (["--dataset", "cifar10", "--num-labels", "250", "--seed", "0"], "--data-root\\) is required"),
+    (["--dataset", "cifar10", "--num-labels", "250", "--seed", "0"], "--data-root is required for dataset .cifar10."),
 ])
 def test_split_bad_input_exits_2(tmp_path, capsys, flags, message):
     assert main(["split", *flags, "--out", str(tmp_path / "s.json")]) == 2

@@ -106,8 +106,19 @@ def test_presets_match_the_published_recipes():
     assert {name: (PRESETS[name].config.data.zca, PRESETS[name].config.method.teacher_bn) for name in PRESETS} == {
         "ict-cifar10": (True, "own"), "ict-svhn": (False, "own"), "chaudhry-cifar10": (False, "own"),
         "chaudhry-svhn": (False, "own"), "cpu-cifar10": (False, "copy"), "demo": (False, "copy"),
+        "finetune": (False, "copy"),
         **{f"{m}-{d}": (False, "copy") for m in ("fixmatch", "mixmatch")
            for d in ("cifar10", "svhn", "cifar100", "cpu")}}
+
+
+def test_the_finetune_preset_is_the_fine_tuning_recipe():
+    cfg = preset("finetune")
+    assert cfg.model.name.startswith("timm:") and cfg.model.pretrained and cfg.model.drop_path == 0.05
+    o = cfg.optim
+    assert (o.optimizer, o.lr, o.weight_decay, o.decay_norm_bias) == ("adamw", 5e-4, 0.05, False)
+    assert o.layer_decay_on and o.layer_decay == 0.65 and o.head_lr_mult == 1.0
+    assert 0 < o.warmup_steps == o.freeze_backbone_steps < cfg.train.steps
+    assert cfg.method.name == "erm" and cfg.data.dataset == "folder" and cfg.data.num_labels is None
 
 
 def test_preset_returns_a_copy_and_rejects_unknown_names():

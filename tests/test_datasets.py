@@ -289,7 +289,7 @@ def test_folder_grayscale_sizes_and_errors(tmp_path):
         load_arrays("folder", tmp_path, "train")
     with pytest.raises(FileNotFoundError, match="does not exist"):
         load_arrays("folder", tmp_path / "nowhere", "train")
-    with pytest.raises(ValueError, match="root \\(--data-root\\) is required for dataset 'folder'"):
+    with pytest.raises(ValueError, match="data.data_root is required for dataset 'folder'"):
         load_arrays("folder", None, "train")
     with pytest.raises(ValueError, match="splits 'train', 'test' and 'unlabeled', not 'extra'"):
         load_arrays("folder", root, "extra")
@@ -303,13 +303,13 @@ def test_cifar_offline_missing_files_message(tmp_path):
         load_arrays("cifar10", tmp_path, "train")
     message = str(info.value)
     assert f"not found under {tmp_path}" in message and "data_batch_1" in message and "batches.meta" in message
-    assert "--download" in message and "cifar-10-python.tar.gz" in message
+    assert "data.download=true" in message and "cifar-10-python.tar.gz" in message
     assert info.value.__context__ is None or info.value.__suppress_context__  # no torchvision traceback
     with pytest.raises(FileNotFoundError, match="extra_32x32.mat there \\(all missing\\)"):
         load_arrays("svhn", tmp_path, "extra")
     with pytest.raises(ValueError, match="'train' and 'test', not 'unlabeled'.*make_split"):
         load_arrays("cifar100", tmp_path, "unlabeled")
-    with pytest.raises(ValueError, match="root \\(--data-root\\) is required for dataset 'svhn'"):
+    with pytest.raises(ValueError, match="data.data_root is required for dataset 'svhn'"):
         load_arrays("svhn", None, "train")
     with pytest.raises(ValueError, match="unknown dataset 'imagenet'"):
         load_arrays("imagenet", tmp_path, "train")

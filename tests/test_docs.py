@@ -234,8 +234,13 @@ def test_preset_table_matches_the_code():
         assert row[6] == f"{cfg.data.batch_size} + {cfg.data.unlabeled_batch_size}", f"preset {name}: batch"
         assert int(row[7].replace(",", "")) == cfg.train.steps, f"preset {name}: steps {cfg.train.steps}"
         labels = re.search(r"(\d+) labels", row[2])
-        assert labels and int(labels.group(1)) == cfg.data.num_labels, f"preset {name}: {cfg.data.num_labels} labels"
-        if cfg.method.name in ("fixmatch", "mixmatch"):  # their own settings, on their own page
+        if cfg.data.num_labels is None:  # the user's own budget
+            assert not labels and "`--num-labels`" in row[2], f"preset {name}: no label budget, documented {row[2]!r}"
+        else:
+            assert labels and int(labels.group(1)) == cfg.data.num_labels, f"preset {name}: labels"
+        if cfg.method.name == "erm":
+            assert row[4].startswith("ERM") and f"EMA {cfg.method.ema_decay:g}" in row[4], f"preset {name}: {row[4]!r}"
+        elif cfg.method.name in ("fixmatch", "mixmatch"):  # their own settings, on their own page
             if not row[4].startswith("as `"):
                 own = (f"τ {cfg.method.threshold:g}" if cfg.method.name == "fixmatch"
                        else f"T {cfg.method.temperature:g}, α {cfg.method.alpha:g}")

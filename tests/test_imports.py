@@ -2,6 +2,7 @@
 too), no private names borrowed."""
 
 import ast
+import re
 from pathlib import Path
 
 import ssl_mix
@@ -159,3 +160,34 @@ def test_importing_the_package_and_the_config_does_not_import_torch():
     code = "import sys, ssl_mix, ssl_mix.config, ssl_mix.cli; print(sorted({m.split('.')[0] for m in sys.modules}))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
     assert "'torch'" not in out.stdout and "'timm'" not in out.stdout, out.stdout
+
+
+# Modules of the command-line layer, which name flags; and flags of other programs that library errors may name.
+_CLI_MODULES = {"ssl_mix.cli", "ssl_mix.config.flags", "ssl_mix.__main__"}
+_OTHER_PROGRAMS_FLAGS = {"--nproc_per_node", "--nnodes"}  # torchrun's
+
+
+def _raised_flags(tree: ast.AST) -> list[tuple[int, str]]:
+    """``(line, flag)`` for each ``--flag`` spelled in the text of a ``raise`` statement."""
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Raise) and node.exc is not None:
+            for inner in ast.walk(node.exc):
+                if isinstance(inner, ast.Constant) and isinstance(inner.value, str):
+                    text = inner.value.split("ssl-mix ")[0]  # a whole command to run names its flags, rightly
+                    found += [(node.lineno, flag) for flag in re.findall(r"--[a-z][\w-]*", text)
+                              if flag not in _OTHER_PROGRAMS_FLAGS]
+    return found
+
+
+def test_library_errors_name_settings_not_flags():
+    """Errors outside the command-line layer say ``data.image_size``, not ``--image-size``: the CLI translates
+    (``flag_terms``), so the same message reads right from Python and from a config file."""
+    offenders = {name: flags for name, path in MODULES.items() if name not in _CLI_MODULES
+                 for flags in [_raised_flags(ast.parse(path.read_text()))] if flags}
+    assert not offenders, f"library errors that spell command-line flags: {offenders}"
+
+
+def test_public_names_listed_once():
+    assert len(ssl_mix.__all__) == len(set(ssl_mix.__all__)), sorted(
+        name for name in set(ssl_mix.__all__) if ssl_mix.__all__.count(name) > 1)

@@ -57,3 +57,23 @@ def test_classes_setting(tmp_path):
         DataConfig(dataset="folder", classes=" , ").class_list()
     with pytest.raises(ValueError, match="data.classes"):
         DataConfig(classes="cat,dog")
+
+
+def test_added_labels_name_the_nearest_class(tmp_path):
+    """--add-labels checks its labels as a label file is checked: a typo names the row and the run's nearest class."""
+    from ssl_mix.data.files import ImageFiles
+    from ssl_mix.data.labels import added_labels
+
+    paths = [tmp_path / f"all/{i}.jpg" for i in range(4)]
+    paths[0].parent.mkdir()
+    for path in paths:
+        path.write_bytes(b"")  # listed, never decoded here
+    files = ImageFiles(paths, [0, 1, -1, -1], ["boot", "sneaker"], tmp_path)
+    picks = tmp_path / "picks.csv"
+    picks.write_text("path,guess,confidence,label\nall/2.jpg,boot,0.9,boot\nall/3.jpg,boot,0.8,sneakr\n")
+    with pytest.raises(ValueError, match=r"picks.csv line 3: label 'sneakr' is not one of the run's classes "
+                                         r"\(nearest: 'sneaker'\); fix the row \(a new class needs a new run"):
+        added_labels(files, picks)
+    picks.write_text("path,guess,confidence,label\nall/2.jpg,boot,0.9,boot\nall/3.jpg,boot,0.8,sneaker\n")
+    added = added_labels(files, picks)
+    assert added.targets.tolist() == [0, 1, 0, 1]

@@ -116,7 +116,7 @@ def test_grey_28x28_input(name: str) -> None:
 
 
 def test_available_models() -> None:
-    assert available_models() == ("wrn28-2", "wrn28-8", "wrn28-10", "cnn13", "cnn-small")
+    assert available_models() == ("wrn28-2", "wrn28-8", "wrn28-10", "cnn13", "cnn-small", "mlp")
 
 
 def test_wrn_architecture_details() -> None:
@@ -215,7 +215,7 @@ def test_cnn_small_widths_option() -> None:
 
 def test_unknown_model_name_lists_valid_names() -> None:
     with pytest.raises(ValueError, match=r"name must be one of 'wrn28-2', 'wrn28-8', 'wrn28-10', 'cnn13', "
-                                         r"'cnn-small'; got 'resnet18'"):
+                                         r"'cnn-small', 'mlp'; got 'resnet18'"):
         create_model("resnet18", 10)  # type: ignore[arg-type]
 
 

@@ -125,7 +125,7 @@ def test_predict_files_jsonl_and_errors(predictor, cifar_run, photos, tmp_path):
     first, broken = [json.loads(line) for line in out.read_text().splitlines()]
     assert first["prediction"] == first["top_k"][0]["class"] and len(first["top_k"]) == 2 and first["error"] is None
     assert broken["prediction"] is None and "z_broken.jpg" in broken["error"]
-    with pytest.raises(ValueError, match="z_broken.jpg.*--strict"):
+    with pytest.raises(ValueError, match="z_broken.jpg.*strict mode"):
         predict_files(predictor, [photos], tmp_path / "s.csv", strict=True, num_workers=0, progress=False)
     assert not (tmp_path / "s.csv").exists() and not list(tmp_path.glob(temporary_name("s.csv")))
     with pytest.raises(ValueError, match="must end in .csv"):
@@ -140,12 +140,12 @@ def test_predict_files_jsonl_and_errors(predictor, cifar_run, photos, tmp_path):
 
 def test_predict_cli(cifar_run, photos, tmp_path, capsys):
     out = tmp_path / "p.csv"
-    assert main(["predict", str(cifar_run), str(photos), "--out", str(out), "--top-k", "2", "--workers", "0",
+    assert main(["predict", str(cifar_run), str(photos), "--out", str(out), "--top-k", "2", "--num-workers", "0",
                  "--device", "cpu", "--no-progress"]) == 0
     captured = capsys.readouterr()
     assert "wrote 9 predictions" in captured.out and "skipped 1 unreadable file" in captured.err
     assert "z_broken.jpg" in captured.err and len(out.read_text().splitlines()) == 11
-    assert main(["predict", str(cifar_run), str(photos), "--out", str(out), "--strict", "--workers", "0",
+    assert main(["predict", str(cifar_run), str(photos), "--out", str(out), "--strict", "--num-workers", "0",
                  "--no-progress"]) == 2
     assert "Traceback" not in capsys.readouterr().err
     assert main(["predict", str(cifar_run), str(tmp_path / "nothing"), "--out", str(out)]) == 2

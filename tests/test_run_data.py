@@ -36,11 +36,11 @@ def _cfg(root: Path, **data) -> Config:
 
 def test_decode_settings_name_the_cache_and_the_decoding():
     assert DataConfig().decode_settings() == {"image_size": None, "resize": "crop", "channels": None,
-                                              "skip_bad_images": False, "cache": True}
+                                              "skip_bad_images": False, "cache": True, "interpolation": "bilinear"}
     settings = DataConfig(dataset="folder", image_size=16, resize="stretch", channels=1, skip_bad_images=True,
-                          cache_dir="/tmp/c").decode_settings()
+                          cache_dir="/tmp/c", interpolation="bicubic").decode_settings()
     assert settings == {"image_size": (16, 16), "resize": "stretch", "channels": 1, "skip_bad_images": True,
-                        "cache": "/tmp/c"}
+                        "cache": "/tmp/c", "interpolation": "bicubic"}
     assert DataConfig(cache=False, cache_dir="/tmp/c").decode_settings()["cache"] is False
 
 
@@ -76,7 +76,7 @@ def test_folder_run_files_take_the_data_section_or_the_whole_config(tmp_path):
     train, test, extra = folder_run_files(cfg.data)
     assert len(train) == 24 and len(test) == 2 and len(extra) == 0 and train.classes == ["cat", "dog"]
     assert folder_run_files(cfg)[0].paths == train.paths
-    with pytest.raises(ValueError, match="--data-root is required for dataset 'folder'"):
+    with pytest.raises(ValueError, match="data.data_root is required for dataset 'folder'"):
         folder_run_files(DataConfig(dataset="folder"))
 
 

@@ -11,7 +11,7 @@ from ssl_mix.config import Config, preset
 from ssl_mix.data import fit_zca
 from ssl_mix.experiment import build_trainer, load_run_data, run_experiment
 from ssl_mix.methods import ERM, METHODS, StepOutput
-from ssl_mix.optim import lr_multiplier
+from ssl_mix.optim import head_module, lr_multiplier
 from ssl_mix.teacher import EMATeacher
 from ssl_mix.trainer import NonFiniteLossError, Trainer
 
@@ -92,11 +92,20 @@ OFFICIAL = {"method": {"teacher_bn": "own", "supervised": "mixup", "consistency_
             "data": {"zca": True}}
 
 
+FROZEN = {"optimizer": "adamw", "lr": 0.002, "weight_decay": 0.01, "freeze_backbone_steps": 6, "warmup_steps": 2}
+
+
 @pytest.mark.parametrize("interrupt_at, how, resumes_from, recipe",
                          [(5, "crash", 4, {}), (8, "crash", 8, {}), (6, "sigint", 7, {}), (5, "crash", 4, OFFICIAL),
                           # Methods with several unlabeled views: each view's draws are keyed by the step too.
                           (5, "crash", 4, {"method": {"name": "fixmatch"}}),
-                          (5, "crash", 4, {"method": {"name": "mixmatch"}})])
+                          (5, "crash", 4, {"method": {"name": "mixmatch"}}),
+                          # A linear probe for 6 steps: the run resumes before the backbone joins.
+                          (5, "crash", 4, {"optim": FROZEN}), (8, "crash", 8, {"optim": FROZEN}),
+                          # ... and on a timm model with layer decay and a head multiplier.
+                          (5, "crash", 4, {"optim": {**FROZEN, "layer_decay": 0.7, "head_lr_mult": 5.0,
+                                                     "decay_norm_bias": False},
+                                           "model": {"name": "timm:test_resnet"}})])
 def test_resumed_run_equals_uninterrupted_run(tmp_path, digits_data, interrupt_at, how, resumes_from, recipe):
     full = build_trainer(_cfg(tmp_path / "full", "ict").replace(**recipe), digits_data)
     full.fit()
@@ -489,3 +498,51 @@ def test_methods_with_several_views_get_them_from_the_run_loader(tmp_path, digit
     x_l, _, x_u = next(iter(build_trainer(cfg, digits_data).loader))
     assert isinstance(x_u, tuple) and len(x_u) == 2 and all(v.shape[1:] == x_l.shape[1:] for v in x_u)
     assert trainer.fit()["steps"] == 2
+
+
+def test_a_frozen_backbone_stays_bit_identical_while_the_head_trains_then_moves(tmp_path, digits_data):
+    cfg = _cfg(tmp_path, "erm", steps=4).replace(optim=FROZEN)
+    trainer = build_trainer(cfg, digits_data)
+    head = {id(p) for p in head_module(trainer.student).parameters()}
+    backbone = [p for p in trainer.student.parameters() if id(p) not in head]
+    start = [p.detach().clone() for p in trainer.student.parameters()]
+    teacher_start = [p.detach().clone() for p in trainer.teacher.module.parameters()]
+    trainer.fit()
+    after = list(trainer.student.parameters())
+    for p, s in zip(after, start, strict=True):
+        assert torch.equal(p, s) == (id(p) not in head)
+    # No gradient reached the backbone, so its optimiser state is empty (no momentum, no decay); the teacher's
+    # backbone still follows the student's (the same weights), its head moves.
+    assert all(p not in trainer.optimizer.state for p in backbone) and all(
+        id(p) not in head or p in trainer.optimizer.state for p in after)
+    for t, t0, p in zip(trainer.teacher.module.parameters(), teacher_start, after, strict=True):
+        assert torch.equal(t, t0) == (id(p) not in head)
+
+    longer = build_trainer(cfg.replace(train={"steps": 8}), digits_data)
+    longer.fit()
+    moved = [not torch.equal(p, s) for p, s in zip(longer.student.parameters(), start, strict=True)]
+    assert all(moved)
+
+
+def test_a_frozen_backbone_is_refused_in_a_distributed_run(tmp_path, digits_data, monkeypatch):
+    from ssl_mix import trainer as trainer_module
+
+    for name, value in (("is_distributed", True), ("rank", 0), ("world_size", 2)):
+        monkeypatch.setattr(trainer_module.distributed, name, lambda value=value: value)
+    with pytest.raises(ValueError, match="optim.freeze_backbone_steps does not work in a distributed run yet"):
+        build_trainer(_cfg(tmp_path, "erm").replace(optim=FROZEN), digits_data)
+
+
+def test_the_finetune_recipe_trains_a_timm_model(tmp_path, digits_data):
+    import dataclasses
+
+    cfg = preset("finetune").replace(
+        data=dataclasses.asdict(preset("demo").data), model={"name": "timm:test_resnet", "pretrained": False},
+        optim={"warmup_steps": 2, "freeze_backbone_steps": 3},
+        train={"steps": 6, "eval_every": 6, "log_every": 3, "checkpoint_every": 0, "progress": False,
+               "out_dir": str(tmp_path / "run"), "device": "cpu"})
+    trainer = build_trainer(cfg, digits_data)
+    lrs = sorted({g["initial_lr"] for g in trainer.optimizer.param_groups})  # before the warm-up
+    assert len(lrs) >= 4 and lrs[-1] == pytest.approx(5e-4) and lrs[0] < 5e-4 * 0.65 ** 3
+    report = trainer.fit()
+    assert report["steps"] == 6 and math.isfinite(report["final"]["teacher"]["test"]["nll"])

@@ -24,7 +24,7 @@ from ssl_mix.analysis.plots import (
     read_linearity_history,
 )
 from ssl_mix.checks import check_bool, check_positive_int
-from ssl_mix.data.augment import normalize
+from ssl_mix.data.augment import normalize_input
 from ssl_mix.data.zca import preprocess_transform
 from ssl_mix.models.eval_mode import model_device
 from ssl_mix.models.stages import LayerId, layer_names
@@ -122,7 +122,7 @@ def analyze_run(
                 title=f"Per-layer non-linearity of the teacher during training ({cfg.method.name})"))
     if flattening:
         order = torch.randperm(len(test), generator=torch.Generator().manual_seed(seed))[:num_images]
-        images = normalize(test.images[order].to(run_device), spec.mean, spec.std)
+        images = normalize_input(test.images[order].to(run_device), spec.mean, spec.std)
         images = images if preprocess is None else preprocess(images)
         labels = test.targets[order]
         layer_name = "input" if layer == "input" else names[layer]

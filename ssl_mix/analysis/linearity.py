@@ -416,7 +416,7 @@ def linearity_probe(
     Returns:
         A callable ``probe(model) -> {layer_key: mean non-linearity}`` (keys as in :func:`layer_key`).
     """
-    from ssl_mix.data.augment import normalize
+    from ssl_mix.data.augment import normalize_input
 
     images = getattr(held_out, "images", None)
     if not isinstance(images, torch.Tensor) or images.ndim != 4:
@@ -425,7 +425,7 @@ def linearity_probe(
             f"{type(held_out).__name__}."
         )
     indices, weights = _sample_mixes(images.shape[0], num_pairs, k, alpha, seed)
-    points = normalize(images[indices.t().to(images.device)].to(device), spec.mean, spec.std)
+    points = normalize_input(images[indices.t().to(images.device)].to(device), spec.mean, spec.std)
     if preprocess is not None:
         points = preprocess(points.flatten(0, 1)).view(points.shape)
     return LinearityProbe(points, weights.to(device), batch_size=batch_size, layers=layers,

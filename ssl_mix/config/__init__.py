@@ -17,6 +17,7 @@ from ssl_mix.config.files import CONFIG_FORMATS, ConfigFormat, read_config_file
 from ssl_mix.config.flags import (
     add_config_flags,
     add_deprecated_flag,
+    add_renamed_flag,
     config_flags,
     config_updates,
     field_docs,
@@ -64,4 +65,5 @@ __all__ = [
     "add_config_flags",
     "config_updates",
     "add_deprecated_flag",
+    "add_renamed_flag",
 ]

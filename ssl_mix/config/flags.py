@@ -18,6 +18,7 @@ import dataclasses
 import inspect
 import re
 import sys
+import types
 import typing
 from collections.abc import Callable, Collection, Iterable
 from typing import Any
@@ -26,7 +27,7 @@ from ssl_mix.config.fields import allows_none, base_type, literal_values
 from ssl_mix.config.sections import SECTIONS, section_type
 
 __all__ = ["config_flags", "field_docs", "format_value", "flag_terms", "add_config_flags", "config_updates",
-           "add_deprecated_flag"]
+           "add_deprecated_flag", "add_renamed_flag"]
 
 # Command-line flag names that differ from the field name (both ``model.name`` and ``method.name`` exist).
 _FLAG_ALIASES = {("method", "name"): "method", ("model", "name"): "model", ("train", "out_dir"): "out",
@@ -187,7 +188,7 @@ def add_config_flags(parser: argparse.ArgumentParser | argparse._ArgumentGroup,
                                   "help": f"{_summary(docs[section][name])} ({default})".replace("%", "%%")}
         if (section, name) in required:
             kwargs["required"] = True
-        kind, choices, args = base_type(hint), literal_values(hint), typing.get_args(hint)
+        kind, choices, args = base_type(hint), literal_values(hint), typing.get_args(_without_none(hint))
         if hint is bool:
             kwargs["action"] = argparse.BooleanOptionalAction
         elif choices is not None:
@@ -197,6 +198,8 @@ def add_config_flags(parser: argparse.ArgumentParser | argparse._ArgumentGroup,
         elif kind in (int, float):
             parse = kind if not allows_none(hint) else _optional(kind)
             kwargs.update(type=parse if kind is int else _optional(float), metavar="N" if kind is int else "FLOAT")
+        elif kind is tuple and args == (float, Ellipsis):  # --mean 0.5 0.5 0.5
+            kwargs.update(nargs="+", type=float, metavar="FLOAT")
         elif kind is tuple and args == (str, Ellipsis):  # one value per use: paths may hold commas
             kwargs.update(action="append", metavar=_metavar(name))
         elif name == "image_size":
@@ -255,11 +258,46 @@ def add_deprecated_flag(parser: argparse.ArgumentParser, old: str, section: str,
                         instead=instead, help=argparse.SUPPRESS)
 
 
+class _RenamedFlag(argparse.Action):
+    """An old name of a flag that takes a value: stores it where the new name does, with a warning."""
+
+    def __init__(self, option_strings: list[str], dest: str, *, new: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, default=argparse.SUPPRESS, **kwargs)
+        self.new = new
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        print(f"{parser.prog}: warning: {option_string} is deprecated and will be removed in the next release; use "
+              f"{self.new}", file=sys.stderr)
+        setattr(namespace, self.dest, values)
+
+
+def add_renamed_flag(parser: argparse.ArgumentParser, old: str, new: str, *, dest: str, type: Callable[[str], Any],
+                     metavar: str | None = None) -> None:
+    """Keep the old name of a command flag that takes a value (``--workers`` for ``--num-workers``) working for one
+    release, with a warning; hidden from ``--help``.
+
+    Args:
+        parser: the parser that has the new flag.
+        old, new: the old and the current spelling.
+        dest: the new flag's argparse destination.
+        type, metavar: as the new flag's.
+    """
+    parser.add_argument(old, action=_RenamedFlag, dest=dest, new=new, type=type, metavar=metavar,
+                        help=argparse.SUPPRESS)
+
+
 def _default(cls: type, name: str) -> Any:
     """A field's default as its section declares it, without constructing the section (the method section's
     checks import torch, which the command line's help and argument errors must not wait for)."""
     found = next(f for f in dataclasses.fields(cls) if f.name == name)
     return found.default_factory() if found.default is dataclasses.MISSING else found.default
+
+
+def _without_none(hint: Any) -> Any:
+    """``tuple[float, ...]`` for ``tuple[float, ...] | None``; other hints unchanged."""
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    return args[0] if typing.get_origin(hint) in (typing.Union, types.UnionType) and len(args) == 1 else hint
 
 
 def _metavar(field_name: str) -> str:

@@ -25,9 +25,11 @@ from ssl_mix.checks import (
     image_size_pair,
 )
 from ssl_mix.choices import (
+    DEFAULT_INTERPOLATION,
     ConsistencyDistance,
     ConsistencyTarget,
     DatasetName,
+    Interpolation,
     MethodName,
     ResizeMode,
     SupervisedTerm,
@@ -67,9 +69,11 @@ class DataConfig:
 
     Args:
         dataset: ``cifar10``, ``cifar100``, ``svhn`` (through torchvision), ``folder`` (your images:
-            ``data_root/train/<class>/*``, ``test/``, optional ``unlabeled/``) or ``digits`` (scikit-learn's
-            bundled 8x8 digits, no download).
-        data_root: where the dataset lives, or is downloaded to with ``download``. Required except for ``digits``.
+            ``data_root/train/<class>/*``, ``test/``, optional ``unlabeled/``), ``digits`` (scikit-learn's
+            bundled 8x8 digits, no download) or ``features`` (feature vectors from a ``.npz``, ``.csv`` or
+            ``.parquet`` file, trained with the ``mlp`` model; see :mod:`ssl_mix.data.features`).
+        data_root: where the dataset lives, or is downloaded to with ``download``; for ``features``, the feature
+            file. Required except for ``digits``.
         download: let torchvision download CIFAR/SVHN into ``data_root`` when missing. Off so that nothing is
             fetched without asking.
         num_labels: the label budget: labeled examples in total, the same number per class (a multiple of the
@@ -105,7 +109,8 @@ class DataConfig:
         unlabeled_dirs: ``folder`` only: another folder of unlabeled images, anywhere on disk (repeatable:
             ``unlabeled_dirs`` is a list).
         image_size: ``folder`` only: resize every image to N x N or H,W pixels, the same way for training,
-            evaluation and prediction. ``none``: the files must share one size.
+            evaluation and prediction. ``none``: the files must share one size, except for a ``timm:`` model that
+            starts from trained weights, whose pretrained input size (e.g. 224) is used.
         resize: how ``image_size`` is reached: ``crop`` scales the image to cover it and cuts the centre (aspect
             ratio kept); ``stretch`` scales each axis (nothing cut).
         channels: ``folder`` only: force 1 (grayscale) or 3 (RGB) channels. ``none``: RGB if any training image is
@@ -124,6 +129,20 @@ class DataConfig:
             transform fitted on the run's training images; the official ICT code does this for CIFAR-10.
         zca_eps: the whitening's regulariser, added to the covariance eigenvalues (normalised pixel units):
             directions of much smaller variance are damped instead of amplified.
+        mean: the per-channel mean that normalises the images, in [0, 1] units: one value for every channel, or one
+            per channel. ``none``: the pretrained configuration's for a ``timm:`` model that starts from trained
+            weights (e.g. ImageNet's), else the training images' statistics. Three values on images that turn out
+            grayscale (``channels`` none) are averaged.
+        std: the per-channel standard deviation that normalises the images, > 0, given like ``mean``; ``none``
+            chooses as for ``mean``.
+        interpolation: ``folder`` only: the resize filter of ``image_size``, ``bilinear``, ``bicubic`` or
+            ``lanczos``. ``none``: the pretrained configuration's (bicubic for most timm weights) for a ``timm:``
+            model that starts from trained weights, else bilinear.
+        label_column: ``features`` only: the label column of a CSV or Parquet feature file (empty or -1: unlabeled).
+        feature_noise: ``features`` only: std of Gaussian noise added to the standardised features of training
+            batches (with ``augment``); 0 leaves it off.
+        feature_dropout: ``features`` only: probability in [0, 1) that a standardised training feature is zeroed
+            (with ``augment``; the rest are scaled by 1/(1-p)); 0 leaves it off.
     """
 
     SECTION: ClassVar[str] = "data"
@@ -156,22 +175,65 @@ class DataConfig:
     balance_labeled: bool = False
     zca: bool = False
     zca_eps: float = 1e-2
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+    interpolation: Interpolation | None = None
+    label_column: str = "label"
+    feature_noise: float = 0.0
+    feature_dropout: float = 0.0
 
     def __post_init__(self) -> None:
         check_fields(self, self.SECTION)
+        check_number("data.feature_noise", self.feature_noise, low=0)
+        check_number("data.feature_dropout", self.feature_dropout, low=0, high=1, high_open=True)
+        if not str(self.label_column).strip():
+            raise ValueError("data.label_column must name a column, got an empty string")
+        if self.dataset != "features":
+            given = [n for n, v in (("label_column", self.label_column != "label"),
+                                    ("feature_noise", self.feature_noise), ("feature_dropout", self.feature_dropout))
+                     if v]
+            if given:
+                raise ValueError(f"data.{given[0]} applies to data.dataset='features' only, not "
+                                 f"{self.dataset!r}; drop data.{given[0]}")
+        else:
+            for name, value, advice in (("zca", self.zca, "drop data.zca (features are standardised)"),
+                                        ("loader", self.loader == "torch", "use data.loader='tensor'"),
+                                        *((name, getattr(self, name) is not None,
+                                           f"drop data.{name} (features are standardised per feature from the "
+                                           "training pool)") for name in ("mean", "std", "interpolation"))):
+                if value:
+                    raise ValueError(f"data.{name}={getattr(self, name)!r} does not apply to feature vectors "
+                                     f"(data.dataset='features'); {advice}")
         check_positive(self, self.SECTION, "num_labels", "batch_size", "unlabeled_batch_size", "max_memory_gb")
         check_positive(self, self.SECTION, "num_valid_per_class", "num_workers", "zca_eps", allow_zero=True)
         self.image_size = image_size_pair(self.image_size)
         if isinstance(self.unlabeled_dirs, str):
             self.unlabeled_dirs = (self.unlabeled_dirs,)
         self.unlabeled_dirs = tuple(str(d) for d in self.unlabeled_dirs)
+        self.mean = self._channel_values("mean", self.mean)
+        self.std = self._channel_values("std", self.std, positive=True)
         folder_only = {"labels": self.labels, "add_labels": self.add_labels, "classes": self.classes,
                        "unlabeled_dirs": self.unlabeled_dirs or None, "image_size": self.image_size,
-                       "channels": self.channels}
+                       "channels": self.channels, "interpolation": self.interpolation}
         given = [name for name, value in folder_only.items() if value is not None]
         if given:
             check_folder_only(self.dataset, {f"data.{given[0]}": folder_only[given[0]]}, setting="data.dataset",
                               advice=f"drop data.{given[0]} or set data.dataset='folder'")
+
+    def _channel_values(self, name: str, values: Any, *, positive: bool = False) -> tuple[float, ...] | None:
+        """``mean`` or ``std`` as a tuple of floats (a bare number is one value for every channel), checked."""
+        if values is None:
+            return None
+        values = (values,) if isinstance(values, (int, float)) else values
+        if isinstance(values, str) or not isinstance(values, (tuple, list)):
+            raise TypeError(f"data.{name} must be a list of numbers (one per channel), got {values!r}")
+        out = tuple(check_number(f"data.{name}", v, low=0 if positive else None, low_open=positive) for v in values)
+        allowed = {1, 3} if self.channels is None else {1, self.channels}
+        if len(out) not in allowed:
+            per_channel = f"{self.channels} with data.channels={self.channels}" if self.channels else "3 for RGB"
+            raise ValueError(f"data.{name} has {len(out)} values; give one value for every channel, or one per "
+                             f"channel ({per_channel})")
+        return out
 
     def class_list(self) -> list[str] | None:
         """The classes of ``classes``: its comma-separated names, or the lines of the text file it names."""
@@ -199,7 +261,8 @@ class DataConfig:
 
     def decode_settings(self) -> dict[str, Any]:
         """How a folder's image files are decoded and cached, the same for training, evaluation, prediction and
-        selection: the keyword arguments ``image_size``, ``resize``, ``channels``, ``skip_bad_images`` and ``cache``
+        selection: the keyword arguments ``image_size``, ``resize``, ``channels``, ``skip_bad_images``, ``cache`` and
+        ``interpolation``
         of :func:`~ssl_mix.data.decode.decode_files`, :func:`~ssl_mix.data.decode.scan_files` and
         :func:`~ssl_mix.data.datasets.load_arrays`.
 
@@ -208,7 +271,8 @@ class DataConfig:
             False. ``channels`` None means the images decide (a trained run's callers pass its own).
         """
         return {"image_size": self.image_size, "resize": self.resize, "channels": self.channels,
-                "skip_bad_images": self.skip_bad_images, "cache": (self.cache_dir or True) if self.cache else False}
+                "skip_bad_images": self.skip_bad_images, "cache": (self.cache_dir or True) if self.cache else False,
+                "interpolation": self.interpolation or DEFAULT_INTERPOLATION}
 
 
 @dataclass
@@ -218,8 +282,9 @@ class ModelConfig:
     Args:
         name: the student network, a name of :func:`ssl_mix.create_model`: ``wrn28-2`` (CIFAR-10, SVHN),
             ``wrn28-8`` (CIFAR-100), ``wrn28-10``, ``cnn13`` (the network of the ICT and mean-teacher papers) or
-            ``cnn-small`` (fast on a CPU). WRN-28-2 is the standard network of the SSL benchmarks (Oliver et al.
-            2018).
+            ``cnn-small`` (fast on a CPU), or ``timm:NAME`` for any timm classifier (``timm:resnet18``,
+            ``timm:convnext_atto``, ``timm:vit_tiny_patch16_224``, ...). WRN-28-2 is the standard network of the SSL
+            benchmarks (Oliver et al. 2018).
         bn_momentum: batch-norm momentum in PyTorch's convention. 0.001 as in the MixMatch/FixMatch WRN code, for
             long runs; short runs want a larger value (the demo uses 0.1) so that the running statistics catch up.
         dropout: dropout probability where the architecture has dropout; ``none`` keeps the published value (0.5
@@ -232,7 +297,11 @@ class ModelConfig:
             or a timm checkpoint); the classifier head is replaced when the class count differs.
         init_from: start from the teacher weights of an earlier ssl_mix run (its folder or checkpoint file), e.g.
             the previous round of the label-next loop.
-        drop_path: stochastic-depth rate of a ``timm:`` model that supports it (``none``: the model's default).
+        drop_path: stochastic-depth rate of a ``timm:`` model that supports it, passed as timm's
+            ``drop_path_rate`` (``none``: the model's default).
+        widths: ``mlp`` and ``cnn-small`` only: the hidden layers' units (``mlp``, default 256,256) or the stages'
+            channels (``cnn-small``, default 32,64,128), comma-separated. ``none``: the model's default.
+        norm: ``mlp`` only: the normalisation after each hidden layer: ``batch`` norm, ``layer`` norm, or ``none``.
     """
 
     SECTION: ClassVar[str] = "model"
@@ -245,9 +314,18 @@ class ModelConfig:
     pretrained_file: str | None = None
     init_from: str | None = None
     drop_path: float | None = None
+    widths: tuple[int, ...] | None = None
+    norm: Literal["batch", "layer", "none"] = "batch"
 
     def __post_init__(self) -> None:
         check_fields(self, self.SECTION)
+        if self.widths is not None:
+            self.widths = _widths(self.widths)
+            if self.name not in ("mlp", "cnn-small"):
+                raise ValueError(f"model.widths applies to the mlp and cnn-small models, not {self.name!r}; drop "
+                                 "model.widths")
+        if self.norm != "batch" and self.name != "mlp":
+            raise ValueError(f"model.norm applies to the mlp model, not {self.name!r}; drop model.norm")
         check_number("model.bn_momentum", self.bn_momentum, low=0, high=1, low_open=True)
         if self.dropout is not None:
             check_number("model.dropout", self.dropout, low=0, high=1, high_open=True)
@@ -257,10 +335,28 @@ class ModelConfig:
         if len(given) > 1:
             raise ValueError(f"model.{given[0]} and model.{given[1]} both choose the starting weights; set one")
 
+    def architecture_options(self) -> dict[str, Any]:
+        """The model-specific options of these settings, as keyword arguments of :func:`ssl_mix.create_model`
+        (``widths`` when set, and ``norm`` for the ``mlp``)."""
+        options: dict[str, Any] = {} if self.widths is None else {"widths": self.widths}
+        return {**options, "norm": self.norm} if self.name == "mlp" else options
+
     @property
     def starts_pretrained(self) -> bool:
         """Whether the network starts from trained weights (``pretrained``, ``pretrained_file`` or ``init_from``)."""
         return bool(self.pretrained or self.pretrained_file or self.init_from)
+
+
+def _widths(value: Any) -> tuple[int, ...]:
+    """``model.widths`` as a non-empty tuple of positive ints (the command line gives strings)."""
+    items = (value,) if isinstance(value, (int, str)) else value
+    try:
+        widths = tuple(int(str(w).strip()) for w in items)
+    except (TypeError, ValueError):
+        widths = ()
+    if not widths or any(w < 1 for w in widths) or any(isinstance(w, bool) for w in items):
+        raise ValueError(f"model.widths must be positive integers such as 256,256, got {value!r}")
+    return widths
 
 
 @dataclass
@@ -401,6 +497,15 @@ class OptimConfig:
         lr_rampdown_factor: the cosine reaches zero at this multiple of the training steps (ICT: 450/400 epochs =
             1.125), so the last steps keep a small non-zero rate.
         warmup_steps: linear learning-rate warm-up from 0 over this many steps.
+        layer_decay: layer-wise learning-rate decay (BEiT, Bao et al. 2022): the layer group ``i`` of ``n`` below the
+            head trains at ``lr * layer_decay ** i``, with the groups of the model's timm ``group_matcher`` (timm's
+            ``param_groups_layer_decay``); ``none`` or 1: off.
+        head_lr_mult: the classifier head's learning rate is this multiple of the rest's (timm ``get_classifier()``,
+            or an ssl_mix model's last stage).
+        freeze_backbone_steps: train only the head for this many steps (a linear probe), then everything; the
+            backbone's warm-up restarts when it joins, and ``train.steps`` or more is a linear probe throughout.
+            The frozen parameters get no gradient (no optimiser state, momentum or decay); batch-norm statistics
+            keep adapting.
     """
 
     SECTION: ClassVar[str] = "optim"
@@ -414,12 +519,29 @@ class OptimConfig:
     lr_schedule: Literal["cosine", "constant", "fixmatch"] = "cosine"
     lr_rampdown_factor: float = 1.125
     warmup_steps: int = 0
+    layer_decay: float | None = None
+    head_lr_mult: float = 1.0
+    freeze_backbone_steps: int = 0
 
     def __post_init__(self) -> None:
         check_fields(self, self.SECTION)
-        check_positive(self, self.SECTION, "lr")
-        check_positive(self, self.SECTION, "momentum", "weight_decay", "warmup_steps", allow_zero=True)
+        check_positive(self, self.SECTION, "lr", "head_lr_mult")
+        check_positive(self, self.SECTION, "momentum", "weight_decay", "warmup_steps", "freeze_backbone_steps",
+                       allow_zero=True)
         check_number("optim.lr_rampdown_factor", self.lr_rampdown_factor, low=1)
+        if self.layer_decay is not None:
+            check_number("optim.layer_decay", self.layer_decay, low=0, high=1, low_open=True)
+
+    @property
+    def needs_head(self) -> bool:
+        """Whether the optimiser must tell the classifier head from the backbone (``head_lr_mult`` or
+        ``freeze_backbone_steps`` set)."""
+        return self.head_lr_mult != 1 or self.freeze_backbone_steps > 0
+
+    @property
+    def layer_decay_on(self) -> bool:
+        """Whether layer-wise learning-rate decay is on (``layer_decay`` set and below 1)."""
+        return self.layer_decay is not None and self.layer_decay < 1
 
 
 @dataclass

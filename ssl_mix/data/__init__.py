@@ -5,11 +5,21 @@ A run's data from its :class:`~ssl_mix.config.DataConfig` is :mod:`ssl_mix.data.
 re-exported by the package ``ssl_mix``) rather than here: it reads the config, whose sections read this package."""
 
 from ssl_mix.data.arrays import ImageArrays, channel_stats, concat_arrays
-from ssl_mix.data.augment import PADDING_MODES, PaddingMode, crop_flip, normalize, random_crop_flip
+from ssl_mix.data.augment import (
+    PADDING_MODES,
+    PaddingMode,
+    crop_flip,
+    noise_dropout,
+    normalize,
+    normalize_input,
+    random_crop_flip,
+    standardize,
+)
 from ssl_mix.data.cache import default_cache_dir
 from ssl_mix.data.custom import arrays_from_dataset, arrays_from_tensors
 from ssl_mix.data.datasets import DATASET_NAMES, DatasetName, check_folder_only, data_spec, load_arrays, load_targets
 from ssl_mix.data.decode import DecodedFiles, FileScan, decode_files, scan_files
+from ssl_mix.data.features import FEATURE_EXTENSIONS, SPLIT_COLUMN, arrays_from_features, feature_spec, read_features
 from ssl_mix.data.files import IMAGE_EXTENSIONS, ImageFiles, image_files
 from ssl_mix.data.folder import folder_files, unlabeled_dir_files
 from ssl_mix.data.images import (
@@ -52,6 +62,11 @@ __all__ = [
     "concat_arrays",
     "arrays_from_tensors",
     "arrays_from_dataset",
+    "arrays_from_features",
+    "read_features",
+    "feature_spec",
+    "FEATURE_EXTENSIONS",
+    "SPLIT_COLUMN",
     "arrays_dataset",
     "ArrayDataset",
     "train_transform",
@@ -80,6 +95,9 @@ __all__ = [
     "crop_flip",
     "random_crop_flip",
     "normalize",
+    "standardize",
+    "normalize_input",
+    "noise_dropout",
     "RA_OPS", "RandAugmentParams", "sample_randaugment", "apply_randaugment", "rand_augment",
     "TensorDualLoader",
     "TorchDualLoader",

@@ -1,4 +1,5 @@
-"""A whole image set held in memory: uint8 images, int64 targets (-1 for unlabeled), class names.
+"""A whole image set held in memory: uint8 images (or float feature vectors), int64 targets (-1 for unlabeled),
+class names.
 
 :class:`ImageArrays` is the form the fast tensor-resident loader needs and what every loader of
 :mod:`ssl_mix.data.datasets`, :mod:`ssl_mix.data.decode` and :mod:`ssl_mix.data.custom` returns;
@@ -21,7 +22,9 @@ class ImageArrays:
     """A whole image set held in memory.
 
     Args:
-        images: uint8 ``(N, C, H, W)`` tensor, values 0..255.
+        images: uint8 ``(N, C, H, W)`` tensor, values 0..255; or float32 ``(N, F, 1, 1)``: ``N`` feature vectors of
+            ``F`` numbers each (:func:`~ssl_mix.data.features.arrays_from_features`), held as ``F`` channels of a
+            1x1 image so that every loader, split and evaluation path takes them unchanged.
         targets: int64 ``(N,)`` tensor of class indices in ``[0, len(classes))``, or -1 for unlabeled examples.
         classes: class names; index i names class i. May be empty for a purely unlabeled set.
 
@@ -35,11 +38,15 @@ class ImageArrays:
     classes: list[str]
 
     def __post_init__(self) -> None:
-        if not isinstance(self.images, torch.Tensor) or self.images.dtype != torch.uint8 or self.images.dim() != 4:
+        images_ok = isinstance(self.images, torch.Tensor) and self.images.dim() == 4 and (
+            self.images.dtype == torch.uint8
+            or (self.images.dtype == torch.float32 and tuple(self.images.shape[2:]) == (1, 1)))
+        if not images_ok:
             got = (f"{self.images.dtype} tensor of shape {tuple(self.images.shape)}"
                    if isinstance(self.images, torch.Tensor) else type(self.images).__name__)
-            raise ValueError(f"ImageArrays.images must be a uint8 tensor of shape (N, C, H, W), got {got}; "
-                             "use arrays_from_tensors to convert other layouts and dtypes")
+            raise ValueError(f"ImageArrays.images must be a uint8 tensor of shape (N, C, H, W) or float32 feature "
+                             f"vectors (N, F, 1, 1), got {got}; use arrays_from_tensors to convert other image layouts "
+                             "and dtypes, arrays_from_features for feature matrices")
         if (not isinstance(self.targets, torch.Tensor) or self.targets.dtype != torch.int64
                 or self.targets.shape != (self.images.shape[0],)):
             got = (f"{self.targets.dtype} tensor of shape {tuple(self.targets.shape)}"
@@ -53,6 +60,11 @@ class ImageArrays:
 
     def __len__(self) -> int:
         return self.images.shape[0]
+
+    @property
+    def is_features(self) -> bool:
+        """Whether the set holds float feature vectors ``(N, F, 1, 1)`` rather than uint8 images."""
+        return self.images.dtype == torch.float32
 
     @property
     def num_classes(self) -> int:

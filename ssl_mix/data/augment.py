@@ -5,6 +5,10 @@ offset, mirror with probability 1/2; Laine & Aila 2017, Tarvainen & Valpola 2017
 a whole batch at once: one gather with per-sample index grids instead of a Python loop over images, so the
 tensor-resident loader keeps augmentation on the training device. The padding is never materialised: each
 output pixel reads the source pixel its padded position maps to.
+
+Feature vectors (``(B, F, 1, 1)`` float, :mod:`ssl_mix.data.features`) have their own counterparts:
+:func:`standardize` (per feature, in the features' own units) and :func:`noise_dropout` (Gaussian noise and feature
+dropout on the standardised features, the usual input perturbations of tabular consistency training).
 """
 
 from __future__ import annotations
@@ -16,7 +20,9 @@ import torch
 
 from ssl_mix.checks import check_in, check_int
 
-__all__ = ["crop_flip", "random_crop_flip", "normalize", "PaddingMode", "PADDING_MODES"]
+__all__ = ["crop_flip", "random_crop_flip", "normalize", "standardize", "normalize_input", "noise_dropout",
+           "PaddingMode", "PADDING_MODES"]
+
 
 PaddingMode = Literal["reflect", "constant", "replicate"]
 """How a random crop fills the border: mirror without repeating the edge, zeros, or repeat the edge pixel."""
@@ -137,3 +143,63 @@ def normalize(images_uint8: torch.Tensor, mean: Sequence[float] | torch.Tensor, 
     scale = (1.0 / (255.0 * std_t)).view(c, 1, 1)
     shift = (-mean_t / std_t).view(c, 1, 1)
     return torch.addcmul(shift, images_uint8.to(work), scale).to(dtype)
+
+
+def standardize(features: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """Standardise float feature vectors per feature: ``(x - mean) / std``, in float32.
+
+    Args:
+        features: ``(..., F, 1, 1)`` float features in their own units (the layout of a feature
+            :class:`~ssl_mix.data.arrays.ImageArrays`).
+        mean, std: ``(F,)`` tensors on the features' device (a :class:`~ssl_mix.data.spec.DataSpec`'s statistics).
+
+    Returns:
+        float32 tensor of the input's shape. The formula is :class:`~ssl_mix.InferenceModel`'s for float input, so
+        training, evaluation and prediction standardise bit-identically.
+    """
+    if features.dim() < 3:
+        raise ValueError(f"features must have shape (..., F, 1, 1), got {tuple(features.shape)}")
+    return (features.float() - mean.view(-1, 1, 1)) / std.view(-1, 1, 1)
+
+
+def noise_dropout(features: torch.Tensor, noise: float, dropout: float, *, generator: torch.Generator | None
+                  ) -> torch.Tensor:
+    """Gaussian noise and feature dropout on a batch of standardised feature vectors.
+
+    Args:
+        features: ``(B, F, ...)`` float, standardised (so ``noise`` is in units of each feature's std).
+        noise: std of the zero-mean Gaussian noise added to every feature, >= 0.
+        dropout: probability in [0, 1) that a feature is set to 0 (its mean); kept features are scaled by
+            ``1 / (1 - dropout)``, as ``torch.nn.Dropout`` does.
+        generator: the source of randomness, on the features' device (None: its global generator). The noise is
+            drawn first, then the dropout mask, so a batch's draws depend only on the generator's seed.
+
+    Returns:
+        A new tensor of the input's shape; ``features`` itself when both are 0.
+    """
+    if noise:
+        features = features + noise * torch.randn(features.shape, generator=generator, device=features.device,
+                                                  dtype=features.dtype)
+    if dropout:
+        keep = torch.rand(features.shape, generator=generator, device=features.device) >= dropout
+        features = features * keep.to(features.dtype) / (1 - dropout)
+    return features
+
+
+def normalize_input(images: torch.Tensor, mean: Sequence[float] | torch.Tensor, std: Sequence[float] | torch.Tensor
+                    ) -> torch.Tensor:
+    """The model input of a batch of an :class:`~ssl_mix.data.arrays.ImageArrays`: :func:`normalize` for uint8
+    images, :func:`standardize` for float32 feature vectors ``(B, F, 1, 1)``.
+
+    Args:
+        images: uint8 ``(B, C, H, W)`` images or float feature vectors ``(B, F, 1, 1)``.
+        mean, std: a :class:`~ssl_mix.data.spec.DataSpec`'s ``mean`` and ``std``.
+
+    Returns:
+        float32, the input's shape and device.
+    """
+    if images.dtype == torch.uint8:
+        return normalize(images, mean, std)
+    mean_t = torch.as_tensor(mean, dtype=torch.float32, device=images.device)
+    std_t = torch.as_tensor(std, dtype=torch.float32, device=images.device)
+    return standardize(images, mean_t, std_t)

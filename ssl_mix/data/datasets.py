@@ -1,6 +1,7 @@
 """The built-in datasets, loaded into memory as uint8 tensors: CIFAR-10 and CIFAR-100 (Krizhevsky 2009) and SVHN
 (Netzer et al. 2011) through ``torchvision.datasets``, scikit-learn's bundled handwritten digits (no download, used by
-the demo and tests), and an image folder by name (``"folder"``, see :mod:`ssl_mix.data.folder`).
+the demo and tests), an image folder by name (``"folder"``, see :mod:`ssl_mix.data.folder`), and a file of feature
+vectors (``"features"``, see :mod:`ssl_mix.data.features`).
 
 Everything becomes an :class:`~ssl_mix.data.arrays.ImageArrays` (uint8 ``(N, C, H, W)`` images, int64 targets with
 -1 for unlabeled examples, class names), the form the fast tensor-resident loader needs; :func:`data_spec` gives each
@@ -20,11 +21,12 @@ import numpy as np
 import torch
 
 from ssl_mix.checks import check_folder_only
-from ssl_mix.choices import DATASET_NAMES, DatasetName
+from ssl_mix.choices import DATASET_NAMES, DatasetName, Interpolation
 from ssl_mix.data.arrays import ImageArrays
 from ssl_mix.data.decode import decode_files
+from ssl_mix.data.features import feature_spec, read_features
 from ssl_mix.data.folder import folder_files
-from ssl_mix.data.images import ResizeMode
+from ssl_mix.data.images import DEFAULT_INTERPOLATION, ResizeMode
 from ssl_mix.data.spec import DataSpec, spec_from_arrays
 
 __all__ = ["DatasetName", "DATASET_NAMES", "check_folder_only", "load_arrays", "load_targets", "data_spec"]
@@ -48,10 +50,12 @@ def data_spec(name: DatasetName | str, train: ImageArrays | None = None, *, root
     """The :class:`~ssl_mix.data.spec.DataSpec` of a dataset.
 
     Args:
-        name: ``"cifar10"``, ``"cifar100"``, ``"svhn"``, ``"digits"`` (fixed constants) or ``"folder"``.
+        name: ``"cifar10"``, ``"cifar100"``, ``"svhn"``, ``"digits"`` (fixed constants), ``"folder"`` or
+            ``"features"``.
         train: for ``"folder"``: its training images, from which mean and std are computed (see
-            :func:`~ssl_mix.data.spec.spec_from_arrays`). Ignored for the built-in datasets.
-        root: for ``"folder"`` without ``train``: the folder, whose ``train/`` images are loaded.
+            :func:`~ssl_mix.data.spec.spec_from_arrays`); for ``"features"``: its training rows (per-feature
+            standardisation, :func:`~ssl_mix.data.features.feature_spec`). Ignored for the built-in datasets.
+        root: for ``"folder"`` or ``"features"`` without ``train``: the folder or feature file.
 
     Returns:
         The spec. ``"digits"``: 2-pixel zero-padded crop, no flip (digits are not mirror-symmetric), mean and
@@ -63,6 +67,13 @@ def data_spec(name: DatasetName | str, train: ImageArrays | None = None, *, root
     if name == "digits":
         digits = load_arrays("digits", None, "train")
         return spec_from_arrays(digits, "digits", crop_padding=2, flip=False, padding_mode="constant")
+    if name == "features":
+        if train is None:
+            if root is None:
+                raise ValueError("data_spec('features') needs the training features (train=) or the file (root=) to "
+                                 "compute the standardisation")
+            train = load_arrays("features", root, "train")
+        return feature_spec(train)
     if name == "folder":
         if train is None:
             if root is None:
@@ -77,8 +88,8 @@ def data_spec(name: DatasetName | str, train: ImageArrays | None = None, *, root
 def load_arrays(name: DatasetName, root: str | Path | None, split: SplitName, *, download: bool = False,
                 image_size: int | tuple[int, int] | None = None, channels: Literal[1, 3] | None = None,
                 num_threads: int | None = None, classes: Sequence[str] | None = None, resize: ResizeMode = "crop",
-                labels: str | Path | None = None, cache: bool | str | Path = True, skip_bad_images: bool = False
-                ) -> ImageArrays:
+                labels: str | Path | None = None, cache: bool | str | Path = True, skip_bad_images: bool = False,
+                interpolation: Interpolation = DEFAULT_INTERPOLATION, label_column: str = "label") -> ImageArrays:
     """Load a whole dataset split into memory.
 
     Args:
@@ -98,6 +109,8 @@ def load_arrays(name: DatasetName, root: str | Path | None, split: SplitName, *,
         labels: folder only: a CSV label file instead of class folders (see :mod:`ssl_mix.data.folder`).
         cache: folder only: the decoded-image cache (True: the default directory, a path, or False: none).
         skip_bad_images: folder only: leave unreadable files out (named on stderr) instead of raising.
+        interpolation: folder only: the resize filter of ``image_size`` (``bilinear``, ``bicubic`` or ``lanczos``).
+        label_column: features only: the label column of a CSV or Parquet feature file.
 
     Returns:
         The images and targets; unlabeled examples have target -1.
@@ -124,10 +137,16 @@ def load_arrays(name: DatasetName, root: str | Path | None, split: SplitName, *,
                       advice="leave it None, or load name='folder'")
     if name == "digits":
         return _load_digits(split)
+    if name == "features":
+        if split not in ("train", "test"):
+            raise ValueError(f"dataset 'features' has splits 'train' and 'test', not {split!r}")
+        train, test = read_features(_require_root(name, root), label_column=label_column)
+        return train if split == "train" else test
     if name == "folder":
         files = folder_files(_require_root(name, root), split, labels=labels, classes=classes)  # type: ignore[arg-type]
         decoded = decode_files(files, image_size=image_size, resize=resize, channels=channels,
-                               skip_bad_images=skip_bad_images, cache=cache, num_threads=num_threads)
+                               skip_bad_images=skip_bad_images, cache=cache, num_threads=num_threads,
+                               interpolation=interpolation)
         if decoded.skipped:
             print(f"skipped {len(decoded.skipped)} unreadable image(s): "
                   + "; ".join(f"{err.path} ({err.reason})" for err in decoded.skipped), file=sys.stderr)
@@ -137,11 +156,12 @@ def load_arrays(name: DatasetName, root: str | Path | None, split: SplitName, *,
 
 def load_targets(name: DatasetName, root: str | Path | None, split: SplitName = "train", *,
                  download: bool = False, labels: str | Path | None = None,
-                 label_checks: dict[str, Any] | None = None) -> tuple[torch.Tensor, list[str]]:
+                 label_checks: dict[str, Any] | None = None, label_column: str = "label"
+                 ) -> tuple[torch.Tensor, list[str]]:
     """The targets and class names of a dataset split, without decoding a folder's images.
 
     Args:
-        name, root, split, download, labels: as in :func:`load_arrays`.
+        name, root, split, download, labels, label_column: as in :func:`load_arrays`.
         label_checks: ``label_classes`` and ``check_labels`` for :func:`~ssl_mix.data.folder.folder_files`
             (:meth:`~ssl_mix.config.DataConfig.label_checks`).
 
@@ -154,15 +174,16 @@ def load_targets(name: DatasetName, root: str | Path | None, split: SplitName = 
                              **(label_checks or {}))
         return files.targets, files.classes
     check_folder_only(name, {"labels": labels}, advice="leave it None, or load name='folder'")
-    arrays = load_arrays(name, root, split, download=download)
+    arrays = load_arrays(name, root, split, download=download, label_column=label_column)
     return arrays.targets, arrays.classes
 
 
 def _require_root(name: str, root: str | Path | None) -> Path:
     if root is None or str(root) == "":
         what = ("the image folder (with train/<class>/ inside)" if name == "folder"
+                else "the feature file (.npz, .csv or .parquet)" if name == "features"
                 else f"the directory that holds (or will receive, with download) the {name} files")
-        raise ValueError(f"root (--data-root) is required for dataset {name!r}: {what}")
+        raise ValueError(f"data.data_root is required for dataset {name!r}: {what}")
     return Path(root).expanduser()
 
 
@@ -216,7 +237,7 @@ def _load_torchvision(name: str, root: Path, split: str, download: bool) -> Imag
     expected = f"{folder}/{{{', '.join(names)}}}" if folder else ", ".join(names)
     if archive.endswith(".tar.gz"):
         offline = (f"fetch {url} on a machine that has internet access, copy it into {root} and rerun with "
-                   "--download (download=True), which then only extracts it (or unpack it there yourself)")
+                   "data.download=true, which then only extracts it (or unpack it there yourself)")
     else:
         offline = f"fetch {url} on a machine that has internet access and copy it into {root}"
     if download:
@@ -231,7 +252,7 @@ def _load_torchvision(name: str, root: Path, split: str, download: bool) -> Imag
         if missing:
             which = "all missing" if len(missing) == len(files) else f"missing: {', '.join(missing)}"
             raise FileNotFoundError(f"{name} {split!r} not found under {root}: expected {expected} there ({which}). "
-                                    "To provide them: rerun with --download (download=True) on a machine with "
+                                    "To provide them: rerun with data.download=true on a machine with "
                                     f"internet access; or {offline}.")
         try:
             ds = cls(str(root), download=False, **kwargs)

@@ -15,10 +15,18 @@ from typing import Any, Literal, NamedTuple
 import numpy as np
 import torch
 
+from ssl_mix.choices import Interpolation
 from ssl_mix.data.arrays import ImageArrays, channel_stats
 from ssl_mix.data.cache import cache_key, default_cache_dir, read_cache, write_cache
 from ssl_mix.data.files import ImageFiles
-from ssl_mix.data.images import BadImageError, ResizeMode, decode_image, image_channels, image_size_pair
+from ssl_mix.data.images import (
+    DEFAULT_INTERPOLATION,
+    BadImageError,
+    ResizeMode,
+    decode_image,
+    image_channels,
+    image_size_pair,
+)
 
 __all__ = ["decode_files", "DecodedFiles", "scan_files", "FileScan", "SKIP_HINT"]
 
@@ -47,9 +55,12 @@ class DecodedFiles(NamedTuple):
     colour: int | None = None
 
 
-def _settings(image_size: Any, resize: str, channels: int | None) -> dict[str, Any]:
+def _settings(image_size: Any, resize: str, channels: int | None, interpolation: str) -> dict[str, Any]:
     size = image_size_pair(image_size)
-    return {"image_size": list(size) if size else None, "resize": resize, "channels": channels}
+    settings = {"image_size": list(size) if size else None, "resize": resize, "channels": channels}
+    if interpolation != DEFAULT_INTERPOLATION:  # so that cache entries of the default filter keep their key
+        settings["interpolation"] = interpolation
+    return settings
 
 
 def _threads(num_threads: int | None) -> int:
@@ -125,14 +136,15 @@ def _cache_location(cache: bool | str | Path) -> Path | None:
 
 def decode_files(files: ImageFiles, *, image_size: int | tuple[int, int] | None = None, resize: ResizeMode = "crop",
                  channels: Literal[1, 3] | None = None, skip_bad_images: bool = False,
-                 cache: bool | str | Path = True, num_threads: int | None = None) -> DecodedFiles:
+                 cache: bool | str | Path = True, num_threads: int | None = None,
+                 interpolation: Interpolation = DEFAULT_INTERPOLATION) -> DecodedFiles:
     """Decode listed image files into memory, through the decoded-image cache.
 
     Args:
         files: the files (from :func:`~ssl_mix.data.folder.folder_files` or
             :func:`~ssl_mix.data.folder.unlabeled_dir_files`).
-        image_size, resize, channels: as in :func:`~ssl_mix.data.images.decode_image`. With ``channels`` None,
-            the set is RGB if any image is in colour (grayscale ones are repeated), else grayscale.
+        image_size, resize, channels, interpolation: as in :func:`~ssl_mix.data.images.decode_image`. With
+            ``channels`` None, the set is RGB if any image is in colour (grayscale ones are repeated), else grayscale.
         skip_bad_images: leave unreadable files out (they are returned in ``skipped``) instead of raising.
         cache: True: the default cache directory (:func:`~ssl_mix.data.cache.default_cache_dir`); a path: that
             directory; False: decode without a cache.
@@ -145,7 +157,7 @@ def decode_files(files: ImageFiles, *, image_size: int | tuple[int, int] | None 
         BadImageError: unreadable files and not ``skip_bad_images`` (the message names them).
         ValueError: images of different sizes without ``image_size``.
     """
-    settings = _settings(image_size, resize, channels)
+    settings = _settings(image_size, resize, channels, interpolation)
     threads = _threads(num_threads)
     if not len(files):
         empty = ImageArrays(torch.zeros((0, 0, 0, 0), dtype=torch.uint8), files.targets[:0], list(files.classes))
@@ -224,7 +236,8 @@ def _header(path: Path) -> tuple[str, tuple[int, int]] | BadImageError:
 
 def scan_files(files: ImageFiles, *, image_size: int | tuple[int, int] | None = None, resize: ResizeMode = "crop",
                channels: Literal[1, 3] | None = None, skip_bad_images: bool = False,
-               cache: bool | str | Path = True, num_threads: int | None = None) -> FileScan:
+               cache: bool | str | Path = True, num_threads: int | None = None,
+               interpolation: Interpolation = DEFAULT_INTERPOLATION) -> FileScan:
     """Check that every file decodes, and compute the channel statistics, keeping no pixels (for streaming).
 
     Reads the headers (modes, sizes), then decodes every file once in chunks; the result is cached like
@@ -233,7 +246,7 @@ def scan_files(files: ImageFiles, *, image_size: int | tuple[int, int] | None = 
     Returns:
         A :class:`FileScan`; its statistics equal those of the decoded set held in memory.
     """
-    settings = _settings(image_size, resize, channels)
+    settings = _settings(image_size, resize, channels, interpolation)
     threads = _threads(num_threads)
     if not len(files):
         raise ValueError("scan_files needs at least one file")

@@ -32,7 +32,7 @@ __all__ = ["folder_files", "unlabeled_dir_files"]
 def _require_folder(root: Path) -> None:
     if not root.is_dir():
         raise FileNotFoundError(f"image folder {root} does not exist: expected {root}/train/<class>/<images>, or "
-                                "images anywhere under it with --labels FILE")
+                                "images anywhere under it with a label file in data.labels")
 
 
 def _class_folders(directory: Path) -> list[str]:
@@ -47,11 +47,11 @@ def _folder_classes(root: Path) -> list[str]:
         raise FileNotFoundError(f"image folder {root} has no train/ directory: expected {train}/<class>/<images> "
                                 "(one sub-directory per class; they define the class names), optionally "
                                 f"{root}/test/<class>/ and {root}/unlabeled/; or give the labels in a CSV file "
-                                "with --labels FILE")
+                                "in data.labels")
     classes = _class_folders(train)
     if not classes:
         raise ValueError(f"{train} has no class sub-directories: put the images of class c in {train}/c/, or give "
-                         "the labels in a CSV file with --labels FILE")
+                         "the labels in a CSV file in data.labels")
     return classes
 
 
@@ -151,7 +151,7 @@ def unlabeled_dir_files(directories: Sequence[str | Path], classes: Sequence[str
     for directory in directories:
         directory = Path(directory).expanduser()
         if not directory.is_dir():
-            raise FileNotFoundError(f"unlabeled directory {directory} does not exist (--unlabeled-dir)")
+            raise FileNotFoundError(f"unlabeled directory {directory} does not exist (data.unlabeled_dirs)")
         found = image_files(directory)
         if not found:
             raise ValueError(f"unlabeled directory {directory} holds no images (extensions: "

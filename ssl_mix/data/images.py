@@ -9,7 +9,8 @@ pixels whichever of them reads it. The steps, in order:
    RGB. Alpha is dropped (not composited). 16-bit and ``I`` values keep their 8 most significant bits (value >> 8,
    clipped to 0..65535 first); ``F`` values are read as [0, 1] (clipped) and scaled by 255.
 3. ``channels`` forces 1 (grayscale, ITU-R 601 luma) or 3 (RGB, gray repeated).
-4. ``image_size`` resizes with bilinear interpolation (antialiased when shrinking): ``resize="crop"`` scales the
+4. ``image_size`` resizes with the ``interpolation`` filter (bilinear unless asked otherwise; antialiased when
+   shrinking): ``resize="crop"`` scales the
    image so that it covers ``(H, W)`` and cuts the centre (aspect ratio kept, borders lost); ``"stretch"`` scales
    each axis to the target (nothing lost, aspect ratio changed). JPEG files are decoded at a reduced scale (DCT
    scaling) when that still leaves at least the target size.
@@ -28,13 +29,13 @@ import numpy as np
 import torch
 
 from ssl_mix.checks import image_size_pair
-from ssl_mix.choices import ResizeMode
+from ssl_mix.choices import DEFAULT_INTERPOLATION, INTERPOLATIONS, Interpolation, ResizeMode
 
 __all__ = ["BadImageError", "ResizeMode", "decode_image", "prepare_image", "image_size_pair", "image_channels",
-           "describe_decoding", "RESAMPLING"]
+           "describe_decoding", "RESAMPLING", "DEFAULT_INTERPOLATION"]
 
-RESAMPLING = "BILINEAR"
-"""The ``PIL.Image.Resampling`` filter of every resize (Pillow's resize is antialiased when shrinking)."""
+RESAMPLING = DEFAULT_INTERPOLATION.upper()
+"""The ``PIL.Image.Resampling`` name of the default filter (Pillow's resize is antialiased when shrinking)."""
 
 _GRAY_MODES = ("1", "L", "LA", "La", "I", "F")
 _EXIF_ORIENTATION = 0x0112
@@ -59,7 +60,9 @@ def image_channels(mode: str) -> int:
     return 1 if mode in _GRAY_MODES or mode.startswith("I;16") else 3
 
 
-def _check_options(resize: str, channels: int | None) -> None:
+def _check_options(resize: str, channels: int | None, interpolation: str = DEFAULT_INTERPOLATION) -> None:
+    if interpolation not in INTERPOLATIONS:
+        raise ValueError(f"interpolation must be one of {', '.join(INTERPOLATIONS)}, got {interpolation!r}")
     if resize not in ("crop", "stretch"):
         raise ValueError(f"resize must be 'crop' (cover the target size, cut the centre) or 'stretch' (scale each "
                          f"axis), got {resize!r}")
@@ -93,19 +96,20 @@ def _to_gray_or_rgb(im: Any) -> Any:
     return im.convert("RGB")
 
 
-def _resize(im: Any, size: tuple[int, int], resize: str) -> Any:
+def _resize(im: Any, size: tuple[int, int], resize: str, interpolation: str) -> Any:
     from PIL import Image, ImageOps
 
     height, width = size
     if (im.height, im.width) == (height, width):
         return im
-    method = Image.Resampling[RESAMPLING]
+    method = Image.Resampling[interpolation.upper()]
     if resize == "stretch":
         return im.resize((width, height), method)
     return ImageOps.fit(im, (width, height), method=method, centering=(0.5, 0.5))
 
 
-def _prepare_pil(im: Any, size: tuple[int, int] | None, resize: str, channels: int | None) -> torch.Tensor:
+def _prepare_pil(im: Any, size: tuple[int, int] | None, resize: str, channels: int | None,
+                 interpolation: str) -> torch.Tensor:
     from PIL import ImageOps
 
     if _orientation(im) in range(2, 9):
@@ -114,14 +118,15 @@ def _prepare_pil(im: Any, size: tuple[int, int] | None, resize: str, channels: i
     if channels is not None and image_channels(im.mode) != channels:
         im = im.convert("L" if channels == 1 else "RGB")
     if size is not None:
-        im = _resize(im, size, resize)
+        im = _resize(im, size, resize, interpolation)
     array = np.array(im, dtype=np.uint8)  # a writable copy: torch refuses read-only arrays
     array = array[:, :, None] if array.ndim == 2 else array
     return torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1)))
 
 
 def prepare_image(image: Any, *, image_size: int | tuple[int, int] | None, resize: ResizeMode = "crop",
-                  channels: Literal[1, 3] | None = None) -> torch.Tensor:
+                  channels: Literal[1, 3] | None = None, interpolation: Interpolation = DEFAULT_INTERPOLATION
+                  ) -> torch.Tensor:
     """An image already in memory as the uint8 ``(C, H, W)`` tensor training would make of the same file.
 
     Args:
@@ -131,6 +136,7 @@ def prepare_image(image: Any, *, image_size: int | tuple[int, int] | None, resiz
         image_size: ``(H, W)`` to resize to (an int means square); None keeps the size.
         resize: ``"crop"`` (cover the size, cut the centre) or ``"stretch"``; see the module docstring.
         channels: 1 or 3 to force grayscale or RGB; None keeps what the image has (1 or 3).
+        interpolation: the resize filter, ``bilinear``, ``bicubic`` or ``lanczos``.
 
     Returns:
         uint8 ``(C, H, W)``, C in {1, 3}.
@@ -138,7 +144,7 @@ def prepare_image(image: Any, *, image_size: int | tuple[int, int] | None, resiz
     from PIL import Image
 
     size = image_size_pair(image_size)
-    _check_options(resize, channels)
+    _check_options(resize, channels, interpolation)
     if isinstance(image, torch.Tensor):
         if image.dim() not in (2, 3) or not (image.dtype == torch.uint8 or image.is_floating_point()):
             raise ValueError(f"a tensor image must be uint8 (0..255) or float (0..1), (C, H, W) or (H, W), got "
@@ -162,11 +168,12 @@ def prepare_image(image: Any, *, image_size: int | tuple[int, int] | None, resiz
     if not isinstance(image, Image.Image):
         raise TypeError(f"prepare_image takes a PIL image, a NumPy array or a uint8 tensor, got "
                         f"{type(image).__name__}")
-    return _prepare_pil(image, size, resize, channels)
+    return _prepare_pil(image, size, resize, channels, interpolation)
 
 
 def decode_image(path: str | Path, *, image_size: int | tuple[int, int] | None, resize: ResizeMode = "crop",
-                 channels: Literal[1, 3] | None = None) -> torch.Tensor:
+                 channels: Literal[1, 3] | None = None, interpolation: Interpolation = DEFAULT_INTERPOLATION
+                 ) -> torch.Tensor:
     """Decode one image file exactly as training, evaluation and prediction do (see the module docstring).
 
     Args:
@@ -174,6 +181,7 @@ def decode_image(path: str | Path, *, image_size: int | tuple[int, int] | None, 
         image_size: ``(H, W)`` to resize to (an int means square); None keeps the file's size.
         resize: ``"crop"`` (cover the size, cut the centre) or ``"stretch"``.
         channels: 1 or 3 to force grayscale or RGB; None keeps what the file has (1 or 3).
+        interpolation: the resize filter, ``bilinear``, ``bicubic`` or ``lanczos``.
 
     Returns:
         uint8 ``(C, H, W)``, C in {1, 3}.
@@ -184,7 +192,7 @@ def decode_image(path: str | Path, *, image_size: int | tuple[int, int] | None, 
     from PIL import Image, UnidentifiedImageError
 
     size = image_size_pair(image_size)
-    _check_options(resize, channels)
+    _check_options(resize, channels, interpolation)
     path = Path(path)
     if path.is_dir():
         raise BadImageError(path, "it is a directory, not a file")
@@ -195,7 +203,7 @@ def decode_image(path: str | Path, *, image_size: int | tuple[int, int] | None, 
             if size is not None and im.format == "JPEG":
                 request = size if _orientation(im) not in _TRANSPOSED else (size[1], size[0])
                 im.draft(im.mode, (request[1], request[0]))  # DCT scaling; keeps at least the requested size
-            return _prepare_pil(im, size, resize, channels)
+            return _prepare_pil(im, size, resize, channels, interpolation)
     except BadImageError:
         raise
     except UnidentifiedImageError:
@@ -205,14 +213,15 @@ def decode_image(path: str | Path, *, image_size: int | tuple[int, int] | None, 
         raise BadImageError(path, reason) from None
 
 
-def describe_decoding(*, image_size: int | tuple[int, int], resize: ResizeMode, channels: Literal[1, 3]
-                      ) -> dict[str, Any]:
+def describe_decoding(*, image_size: int | tuple[int, int], resize: ResizeMode, channels: Literal[1, 3],
+                      interpolation: Interpolation = DEFAULT_INTERPOLATION) -> dict[str, Any]:
     """What :func:`decode_image` does to a file, step by step, with the Pillow calls that reproduce it exactly.
 
     Args:
         image_size: the target ``(H, W)`` (an int means square).
         resize: ``"crop"`` or ``"stretch"``.
         channels: 1 or 3.
+        interpolation: the resize filter.
 
     Returns:
         A JSON-ready dict: ``library``, ``order`` (the step names, in the order they run) and one entry per step
@@ -222,9 +231,10 @@ def describe_decoding(*, image_size: int | tuple[int, int], resize: ResizeMode, 
     import PIL
 
     height, width = image_size_pair(image_size) or (0, 0)
-    _check_options(resize, channels)
-    resize_call = (f"im.resize((W, H), Image.Resampling.{RESAMPLING})" if resize == "stretch" else
-                   f"ImageOps.fit(im, (W, H), method=Image.Resampling.{RESAMPLING}, centering=(0.5, 0.5))")
+    _check_options(resize, channels, interpolation)
+    method = interpolation.upper()
+    resize_call = (f"im.resize((W, H), Image.Resampling.{method})" if resize == "stretch" else
+                   f"ImageOps.fit(im, (W, H), method=Image.Resampling.{method}, centering=(0.5, 0.5))")
     return {
         "library": "Pillow", "pillow_version": PIL.__version__,
         "order": ["open", "jpeg_draft", "exif_orientation", "mode", "channels", "resize", "array"],
@@ -253,7 +263,7 @@ def describe_decoding(*, image_size: int | tuple[int, int], resize: ResizeMode, 
                      "pil": f"im = im.convert({'L' if channels == 1 else 'RGB'!r}) when im.mode differs",
                      "note": "RGB to L is ITU-R 601-2 luma (L = R * 299/1000 + G * 587/1000 + B * 114/1000); "
                              "L to RGB repeats the gray value"},
-        "resize": {"policy": resize, "filter": RESAMPLING, "size": [height, width],
+        "resize": {"policy": resize, "filter": method, "size": [height, width],
                    "skip_when": "the image is already H x W", "pil": resize_call,
                    "crop": "none" if resize == "stretch" else
                            "centre: scale to cover H x W keeping the aspect ratio, the overflow cut evenly from both "

@@ -67,7 +67,8 @@ def _distance(a: str, b: str) -> int:
 
 
 def check_label_classes(rows: LabelRows, path: str | Path, classes: list[str] | None = None,
-                        check: bool = True) -> None:
+                        check: bool = True, *, classes_of: str = "the classes of data.classes",
+                        fix: str = "fix the row or add the class to the list") -> None:
     """Check the labels of a label file against a classes list, or, without one, for likely typos.
 
     Args:
@@ -76,6 +77,8 @@ def check_label_classes(rows: LabelRows, path: str | Path, classes: list[str] | 
         classes: every label must be one of these (``data.classes``); None: no list.
         check: without ``classes``: reject a class with fewer than :data:`MIN_CLASS_ROWS` rows and a class whose
             name nearly matches another's (:func:`near_match`). ``data.check_labels=false`` turns this off.
+        classes_of, fix: where ``classes`` come from and what to do about a label outside them, for the message
+            (adding labels to a run: its classes, which a new class cannot join).
 
     Raises:
         ValueError: naming the file, the line(s), the label and the nearest class.
@@ -86,8 +89,8 @@ def check_label_classes(rows: LabelRows, path: str | Path, classes: list[str] | 
         for key, label in rows.labels.items():
             if label not in allowed:
                 nearest = min(classes, key=lambda c: (_distance(normalized_class(label), normalized_class(c)), c))
-                raise ValueError(f"{name} line {rows.lines[key]}: label {label!r} is not one of the classes of "
-                                 f"data.classes (nearest: {nearest!r}); fix the row or add the class to the list")
+                raise ValueError(f"{name} line {rows.lines[key]}: label {label!r} is not one of {classes_of} "
+                                 f"(nearest: {nearest!r}); {fix}")
         return
     if not check:
         return
@@ -247,6 +250,8 @@ def added_labels(files: ImageFiles, path: str | Path) -> AddedLabels:
     if files.root is None:
         raise ValueError("added_labels needs files listed from a data root (ImageFiles.root)")
     rows = read_label_rows(path, files.root, skip_empty=True)
+    check_label_classes(rows, path, files.classes, classes_of="the run's classes",
+                        fix="fix the row (a new class needs a new run, trained with it in its label file)")
     position = {files.name(i): i for i in range(len(files))}
     class_index = {c: i for i, c in enumerate(files.classes)}
     targets = files.targets.clone()
@@ -256,11 +261,8 @@ def added_labels(files: ImageFiles, path: str | Path) -> AddedLabels:
         i = position.get(name)
         if i is None:
             raise ValueError(f"{where}: {name} is not one of the training images under {files.root} (images in "
-                             "unlabeled/, in --unlabeled-dir folders or elsewhere cannot be labeled this way: move "
+                             "unlabeled/, in data.unlabeled_dirs folders or elsewhere cannot be labeled this way: move "
                              "them into the data root's training images first)")
-        if label not in class_index:
-            raise ValueError(f"{where}: label {label!r} is not one of the run's classes "
-                             f"({', '.join(files.classes[:10])}{', ...' if len(files.classes) > 10 else ''})")
         known = int(targets[i])
         if known >= 0 and known != class_index[label]:
             raise ValueError(f"{where}: {name} lies in the class folder {files.classes[known]!r} but is labeled "

@@ -43,7 +43,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from ssl_mix.checks import check_bool, check_int, check_positive_int
 from ssl_mix.data.arrays import ImageArrays
-from ssl_mix.data.augment import normalize, random_crop_flip
+from ssl_mix.data.augment import noise_dropout, normalize, normalize_input, random_crop_flip, standardize
 from ssl_mix.data.randaugment import rand_augment
 from ssl_mix.data.spec import DataSpec
 from ssl_mix.data.zca import ZCA
@@ -121,7 +121,15 @@ class _BatchAugment:
         return tuple(self._view(images, stream, step, v, name) for v, name in enumerate(names))
 
     def _view(self, images: torch.Tensor, stream: int, step: int, v: int, name: str) -> torch.Tensor:
-        """View ``v`` (named ``name``) of a uint8 batch: crop and flip, RandAugment if strong, normalise, preprocess."""
+        """View ``v`` (named ``name``) of a uint8 batch: crop and flip, RandAugment if strong, normalise, preprocess.
+        Feature vectors are standardised, then get the spec's noise and feature dropout from the same key."""
+        if self.spec.features:
+            images = standardize(images, self.mean, self.std)
+            if self.augment and (self.spec.noise or self.spec.feature_dropout):
+                view_key = (v,) if v else ()
+                self.generator.manual_seed(derive_seed(self.seed, stream, _AUGMENT, step, *view_key, *self.rank_key))
+                images = noise_dropout(images, self.spec.noise, self.spec.feature_dropout, generator=self.generator)
+            return images if self.preprocess is None else self.preprocess(images)
         if self.augment:
             view_key = (v,) if v else ()  # view 0 keeps the key of the one-view loaders
             self.generator.manual_seed(derive_seed(self.seed, stream, _AUGMENT, step, *view_key, *self.rank_key))
@@ -146,6 +154,9 @@ def _check_views(views: Any, spec: DataSpec | None) -> tuple[str, ...]:
     bad = [v for v in views if v not in _VIEW_NAMES]
     if bad:
         raise ValueError(f"unlabeled_views has unknown view name(s) {bad}; the views are {_VIEW_NAMES}")
+    if "strong" in views and spec is not None and spec.features:
+        raise ValueError("the strong view (RandAugment) augments images; feature vectors have no strong view, so "
+                         "FixMatch does not apply to them: use erm, mixup, manifold-mixup, ict or mixmatch")
     if "strong" in views and spec is not None and spec.channels not in (1, 3):
         raise ValueError(f"the strong view (RandAugment) needs grey or RGB images, but spec {spec.name!r} has "
                          f"{spec.channels} channels; ask for weak views only")
@@ -679,7 +690,7 @@ def eval_batches(data: ImageArrays, spec: DataSpec, batch_size: int, device: tor
         for start in range(0, len(data), batch_size):
             x = data.images[start:start + batch_size].to(device, non_blocking=True)
             y = data.targets[start:start + batch_size].to(device, non_blocking=True)
-            x = normalize(x, mean, std)
+            x = normalize_input(x, mean, std)
             yield (x if preprocess is None else preprocess(x)), y
 
     return batches()

@@ -1,7 +1,10 @@
 """The data of one run, from its :class:`~ssl_mix.config.DataConfig`: the named dataset or the image folder (decoded
 into memory or streamed from its files), its label files and added labels, and the label-budget split.
 
-:func:`load_run_data` gives everything training needs (a :class:`RunData`); :func:`load_validation` only the
+:func:`resolve_inputs` fills in the input settings a pretrained network expects (image size, normalisation, resize
+filter) that the user left unset, once per run, so that the run's saved config holds them for evaluation,
+prediction, selection and export. :func:`load_run_data` gives everything training needs (a :class:`RunData`);
+:func:`load_validation` only the
 validation subset (what calibration needs); :func:`folder_run_files` lists an image folder's files as training lists
 them (what selection needs). All decode a folder with :meth:`DataConfig.decode_settings
 <ssl_mix.config.DataConfig.decode_settings>`, as evaluation and prediction do.
@@ -28,8 +31,9 @@ from ssl_mix.data.labels import added_labels
 from ssl_mix.data.spec import DataSpec, spec_from_stats
 from ssl_mix.data.splits import LabelSplit, make_split
 from ssl_mix.data.streaming import ImageFileDataset
+from ssl_mix.models.pretrained_inputs import pretrained_inputs
 
-__all__ = ["RunData", "load_run_data", "load_validation", "folder_run_files", "describe_run_data"]
+__all__ = ["RunData", "resolve_inputs", "load_run_data", "load_validation", "folder_run_files", "describe_run_data"]
 
 
 @dataclass
@@ -58,6 +62,63 @@ class RunData:
     colour_images: tuple[int, int] | None = None
 
 
+def resolve_inputs(cfg: Config) -> Config:
+    """The run's config with the input settings its pretrained network expects, where the user left them unset.
+
+    For a ``timm:`` model that starts from pretrained weights (``model.pretrained`` or ``model.pretrained_file``)
+    and has a pretrained configuration in timm's registry (:func:`~ssl_mix.models.pretrained_inputs.pretrained_inputs`;
+    nothing is downloaded), these settings, when None, take its values:
+
+    - ``data.mean`` and ``data.std``, for every dataset (averaged to one value with ``data.channels`` 1);
+    - ``data.image_size`` and ``data.interpolation``, for a ``folder`` only. The named datasets (CIFAR, SVHN,
+      digits) keep their own size: their images are never resized, and 32 px brought to 224 would cost ~50x the
+      compute for no new detail. Pass ``data.image_size`` to choose another size for a folder (e.g. 96 for speed).
+
+    With ``model.init_from``, any model takes the same settings from the earlier run's recorded config instead
+    (:func:`~ssl_mix.run.saved_config`; those it left None were its training images' statistics, its files' own
+    size and bilinear, which this run then computes again the same way). Settings the user gave always win; any
+    other run is returned unchanged (the training images' statistics, the
+    files' own size, bilinear). The result resolves to itself, so calling this again changes nothing: training
+    saves the resolved config, and evaluation, prediction, selection and export read their settings from it.
+
+    Args:
+        cfg: the run's configuration.
+
+    Returns:
+        ``cfg`` itself when nothing is filled in, else a copy with the filled-in ``data`` settings.
+
+    Raises:
+        FileNotFoundError, ValueError: ``model.init_from`` names no readable ssl_mix run (the message names it).
+    """
+    d = cfg.data
+    fillable = ("mean", "std", "image_size", "interpolation") if d.dataset == "folder" else ("mean", "std")
+    if not cfg.model.starts_pretrained or all(getattr(d, name) is not None for name in fillable):
+        return cfg  # nothing to fill in (and an earlier run's checkpoint is not read again)
+    if cfg.model.init_from:
+        from ssl_mix.run import saved_config
+
+        try:
+            earlier = saved_config(cfg.model.init_from).data
+        except (FileNotFoundError, ValueError) as err:
+            raise type(err)(f"model.init_from={cfg.model.init_from!r}: {err}") from None
+        inputs: dict[str, Any] | None = {name: getattr(earlier, name)
+                                         for name in ("mean", "std", "image_size", "interpolation")}
+    else:
+        inputs = pretrained_inputs(cfg.model.name)
+    if inputs is None:
+        return cfg
+    wanted: dict[str, Any] = {}
+    for name in ("mean", "std"):
+        values = inputs[name]
+        if values is not None and d.channels == 1 and len(values) == 3:
+            values = (sum(values) / 3,)  # a grayscale run of an RGB network (timm sums the RGB weights of conv 1)
+        wanted[name] = values
+    if d.dataset == "folder":
+        wanted.update(image_size=inputs["image_size"], interpolation=inputs["interpolation"])
+    updates = {name: value for name, value in wanted.items() if value is not None and getattr(d, name) is None}
+    return cfg.replace(data=updates) if updates else cfg
+
+
 def load_run_data(data: DataConfig, *, seed: int) -> RunData:
     """Load the dataset that ``data`` names and draw (or load) its label split.
 
@@ -66,15 +127,22 @@ def load_run_data(data: DataConfig, *, seed: int) -> RunData:
         seed: the seed of the split (a run's ``train.seed``); unused with a saved ``data.split``.
 
     Returns:
-        The :class:`RunData`. An image folder is decoded into memory (through the decoded-image cache) unless
-        ``data.loader`` is ``torch`` or the decoded training pool (images x C x H x W bytes) would exceed
-        ``data.max_memory_gb``; it is then streamed from the files by the ``DataLoader`` path (a message says so).
+        The :class:`RunData`; its spec normalises with ``data.mean`` and ``data.std`` where they are set (one
+        value repeats for every channel; three on grayscale images are averaged), else with the training images'
+        statistics (the named datasets' published constants). An image folder is decoded into memory (through the
+        decoded-image cache) unless ``data.loader`` is ``torch`` or the decoded training pool (images x C x H x W
+        bytes) would exceed ``data.max_memory_gb``; it is then streamed from the files by the ``DataLoader`` path
+        (a message says so).
     """
     if data.dataset == "folder":
         return _load_folder(data, seed)
-    train = load_arrays(data.dataset, data.data_root, "train", download=data.download)
-    test = load_arrays(data.dataset, data.data_root, "test", download=data.download)
+    train = load_arrays(data.dataset, data.data_root, "train", download=data.download, label_column=data.label_column)
+    test = load_arrays(data.dataset, data.data_root, "test", download=data.download, label_column=data.label_column)
     spec = data_spec(data.dataset, train)
+    if spec.features:
+        spec = replace(spec, noise=data.feature_noise, feature_dropout=data.feature_dropout)
+    else:
+        spec = _normalisation(spec, data)
     split = _split(data, seed, train.targets, spec.num_classes)
     unlabeled = train.subset(split.unlabeled)
     if data.use_extra:
@@ -102,7 +170,8 @@ def load_validation(data: DataConfig, *, seed: int, channels: int | None = None)
     if not data.num_valid_per_class and not data.split:
         return None
     if data.dataset != "folder":
-        train = load_arrays(data.dataset, data.data_root, "train", download=data.download)
+        train = load_arrays(data.dataset, data.data_root, "train", download=data.download,
+                            label_column=data.label_column)
         split = _split(data, seed, train.targets, data_spec(data.dataset, train).num_classes)
         return train.subset(split.valid) if split.valid else None
     train_files = _folder_train_files(data)
@@ -140,8 +209,8 @@ def folder_run_files(data: DataConfig | Config) -> tuple[ImageFiles, ImageFiles,
 
 def _folder_train_files(data: DataConfig) -> ImageFiles:
     if not data.data_root:
-        raise ValueError("--data-root is required for dataset 'folder': the image folder (train/<class>/ inside, or "
-                         "images anywhere under it with --labels FILE)")
+        raise ValueError("data.data_root is required for dataset 'folder': the image folder (train/<class>/ inside, or "
+                         "images anywhere under it with a label file in data.labels)")
     return folder_files(Path(data.data_root).expanduser(), "train", labels=data.labels, **data.label_checks())
 
 
@@ -156,7 +225,7 @@ def _split(data: DataConfig, seed: int, targets: torch.Tensor, num_classes: int)
         if data.labels is None or data.num_labels is None:
             raise
         # A preset's budget (e.g. cpu-cifar10's 1000) rarely fits a label file's rows.
-        raise ValueError(f"{err}; or use every labeled row of {data.labels} with --num-labels none") from None
+        raise ValueError(f"{err}; or use every labeled row of {data.labels} with data.num_labels=none") from None
 
 
 def _decoded_bytes(files: ImageFiles, image_size: tuple[int, int] | None, channels: int | None) -> int:
@@ -178,7 +247,7 @@ def _decoded_bytes(files: ImageFiles, image_size: tuple[int, int] | None, channe
 def _check_shape(name: str, arrays_shape: tuple[int, ...], train_shape: tuple[int, ...]) -> None:
     if arrays_shape[1:] != train_shape[1:]:
         raise ValueError(f"the {name} images are {arrays_shape[1]}x{arrays_shape[2]} (HxW) but the training images "
-                         f"are {train_shape[1]}x{train_shape[2]}; pass --image-size H,W to resize them all alike")
+                         f"are {train_shape[1]}x{train_shape[2]}; set data.image_size=H,W to resize them all alike")
 
 
 def _load_folder(data: DataConfig, seed: int) -> RunData:
@@ -209,7 +278,7 @@ def _load_folder(data: DataConfig, seed: int) -> RunData:
         same: dict[str, Any] = {**settings, "channels": shape[0]}  # the other sets follow the training images
         extras = decode_files(extra_files, **same)
         skipped += train.skipped + extras.skipped
-        spec = data_spec("folder", train.arrays)
+        spec = _normalisation(data_spec("folder", train.arrays), data)
         pick = _picker(len(train_files), train.kept)
         labeled = train.arrays.subset(pick(split.labeled))
         unlabeled = train.arrays.subset(pick(split.unlabeled))
@@ -224,7 +293,8 @@ def _load_folder(data: DataConfig, seed: int) -> RunData:
         same = {**settings, "channels": shape[0]}
         skipped += scan.skipped
         pick = _picker(len(train_files), scan.kept)
-        spec = spec_from_stats("folder", len(train_files.classes), scan.mean, scan.std, shape[1])
+        spec = _normalisation(spec_from_stats("folder", len(train_files.classes), scan.mean, scan.std, shape[1]),
+                              data)
         pool = train_files.subset(pick(split.unlabeled))
         if len(extra_files):
             extra_scan = scan_files(extra_files, **same)
@@ -233,7 +303,7 @@ def _load_folder(data: DataConfig, seed: int) -> RunData:
             kept_extra = extra_files.subset(extra_scan.kept)
             pool = ImageFiles(pool.paths + kept_extra.paths, torch.cat([pool.targets, kept_extra.targets]),
                               pool.classes, root)
-        streamed = {"image_size": settings["image_size"], "resize": settings["resize"]}
+        streamed = {name: settings[name] for name in ("image_size", "resize", "interpolation")}
         labeled = ImageFileDataset(train_files.subset(pick(split.labeled)), shape, **streamed)
         unlabeled = ImageFileDataset(pool, shape, labeled=False, **streamed)
         valid = (decode_files(train_files.subset(pick(split.valid)), **same).arrays  # already checked by the scan
@@ -247,6 +317,21 @@ def _load_folder(data: DataConfig, seed: int) -> RunData:
     return RunData(spec=spec, split=split, labeled=labeled, unlabeled=unlabeled, valid=valid, test=test,
                    skipped_images=[(err.path, err.reason) for err in skipped],
                    colour_images=None if colour[0] is None else (colour[0], colour[1]))
+
+
+def _normalisation(spec: DataSpec, data: DataConfig) -> DataSpec:
+    """``spec`` normalising with ``data.mean`` / ``data.std`` where set, fitted to its channel count."""
+    changes = {}
+    for name in ("mean", "std"):
+        values = getattr(data, name)
+        if values is None:
+            continue
+        if len(values) == 1:
+            values = values * spec.channels
+        elif spec.channels == 1:  # three values on images that turned out grayscale
+            values = (sum(values) / len(values),)
+        changes[name] = values
+    return replace(spec, **changes) if changes else spec
 
 
 def _merge_added_labels(path: str, split: LabelSplit, train_files: ImageFiles) -> tuple[LabelSplit, ImageFiles]:
@@ -299,6 +384,8 @@ def describe_run_data(data: RunData, settings: DataConfig) -> str:
         size = "the dataset's size"
     elif settings.image_size is not None:
         size = f"data.image_size, data.resize={settings.resize!r}"
+        if settings.interpolation is not None:
+            size += f", data.interpolation={settings.interpolation!r}"
     else:
         size = "the files' own size; data.image_size resizes"
     kind = "RGB" if channels == 3 else "grayscale"
@@ -314,11 +401,24 @@ def describe_run_data(data: RunData, settings: DataConfig) -> str:
             why = f"grayscale: none of the {total} training images is in colour"
     else:
         why = kind
+    if data.spec.features:
+        noise = (f"noise {data.spec.noise:g}, feature dropout {data.spec.feature_dropout:g}"
+                 if settings.augment and (data.spec.noise or data.spec.feature_dropout) else "none")
+        return "\n".join([
+            f"ssl-mix: data: {settings.dataset} ({settings.data_root}), {data.spec.num_classes} classes, {where}; "
+            f"{counts}",
+            f"ssl-mix: features: {channels} per example, standardised with the training rows' mean and std; "
+            f"augmentation: {noise}",
+        ])
     zca = f"on (data.zca_eps={settings.zca_eps:g})" if settings.zca else "off"
+    given = [f"data.{name}" for name in ("mean", "std") if getattr(settings, name) is not None]
+    own = "the training images' statistics" if settings.dataset in ("folder", "digits") else "the dataset's constants"
+    source = " and ".join(given) if given else own
     return "\n".join([
         f"ssl-mix: data: {settings.dataset}, {data.spec.num_classes} classes, {where}; {counts}",
         f"ssl-mix: images: {height}x{width} (HxW; {size}), {channels} channel(s) ({why})",
-        f"ssl-mix: normalisation: mean {_numbers(data.spec.mean)}, std {_numbers(data.spec.std)}; ZCA whitening {zca}",
+        f"ssl-mix: normalisation: mean {_numbers(data.spec.mean)}, std {_numbers(data.spec.std)} ({source}); "
+        f"ZCA whitening {zca}",
     ])
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ssl_mix.checks import check_bool, check_in, check_int, check_positive_int
+from ssl_mix.checks import check_bool, check_in, check_int, check_number, check_positive_int
 from ssl_mix.data.arrays import ImageArrays, channel_stats
 from ssl_mix.data.augment import PADDING_MODES, PaddingMode
 
@@ -33,6 +33,14 @@ class DataSpec:
         flip: random horizontal flip with probability 1/2.
         padding_mode: ``"reflect"`` (mirror without repeating the edge), ``"constant"`` (zeros) or
             ``"replicate"`` (repeat the edge pixel).
+        features: the data are float feature vectors ``(N, F, 1, 1)``, not uint8 images: ``mean`` and ``std`` are
+            per-feature statistics in the features' own units (standardisation ``(x - mean) / std``, no 1/255
+            scale), and the augmentation is ``noise`` and ``feature_dropout`` instead of crop and flip (see
+            :func:`~ssl_mix.data.features.feature_spec`).
+        noise: features only: std of the Gaussian noise added to each standardised feature of a training batch
+            (0: none).
+        feature_dropout: features only: probability in [0, 1) that a standardised training feature is set to 0
+            (its mean), the rest scaled by ``1 / (1 - p)`` (0: none).
     """
 
     name: str
@@ -42,6 +50,9 @@ class DataSpec:
     crop_padding: int = 4
     flip: bool = True
     padding_mode: PaddingMode = "reflect"
+    features: bool = False
+    noise: float = 0.0
+    feature_dropout: float = 0.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "mean", tuple(float(m) for m in self.mean))
@@ -56,6 +67,15 @@ class DataSpec:
         check_int("DataSpec.crop_padding", self.crop_padding, 0)
         check_bool("DataSpec.flip", self.flip)
         check_in("DataSpec.padding_mode", self.padding_mode, PADDING_MODES)
+        check_bool("DataSpec.features", self.features)
+        object.__setattr__(self, "noise", check_number("DataSpec.noise", self.noise, low=0))
+        object.__setattr__(self, "feature_dropout", check_number("DataSpec.feature_dropout", self.feature_dropout,
+                                                                 low=0, high=1, high_open=True))
+        if self.features and (self.crop_padding or self.flip):
+            raise ValueError("DataSpec of feature vectors (features=True) takes no crop or flip; set crop_padding=0 "
+                             "and flip=False")
+        if not self.features and (self.noise or self.feature_dropout):
+            raise ValueError("DataSpec.noise and feature_dropout augment feature vectors (features=True), not images")
 
     @property
     def channels(self) -> int:

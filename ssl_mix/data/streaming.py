@@ -7,8 +7,9 @@ from typing import Any
 
 from torch.utils.data import Dataset
 
+from ssl_mix.choices import Interpolation
 from ssl_mix.data.files import ImageFiles
-from ssl_mix.data.images import BadImageError, ResizeMode, decode_image, image_size_pair
+from ssl_mix.data.images import DEFAULT_INTERPOLATION, BadImageError, ResizeMode, decode_image, image_size_pair
 
 __all__ = ["ImageFileDataset"]
 
@@ -26,16 +27,19 @@ class ImageFileDataset(Dataset):
         resize: the resize policy.
         image_size: the requested size (None: the files' own).
         labeled: whether items carry targets.
+        interpolation: the resize filter.
     """
 
     def __init__(self, files: ImageFiles, image_shape: tuple[int, int, int], *, resize: ResizeMode = "crop",
-                 image_size: int | tuple[int, int] | None = None, labeled: bool = True) -> None:
+                 image_size: int | tuple[int, int] | None = None, labeled: bool = True,
+                 interpolation: Interpolation = DEFAULT_INTERPOLATION) -> None:
         if labeled and len(files) and int(files.targets.min()) < 0:
             raise ValueError("a labeled ImageFileDataset needs every target >= 0; pass labeled=False or select the "
                              "labeled files")
         self.files, self.image_shape, self.labeled = files, tuple(image_shape), labeled
         # Forcing the scanned channel count repeats a grayscale file's plane, as decode_files does.
-        self.settings = {"image_size": image_size_pair(image_size), "resize": resize, "channels": self.image_shape[0]}
+        self.settings = {"image_size": image_size_pair(image_size), "resize": resize, "channels": self.image_shape[0],
+                         "interpolation": interpolation}
 
     def __len__(self) -> int:
         return len(self.files)

@@ -95,12 +95,15 @@ class Method:
             updated and evaluated, but only these run it during training.
         has_joint_forward: whether the method takes ``MethodConfig.joint_forward`` (one student pass for the
             labeled and unlabeled inputs together).
+        needs_stages: whether :meth:`loss` mixes hidden layers, so needs a model split into stages
+            (:mod:`ssl_mix.models.stages`); an instance attribute where it depends on the settings.
     """
 
     name: ClassVar[str] = "method"
     uses_unlabeled: ClassVar[bool] = False
     uses_teacher: ClassVar[bool] = False
     has_joint_forward: ClassVar[bool] = False
+    needs_stages: bool = False
 
     def loss(self, student: nn.Module, batch: Batch, ctx: StepContext) -> StepOutput:
         """Compute this step's loss. Called under the trainer's autocast context.

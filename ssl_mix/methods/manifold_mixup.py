@@ -42,6 +42,7 @@ class ManifoldMixup(Method):
         if not layers:
             raise ValueError("layers must name at least one layer, e.g. ('input', 0, 1, 2)")
         self.layers, self.k, self.alpha, self.per_sample = layers, k, alpha, per_sample
+        self.needs_stages = any(layer != "input" for layer in layers)  # mixing at the input needs a forward pass only
 
     @classmethod
     def from_config(cls, cfg: MethodConfig, *, num_classes: int, total_steps: int) -> ManifoldMixup:

@@ -13,6 +13,8 @@ checks this at construction on a small random input and raises ``TypeError`` for
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 
@@ -161,6 +163,31 @@ class TimmStaged(nn.Module):
         for stage in self.stages:
             x = stage(x)
         return x
+
+    # timm's optimiser helpers read these by parameter name; the wrapper's names carry the prefix ``model.``.
+    def get_classifier(self) -> nn.Module:
+        """The wrapped model's classifier head (timm's ``get_classifier()``)."""
+        return self.model.get_classifier()
+
+    def no_weight_decay(self) -> set[str]:
+        """The wrapped model's ``no_weight_decay()`` names (e.g. position embeddings) under this module's names;
+        empty when it lists none."""
+        inner = self.model.no_weight_decay() if hasattr(self.model, "no_weight_decay") else ()
+        return {f"model.{name}" for name in inner}
+
+    def group_matcher(self, coarse: bool = False) -> Callable[[str], int]:
+        """The wrapped model's timm ``group_matcher`` (the layer groups of layer-wise learning-rate decay), as a
+        function of this module's parameter names returning the group's ordinal.
+
+        Raises:
+            TypeError: the wrapped model has no ``group_matcher``.
+        """
+        if not hasattr(self.model, "group_matcher"):
+            raise TypeError(f"{type(self.model).__name__} has no group_matcher(), so its layers cannot be grouped")
+        from timm.models import group_parameters
+
+        groups = group_parameters(self.model, self.model.group_matcher(coarse=coarse), reverse=True)
+        return lambda name: groups[name.removeprefix("model.")]
 
 
 def _close(a: torch.Tensor, b: torch.Tensor) -> bool:
