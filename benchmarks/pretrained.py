@@ -382,7 +382,9 @@ def cmd_summarize(args: argparse.Namespace) -> int:
                      f"decay {pretrain.get('weight_decay')}, {pretrain.get('precision')}, "
                      f"{pretrain['wall_time_s'] / 60:.0f} min); its teacher reaches "
                      f"{pretrain['teacher_test_accuracy']:.2f}% on the test images of those classes.")
-    lines.append(f"Command: `{records[0]['command']}`.")
+    commands = sorted({r["command"] for r in records})
+    lines.append("Commands (the grid ran in parts; each part skips the cells recorded before): "
+                 + "; ".join(f"`{c}`" for c in commands) + ".")
     table = summary_table(records)
     diffs = paired_differences(records, COMPARISONS)
     lines += ["", "## Accuracy and wall time", "", table, "## Paired differences (same seed = same labeled split)",
