@@ -341,6 +341,7 @@ def plot(records: list[dict], path: Path, title: str) -> None:
                     color=colours[method], linestyle="--" if init == "scratch" else "-",
                     label=row_name(init, method))
     ax.set_xscale("log")
+    ax.minorticks_off()
     ax.set_xticks(sorted({r["num_labels"] for r in records}))
     ax.set_xticklabels([str(b) for b in sorted({r["num_labels"] for r in records})])
     ax.set_xlabel("labels (5 classes)")
