@@ -376,6 +376,88 @@ def test_randaugment_benchmark_times_every_path(tmp_path):
     assert image.shape == (3, 16, 16) and image.dtype == torch.uint8
 
 
+def _pretrained_record(init, method, budget, seed, accuracy):
+    return {"init": init, "method": method, "model": "timm:test_resnet", "num_labels": budget, "seed": seed,
+            "steps": 0 if method == "linear-probe" else 10, "batch_size": 32, "unlabeled_batch_size": 32,
+            "precision": "bf16", "wall_time_s": 2.0, "teacher_final": accuracy, "student_final": accuracy,
+            "hardware": "cpu (1 threads)", "torch": "2", "commit": "abc", "command": "python benchmarks/pretrained.py",
+            "data_note": "fake", "pretrain": {"model": "timm:test_resnet", "method": "erm", "steps": 5,
+                                              "num_labels": 10, "classes": ["a", "b"], "teacher_test_accuracy": 90.0,
+                                              "wall_time_s": 60.0, "run": "PRETRAINED_RUN"}}
+
+
+def test_pretrained_benchmark_summarizes_fake_records(tmp_path, capsys):
+    import pretrained
+
+    records = tmp_path / "pretrained.jsonl"
+    rows = [_pretrained_record(init, method, budget, seed, 50 + seed + (10 if init == "pretrained" else 0)
+                               + (2 if method == "ict2" else 0))
+            for init in ("scratch", "pretrained") for method in ("erm", "ict2") for budget in (20, 125)
+            for seed in (0, 1)]
+    rows += [_pretrained_record("pretrained", "linear-probe", 20, seed, 55.0) for seed in (0, 1)]
+    records.write_text("".join(json.dumps(r) + "\n" for r in rows) + '{"unfinished": ')
+    assert pretrained.main(["summarize", "--records", str(records), "--note", "ICT adds two points."]) == 0
+    md = records.with_suffix(".md").read_text()
+    assert "| pretrained + ict2 | 62.50 ± 0.71 (n=2) | 2 |" in md
+    assert "| pretrained, logistic regression on frozen features | 55.00 ± 0.00 (n=2) | 2 | – | – |" in md
+    assert "| pretrained + ict2 − pretrained + erm | 2.00 ± 0.00 (n=2; per seed +2.0, +2.0) |" in md
+    assert "ICT adds two points." in md and "90.00%" in md and records.with_suffix(".png").stat().st_size > 0
+    with pytest.raises(SystemExit, match="no records"):
+        pretrained.main(["summarize", "--records", str(tmp_path / "none.jsonl")])
+
+
+def test_pretrained_benchmark_help_and_split(tiny_folder, tmp_path):
+    import pretrained
+    import provenance
+
+    script = provenance.REPO / "benchmarks" / "pretrained.py"
+    out = subprocess.run([sys.executable, str(script), "--help"], capture_output=True, text=True, check=True)
+    assert "split" in out.stdout and "summarize" in out.stdout
+    classes = ["class0", "class1"], ["class2", "class3"]
+    assert pretrained.main(["split", "--source", str(tiny_folder), "--to", str(tmp_path / "h"),
+                            "--pretrain-classes", ",".join(classes[0]), "--target-classes", ",".join(classes[1])]) == 0
+    assert sorted(p.name for p in (tmp_path / "h" / "target" / "train").iterdir()) == classes[1]
+    assert len(list((tmp_path / "h" / "pretrain" / "test" / "class0").iterdir())) == 4
+    with pytest.raises(SystemExit, match="is not a folder"):
+        pretrained.main(["split", "--source", str(tmp_path), "--to", str(tmp_path / "x")])
+
+
+def test_pretrained_benchmark_runs_both_inits_and_the_probe(tiny_folder, tmp_path, capsys):
+    import pretrained
+
+    from ssl_mix import run_experiment
+
+    halves = tmp_path / "halves"
+    assert pretrained.main(["split", "--source", str(tiny_folder), "--to", str(halves), "--pretrain-classes",
+                            "class0,class1,class2", "--target-classes", "class3,class4"]) == 0
+    pre = pretrained.base_config(str(halves / "pretrain"), model="timm:test_resnet", steps=2, precision="fp32",
+                                 device="cpu")
+    run_experiment(pre.replace(method={"name": "erm", "teacher_bn": "copy"}, data={"num_labels": 36},
+                               train={"out_dir": str(tmp_path / "pretrain")}))
+    records = tmp_path / "pretrained.jsonl"
+    argv = ["run", "--data-root", str(halves / "target"), "--pretrained-run", str(tmp_path / "pretrain"),
+            "--methods", "erm,ict2", "--budgets", "4", "--seeds", "0", "--steps", "2", "--precision", "fp32",
+            "--device", "cpu", "--records", str(records), "--runs-dir", str(tmp_path / "runs")]
+    assert pretrained.main(argv) == 0
+    rows = [json.loads(line) for line in records.read_text().splitlines()]
+    assert sorted((r["init"], r["method"]) for r in rows) == [
+        ("pretrained", "erm"), ("pretrained", "erm-frozen"), ("pretrained", "ict2"), ("pretrained", "linear-probe"),
+        ("scratch", "erm"), ("scratch", "ict2")]
+    probe = next(r for r in rows if r["method"] == "linear-probe")
+    assert probe["probe"]["feature_dim"] == 96 and 0 <= probe["teacher_final"] <= 100
+    assert all(r["pretrain"]["classes"] == ["class0", "class1", "class2"] for r in rows if r["init"] == "pretrained")
+    assert all(r["pretrain"] is None for r in rows if r["init"] == "scratch")
+    assert json.loads((tmp_path / "runs" / "pretrained_erm_n4_s0" / "config.json").read_text())["model"][
+        "init_from"] == str(tmp_path / "pretrain")
+    capsys.readouterr()
+    frozen = json.loads((tmp_path / "runs" / "pretrained_erm-frozen_n4_s0" / "config.json").read_text())
+    assert frozen["optim"]["freeze_backbone_steps"] == 2 and frozen["method"]["name"] == "erm"
+    assert pretrained.main(argv) == 0 and len(records.read_text().splitlines()) == 6  # nothing run twice
+    assert "6 of 6 runs already recorded" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="--pretrained-run RUN_DIR is needed"):
+        pretrained.main(argv[:3] + argv[5:])
+
+
 def test_finetune_speed_benchmark_times_ours_against_the_plain_loops(tmp_path):
     import finetune_speed
 
