@@ -55,18 +55,23 @@ class _NoLoader:
         pass
 
 
-def _steps(model_name: str, batch_size: int, image_size: int, device: torch.device,
-           out_dir: str) -> dict[str, Callable[[], None]]:
+def _steps(model_name: str, batch_size: int, image_size: int, device: torch.device, out_dir: str,
+           precision: str = "fp32", channels_last: bool = False) -> dict[str, Callable[[], None]]:
     torch.manual_seed(0)
     model = create_model(model_name, NUM_CLASSES)
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    model = model.to(memory_format=memory_format)
     plain_model = copy.deepcopy(getattr(model, "model", model)).to(device).train()  # TimmStaged wraps the timm model
     x = torch.randn(batch_size, 3, image_size, image_size, generator=torch.Generator().manual_seed(1)).to(device)
+    x = x.contiguous(memory_format=memory_format)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
     y = torch.randint(0, NUM_CLASSES, (batch_size,), generator=torch.Generator().manual_seed(2)).to(device)
 
     optim = preset("finetune").replace(optim={"freeze_backbone_steps": 0}).optim
     method = build_method(MethodConfig(name="erm"), num_classes=NUM_CLASSES, total_steps=10**6)
     trainer = Trainer(model, method, _NoLoader(), optim=optim,
-                      train=TrainConfig(steps=10**6, device=str(device), progress=False, out_dir=out_dir))
+                      train=TrainConfig(steps=10**6, device=str(device), progress=False, out_dir=out_dir,
+                                        precision=precision))
     trainer.student.train()
     batch = Batch.of(x, y, x[:0])
 
@@ -77,7 +82,8 @@ def _steps(model_name: str, batch_size: int, image_size: int, device: torch.devi
             group["lr"] = group["lr"] * group.get("lr_scale", 1.0)
 
         def step() -> None:
-            loss = F.cross_entropy(net(x), y)
+            with autocast:
+                loss = F.cross_entropy(net(x).float(), y)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -117,17 +123,22 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--steps", type=int, default=3, help="timed steps per round")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=1, help="torch.set_num_threads")
+    parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
+                        help="bf16: autocast in both loops (ours through train.precision)")
+    parser.add_argument("--channels-last", action="store_true", help="NHWC model and batch in both loops")
     parser.add_argument("--out", default=None, help="JSON record to write")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     wall_start = time.perf_counter()
     record = {**record_header(__file__, argv, device), "batch_size": args.batch_size,
-              "image_size": args.image_size, "rounds": args.rounds, "steps_per_round": args.steps,
+              "image_size": args.image_size, "precision": args.precision, "channels_last": args.channels_last,
+              "rounds": args.rounds, "steps_per_round": args.steps,
               "clock": "thread CPU time (median); wall beside it", "results": []}
     with tempfile.TemporaryDirectory() as out_dir:
         for model_name in args.models:
-            steps = _steps(model_name, args.batch_size, args.image_size, device, out_dir)
+            steps = _steps(model_name, args.batch_size, args.image_size, device, out_dir, args.precision,
+                           args.channels_last)
             for step in steps.values():  # one untimed step each: allocations, first-call costs
                 step()
             times = {name: ([], []) for name in steps}
