@@ -25,6 +25,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import provenance
 import torch
 from label_budget import METHODS, int_list, name_list, scale_config
 from provenance import command_line, git_commit, hardware_summary
@@ -42,16 +43,8 @@ from ssl_mix import (
 
 
 def read_records(path: Path) -> list[dict]:
-    """The records of a JSON-lines file (an unfinished last line, from a kill mid-write, is ignored)."""
-    if not path.exists():
-        return []
-    records = []
-    for line in path.read_text().splitlines():
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return records
+    """The records of a JSON-lines file (:func:`provenance.read_records`)."""
+    return provenance.read_records(path)
 
 
 def _key(r: dict) -> tuple:

@@ -37,6 +37,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import get_args
 
+import provenance
 import torch
 from provenance import command_line, git_commit, hardware_summary
 
@@ -180,18 +181,8 @@ def _key(record: dict) -> tuple:
 
 
 def read_records(path: Path) -> list[dict]:
-    """The records of a JSON-lines file, one per grid cell (the first one written when grids run in parallel
-    wrote a cell twice); an unfinished line, from a kill mid-write, is ignored."""
-    if not path.exists():
-        return []
-    records: dict[tuple, dict] = {}
-    for line in path.read_text().splitlines():
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        records.setdefault(_key(record), record)
-    return list(records.values())
+    """The records of a JSON-lines file, the first one of each cell (:func:`provenance.read_records`)."""
+    return provenance.read_records(path, _key)
 
 
 def cmd_run(args: argparse.Namespace) -> int:

@@ -36,6 +36,7 @@ import statistics
 import time
 from pathlib import Path
 
+import provenance
 import torch
 from label_budget import compact_history, int_list, name_list
 from provenance import command_line, git_commit, hardware_summary, portable_path
@@ -107,18 +108,8 @@ def _key(record: dict) -> tuple:
 
 
 def read_records(path: Path) -> list[dict]:
-    """The records of a JSON-lines file, the first one of each cell; an unfinished line (a kill mid-write) is
-    ignored."""
-    if not path.exists():
-        return []
-    records: dict[tuple, dict] = {}
-    for line in path.read_text().splitlines():
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        records.setdefault(_key(record), record)
-    return list(records.values())
+    """The records of a JSON-lines file, the first one of each cell (:func:`provenance.read_records`)."""
+    return provenance.read_records(path, _key)
 
 
 def pretrain_summary(run_dir: str) -> dict:

@@ -20,6 +20,7 @@ import shlex
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Hashable
 from pathlib import Path
 
 import torch
@@ -168,3 +169,20 @@ def write_record(path: str | Path, record: dict) -> Path:
     write_atomic(path, json.dumps(record, indent=2) + "\n")
     print(f"wrote {path}")
     return path
+
+
+def read_records(path: str | Path, key: Callable[[dict], Hashable] | None = None) -> list[dict]:
+    """The records of a benchmark's JSON-lines file, in file order. A line cut short by a kill mid-write is ignored;
+    with ``key`` (a record's grid cell), only the first record of each cell is kept (grids run in parallel may
+    write a cell twice)."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    records: dict[Hashable, dict] = {}
+    for i, line in enumerate(path.read_text().splitlines()):
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        records.setdefault(i if key is None else key(record), record)
+    return list(records.values())

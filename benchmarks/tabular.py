@@ -39,6 +39,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import provenance
 import sklearn
 import torch
 from label_budget import int_list, name_list
@@ -212,17 +213,8 @@ def _key(record: dict) -> tuple:
 
 
 def read_records(path: Path) -> list[dict]:
-    """The records of a JSON-lines file, the first one of each cell; a line cut short by a kill is ignored."""
-    if not path.exists():
-        return []
-    records: dict[tuple, dict] = {}
-    for line in path.read_text().splitlines():
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        records.setdefault(_key(record), record)
-    return list(records.values())
+    """The records of a JSON-lines file, the first one of each cell (:func:`provenance.read_records`)."""
+    return provenance.read_records(path, _key)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
