@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
 __all__ = [
     "check_bool",
     "check_int",
+    "check_widths",
     "check_positive_int",
     "check_number",
     "check_probability",
@@ -71,6 +72,21 @@ def check_int(name: str, value: object, minimum: int | None = None) -> int:
     if minimum is not None and value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value}.")
     return int(value)
+
+
+def check_widths(widths: object, example: Sequence[int]) -> tuple[int, ...]:
+    """A network's layer widths as a non-empty tuple of positive ints.
+
+    Args:
+        widths: a sequence of ints (a string is refused).
+        example: the network's default, shown in the message.
+
+    Raises:
+        TypeError: not a non-empty sequence of ints. ValueError: a width below 1.
+    """
+    if isinstance(widths, str) or not isinstance(widths, Sequence) or len(widths) == 0:
+        raise TypeError(f"widths must be a non-empty sequence of ints such as {tuple(example)}, got {widths!r}.")
+    return tuple(check_int(f"widths[{i}]", w, 1) for i, w in enumerate(widths))
 
 
 def check_positive_int(name: str, value: object) -> int:

@@ -16,7 +16,7 @@ from typing import Literal, get_args
 
 from torch import nn
 
-from ssl_mix.checks import check_in, check_int
+from ssl_mix.checks import check_in, check_int, check_widths
 from ssl_mix.models._common import check_bn_momentum, check_dropout, check_leaky_slope, init_weights
 from ssl_mix.models.stages import StagedModel
 
@@ -56,9 +56,7 @@ class MLP(StagedModel):
     ) -> None:
         num_classes = check_int("num_classes", num_classes, 1)
         in_channels = check_int("in_channels", in_channels, 1)
-        if isinstance(widths, str) or not isinstance(widths, Sequence) or len(widths) == 0:
-            raise TypeError(f"widths must be a non-empty sequence of ints such as (256, 256), got {widths!r}.")
-        widths = tuple(check_int(f"widths[{i}]", w, 1) for i, w in enumerate(widths))
+        widths = check_widths(widths, (256, 256))
         check_in("norm", norm, NORMS)
         bn_momentum = check_bn_momentum(bn_momentum)
         leaky_slope = check_leaky_slope(leaky_slope)
