@@ -41,6 +41,7 @@ from ssl_mix.data.run_data import RunData, describe_run_data, folder_run_files  
 from ssl_mix.evaluation import EVAL_BATCH_SIZE
 from ssl_mix.methods import Method, method_class
 from ssl_mix.models import available_models, build_model, get_stages
+from ssl_mix.optim import schedule_notes
 from ssl_mix.run import RunDir, check_resume, data_info, note_fresh_start, write_json
 from ssl_mix.teacher import EMATeacher
 from ssl_mix.threads import apply_threads
@@ -255,6 +256,8 @@ def run_experiment(cfg: Config, *, resume: bool = False, data: RunData | None = 
                 print(f"ssl-mix: inputs as the starting weights expect them ({source}): "
                       + ", ".join(f"data.{k}={format_value(v)}" for k, v in filled.items()), file=sys.stderr)
             print(describe_run_data(data, cfg.data), file=sys.stderr)
+            for note in schedule_notes(cfg.optim, cfg.train.steps):
+                print(f"ssl-mix: note: {note}", file=sys.stderr)
         trainer = build_trainer(cfg, data, weights=resumed_weights)
         if distributed.is_main():
             print(describe_weights(trainer.data_info["weights"]), file=sys.stderr)

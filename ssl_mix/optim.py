@@ -20,6 +20,7 @@ from ssl_mix.models.stages import get_stages
 from ssl_mix.ramps import cosine_rampdown, linear_rampup
 
 __all__ = ["weight_decay_groups", "head_module", "parameter_groups", "build_optimizer", "backbone_frozen",
+           "schedule_notes",
            "lr_multiplier", "build_scheduler"]
 
 # Devices with fused SGD and Adam kernels in every torch version ssl_mix supports (>= 2.4).
@@ -155,6 +156,28 @@ def build_optimizer(params: Iterable[nn.Parameter] | Iterable[dict] | nn.Module,
                                weight_decay=cfg.weight_decay, **kernels)
     adam = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
     return adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay, **kernels)
+
+
+def schedule_notes(cfg: OptimConfig, total_steps: int) -> list[str]:
+    """What a schedule does over a run of ``total_steps`` that its settings do not say at a glance: a frozen
+    backbone or a warm-up that lasts the whole run (e.g. ``--preset finetune --steps 200``). Empty when neither.
+
+    Args:
+        cfg: the ``optim`` section.
+        total_steps: the run's length (``train.steps``).
+
+    Returns:
+        One message per surprise, in config terms.
+    """
+    notes = []
+    if cfg.freeze_backbone_steps and cfg.freeze_backbone_steps >= total_steps:
+        notes.append(f"optim.freeze_backbone_steps={cfg.freeze_backbone_steps} is not below "
+                     f"train.steps={total_steps}: only the classifier head trains in this run (a linear probe); "
+                     "lower optim.freeze_backbone_steps or raise train.steps to fine-tune the whole network")
+    if cfg.warmup_steps and cfg.warmup_steps >= total_steps:
+        notes.append(f"optim.warmup_steps={cfg.warmup_steps} is not below train.steps={total_steps}: the learning "
+                     f"rate never reaches optim.lr={cfg.lr:g}")
+    return notes
 
 
 def backbone_frozen(step: int, cfg: OptimConfig) -> bool:

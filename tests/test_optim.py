@@ -143,3 +143,17 @@ def test_the_backbone_schedule_is_zero_while_frozen_then_warms_up_again():
     assert head == [0, 0.25, 0.5, 0.75] + [1.0] * 8
     assert backbone == [0.0] * 6 + [0.25, 0.5, 0.75, 1.0, 1.0, 1.0]
     assert [backbone_frozen(s, cfg) for s in (0, 5, 6)] == [True, True, False]
+
+
+def test_schedule_notes_say_when_the_freeze_or_the_warmup_lasts_the_whole_run():
+    from ssl_mix import preset
+    from ssl_mix.optim import schedule_notes
+
+    optim = preset("finetune").optim  # 250 frozen steps, 250 warm-up steps
+    assert schedule_notes(optim, 5000) == []
+    notes = schedule_notes(optim, 200)
+    assert len(notes) == 2
+    assert notes[0].startswith("optim.freeze_backbone_steps=250 is not below train.steps=200: only the classifier "
+                               "head trains")
+    assert "optim.warmup_steps=250 is not below train.steps=200: the learning rate never reaches" in notes[1]
+    assert schedule_notes(preset("demo").optim, 10) == []
