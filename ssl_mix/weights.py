@@ -109,6 +109,8 @@ def head_keys(model: nn.Module) -> list[str]:
 
 
 def _listed(keys: list[str], shapes: Mapping[str, str] | None = None) -> str:
+    # Batch norm's step counters say nothing about a mismatch: the keys that do are named first.
+    keys = sorted(keys, key=lambda k: k.endswith("num_batches_tracked"))
     shown = [f"{k} {shapes[k]}" if shapes else k for k in keys[:_SHOWN_KEYS]]
     more = len(keys) - _SHOWN_KEYS
     return ", ".join(shown) + (f" and {more} more" if more > 0 else "")

@@ -313,3 +313,14 @@ def test_vision_transformer_weights_of_another_image_size_are_resampled_by_timm(
     assert state["pos_embed"].shape[1] < saved.state_dict()["pos_embed"].shape[1]
     _same(state, saved.state_dict(), skip=["pos_embed"])
     assert model(torch.randn(2, 1, 32, 32)).shape == (2, 3)
+
+
+def test_mismatch_errors_name_the_telling_keys_before_batch_norm_counters():
+    from ssl_mix.weights import load_matching
+
+    model = build_model(ModelConfig(name="cnn-small"), 10, 1)
+    # a file of another network, every key different, its batch-norm counters first
+    items = sorted(model.state_dict().items(), key=lambda kv: not kv[0].endswith("num_batches_tracked"))
+    state = {f"z.{k}": v for k, v in items}
+    with pytest.raises(ValueError, match=r"not in the model: z\.stages\.0\.0\.weight, z\.stages\.0\.1\.weight"):
+        load_matching(model, state, source="f.pth")
