@@ -173,7 +173,8 @@ def model_logits(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.T
 
 
 def calibrate_models(models: Mapping[str, nn.Module], valid: Any, spec: Any, *,
-                     device: torch.device | str = "cpu", preprocess: Any = None) -> dict[str, Any]:
+                     device: torch.device | str = "cpu", preprocess: Any = None,
+                     warn: bool = True) -> dict[str, Any]:
     """Fit one temperature per model on the validation images.
 
     Args:
@@ -183,6 +184,8 @@ def calibrate_models(models: Mapping[str, nn.Module], valid: Any, spec: Any, *,
         device: where the models run.
         preprocess: the run's input transform after normalisation (e.g. its ZCA; see
             :func:`~ssl_mix.preprocess_transform`), or None.
+        warn: say on stderr when the validation split is too small for a reliable temperature (off for the
+            second and later checkpoints calibrated on the same images).
 
     Returns:
         The calibration record stored in a checkpoint: ``{"method": "temperature", "fitted_on": "valid",
@@ -195,7 +198,7 @@ def calibrate_models(models: Mapping[str, nn.Module], valid: Any, spec: Any, *,
     """
     if valid is None or len(valid) == 0:
         raise _no_validation_split("this run")
-    if len(valid) < MIN_RELIABLE_VALID:
+    if warn and len(valid) < MIN_RELIABLE_VALID:
         print(f"ssl-mix: warning: the temperature is fitted on {len(valid)} validation image(s); below "
               f"{MIN_RELIABLE_VALID} a fitted temperature often makes confidences worse on new images. Add at least "
               f"{MIN_RELIABLE_VALID - len(valid)} labeled validation image(s) (a larger num_valid_per_class), or "
@@ -228,11 +231,11 @@ def calibrate_checkpoints(paths: Iterable[str | Path], valid: Any, *, device: to
         checkpoint's ``calibration`` entry, where prediction and export read it.
     """
     out = {}
-    for path in paths:
+    for i, path in enumerate(paths):
         run = load_run(path, device=device)
         run_device = model_device(run.models["teacher"])
         out[str(path)] = calibrate_models(run.models, valid, run.spec, device=run_device,
-                                          preprocess=preprocess_transform(run.preprocess, run_device))
+                                          preprocess=preprocess_transform(run.preprocess, run_device), warn=i == 0)
         update_checkpoint(path, calibration=out[str(path)])
     return out
 

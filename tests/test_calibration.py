@@ -172,7 +172,7 @@ def test_train_summary_prints_the_temperatures_and_warns_on_a_small_split(tmp_pa
             "--out", str(tmp_path / "run"), "--device", "cpu", "--no-progress"]
     assert main(argv) == 0
     captured = capsys.readouterr()
-    assert "fitted on 30 validation image(s)" in captured.err
+    assert captured.err.count("fitted on 30 validation image(s)") == 1  # once, not once per checkpoint
     for checkpoint in ("last.pt", "best.pt"):
         for model in ("student", "teacher"):
             assert f"calibrated {checkpoint} {model}: T=" in captured.out
