@@ -67,20 +67,14 @@ def data_spec(name: DatasetName | str, train: ImageArrays | None = None, *, root
     if name == "digits":
         digits = load_arrays("digits", None, "train")
         return spec_from_arrays(digits, "digits", crop_padding=2, flip=False, padding_mode="constant")
-    if name == "features":
+    if name in ("features", "folder"):  # statistics of the user's own training data
         if train is None:
             if root is None:
-                raise ValueError("data_spec('features') needs the training features (train=) or the file (root=) to "
-                                 "compute the standardisation")
-            train = load_arrays("features", root, "train")
-        return feature_spec(train)
-    if name == "folder":
-        if train is None:
-            if root is None:
-                raise ValueError("data_spec('folder') needs the training images (train=) or the folder (root=) to "
-                                 "compute the normalisation constants")
-            train = load_arrays("folder", root, "train")
-        return spec_from_arrays(train, "folder")
+                what = ("features (train=) or the file (root=) to compute the standardisation" if name == "features"
+                        else "images (train=) or the folder (root=) to compute the normalisation constants")
+                raise ValueError(f"data_spec({name!r}) needs the training {what}")
+            train = load_arrays(name, root, "train")
+        return feature_spec(train) if name == "features" else spec_from_arrays(train, "folder")
     raise ValueError(f"unknown dataset {name!r}; expected one of {', '.join(DATASET_NAMES)}")
 
 
