@@ -230,18 +230,25 @@ def config_updates(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     return updates
 
 
-class _DeprecatedFlag(argparse.Action):
-    """An old spelling of a config flag: stores the new flag's value and says on stderr what to write instead."""
+_GIVEN = object()  # _DeprecatedFlag: store the value given on the command line
 
-    def __init__(self, option_strings: list[str], dest: str, *, value: Any, instead: str, **kwargs: Any) -> None:
-        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+class _DeprecatedFlag(argparse.Action):
+    """An old spelling of a flag: stores what the current spelling would (a fixed ``value`` for an old switch, else
+    the value given) and says on stderr what to write instead."""
+
+    def __init__(self, option_strings: list[str], dest: str, *, instead: str, value: Any = _GIVEN,
+                 **kwargs: Any) -> None:
+        if value is not _GIVEN:
+            kwargs["nargs"] = 0
+        super().__init__(option_strings, dest, default=argparse.SUPPRESS, **kwargs)
         self.value, self.instead = value, instead
 
     def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
                  option_string: str | None = None) -> None:
         print(f"{parser.prog}: warning: {option_string} is deprecated and will be removed in the next release; use "
               f"{self.instead}", file=sys.stderr)
-        setattr(namespace, self.dest, self.value)
+        setattr(namespace, self.dest, values if self.value is _GIVEN else self.value)
 
 
 def add_deprecated_flag(parser: argparse.ArgumentParser, old: str, section: str, name: str, value: Any) -> None:
@@ -258,20 +265,6 @@ def add_deprecated_flag(parser: argparse.ArgumentParser, old: str, section: str,
                         instead=instead, help=argparse.SUPPRESS)
 
 
-class _RenamedFlag(argparse.Action):
-    """An old name of a flag that takes a value: stores it where the new name does, with a warning."""
-
-    def __init__(self, option_strings: list[str], dest: str, *, new: str, **kwargs: Any) -> None:
-        super().__init__(option_strings, dest, default=argparse.SUPPRESS, **kwargs)
-        self.new = new
-
-    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
-                 option_string: str | None = None) -> None:
-        print(f"{parser.prog}: warning: {option_string} is deprecated and will be removed in the next release; use "
-              f"{self.new}", file=sys.stderr)
-        setattr(namespace, self.dest, values)
-
-
 def add_renamed_flag(parser: argparse.ArgumentParser, old: str, new: str, *, dest: str, type: Callable[[str], Any],
                      metavar: str | None = None) -> None:
     """Keep the old name of a command flag that takes a value (``--workers`` for ``--num-workers``) working for one
@@ -283,7 +276,7 @@ def add_renamed_flag(parser: argparse.ArgumentParser, old: str, new: str, *, des
         dest: the new flag's argparse destination.
         type, metavar: as the new flag's.
     """
-    parser.add_argument(old, action=_RenamedFlag, dest=dest, new=new, type=type, metavar=metavar,
+    parser.add_argument(old, action=_DeprecatedFlag, dest=dest, instead=new, type=type, metavar=metavar,
                         help=argparse.SUPPRESS)
 
 
